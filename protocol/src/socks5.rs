@@ -1,0 +1,1 @@
+//! Placeholder; filled by the socks5 module work.

@@ -1,0 +1,7 @@
+//! SOCKS Protocol Version 6, draft-olteanu-intarea-socks-6-11.
+//!
+//! # Layout
+//!
+//! - [`address`]: address bodies, with both domain-name padding conventions.
+
+pub mod address;
