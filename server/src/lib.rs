@@ -1,7 +1,20 @@
-//! sixpath-server: the operator-side proxy. Accepts SOCKS6, Convert (RFC 8803)
-//! and SOCKS5/4a over Multipath TCP and relays to ordinary TCP servers.
+//! sixpath-server: the operator-side proxy. Accepts SOCKS6, RFC 8803
+//! Convert and SOCKS5/4a over Multipath TCP and relays to ordinary TCP
+//! servers.
 //!
 //! # Layout
 //!
-//! The listener, handshakes, outbound connect, policy and relay modules land
-//! here as the server is built; wire formats live in `sixpath-protocol`.
+//! - [`config`]: command line and JSON configuration, validated into
+//!   [`config::Settings`].
+//! - [`policy`]: the egress policy (secure by default).
+//! - [`outbound`]: DNS, Happy Eyeballs, TCP Fast Open, failure
+//!   classification.
+//! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+//! - [`sys`]: the socket options that need `libc` (the crate's only unsafe
+//!   code).
+
+pub mod config;
+pub mod outbound;
+pub mod policy;
+pub mod relay;
+pub mod sys;

@@ -1,0 +1,387 @@
+//! Socket options and kernel facts that need `libc`: Multipath TCP socket
+//! creation with fallback, TCP Fast Open, MPTCP introspection
+//! (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the host's own
+//! addresses.
+//!
+//! This is the only module of the crate with `unsafe` code. Every unsafe
+//! block is a single `getsockopt`/`setsockopt`/`recvmsg`/`getifaddrs` call on
+//! a file descriptor the caller owns, with a buffer whose length is passed
+//! alongside it. Constants come from `shared/specs/mptcp-linux.md` §0.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// `IPPROTO_MPTCP`.
+pub const IPPROTO_MPTCP: i32 = 262;
+const SOL_MPTCP: i32 = 284;
+const MPTCP_INFO: i32 = 1;
+const TCP_IS_MPTCP: i32 = 43;
+const TCP_FASTOPEN: i32 = 23;
+const TCP_FASTOPEN_CONNECT: i32 = 30;
+const TCP_FASTOPEN_NO_COOKIE: i32 = 34;
+/// `tcp_info.tcpi_options` bit: the SYN's data was acknowledged.
+pub const TCPI_OPT_SYN_DATA: u8 = 0x20;
+
+/// Creates a stream socket for `addr`'s family, Multipath TCP if the kernel
+/// allows it. Returns the socket and whether it is MPTCP. The kernel refuses
+/// with `ENOPROTOOPT` (`net.mptcp.enabled=0`), `EPROTONOSUPPORT` (not built
+/// in) or `EINVAL` (older than 5.6); then a TCP socket is returned instead.
+pub fn stream_socket(addr: &SocketAddr, mptcp: bool) -> io::Result<(Socket, bool)> {
+    let domain = Domain::for_address(*addr);
+    if mptcp {
+        match Socket::new(domain, Type::STREAM, Some(Protocol::from(IPPROTO_MPTCP))) {
+            Ok(s) => return Ok((s, true)),
+            Err(e) if mptcp_unavailable(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((
+        Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        false,
+    ))
+}
+
+/// True for the errors that mean "this kernel has no MPTCP for us".
+pub fn mptcp_unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOPROTOOPT | libc::EPROTONOSUPPORT | libc::EINVAL)
+    )
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let len = size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `value` lives for the call and `len` is its size.
+    let rc = unsafe { libc::setsockopt(fd, level, name, std::ptr::from_ref(&value).cast(), len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads a socket option into `buf`; returns how many bytes the kernel wrote.
+fn getsockopt_buf(fd: RawFd, level: i32, name: i32, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = libc::socklen_t::try_from(buf.len()).unwrap_or(libc::socklen_t::MAX);
+    // SAFETY: `buf` is valid for writes of `len` bytes; the kernel writes at
+    // most `len` bytes and stores the written length in `len`.
+    let rc = unsafe { libc::getsockopt(fd, level, name, buf.as_mut_ptr().cast(), &raw mut len) };
+    if rc == 0 {
+        Ok((len as usize).min(buf.len()))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut buf = [0u8; 4];
+    getsockopt_buf(fd, level, name, &mut buf)?;
+    Ok(i32::from_ne_bytes(buf))
+}
+
+/// Enables TCP Fast Open on a listener with a queue of `qlen` pending
+/// 0-RTT connections, and accepts data in the SYN without a cookie
+/// (`TCP_FASTOPEN_NO_COOKIE`), which sixpath clients and Convert clients
+/// rely on. The host still needs bit 0x2 of `net.ipv4.tcp_fastopen`.
+pub fn enable_listener_fastopen(sock: &impl AsRawFd, qlen: i32) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, TCP_FASTOPEN, qlen)?;
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        TCP_FASTOPEN_NO_COOKIE,
+        1,
+    )
+}
+
+/// Lets an outgoing SYN carry data without a TFO cookie
+/// (`TCP_FASTOPEN_NO_COOKIE`, Linux 4.15+; MPTCP 6.2+).
+pub fn enable_connect_fastopen_no_cookie(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        TCP_FASTOPEN_NO_COOKIE,
+        1,
+    )
+}
+
+/// Makes `connect()` defer the SYN until the first write, which then rides
+/// in the SYN (`TCP_FASTOPEN_CONNECT`), without waiting for a cookie
+/// (`TCP_FASTOPEN_NO_COOKIE`). Only for connections that have data to send
+/// at once: otherwise the SYN waits for the application.
+pub fn enable_connect_fastopen(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)?;
+    // Older kernels lack per-socket no-cookie; TFO then needs a cookie first.
+    let _ = setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        TCP_FASTOPEN_NO_COOKIE,
+        1,
+    );
+    Ok(())
+}
+
+/// How a connection is carried, as far as the kernel tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Multipath TCP with this many subflows (the initial one included).
+    Mptcp {
+        /// Subflows now, the initial one included.
+        subflows: u8,
+    },
+    /// An MPTCP socket whose connection fell back to plain TCP.
+    Fallback,
+    /// A plain TCP socket.
+    Tcp,
+}
+
+impl Transport {
+    /// Short name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mptcp { .. } => "mptcp",
+            Self::Fallback => "tcp-fallback",
+            Self::Tcp => "tcp",
+        }
+    }
+
+    /// Subflow count (1 for TCP).
+    pub fn subflows(self) -> u8 {
+        match self {
+            Self::Mptcp { subflows } => subflows,
+            Self::Fallback | Self::Tcp => 1,
+        }
+    }
+}
+
+/// Kernel `struct mptcp_info` fields sixpath reads (layout in
+/// `mptcp-linux.md` §1.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MptcpInfo {
+    /// Subflows including the initial one (`subflows_total`, 6.8+), or
+    /// `subflows + 1` on older kernels.
+    pub subflows_total: u8,
+    /// `mptcpi_flags`.
+    pub flags: u32,
+    /// Bytes sent (6.5+; 0 before).
+    pub bytes_sent: u64,
+    /// Bytes received (6.5+; 0 before).
+    pub bytes_received: u64,
+}
+
+/// Reads `MPTCP_INFO`; fails with `EOPNOTSUPP` on a socket that fell back.
+pub fn mptcp_info(sock: &impl AsRawFd) -> io::Result<MptcpInfo> {
+    let mut buf = [0u8; 128];
+    let n = getsockopt_buf(sock.as_raw_fd(), SOL_MPTCP, MPTCP_INFO, &mut buf)?;
+    let u8_at = |i: usize| buf.get(i).copied().unwrap_or(0);
+    let u32_at = |i: usize| {
+        buf.get(i..i + 4)
+            .map_or(0, |b| u32::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    let u64_at = |i: usize| {
+        buf.get(i..i + 8)
+            .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+    };
+    let subflows_total = if n > 80 {
+        u8_at(80)
+    } else {
+        u8_at(0).saturating_add(1)
+    };
+    Ok(MptcpInfo {
+        subflows_total: subflows_total.max(1),
+        flags: u32_at(8),
+        bytes_sent: if n >= 64 { u64_at(56) } else { 0 },
+        bytes_received: if n >= 72 { u64_at(64) } else { 0 },
+    })
+}
+
+/// What carries the connection on `sock` (`SO_PROTOCOL`, then
+/// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `mptcp-linux.md` §1.6).
+pub fn transport(sock: &impl AsRawFd) -> Transport {
+    let fd = sock.as_raw_fd();
+    let proto =
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(libc::IPPROTO_TCP);
+    if proto != IPPROTO_MPTCP {
+        return Transport::Tcp;
+    }
+    // Kernels before 6.10 lack TCP_IS_MPTCP; then MPTCP_INFO failing is
+    // the fallback signal.
+    if let Ok(0) = getsockopt_int(fd, libc::IPPROTO_TCP, TCP_IS_MPTCP) {
+        return Transport::Fallback;
+    }
+    match mptcp_info(sock) {
+        Ok(info) => Transport::Mptcp {
+            subflows: info.subflows_total,
+        },
+        Err(_) => Transport::Fallback,
+    }
+}
+
+/// `tcp_info.tcpi_options` (byte 5 of `struct tcp_info`), e.g. to see
+/// [`TCPI_OPT_SYN_DATA`].
+pub fn tcpi_options(sock: &impl AsRawFd) -> io::Result<u8> {
+    let mut buf = [0u8; 8];
+    getsockopt_buf(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        &mut buf,
+    )?;
+    Ok(buf.get(5).copied().unwrap_or(0))
+}
+
+/// Asks the kernel to queue ICMP errors for this socket (`IP_RECVERR` /
+/// `IPV6_RECVERR`), so a failed connect can report the ICMP code.
+pub fn enable_recverr(sock: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    } else {
+        setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
+}
+
+/// An ICMP error the kernel queued for a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    /// `ee_origin`: `SO_EE_ORIGIN_ICMP` (2) or `SO_EE_ORIGIN_ICMP6` (3).
+    pub origin: u8,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+}
+
+/// Reads one ICMP error from the socket's error queue, if there is one.
+pub fn take_icmp_error(sock: &impl AsRawFd) -> Option<IcmpError> {
+    let mut control = [0u64; 64];
+    let mut data = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
+    // the recvmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    // SAFETY: msg points at live buffers of the stated sizes.
+    let rc = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &raw mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    // SAFETY: CMSG_* walk the control buffer the kernel filled, bounded by
+    // msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+    while !cmsg.is_null() {
+        // SAFETY: cmsg is non-null and inside the control buffer.
+        let (level, ty) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+        let is_err = (level == libc::IPPROTO_IP && ty == libc::IP_RECVERR)
+            || (level == libc::IPPROTO_IPV6 && ty == libc::IPV6_RECVERR);
+        if is_err {
+            // SAFETY: for these cmsg types the data is a sock_extended_err;
+            // read_unaligned copes with the control buffer's alignment.
+            let ee: libc::sock_extended_err =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            return Some(IcmpError {
+                origin: ee.ee_origin,
+                icmp_type: ee.ee_type,
+                code: ee.ee_code,
+            });
+        }
+        // SAFETY: advancing within the same control buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&raw const msg, cmsg) };
+    }
+    None
+}
+
+/// This host's interface addresses (`getifaddrs`).
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr whose family says its type.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: family is AF_INET, so this is a sockaddr_in.
+                let sin =
+                    unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in>()) };
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: family is AF_INET6, so this is a sockaddr_in6.
+                let sin6 =
+                    unsafe { std::ptr::read_unaligned(ifa.ifa_addr.cast::<libc::sockaddr_in6>()) };
+                out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: head came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+/// Reads an integer sysctl such as `net/ipv4/tcp_fastopen`.
+pub fn sysctl_int(path: &str) -> Option<i64> {
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_include_loopback() {
+        assert!(own_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn mptcp_loopback_connection_reports_its_transport() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
+        listener.bind(&addr.into()).expect("bind");
+        listener.listen(8).expect("listen");
+        let local = listener
+            .local_addr()
+            .expect("local")
+            .as_socket()
+            .expect("inet");
+        let (client, _) = stream_socket(&local, true).expect("socket");
+        client.connect(&local.into()).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let t = transport(&accepted);
+        if is_mptcp {
+            assert_eq!(t, Transport::Mptcp { subflows: 1 }, "MPTCP on both ends");
+        } else {
+            assert_eq!(t, Transport::Tcp);
+        }
+        let (tcp_client, _) = stream_socket(&local, false).expect("socket");
+        tcp_client.connect(&local.into()).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert_eq!(transport(&accepted), Transport::Tcp, "plain TCP client");
+    }
+}
