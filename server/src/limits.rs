@@ -1,0 +1,103 @@
+//! Caps on what clients can make the server hold: concurrent connections
+//! in total and per source address. A permit is held for the life of a
+//! connection and released on drop.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Connection caps.
+#[derive(Debug)]
+pub struct Limits {
+    max_total: usize,
+    max_per_source: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    total: usize,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+/// Which cap refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The server-wide cap.
+    Total,
+    /// The per-source cap.
+    PerSource,
+}
+
+/// A held connection slot.
+#[derive(Debug)]
+pub struct Permit {
+    limits: Arc<Limits>,
+    source: IpAddr,
+}
+
+impl Limits {
+    /// Caps of `max_total` connections and `max_per_source` per address.
+    pub fn new(max_total: usize, max_per_source: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_source,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Takes a slot for a connection from `source`.
+    pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Refused> {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.total >= self.max_total {
+            return Err(Refused::Total);
+        }
+        let n = s.per_source.entry(source).or_insert(0);
+        if *n >= self.max_per_source {
+            return Err(Refused::PerSource);
+        }
+        *n += 1;
+        s.total += 1;
+        Ok(Permit {
+            limits: Arc::clone(self),
+            source,
+        })
+    }
+
+    /// Connections held now.
+    pub fn active(&self) -> usize {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).total
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut s = self.limits.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_per_source_and_total_and_releases_on_drop() {
+        let l = Limits::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let b: IpAddr = "192.0.2.2".parse().expect("ip");
+        let p1 = l.acquire(a).expect("first");
+        let _p2 = l.acquire(a).expect("second");
+        assert_eq!(l.acquire(a).expect_err("per source"), Refused::PerSource);
+        let _p3 = l.acquire(b).expect("other source");
+        assert_eq!(l.acquire(b).expect_err("total"), Refused::Total);
+        drop(p1);
+        assert!(l.acquire(a).is_ok());
+    }
+}
