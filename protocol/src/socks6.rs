@@ -49,3 +49,13 @@ pub use reply::{
 pub use request::{Command, MAX_INITIAL_DATA_LEN, Request, VERSION};
 pub use session::SessionId;
 pub use stack::{Availability, Leg, Level, Parity, StackOption, StackValue};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// Bytes from spec-style hex (`"06 01 00 00"`).
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+            .collect()
+    }
+}

@@ -558,12 +558,7 @@ impl TryFrom<Vec<SocksOption>> for Options {
 mod tests {
     use super::*;
     use crate::socks6::stack::{Availability, Leg, StackValue};
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
-            .collect()
-    }
+    use crate::socks6::tests::hex;
 
     fn one(bytes: &[u8]) -> SocksOption {
         let opts = Options::decode(bytes).expect("valid area");

@@ -218,12 +218,7 @@ mod tests {
     use crate::socks6::option::{OptionKind, SocksOption};
     use crate::socks6::session::SessionId;
     use crate::socks6::stack::{Availability, Leg, StackOption, StackValue};
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
-            .collect()
-    }
+    use crate::socks6::tests::hex;
 
     fn options(list: Vec<SocksOption>) -> Options {
         Options::try_from(list).expect("valid options")

@@ -182,12 +182,7 @@ mod tests {
     use crate::socks6::option::SocksOption;
     use crate::socks6::reply::ReplyCode;
     use crate::socks6::session::SessionId;
-
-    fn hex(s: &str) -> Vec<u8> {
-        s.split_whitespace()
-            .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
-            .collect()
-    }
+    use crate::socks6::tests::hex;
 
     fn v4(a: [u8; 4], port: u16) -> Endpoint {
         Endpoint::new(Ipv4Addr::from(a), port)
