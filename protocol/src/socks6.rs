@@ -3,5 +3,7 @@
 //! # Layout
 //!
 //! - [`address`]: address bodies, with both domain-name padding conventions.
+//! - [`udp`]: UDP association messages, over the TCP stream and UDP/DTLS.
 
 pub mod address;
+pub mod udp;
