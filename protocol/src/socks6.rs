@@ -59,3 +59,7 @@ pub(crate) mod tests {
             .collect()
     }
 }
+//! - [`udp`]: UDP association messages, over the TCP stream and UDP/DTLS.
+
+pub mod address;
+pub mod udp;

@@ -15,6 +15,7 @@ mod convert;
 mod http;
 mod socks5;
 mod socks6;
+mod socks6_udp;
 
 /// Decodes `bytes` whole and as every prefix, and checks that the answers
 /// agree with decoding it whole:

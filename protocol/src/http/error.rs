@@ -1,0 +1,216 @@
+//! Why an HTTP proxy request head was refused, the status the application
+//! gets for it (RFC 9110 §15), and the few fixed responses a proxy writes
+//! itself.
+
+use thiserror::Error;
+
+use crate::codec::{Fail, Out};
+
+/// Why a request head could not be accepted. [`Error::status`] gives the
+/// response the application must get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Error {
+    /// The request line is not `method SP request-target SP HTTP-version`
+    /// (bad method token, empty or invalid target, missing version).
+    #[error("malformed request line")]
+    BadRequestLine,
+    /// A header field name is empty or not a token (this includes obsolete
+    /// line folding).
+    #[error("malformed header field name")]
+    BadHeaderName,
+    /// A header field value contains a control character.
+    #[error("malformed header field value")]
+    BadHeaderValue,
+    /// A CR not followed by LF.
+    #[error("bare CR in the request head")]
+    BadLineEnding,
+    /// More than [`MAX_HEADERS`](super::MAX_HEADERS) header fields.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// The head did not end within the size limit.
+    #[error("request head too large")]
+    HeadTooLarge,
+    /// An HTTP version other than 1.0 and 1.1, including the HTTP/2
+    /// connection preface `PRI * HTTP/2.0`.
+    #[error("HTTP version not supported")]
+    UnsupportedVersion,
+    /// An origin-form (`GET /path`) or asterisk-form (`OPTIONS *`) target:
+    /// the application spoke to the proxy as if it were the origin server.
+    #[error("request target is not in absolute-form: not a proxy request")]
+    OriginForm,
+    /// An absolute-form target with a scheme other than `http` (`https://`
+    /// without CONNECT, `ftp://`, ...). The proxy forwards plain HTTP only;
+    /// TLS goes through CONNECT.
+    #[error("request target scheme not supported by this proxy")]
+    UnsupportedScheme,
+    /// The target does not fit the method: CONNECT without an authority-form
+    /// target, another method with an authority-form target, user info in an
+    /// `http` URI (RFC 9110 §4.2.4), or an otherwise malformed URI.
+    #[error("malformed request target")]
+    BadTarget,
+    /// A CONNECT target without a port.
+    #[error("CONNECT target without a port")]
+    MissingPort,
+    /// A port that is not a number from 1 to 65535.
+    #[error("invalid port")]
+    InvalidPort,
+    /// A host that is not an IPv4 literal, a bracketed IPv6 literal or a
+    /// plain DNS name (letters, digits, `-`, `.`, `_`; not ending in a
+    /// numeric label unless it is a dotted-quad IPv4 address; at most 255
+    /// bytes).
+    #[error("invalid host in request target")]
+    InvalidHost,
+    /// `Proxy-Authorization: Basic` with bad base64, no `:` between user and
+    /// password, credentials that are not UTF-8, or more than one
+    /// `Proxy-Authorization` field.
+    #[error("malformed Basic proxy credentials")]
+    BadCredentials,
+}
+
+impl Error {
+    /// The status code and reason phrase the application must get. Write it
+    /// with [`Error::write_response`] and close the connection.
+    ///
+    /// | Error | Status |
+    /// |---|---|
+    /// | syntax (`BadRequestLine`, `BadHeaderName`, `BadHeaderValue`, `BadLineEnding`) | 400 Bad Request |
+    /// | `TooManyHeaders`, `HeadTooLarge` | 431 Request Header Fields Too Large (RFC 6585 §5) |
+    /// | `UnsupportedVersion` (also the HTTP/2 preface) | 505 HTTP Version Not Supported |
+    /// | `OriginForm`, `UnsupportedScheme`, `BadTarget`, `MissingPort`, `InvalidPort`, `InvalidHost` | 400 Bad Request |
+    /// | `BadCredentials` | 400 Bad Request (RFC 7235 reserves 407 for missing or wrong credentials, not for malformed ones) |
+    ///
+    /// An unsupported scheme answers 400 rather than 501: the request is not
+    /// one this proxy can serve as written, and clients that meet a 501
+    /// sometimes retry the same request.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Self::TooManyHeaders | Self::HeadTooLarge => (431, "Request Header Fields Too Large"),
+            Self::UnsupportedVersion => (505, "HTTP Version Not Supported"),
+            Self::BadRequestLine
+            | Self::BadHeaderName
+            | Self::BadHeaderValue
+            | Self::BadLineEnding
+            | Self::OriginForm
+            | Self::UnsupportedScheme
+            | Self::BadTarget
+            | Self::MissingPort
+            | Self::InvalidPort
+            | Self::InvalidHost
+            | Self::BadCredentials => (400, "Bad Request"),
+        }
+    }
+
+    /// Writes the response for [`Error::status`] with [`error_response`].
+    pub fn write_response<B: Out>(&self, buf: &mut B) {
+        let (code, reason) = self.status();
+        error_response(code, reason, buf);
+    }
+}
+
+impl From<Error> for Fail<Error> {
+    fn from(e: Error) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+/// Writes a minimal response that ends the exchange:
+/// `HTTP/1.1 <code> <reason>\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`.
+///
+/// Characters of `reason` outside the reason-phrase grammar (RFC 9112 §4:
+/// HTAB, SP, VCHAR, obs-text) are left out, so a reason can never end the
+/// line early. `code` is written as three digits (it should be 100 to 999).
+pub fn error_response<B: Out>(status: u16, reason: &str, buf: &mut B) {
+    status_line(status, reason, buf);
+    buf.put_slice(b"Content-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
+/// Writes `407 Proxy Authentication Required` with the challenge
+/// `Proxy-Authenticate: Basic realm="sixpath"` (RFC 7235 §3.2, RFC 7617).
+pub fn proxy_auth_required<B: Out>(buf: &mut B) {
+    status_line(407, "Proxy Authentication Required", buf);
+    buf.put_slice(
+        b"Proxy-Authenticate: Basic realm=\"sixpath\"\r\n\
+          Content-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+}
+
+/// Writes the answer to a successful CONNECT:
+/// `HTTP/1.1 200 Connection established\r\n\r\n`. The tunnel starts after it.
+pub fn connection_established<B: Out>(buf: &mut B) {
+    buf.put_slice(b"HTTP/1.1 200 Connection established\r\n\r\n");
+}
+
+fn status_line<B: Out>(status: u16, reason: &str, buf: &mut B) {
+    buf.put_slice(b"HTTP/1.1 ");
+    let code = status % 1000;
+    for digit in [code / 100, code / 10 % 10, code % 10] {
+        // A decimal digit: always below 10.
+        buf.put_u8(b'0' + digit as u8);
+    }
+    buf.put_u8(b' ');
+    for &b in reason.as_bytes() {
+        if b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80 {
+            buf.put_u8(b);
+        }
+    }
+    buf.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut buf = Vec::new();
+        f(&mut buf);
+        String::from_utf8(buf).expect("ASCII")
+    }
+
+    #[test]
+    fn error_response_is_minimal_and_closes() {
+        assert_eq!(
+            text(|b| error_response(400, "Bad Request", b)),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(
+            text(|b| Error::HeadTooLarge.write_response(b)),
+            "HTTP/1.1 431 Request Header Fields Too Large\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_response_drops_line_breaks_from_reason() {
+        assert_eq!(
+            text(|b| error_response(502, "Bad\r\nX-Injected: 1", b)),
+            "HTTP/1.1 502 BadX-Injected: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn proxy_auth_required_challenges_basic() {
+        assert_eq!(
+            text(proxy_auth_required),
+            "HTTP/1.1 407 Proxy Authentication Required\r\n\
+             Proxy-Authenticate: Basic realm=\"sixpath\"\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn connection_established_has_no_headers() {
+        assert_eq!(
+            text(connection_established),
+            "HTTP/1.1 200 Connection established\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn statuses_follow_the_table() {
+        assert_eq!(Error::BadRequestLine.status().0, 400);
+        assert_eq!(Error::TooManyHeaders.status().0, 431);
+        assert_eq!(Error::UnsupportedVersion.status().0, 505);
+        assert_eq!(Error::UnsupportedScheme.status().0, 400);
+        assert_eq!(Error::BadCredentials.status().0, 400);
+    }
+}
