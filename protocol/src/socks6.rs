@@ -27,6 +27,7 @@
 //! - [`session`]: session IDs ([`SessionId`]).
 //! - [`idempotence`]: token [`Window`] and token order.
 //! - [`error`]: [`Error`] and its wire answer, [`ErrorResponse`].
+//! - [`udp`]: UDP association messages, over the TCP stream and UDP/DTLS.
 
 pub mod address;
 pub mod auth;
@@ -37,6 +38,7 @@ pub mod reply;
 pub mod request;
 pub mod session;
 pub mod stack;
+pub mod udp;
 
 pub use address::DomainStyle;
 pub use auth::{AuthMethodAdvertisement, Method, UsernamePassword, UsernamePasswordReply};
@@ -59,7 +61,3 @@ pub(crate) mod tests {
             .collect()
     }
 }
-//! - [`udp`]: UDP association messages, over the TCP stream and UDP/DTLS.
-
-pub mod address;
-pub mod udp;
