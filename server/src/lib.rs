@@ -10,11 +10,15 @@
 //! - [`outbound`]: DNS, Happy Eyeballs, TCP Fast Open, failure
 //!   classification.
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+//! - [`users`]: the users file, constant-time password checks.
+//! - [`limits`]: caps on connections in total and per source.
 //! - [`sys`]: the socket options that need `libc` (the crate's only unsafe
 //!   code).
 
 pub mod config;
+pub mod limits;
 pub mod outbound;
 pub mod policy;
 pub mod relay;
 pub mod sys;
+pub mod users;

@@ -66,13 +66,20 @@ impl Limits {
 
     /// Connections held now.
     pub fn active(&self) -> usize {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).total
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut s = self.limits.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut s = self
+            .limits
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         s.total = s.total.saturating_sub(1);
         if let Some(n) = s.per_source.get_mut(&self.source) {
             *n -= 1;
