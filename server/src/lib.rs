@@ -4,6 +4,9 @@
 //!
 //! # Layout
 //!
+//! - [`server`]: listeners (MPTCP, TFO) and the accept loop.
+//! - [`conn`]: one connection: caps, deadline, protocol detection, log line.
+//! - [`handshake`]: SOCKS5/4a and SOCKS6 handshakes.
 //! - [`config`]: command line and JSON configuration, validated into
 //!   [`config::Settings`].
 //! - [`policy`]: the egress policy (secure by default).
@@ -16,9 +19,12 @@
 //!   code).
 
 pub mod config;
+pub mod conn;
+pub mod handshake;
 pub mod limits;
 pub mod outbound;
 pub mod policy;
 pub mod relay;
+pub mod server;
 pub mod sys;
 pub mod users;

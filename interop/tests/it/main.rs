@@ -1,0 +1,11 @@
+//! End-to-end tests with real third-party programs. A test whose program
+//! is missing prints `SKIP <test>: <reason>` and returns.
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+mod curl;

@@ -1,0 +1,230 @@
+//! Listeners and the accept loop: `Server::bind` opens every listener
+//! (Multipath TCP when the kernel allows it, TCP Fast Open when enabled),
+//! `Server::run` serves until the shutdown future completes, then stops
+//! accepting and gives open connections time to finish.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Protocol, Settings};
+use crate::conn::{self, Shared};
+use crate::limits::Limits;
+use crate::outbound::Connector;
+use crate::policy::EgressPolicy;
+use crate::sys;
+use crate::users::Users;
+
+/// Listen queue length, and the TFO queue of pending 0-RTT connections.
+const BACKLOG: i32 = 1024;
+/// How long open connections may take to finish after shutdown.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: io::Error,
+    },
+    /// The users file is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The system DNS configuration could not be read.
+    #[error("cannot set up DNS resolution: {0}")]
+    Resolver(io::Error),
+}
+
+struct Bound {
+    listener: TcpListener,
+    protocols: Arc<[Protocol]>,
+    mptcp: bool,
+}
+
+/// A server with its listeners open.
+pub struct Server {
+    listeners: Vec<Bound>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
+fn listen(addr: SocketAddr, tfo: bool) -> io::Result<(TcpListener, bool)> {
+    let (sock, mptcp) = sys::stream_socket(&addr, true)?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    if tfo && let Err(e) = sys::enable_listener_fastopen(&sock, BACKLOG) {
+        tracing::warn!(%addr, error = %e, "TCP Fast Open not available on this listener");
+    }
+    Ok((TcpListener::from_std(sock.into())?, mptcp))
+}
+
+impl Server {
+    /// Opens the listeners of `settings`; must run inside a tokio runtime.
+    pub fn bind(settings: Settings) -> Result<Self, StartError> {
+        let users = match &settings.users {
+            Some(path) => Some(RwLock::new(Users::load(path)?)),
+            None => None,
+        };
+        let resolver = Connector::system_resolver().map_err(StartError::Resolver)?;
+        let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
+        let mut listeners = Vec::new();
+        for spec in &settings.listen {
+            let (listener, mptcp) =
+                listen(spec.addr, settings.tfo).map_err(|source| StartError::Listen {
+                    addr: spec.addr,
+                    source,
+                })?;
+            listeners.push(Bound {
+                listener,
+                protocols: spec.protocols.clone().into(),
+                mptcp,
+            });
+        }
+        let limits = Limits::new(
+            settings.max_connections,
+            settings.max_connections_per_source,
+        );
+        let shared = Arc::new(Shared {
+            connector: Connector::new(resolver, policy),
+            users,
+            limits,
+            settings,
+        });
+        Ok(Self { listeners, shared })
+    }
+
+    /// The addresses the listeners are bound to (ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|b| b.listener.local_addr().ok())
+            .collect()
+    }
+
+    /// Logs what the host offers: MPTCP on each listener, and whether the
+    /// `net.ipv4.tcp_fastopen` server bit is set.
+    pub fn report_startup(&self) {
+        for b in &self.listeners {
+            let addr = b
+                .listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let protocols: Vec<_> = b.protocols.iter().map(|p| p.name()).collect();
+            if b.mptcp {
+                tracing::info!(%addr, ?protocols, "listening (Multipath TCP)");
+            } else {
+                tracing::warn!(%addr, ?protocols, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
+            }
+        }
+        if self.shared.settings.tfo {
+            match sys::sysctl_int("net/ipv4/tcp_fastopen") {
+                Some(v) if v & 0x2 != 0 => {
+                    tracing::info!(tcp_fastopen = v, "TCP Fast Open server side enabled");
+                }
+                v => tracing::warn!(
+                    tcp_fastopen = ?v,
+                    "net.ipv4.tcp_fastopen lacks the server bit 0x2: 0-RTT requests cost one round trip more. \
+                     Fix: sysctl -w net.ipv4.tcp_fastopen=3"
+                ),
+            }
+        }
+    }
+
+    /// A handle that re-reads the users file, for a SIGHUP handler.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and waits up
+    /// to 30 s for open connections.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let shared = Arc::clone(&self.shared);
+        let accept_all = async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for b in self.listeners {
+                let shared = Arc::clone(&shared);
+                tasks.spawn(accept_loop(b.listener, b.protocols, shared));
+            }
+            while tasks.join_next().await.is_some() {}
+        };
+        tokio::select! {
+            () = accept_all => {}
+            () = shutdown => {}
+        }
+        let drain = async {
+            while shared.limits.active() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+            tracing::warn!(
+                open = shared.limits.active(),
+                "shutdown with connections still open"
+            );
+        }
+    }
+}
+
+/// Re-reads the users file of a running server.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle {
+    shared: Arc<Shared>,
+}
+
+impl ReloadHandle {
+    /// Re-reads the users file. On error the old users stay in force.
+    pub fn reload_users(&self) {
+        let (Some(path), Some(lock)) = (&self.shared.settings.users, &self.shared.users) else {
+            return;
+        };
+        match Users::load(path) {
+            Ok(u) => {
+                tracing::info!(users = u.len(), "users file reloaded");
+                *lock
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = u;
+            }
+            Err(e) => tracing::error!(error = %e, "users file not reloaded"),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, protocols: Arc<[Protocol]>, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio::spawn(conn::serve(
+                    stream,
+                    peer,
+                    Arc::clone(&protocols),
+                    Arc::clone(&shared),
+                ));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
