@@ -113,7 +113,7 @@ pub async fn serve(
     let mut framed = Framed::new(stream);
 
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
-        Ok(Ok(first)) => match Protocol::from_first_byte(first).filter(|p| protocols.contains(p)) {
+        Ok(Ok(first)) => match detect(first, &protocols) {
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
                 handshake::socks5::serve(framed, &shared, deadline, &mut outcome).await;
@@ -122,7 +122,11 @@ pub async fn serve(
                 outcome.protocol = Some("socks6");
                 handshake::socks6::serve(framed, &shared, deadline, &mut outcome).await;
             }
-            Some(Protocol::Convert) | None => {
+            Some(Protocol::Convert) => {
+                outcome.protocol = Some("convert");
+                handshake::convert::serve(framed, &shared, deadline, &mut outcome).await;
+            }
+            None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch
                 // Reply, one byte 0x06, then a clean close (draft -11 §5).
                 outcome.reply = format!("unsupported first byte 0x{first:02x}: version mismatch");
@@ -133,6 +137,16 @@ pub async fn serve(
         Err(_) => outcome.reply = "handshake timeout".into(),
     }
     log(peer, transport, started, &outcome);
+}
+
+/// The protocol a first byte selects on a listener serving `protocols`. A
+/// listener that serves Convert alone hands it every byte, so a client of
+/// another Convert version gets Convert's Unsupported Version answer.
+fn detect(first: u8, protocols: &[Protocol]) -> Option<Protocol> {
+    if protocols == [Protocol::Convert] {
+        return Some(Protocol::Convert);
+    }
+    Protocol::from_first_byte(first).filter(|p| protocols.contains(p))
 }
 
 fn log(peer: SocketAddr, transport: Transport, started: Instant, o: &Outcome) {

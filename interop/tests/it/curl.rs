@@ -44,7 +44,7 @@ async fn origin(body: Vec<u8>) -> SocketAddr {
     addr
 }
 
-async fn server() -> SocketAddr {
+fn server() -> SocketAddr {
     let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
     settings.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap()];
     let server = Server::bind(settings).unwrap();
@@ -65,7 +65,7 @@ async fn curl_gets_identical_bodies_through_socks5h_and_socks4a() {
     }
     let expected = body(1 << 20);
     let origin = origin(expected.clone()).await;
-    let proxy = server().await;
+    let proxy = server();
     for (flag, url) in [
         (
             "--socks5-hostname",

@@ -2,10 +2,12 @@
 //! buffered reader that decodes messages incrementally with the protocol
 //! crate and keeps the bytes that follow a handshake for the target.
 //!
+//! - [`convert`]: the 0-RTT TCP Convert protocol (RFC 8803).
 //! - [`socks5`]: SOCKS5 (RFC 1928, RFC 1929) and SOCKS4/4a.
 //! - [`socks6`]: SOCKS6 (draft -11) with 0-RTT initial data and
 //!   username/password.
 
+pub mod convert;
 pub mod socks5;
 pub mod socks6;
 
@@ -136,6 +138,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
     }
 
     /// The stream and the bytes read past the handshake (application data

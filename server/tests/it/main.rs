@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod convert;
 mod handshakes;
 
 use std::net::SocketAddr;
@@ -55,8 +56,19 @@ impl Harness {
     /// Server on 127.0.0.1:0 allowed to reach loopback; with `users`, a
     /// users file requiring authentication.
     pub async fn start(users: Option<&[(&str, &str)]>) -> Self {
+        Self::start_with(users, None).await
+    }
+
+    /// As [`Harness::start`], with the listener limited to `protocols`.
+    pub async fn start_with(
+        users: Option<&[(&str, &str)]>,
+        protocols: Option<Vec<sixpath_server::config::Protocol>>,
+    ) -> Self {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
+        if let Some(p) = protocols {
+            settings.listen[0].protocols = p;
+        }
         settings.egress_rules = vec![
             EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
             EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
