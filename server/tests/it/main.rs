@@ -10,6 +10,7 @@
 
 mod convert;
 mod handshakes;
+mod robustness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,11 +65,22 @@ impl Harness {
         users: Option<&[(&str, &str)]>,
         protocols: Option<Vec<sixpath_server::config::Protocol>>,
     ) -> Self {
+        Self::start_custom(users, |s| {
+            if let Some(p) = protocols {
+                s.listen[0].protocols = p;
+            }
+        })
+        .await
+    }
+
+    /// As [`Harness::start`], with `adjust` applied to the settings.
+    pub async fn start_custom(
+        users: Option<&[(&str, &str)]>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
-        if let Some(p) = protocols {
-            settings.listen[0].protocols = p;
-        }
+        adjust(&mut settings);
         settings.egress_rules = vec![
             EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
             EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
