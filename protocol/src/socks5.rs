@@ -103,6 +103,31 @@ pub fn endpoint_encoded_len(endpoint: &Endpoint) -> usize {
 }
 
 /// Helpers for the unit tests of this module family.
+/// Reads the layout RFC 1928 requests and replies share: `VER`, one code
+/// byte (CMD or REP), `RSV` (ignored), then an address and port. `check`
+/// validates the code byte before anything after it is read.
+pub(crate) fn decode_head(
+    r: &mut Reader<'_>,
+    check: impl FnOnce(u8) -> Result<(), Error>,
+) -> Result<(u8, Endpoint), Fail<Error>> {
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion(version).into());
+    }
+    let code = r.u8()?;
+    check(code)?;
+    r.skip(1)?;
+    Ok((code, decode_endpoint(r)?))
+}
+
+/// Writes `VER code RSV=0 address port`.
+pub(crate) fn encode_head<B: Out>(code: u8, endpoint: &Endpoint, buf: &mut B) {
+    buf.put_u8(VERSION);
+    buf.put_u8(code);
+    buf.put_u8(0);
+    encode_endpoint(endpoint, buf);
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use core::fmt::Debug;

@@ -12,7 +12,7 @@ use crate::Decoded;
 use crate::addr::Endpoint;
 use crate::codec::{self, Fail, Out, Reader};
 
-use super::{Error, VERSION, decode_endpoint, encode_endpoint, endpoint_encoded_len};
+use super::{Error, decode_head, encode_head, endpoint_encoded_len};
 
 crate::code_point! {
     /// The REP field of a SOCKS5 reply (RFC 1928 §6).
@@ -80,23 +80,16 @@ impl Reply {
     }
 
     fn decode_inner(r: &mut Reader<'_>) -> Result<Self, Fail<Error>> {
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version).into());
-        }
-        let code = ReplyCode(r.u8()?);
-        // RSV: ignored.
-        r.skip(1)?;
-        let bind = decode_endpoint(r)?;
-        Ok(Self { code, bind })
+        let (code, bind) = decode_head(r, |_| Ok(()))?;
+        Ok(Self {
+            code: ReplyCode(code),
+            bind,
+        })
     }
 
     /// Writes the reply, RSV 0.
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(VERSION);
-        buf.put_u8(self.code.0);
-        buf.put_u8(0);
-        encode_endpoint(&self.bind, buf);
+        encode_head(self.code.0, &self.bind, buf);
     }
 
     /// Bytes [`encode`](Self::encode) writes.

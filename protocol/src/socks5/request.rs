@@ -14,7 +14,7 @@ use crate::Decoded;
 use crate::addr::Endpoint;
 use crate::codec::{self, Fail, Out, Reader};
 
-use super::{Error, VERSION, decode_endpoint, encode_endpoint, endpoint_encoded_len};
+use super::{Error, decode_head, encode_head, endpoint_encoded_len};
 
 crate::code_point! {
     /// The CMD of a SOCKS5 request (RFC 1928 §4).
@@ -63,29 +63,20 @@ impl Request {
     }
 
     fn decode_inner(r: &mut Reader<'_>) -> Result<Self, Fail<Error>> {
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version).into());
-        }
-        let command = Command(r.u8()?);
-        if !matches!(
-            command,
-            Command::CONNECT | Command::BIND | Command::UDP_ASSOCIATE
-        ) {
-            return Err(Error::UnsupportedCommand(command).into());
-        }
-        // RSV: ignored, see the module documentation.
-        r.skip(1)?;
-        let endpoint = decode_endpoint(r)?;
-        Ok(Self { command, endpoint })
+        // RSV is ignored, see the module documentation.
+        let (command, endpoint) = decode_head(r, |c| match Command(c) {
+            Command::CONNECT | Command::BIND | Command::UDP_ASSOCIATE => Ok(()),
+            other => Err(Error::UnsupportedCommand(other)),
+        })?;
+        Ok(Self {
+            command: Command(command),
+            endpoint,
+        })
     }
 
     /// Writes the request, RSV 0.
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(VERSION);
-        buf.put_u8(self.command.0);
-        buf.put_u8(0);
-        encode_endpoint(&self.endpoint, buf);
+        encode_head(self.command.0, &self.endpoint, buf);
     }
 
     /// Bytes [`encode`](Self::encode) writes.
