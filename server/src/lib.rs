@@ -12,11 +12,11 @@
 //! - [`policy`]: the egress policy (secure by default).
 //! - [`outbound`]: DNS, Happy Eyeballs, TCP Fast Open, failure
 //!   classification.
-//! - [`relay`]: the bidirectional copy with half-close and idle timeout.
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`limits`]: caps on connections in total and per source.
-//! - [`sys`]: the socket options that need `libc` (the crate's only unsafe
-//!   code).
+//!
+//! Socket helpers and the relay loop live in `sixpath-net`, shared with the
+//! client.
 
 pub mod config;
 pub mod conn;
@@ -24,7 +24,7 @@ pub mod handshake;
 pub mod limits;
 pub mod outbound;
 pub mod policy;
-pub mod relay;
 pub mod server;
-pub mod sys;
 pub mod users;
+
+pub use sixpath_net::{relay, sys};

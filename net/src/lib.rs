@@ -1,0 +1,10 @@
+//! sixpath-net: the socket code shared by `sixpath-client` and
+//! `sixpath-server` that is not wire format.
+//!
+//! - [`sys`]: Multipath TCP sockets with TCP fallback, TCP Fast Open, MPTCP
+//!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
+//!   host's own addresses (the crate's only unsafe code).
+//! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+
+pub mod relay;
+pub mod sys;
