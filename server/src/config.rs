@@ -15,6 +15,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::policy::{EgressRule, RuleAction};
+use crate::secret::Secret;
 
 /// A configuration problem, naming the field. The binary exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,13 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub no_tfo: bool,
+
+    /// File holding the server key (at least 32 bytes, e.g. from
+    /// `head -c 32 /dev/urandom`) for session IDs, idempotence tokens and
+    /// Convert cookies. Servers sharing the key accept each other's. Without
+    /// it a random key is drawn at start-up.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
@@ -224,6 +232,8 @@ pub struct Settings {
     pub max_connections_per_source: usize,
     /// TCP Fast Open on listeners.
     pub tfo: bool,
+    /// The key behind session IDs, idempotence tokens and cookies.
+    pub secret: Secret,
 }
 
 impl Settings {
@@ -247,6 +257,7 @@ impl Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_source: DEFAULT_MAX_PER_SOURCE,
             tfo: true,
+            secret: Secret::random(),
         }
     }
 }
@@ -292,6 +303,7 @@ impl Options {
                 .max_connections_per_source
                 .or(file.max_connections_per_source),
             no_tfo: self.no_tfo || file.no_tfo,
+            secret_file: self.secret_file.or(file.secret_file),
             log: self.log.or(file.log),
         }
     }
@@ -379,6 +391,10 @@ impl Options {
                 DEFAULT_MAX_PER_SOURCE,
             )?,
             tfo: !self.no_tfo,
+            secret: match &self.secret_file {
+                Some(path) => Secret::load(path)?,
+                None => Secret::random(),
+            },
         };
         settings.check_open_proxy()?;
         Ok(settings)

@@ -12,6 +12,7 @@
 //! - [`policy`]: the egress policy (secure by default).
 //! - [`outbound`]: DNS, Happy Eyeballs, TCP Fast Open, failure
 //!   classification.
+//! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`limits`]: caps on connections in total and per source.
 //!
@@ -24,6 +25,7 @@ pub mod handshake;
 pub mod limits;
 pub mod outbound;
 pub mod policy;
+pub mod secret;
 pub mod server;
 pub mod users;
 
