@@ -350,6 +350,43 @@ pub fn sysctl_int(path: &str) -> Option<i64> {
         .ok()
 }
 
+/// Forbids fragmentation of outgoing packets: path MTU discovery with the
+/// Don't Fragment bit enforced (`IP_MTU_DISCOVER` / `IPV6_MTU_DISCOVER` =
+/// `IP_PMTUDISC_DO`); sends larger than the path MTU fail instead of being
+/// fragmented.
+pub fn set_no_fragmentation(sock: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        setsockopt_int(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    }
+}
+
+/// True if fragmentation is forbidden on the socket (see
+/// [`set_no_fragmentation`]).
+pub fn no_fragmentation(sock: &impl AsRawFd, ipv6: bool) -> io::Result<bool> {
+    Ok(if ipv6 {
+        getsockopt_int(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+        )? == libc::IPV6_PMTUDISC_DO
+    } else {
+        getsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER)?
+            == libc::IP_PMTUDISC_DO
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +420,16 @@ mod tests {
         tcp_client.connect(&local.into()).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert_eq!(transport(&accepted), Transport::Tcp, "plain TCP client");
+    }
+
+    #[test]
+    fn no_fragmentation_is_set_and_read_back() {
+        for (addr, v6) in [("127.0.0.1:1", false), ("[::1]:1", true)] {
+            let addr: SocketAddr = addr.parse().expect("addr");
+            let (sock, _) = stream_socket(&addr, false).expect("socket");
+            assert!(!no_fragmentation(&sock, v6).expect("get"));
+            set_no_fragmentation(&sock, v6).expect("set");
+            assert!(no_fragmentation(&sock, v6).expect("get"));
+        }
     }
 }

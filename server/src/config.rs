@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::policy::{EgressRule, RuleAction};
 use crate::secret::Secret;
+use crate::session::SessionLimits;
 
 /// A configuration problem, naming the field. The binary exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,25 @@ pub struct Options {
     /// it a random key is drawn at start-up.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Maximum SOCKS6 sessions held at once; a Session Request beyond it is
+    /// served without a session (no Session ID in the reply).
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+
+    /// Seconds a SOCKS6 session may go unused before it ends.
+    #[arg(long, value_name = "SECS")]
+    pub session_timeout: Option<u64>,
+
+    /// Seconds a SOCKS6 session lasts at most, however busy (fixed in its
+    /// ID, so it holds across servers sharing --secret-file).
+    #[arg(long, value_name = "SECS")]
+    pub session_lifetime: Option<u64>,
+
+    /// Largest SOCKS6 idempotence token window granted to a session
+    /// (1 to 65536 tokens; one bit of memory each).
+    #[arg(long, value_name = "TOKENS")]
+    pub token_window: Option<u32>,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
@@ -234,6 +254,8 @@ pub struct Settings {
     pub tfo: bool,
     /// The key behind session IDs, idempotence tokens and cookies.
     pub secret: Secret,
+    /// SOCKS6 session cap, idle timeout, lifetime and token window.
+    pub sessions: SessionLimits,
 }
 
 impl Settings {
@@ -258,6 +280,12 @@ impl Settings {
             max_connections_per_source: DEFAULT_MAX_PER_SOURCE,
             tfo: true,
             secret: Secret::random(),
+            sessions: SessionLimits {
+                max_sessions: DEFAULT_MAX_SESSIONS,
+                idle_timeout: DEFAULT_SESSION_TIMEOUT,
+                lifetime: DEFAULT_SESSION_LIFETIME,
+                max_window: DEFAULT_TOKEN_WINDOW,
+            },
         }
     }
 }
@@ -272,6 +300,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Default per-source connection cap.
 pub const DEFAULT_MAX_PER_SOURCE: usize = 2_000;
+/// Default SOCKS6 session cap.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default SOCKS6 session idle timeout.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default SOCKS6 session lifetime.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(86_400);
+/// Default largest idempotence window.
+pub const DEFAULT_TOKEN_WINDOW: u32 = 64;
+/// Largest `--token-window`.
+pub const MAX_TOKEN_WINDOW: u32 = 65_536;
 
 impl Options {
     /// Reads `path` as a JSON config file.
@@ -304,6 +342,10 @@ impl Options {
                 .or(file.max_connections_per_source),
             no_tfo: self.no_tfo || file.no_tfo,
             secret_file: self.secret_file.or(file.secret_file),
+            max_sessions: self.max_sessions.or(file.max_sessions),
+            session_timeout: self.session_timeout.or(file.session_timeout),
+            session_lifetime: self.session_lifetime.or(file.session_lifetime),
+            token_window: self.token_window.or(file.token_window),
             log: self.log.or(file.log),
         }
     }
@@ -394,6 +436,29 @@ impl Options {
             secret: match &self.secret_file {
                 Some(path) => Secret::load(path)?,
                 None => Secret::random(),
+            },
+            sessions: SessionLimits {
+                max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
+                idle_timeout: secs(
+                    "session-timeout",
+                    self.session_timeout,
+                    DEFAULT_SESSION_TIMEOUT,
+                )?,
+                lifetime: secs(
+                    "session-lifetime",
+                    self.session_lifetime,
+                    DEFAULT_SESSION_LIFETIME,
+                )?,
+                max_window: match self.token_window {
+                    None => DEFAULT_TOKEN_WINDOW,
+                    Some(n @ 1..=MAX_TOKEN_WINDOW) => n,
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "token-window",
+                            format!("must be 1 to {MAX_TOKEN_WINDOW} tokens"),
+                        ));
+                    }
+                },
             },
         };
         settings.check_open_proxy()?;
@@ -500,6 +565,36 @@ mod tests {
         assert_eq!(s.listen[0].addr.port(), 2);
         assert_eq!(s.idle_timeout, Duration::from_secs(9));
         assert_eq!(s.connect_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn session_flags_resolve_and_name_bad_values() {
+        let file: Options = serde_json::from_str(
+            r#"{"listen": ["127.0.0.1:1"], "max-sessions": 7, "session-timeout": 30,
+                "session-lifetime": 90, "token-window": 128}"#,
+        )
+        .expect("valid");
+        let s = opts(&[]).or(file).resolve().expect("valid");
+        assert_eq!(s.sessions.max_sessions, 7);
+        assert_eq!(s.sessions.idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.sessions.lifetime, Duration::from_secs(90));
+        assert_eq!(s.sessions.max_window, 128);
+        for (field, set) in [
+            (
+                "max-sessions",
+                (|o: &mut Options| o.max_sessions = Some(0)) as fn(&mut Options),
+            ),
+            ("session-timeout", |o| o.session_timeout = Some(0)),
+            ("session-lifetime", |o| o.session_lifetime = Some(0)),
+            ("token-window", |o| o.token_window = Some(0)),
+            ("token-window", |o| {
+                o.token_window = Some(MAX_TOKEN_WINDOW + 1)
+            }),
+        ] {
+            let mut o = opts(&["127.0.0.1:1"]);
+            set(&mut o);
+            assert_eq!(o.resolve().expect_err(field).field, field);
+        }
     }
 
     #[test]

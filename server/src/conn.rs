@@ -28,6 +28,8 @@ pub struct Shared {
     pub users: Option<RwLock<Users>>,
     /// Connection caps.
     pub limits: Arc<Limits>,
+    /// SOCKS6 sessions and their token windows.
+    pub sessions: crate::session::Sessions,
 }
 
 impl Shared {

@@ -14,6 +14,7 @@
 //!   classification.
 //! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
+//! - [`session`]: SOCKS6 sessions and idempotence token windows.
 //! - [`limits`]: caps on connections in total and per source.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
@@ -27,6 +28,7 @@ pub mod outbound;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod session;
 pub mod users;
 
 pub use sixpath_net::{relay, sys};

@@ -7,7 +7,10 @@
 //! interleaved by family, IPv6 first, and attempts start 250 ms apart (or
 //! as soon as the previous one fails); the first connection wins and the
 //! others are dropped. Every resolved address passes the egress policy; if
-//! none does, the target is denied.
+//! none does, the target is denied. Without Happy Eyeballs (SOCKS6 stack
+//! option) the addresses are tried one at a time, each until it fails.
+//!
+//! IP TOS, TTL and Don't Fragment are set on the socket before the SYN.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -83,6 +86,8 @@ pub enum ConnectError {
 }
 
 /// How to connect.
+// Each flag is an independent socket setting, not a state.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Deadline for the whole attempt (resolution and every address).
@@ -94,6 +99,27 @@ pub struct ConnectOptions {
     pub fast_open: bool,
     /// Disable Nagle (`TCP_NODELAY`) on the outbound socket.
     pub nodelay: bool,
+    /// Happy Eyeballs for names with several addresses: staggered, racing
+    /// attempts. Without it addresses are tried one after another.
+    pub happy_eyeballs: bool,
+    /// IP TOS (IPv4) or traffic class (IPv6) of outgoing packets.
+    pub tos: Option<u8>,
+    /// IP TTL (IPv4) or hop limit (IPv6) of outgoing packets.
+    pub ttl: Option<u8>,
+    /// Forbid fragmentation (Don't Fragment, path MTU discovery enforced).
+    pub no_fragmentation: bool,
+}
+
+/// Which of the requested socket settings the kernel took on the socket
+/// that connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// [`ConnectOptions::tos`] is in effect.
+    pub tos: bool,
+    /// [`ConnectOptions::ttl`] is in effect.
+    pub ttl: bool,
+    /// [`ConnectOptions::no_fragmentation`] is in effect.
+    pub no_fragmentation: bool,
 }
 
 impl Default for ConnectOptions {
@@ -103,6 +129,10 @@ impl Default for ConnectOptions {
             mptcp: false,
             fast_open: false,
             nodelay: true,
+            happy_eyeballs: true,
+            tos: None,
+            ttl: None,
+            no_fragmentation: false,
         }
     }
 }
@@ -116,6 +146,8 @@ pub struct Connected {
     pub peer: SocketAddr,
     /// How many bytes of initial data rode in the SYN.
     pub syn_data: usize,
+    /// The IP-level settings in effect on the socket.
+    pub applied: Applied,
 }
 
 /// Resolves names and connects to targets under the egress policy.
@@ -287,7 +319,7 @@ async fn race(
             });
         }
         let more = pending.len() > 0;
-        let next = if more {
+        let next = if more && opts.happy_eyeballs {
             match tokio::time::timeout(CONNECTION_ATTEMPT_DELAY, attempts.join_next()).await {
                 Ok(r) => r,
                 Err(_) => continue, // delay passed: start the next attempt
@@ -333,6 +365,7 @@ async fn connect_one(
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
     }
     let _ = sys::enable_recverr(&sock, addr.is_ipv6());
+    let applied = apply_ip_options(&sock, addr.is_ipv6(), opts);
     let mut sent = 0;
     let mut connecting = false;
     if syn_data && !initial.is_empty() {
@@ -371,7 +404,33 @@ async fn connect_one(
         stream,
         peer: addr,
         syn_data: sent,
+        applied,
     })
+}
+
+/// Sets TOS, TTL and Don't Fragment before the SYN, so every packet carries
+/// them; reports which the kernel took (an MPTCP socket may refuse some).
+fn apply_ip_options(sock: &socket2::Socket, ipv6: bool, opts: &ConnectOptions) -> Applied {
+    let tos = opts.tos.is_some_and(|v| {
+        if ipv6 {
+            sock.set_tclass_v6(u32::from(v)).is_ok()
+        } else {
+            sock.set_tos_v4(u32::from(v)).is_ok()
+        }
+    });
+    let ttl = opts.ttl.is_some_and(|v| {
+        if ipv6 {
+            sock.set_unicast_hops_v6(u32::from(v)).is_ok()
+        } else {
+            sock.set_ttl_v4(u32::from(v)).is_ok()
+        }
+    });
+    let no_fragmentation = opts.no_fragmentation && sys::set_no_fragmentation(sock, ipv6).is_ok();
+    Applied {
+        tos,
+        ttl,
+        no_fragmentation,
+    }
 }
 
 /// Sorts an I/O error (and the ICMP error the kernel queued, if any) into a

@@ -105,6 +105,7 @@ impl Server {
             connector: Connector::new(resolver, policy),
             users,
             limits,
+            sessions: crate::session::Sessions::new(settings.secret.clone(), settings.sessions),
             settings,
         });
         Ok(Self { listeners, shared })

@@ -140,6 +140,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
+    /// The client stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
     /// The bytes read and not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf

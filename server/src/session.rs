@@ -1,0 +1,724 @@
+//! SOCKS6 sessions and idempotence tokens (draft -11 §8.4–§8.5, spec digest
+//! §3.6, §3.7, §4.3, §4.5).
+//!
+//! # Session IDs
+//!
+//! A Session ID is self-authenticating: it carries who the session belongs
+//! to and until when, under an HMAC-SHA256 tag made with the server key
+//! ([`Secret`], `--secret-file`):
+//!
+//! ```text
+//! 0..4    issuer: random number drawn by the process at start-up
+//! 4..12   serial: per-process counter (u64, big-endian)
+//! 12..16  not-after: end of the session's lifetime, Unix seconds (u32)
+//! 16      user length L (0: the session is anonymous)
+//! 17..    user name (L bytes), zero padding to a multiple of 4
+//! last 16 HMAC-SHA256("socks6-session", everything before), truncated
+//! ```
+//!
+//! An anonymous ID is 36 bytes; one for user `alice` is 40.
+//!
+//! # State, and what happens across processes
+//!
+//! Each process keeps a bounded table of the sessions it serves (at most
+//! `--max-sessions`): when each was last used and its token window. A
+//! session ends when the client tears it down, when it has been idle for
+//! `--session-timeout`, or when its lifetime (`--session-lifetime`, fixed in
+//! the ID) is over.
+//!
+//! Processes that share the key (a fleet behind a load balancer, or one
+//! process after a restart) accept each other's IDs: a valid ID this
+//! process did not issue is *adopted* into its table on first use, for the
+//! user the ID names. What stays per process:
+//!
+//! - a teardown reaches only the process that receives it; another process
+//!   accepts the ID until it idles out there or its lifetime ends;
+//! - the idempotence window lives in the process that granted it. Another
+//!   process has no window for the session and rejects every token, so a
+//!   replay sent to another instance is still refused; a client that asks
+//!   that process for a window gets a new one there.
+//!
+//! A server that requires authentication refuses anonymous session IDs, so
+//! an open (loopback) server sharing the key cannot mint sessions for it.
+//!
+//! # Idempotence
+//!
+//! [`TokenWindow`] is a bitmap of one bit per token, sized to the granted
+//! window (at most `--token-window`), so a session's memory is bounded
+//! whatever the client asks for.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sixpath_protocol::socks6::idempotence::MAX_WINDOW_SIZE;
+use sixpath_protocol::socks6::{OptionKind, Request, SessionId, SocksOption, Window};
+use tokio::time::Instant;
+
+use crate::secret::Secret;
+
+/// The MAC domain of Session IDs.
+const ID_DOMAIN: &str = "socks6-session";
+/// Bytes of the truncated tag.
+const TAG_LEN: usize = 16;
+/// Bytes before the user length: issuer, serial, not-after.
+const HEAD_LEN: usize = 16;
+/// How long the table may go without a sweep of idle sessions.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The part of an ID that names a session in the table: issuer and serial.
+type Key = [u8; 12];
+
+/// A window of idempotence tokens and which of them are spent.
+///
+/// Bit `t mod R` records token `t`, where `R`, a power of two at least the
+/// window size, divides 2^32, so the mapping stays consistent when tokens
+/// wrap. Only tokens inside the window have bits set. The window never
+/// moves more than 2^32 − size tokens in total, so a spent token can never
+/// come back into it.
+#[derive(Debug, Clone)]
+pub struct TokenWindow {
+    base: u32,
+    size: u32,
+    bits: Vec<u64>,
+    /// Tokens the base may still move forward.
+    travel_left: u64,
+}
+
+impl TokenWindow {
+    /// A window of `size` tokens from `base` (`size` is clamped to
+    /// 1..=2^31 − 1). Memory: `size` rounded up to a power of two, in bits.
+    pub fn new(base: u32, size: u32) -> Self {
+        let size = size.clamp(1, MAX_WINDOW_SIZE);
+        let slots = size.next_power_of_two().max(64) as usize;
+        Self {
+            base,
+            size,
+            bits: vec![0; slots / 64],
+            travel_left: (1u64 << 32) - u64::from(size),
+        }
+    }
+
+    /// The window as advertised (always `Some`: the size is valid by
+    /// construction).
+    pub fn window(&self) -> Option<Window> {
+        Window::new(self.base, self.size).ok()
+    }
+
+    /// The first token of the window.
+    pub fn base(&self) -> u32 {
+        self.base
+    }
+
+    /// Bytes of the spent-token bitmap.
+    pub fn bitmap_bytes(&self) -> usize {
+        self.bits.len() * 8
+    }
+
+    fn slot(&self, token: u32) -> (usize, u64) {
+        let i = token as usize & (self.bits.len() * 64 - 1);
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn is_spent(&self, token: u32) -> bool {
+        let (w, m) = self.slot(token);
+        self.bits.get(w).is_some_and(|b| b & m != 0)
+    }
+
+    fn set(&mut self, token: u32, on: bool) {
+        let (w, m) = self.slot(token);
+        if let Some(b) = self.bits.get_mut(w) {
+            if on {
+                *b |= m;
+            } else {
+                *b &= !m;
+            }
+        }
+    }
+
+    /// Spends `token`: true if it lies in the window and was not spent
+    /// before ("Accepted"), false otherwise ("Rejected"). Then shifts the
+    /// window: past the spent tokens at its bottom, and, when a token in
+    /// the upper half is spent, far enough to keep that token in the
+    /// middle, giving up the unspent tokens below ("It SHOULD shift the
+    /// window when the lowest token is spent and when a sufficiently high
+    /// token is spent", draft -11 §8.5.2).
+    pub fn spend(&mut self, token: u32) -> bool {
+        let offset = token.wrapping_sub(self.base);
+        if offset >= self.size || self.is_spent(token) {
+            return false;
+        }
+        self.set(token, true);
+        let half = self.size / 2;
+        if offset > half {
+            self.advance(offset - half);
+        }
+        let mut run = 0;
+        while run < self.size && self.is_spent(self.base.wrapping_add(run)) {
+            run += 1;
+        }
+        self.advance(run);
+        true
+    }
+
+    fn advance(&mut self, by: u32) {
+        let by = by.min(u32::try_from(self.travel_left).unwrap_or(u32::MAX));
+        if by == 0 {
+            return;
+        }
+        if by >= self.size {
+            self.bits.fill(0);
+        } else {
+            for i in 0..by {
+                self.set(self.base.wrapping_add(i), false);
+            }
+        }
+        self.base = self.base.wrapping_add(by);
+        self.travel_left -= u64::from(by);
+    }
+}
+
+/// Session settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Most sessions in the table at once.
+    pub max_sessions: usize,
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after it began, however busy.
+    pub lifetime: Duration,
+    /// Largest idempotence window granted.
+    pub max_window: u32,
+}
+
+#[derive(Debug)]
+struct Live {
+    user: Option<String>,
+    last_used: Instant,
+    not_after: u32,
+    window: Option<TokenWindow>,
+    requests: u64,
+}
+
+#[derive(Debug)]
+struct Table {
+    live: HashMap<Key, Live>,
+    /// Adopted sessions that ended here, until their lifetime ends, so the
+    /// ID is not adopted again.
+    ended: HashMap<Key, u32>,
+    last_sweep: Instant,
+}
+
+/// The sessions of this process.
+#[derive(Debug)]
+pub struct Sessions {
+    secret: Secret,
+    issuer: [u8; 4],
+    serial: AtomicU64,
+    limits: SessionLimits,
+    table: Mutex<Table>,
+}
+
+/// A request's place in a session, once [`Sessions::admit`] has read its
+/// session options.
+#[derive(Debug)]
+pub enum Admission {
+    /// The request carries no (usable) Session ID: authenticate it as
+    /// usual. This includes a tearing-down request, which "MUST treat
+    /// ... as not part of any session" (draft -11 §8.4).
+    Fresh,
+    /// A valid session: no authentication; the session's user applies.
+    Session(Member),
+    /// The Session ID is not valid (forged, expired, ended, unknown, or the
+    /// table is full): answer Session Invalid.
+    Invalid,
+}
+
+/// A request that belongs to a session.
+#[derive(Debug, Clone)]
+pub struct Member {
+    key: Key,
+    /// The session's ID.
+    pub id: SessionId,
+    /// The user the session was created for.
+    pub user: Option<String>,
+    /// Whether this request created the session.
+    pub created: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn pad4(n: usize) -> usize {
+    (4 - n % 4) % 4
+}
+
+impl Sessions {
+    /// An empty table issuing IDs under `secret`.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random source fails.
+    pub fn new(secret: Secret, limits: SessionLimits) -> Self {
+        let mut issuer = [0u8; 4];
+        // Same reasoning as `Secret::random`: without randomness, two
+        // processes could share an issuer number.
+        getrandom::fill(&mut issuer).expect("the OS random number generator failed");
+        Self {
+            secret,
+            issuer,
+            serial: AtomicU64::new(0),
+            limits,
+            table: Mutex::new(Table {
+                live: HashMap::new(),
+                ended: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sessions alive in this process.
+    pub fn len(&self) -> usize {
+        self.table().live.len()
+    }
+
+    /// True if no session is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the Session ID, Session Teardown and Session Request options
+    /// of an unauthenticated request. `auth_required`: anonymous sessions
+    /// are refused.
+    pub fn admit(&self, req: &Request, auth_required: bool) -> Admission {
+        let Some(id) = req.options.session_id() else {
+            return Admission::Fresh;
+        };
+        if req.options.has(OptionKind::SESSION_TEARDOWN) {
+            self.teardown(id);
+            return Admission::Fresh;
+        }
+        let Some((key, user, not_after)) = self.check(id) else {
+            return Admission::Invalid;
+        };
+        if auth_required && user.is_none() {
+            return Admission::Invalid;
+        }
+        let now = Instant::now();
+        let mut t = self.table();
+        self.sweep(&mut t, now, false);
+        if let Some(live) = t.live.get_mut(&key) {
+            live.last_used = now;
+            live.requests += 1;
+            return Admission::Session(Member {
+                key,
+                id: id.clone(),
+                user,
+                created: false,
+            });
+        }
+        // Not in the table: ended here if this process issued it, or ended
+        // after adoption; otherwise another process issued it.
+        if key.get(..4) == Some(&self.issuer[..]) || t.ended.contains_key(&key) {
+            return Admission::Invalid;
+        }
+        if t.live.len() >= self.limits.max_sessions {
+            self.sweep(&mut t, now, true);
+            if t.live.len() >= self.limits.max_sessions {
+                return Admission::Invalid;
+            }
+        }
+        tracing::debug!(user = user.as_deref().unwrap_or("-"), "session adopted");
+        t.live.insert(
+            key,
+            Live {
+                user: user.clone(),
+                last_used: now,
+                not_after,
+                window: None,
+                requests: 1,
+            },
+        );
+        Admission::Session(Member {
+            key,
+            id: id.clone(),
+            user,
+            created: false,
+        })
+    }
+
+    /// A new session for `user`, or `None` when the table is full ("A proxy
+    /// that cannot or will not create a session silently omits the Session
+    /// ID", digest §4.3).
+    pub fn create(&self, user: Option<&str>) -> Option<Member> {
+        let user_bytes = user.map_or(&[][..], str::as_bytes);
+        let ulen = u8::try_from(user_bytes.len()).ok()?;
+        let now = Instant::now();
+        let mut t = self.table();
+        if t.live.len() >= self.limits.max_sessions {
+            self.sweep(&mut t, now, true);
+            if t.live.len() >= self.limits.max_sessions {
+                return None;
+            }
+        }
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let not_after = unix_now()
+            .saturating_add(self.limits.lifetime.as_secs())
+            .min(u64::from(u32::MAX)) as u32;
+        let mut body = Vec::with_capacity(HEAD_LEN + 4 + user_bytes.len() + TAG_LEN);
+        body.extend_from_slice(&self.issuer);
+        body.extend_from_slice(&serial.to_be_bytes());
+        body.extend_from_slice(&not_after.to_be_bytes());
+        body.push(ulen);
+        body.extend_from_slice(user_bytes);
+        body.resize(body.len() + pad4(body.len()), 0);
+        let tag = self.secret.mac(ID_DOMAIN, &[&body]);
+        body.extend_from_slice(tag.get(..TAG_LEN)?);
+        let id = SessionId::new(body).ok()?;
+        let mut key = [0u8; 12];
+        key.copy_from_slice(id.as_bytes().get(..12)?);
+        t.live.insert(
+            key,
+            Live {
+                user: user.map(ToOwned::to_owned),
+                last_used: now,
+                not_after,
+                window: None,
+                requests: 1,
+            },
+        );
+        tracing::debug!(user = user.unwrap_or("-"), "session created");
+        Some(Member {
+            key,
+            id,
+            user: user.map(ToOwned::to_owned),
+            created: true,
+        })
+    }
+
+    /// Checks an ID's tag, layout and lifetime: its key, user and
+    /// not-after time.
+    fn check(&self, id: &SessionId) -> Option<(Key, Option<String>, u32)> {
+        let b = id.as_bytes();
+        let signed = b.get(..b.len().checked_sub(TAG_LEN)?)?;
+        let tag = b.get(signed.len()..)?;
+        let ulen = usize::from(*signed.get(HEAD_LEN)?);
+        let user_end = HEAD_LEN + 1 + ulen;
+        if signed.len() != user_end + pad4(user_end) {
+            return None;
+        }
+        if !self.secret.verify(ID_DOMAIN, &[signed], tag) {
+            return None;
+        }
+        if signed.get(user_end..)?.iter().any(|&p| p != 0) {
+            return None;
+        }
+        let not_after = u32::from_be_bytes(signed.get(12..16)?.try_into().ok()?);
+        if u64::from(not_after) <= unix_now() {
+            return None;
+        }
+        let user = match ulen {
+            0 => None,
+            _ => Some(String::from_utf8_lossy(signed.get(HEAD_LEN + 1..user_end)?).into_owned()),
+        };
+        let key: Key = signed.get(..12)?.try_into().ok()?;
+        Some((key, user, not_after))
+    }
+
+    /// Ends the session `id` names, if it is valid.
+    fn teardown(&self, id: &SessionId) {
+        let Some((key, user, not_after)) = self.check(id) else {
+            return;
+        };
+        let mut t = self.table();
+        t.live.remove(&key);
+        if key.get(..4) != Some(&self.issuer[..]) {
+            Self::remember_ended(&mut t, key, not_after, self.limits.max_sessions);
+        }
+        tracing::debug!(user = user.as_deref().unwrap_or("-"), "session torn down");
+    }
+
+    /// Records that an adopted session ended. The list is capped at four
+    /// times the session cap; when full, the entry closest to the end of
+    /// its lifetime is forgotten (that ID could then be adopted again).
+    fn remember_ended(t: &mut Table, key: Key, not_after: u32, cap: usize) {
+        let cap = cap.saturating_mul(4).max(16);
+        if t.ended.len() >= cap {
+            let now = unix_now();
+            t.ended.retain(|_, &mut na| u64::from(na) > now);
+            if t.ended.len() >= cap
+                && let Some(k) = t.ended.iter().min_by_key(|(_, na)| **na).map(|(k, _)| *k)
+            {
+                t.ended.remove(&k);
+            }
+        }
+        t.ended.insert(key, not_after);
+    }
+
+    /// Ends idle and expired sessions; at most once per [`SWEEP_EVERY`]
+    /// unless `force`.
+    fn sweep(&self, t: &mut Table, now: Instant, force: bool) {
+        if !force && now.duration_since(t.last_sweep) < SWEEP_EVERY {
+            return;
+        }
+        t.last_sweep = now;
+        let unix = unix_now();
+        let idle = self.limits.idle_timeout;
+        let mut gone = Vec::new();
+        t.live.retain(|k, s| {
+            let keep = now.duration_since(s.last_used) < idle && u64::from(s.not_after) > unix;
+            if !keep {
+                tracing::debug!(
+                    user = s.user.as_deref().unwrap_or("-"),
+                    requests = s.requests,
+                    "session expired"
+                );
+                gone.push((*k, s.not_after));
+            }
+            keep
+        });
+        for (k, na) in gone {
+            if k.get(..4) != Some(&self.issuer[..]) && u64::from(na) > unix {
+                Self::remember_ended(t, k, na, self.limits.max_sessions);
+            }
+        }
+        t.ended.retain(|_, &mut na| u64::from(na) > unix);
+    }
+
+    /// The session options of the Authentication Reply for `member`'s
+    /// request, after its idempotence options are handled: `Ok` for a
+    /// successful reply, `Err` when the token is ineligible ("the
+    /// Authentication Reply MUST indicate failure", digest §4.5).
+    ///
+    /// A new session gets its Session ID, a continuing one Session OK. An
+    /// Idempotence Request gets a window if the session has none (at most
+    /// `--token-window` tokens from a random base); the current window
+    /// goes into every reply once it exists; an Expenditure is answered
+    /// Accepted or Rejected.
+    pub fn reply_options(
+        &self,
+        member: &Member,
+        req: &Request,
+    ) -> Result<Vec<SocksOption>, Vec<SocksOption>> {
+        let mut opts = Vec::with_capacity(3);
+        opts.push(if member.created {
+            SocksOption::SessionId(member.id.clone())
+        } else {
+            SocksOption::SessionOk
+        });
+        let mut t = self.table();
+        let Some(live) = t.live.get_mut(&member.key) else {
+            // Torn down or expired by a concurrent request since admission:
+            // the request still runs, without idempotence.
+            return Ok(opts);
+        };
+        if let Some(size) = req.options.idempotence_request()
+            && live.window.is_none()
+            && size > 0
+        {
+            let mut base = [0u8; 4];
+            if getrandom::fill(&mut base).is_ok() {
+                let size = size.min(self.limits.max_window);
+                live.window = Some(TokenWindow::new(u32::from_be_bytes(base), size));
+            }
+        }
+        let spent = req
+            .options
+            .idempotence_expenditure()
+            .map(|token| live.window.as_mut().is_some_and(|w| w.spend(token)));
+        if let Some(w) = live.window.as_ref().and_then(TokenWindow::window) {
+            opts.push(SocksOption::IdempotenceWindow(w));
+        }
+        match spent {
+            Some(true) => opts.push(SocksOption::IdempotenceAccepted),
+            Some(false) => {
+                opts.push(SocksOption::IdempotenceRejected);
+                return Err(opts);
+            }
+            None => {}
+        }
+        Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sixpath_protocol::Endpoint;
+    use sixpath_protocol::socks6::{Command, Options};
+
+    fn sessions(max: usize) -> Sessions {
+        Sessions::new(
+            Secret::from_bytes(&[9; 32]).expect("key"),
+            SessionLimits {
+                max_sessions: max,
+                idle_timeout: Duration::from_secs(60),
+                lifetime: Duration::from_secs(3600),
+                max_window: 16,
+            },
+        )
+    }
+
+    fn request(opts: &[SocksOption]) -> Request {
+        let mut o = Options::new();
+        for x in opts {
+            o.push(x.clone()).expect("fits");
+        }
+        let mut r = Request::new(Command::NOOP, Endpoint::unspecified());
+        r.options = o;
+        r
+    }
+
+    #[test]
+    fn window_accepts_each_token_once_and_slides() {
+        let mut w = TokenWindow::new(0xffff_fffe, 4);
+        assert!(w.spend(0xffff_fffe));
+        assert!(!w.spend(0xffff_fffe), "replay");
+        assert_eq!(w.base(), 0xffff_ffff, "slid past the spent base");
+        assert!(w.spend(1));
+        assert!(!w.spend(1));
+        assert!(w.spend(0xffff_ffff));
+        assert_eq!(w.base(), 0, "stops at the lowest unspent token");
+        assert!(w.spend(0));
+        assert_eq!(w.base(), 2, "and past the spent 1");
+        assert!(!w.spend(0), "below the window after sliding");
+        assert!(!w.spend(6), "above the window");
+        assert!(w.spend(5));
+    }
+
+    #[test]
+    fn window_high_token_shifts_to_the_middle() {
+        let mut w = TokenWindow::new(100, 8);
+        assert!(w.spend(107));
+        assert_eq!(w.base(), 103);
+        assert!(!w.spend(102), "forfeited");
+        assert!(!w.spend(107));
+        assert!(w.spend(103));
+        assert_eq!(w.base(), 104);
+    }
+
+    #[test]
+    fn window_memory_is_the_granted_size() {
+        assert_eq!(TokenWindow::new(0, 1).bitmap_bytes(), 8);
+        assert_eq!(TokenWindow::new(0, 1000).bitmap_bytes(), 128);
+    }
+
+    proptest! {
+        #[test]
+        fn window_never_accepts_a_token_twice(
+            base in any::<u32>(),
+            size in 1u32..200,
+            offsets in proptest::collection::vec(0u32..400, 1..400),
+        ) {
+            let mut w = TokenWindow::new(base, size);
+            let bytes = w.bitmap_bytes();
+            let mut accepted = std::collections::HashSet::new();
+            for off in offsets {
+                let t = w.base().wrapping_add(off).wrapping_sub(50);
+                if w.spend(t) {
+                    prop_assert!(accepted.insert(t), "token {t} accepted twice");
+                }
+                prop_assert_eq!(w.bitmap_bytes(), bytes);
+                prop_assert_eq!(w.window().map(|x| x.size()), Some(size));
+            }
+            // The base is never spent: it is always spendable.
+            let b = w.base();
+            if !accepted.contains(&b) {
+                prop_assert!(w.spend(b));
+            }
+        }
+    }
+
+    #[test]
+    fn window_stops_before_tokens_could_come_back() {
+        let mut w = TokenWindow::new(0, 2);
+        w.travel_left = 3;
+        assert!(w.spend(0));
+        assert!(w.spend(1));
+        assert!(w.spend(2));
+        assert_eq!(w.base(), 3);
+        assert!(w.spend(3));
+        assert!(!w.spend(3));
+        assert_eq!(w.base(), 3, "no travel left");
+        assert!(w.spend(4));
+        assert!(!w.spend(5), "window exhausted");
+    }
+
+    #[test]
+    fn ids_round_trip_and_resist_tampering() {
+        let s = sessions(4);
+        let m = s.create(Some("alice")).expect("room");
+        assert_eq!(m.id.as_bytes().len(), 40);
+        let req = request(&[SocksOption::SessionId(m.id.clone())]);
+        let Admission::Session(again) = s.admit(&req, true) else {
+            panic!("valid ID refused");
+        };
+        assert_eq!(again.user.as_deref(), Some("alice"));
+        for i in 0..m.id.as_bytes().len() {
+            let mut b = m.id.as_bytes().to_vec();
+            b[i] ^= 0x01;
+            let req = request(&[SocksOption::SessionId(SessionId::new(b).expect("len"))]);
+            assert!(
+                matches!(s.admit(&req, true), Admission::Invalid),
+                "bit flip at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn anonymous_ids_are_refused_when_auth_is_required() {
+        let s = sessions(4);
+        let m = s.create(None).expect("room");
+        assert_eq!(m.id.as_bytes().len(), 36);
+        let req = request(&[SocksOption::SessionId(m.id)]);
+        assert!(matches!(s.admit(&req, true), Admission::Invalid));
+        assert!(matches!(s.admit(&req, false), Admission::Session(_)));
+    }
+
+    #[test]
+    fn adopted_session_stays_ended_after_teardown() {
+        let key = Secret::from_bytes(&[3; 32]).expect("key");
+        let limits = SessionLimits {
+            max_sessions: 2,
+            idle_timeout: Duration::from_secs(60),
+            lifetime: Duration::from_secs(60),
+            max_window: 4,
+        };
+        let a = Sessions::new(key.clone(), limits);
+        let b = Sessions::new(key, limits);
+        let m = a.create(Some("u")).expect("room");
+        let use_it = request(&[SocksOption::SessionId(m.id.clone())]);
+        assert!(matches!(b.admit(&use_it, true), Admission::Session(_)));
+        let tear = request(&[SocksOption::SessionId(m.id), SocksOption::SessionTeardown]);
+        assert!(matches!(b.admit(&tear, true), Admission::Fresh));
+        assert!(matches!(b.admit(&use_it, true), Admission::Invalid));
+        assert!(
+            matches!(a.admit(&use_it, true), Admission::Session(_)),
+            "a teardown is per process"
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_end_and_free_their_place() {
+        tokio::time::pause();
+        let s = sessions(1);
+        let m = s.create(None).expect("room");
+        assert!(s.create(None).is_none(), "cap of one");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let req = request(&[SocksOption::SessionId(m.id)]);
+        assert!(matches!(s.admit(&req, false), Admission::Invalid));
+        assert!(s.create(None).is_some(), "the idle session made room");
+        assert_eq!(s.len(), 1);
+    }
+}
