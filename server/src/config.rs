@@ -579,20 +579,44 @@ mod tests {
         assert_eq!(s.sessions.idle_timeout, Duration::from_secs(30));
         assert_eq!(s.sessions.lifetime, Duration::from_secs(90));
         assert_eq!(s.sessions.max_window, 128);
-        for (field, set) in [
+        let base = opts(&["127.0.0.1:1"]);
+        for (field, o) in [
             (
                 "max-sessions",
-                (|o: &mut Options| o.max_sessions = Some(0)) as fn(&mut Options),
+                Options {
+                    max_sessions: Some(0),
+                    ..base.clone()
+                },
             ),
-            ("session-timeout", |o| o.session_timeout = Some(0)),
-            ("session-lifetime", |o| o.session_lifetime = Some(0)),
-            ("token-window", |o| o.token_window = Some(0)),
-            ("token-window", |o| {
-                o.token_window = Some(MAX_TOKEN_WINDOW + 1)
-            }),
+            (
+                "session-timeout",
+                Options {
+                    session_timeout: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "session-lifetime",
+                Options {
+                    session_lifetime: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "token-window",
+                Options {
+                    token_window: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "token-window",
+                Options {
+                    token_window: Some(MAX_TOKEN_WINDOW + 1),
+                    ..base.clone()
+                },
+            ),
         ] {
-            let mut o = opts(&["127.0.0.1:1"]);
-            set(&mut o);
             assert_eq!(o.resolve().expect_err(field).field, field);
         }
     }

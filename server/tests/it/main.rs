@@ -11,6 +11,7 @@
 mod convert;
 mod handshakes;
 mod robustness;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,10 +82,13 @@ impl Harness {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
         adjust(&mut settings);
-        settings.egress_rules = vec![
+        // The harness's rules, then any `adjust` added.
+        let mut rules = vec![
             EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
             EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
         ];
+        rules.append(&mut settings.egress_rules);
+        settings.egress_rules = rules;
         let mut dir = None;
         if let Some(users) = users {
             let d = std::env::temp_dir().join(format!(
