@@ -317,6 +317,18 @@ impl Sessions {
         let now = Instant::now();
         let mut t = self.table();
         self.sweep(&mut t, now, false);
+        let idle = self.limits.idle_timeout;
+        if t.live
+            .get(&key)
+            .is_some_and(|l| now.duration_since(l.last_used) >= idle)
+        {
+            // Idle too long, the sweep just has not come round yet.
+            t.live.remove(&key);
+            if key.get(..4) != Some(&self.issuer[..]) {
+                Self::remember_ended(&mut t, key, not_after, self.limits.max_sessions);
+            }
+            return Admission::Invalid;
+        }
         if let Some(live) = t.live.get_mut(&key) {
             live.last_used = now;
             live.requests += 1;

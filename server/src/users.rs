@@ -87,6 +87,11 @@ impl Users {
         self.by_name.is_empty()
     }
 
+    /// True if `username` is a user (SOCKS6 sessions end with their user).
+    pub fn contains(&self, username: &[u8]) -> bool {
+        self.by_name.contains_key(username)
+    }
+
     /// Checks a username and password. Unknown users cost the same as a
     /// wrong password.
     pub fn verify(&self, username: &[u8], password: &[u8]) -> bool {

@@ -94,6 +94,18 @@ fn authenticate(
     }
 }
 
+/// True if authentication is required and `user` is no longer in the users
+/// file (removed by a reload): the session ends with the user.
+fn user_gone(shared: &Shared, user: Option<&str>) -> bool {
+    match (&shared.users, user) {
+        (Some(users), Some(name)) => !users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(name.as_bytes()),
+        _ => false,
+    }
+}
+
 /// Serves a SOCKS6 client (first byte 6).
 pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
 where
@@ -144,6 +156,13 @@ where
         }
         // "The proxy MUST silently ignore any authentication attempt in the
         // Request and MUST NOT require authentication" (digest §4.3).
+        Admission::Session(m) if user_gone(shared, m.user.as_deref()) => {
+            out.reply = "session of a removed user".into();
+            let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
+            let _ = reply.options.push(SocksOption::SessionInvalid);
+            f.reject(&encode(|b| reply.encode(b))).await;
+            return;
+        }
         Admission::Session(m) => (m.user.clone(), Some(m)),
         Admission::Fresh => {
             let user = match authenticate(&req, shared) {

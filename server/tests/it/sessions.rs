@@ -685,3 +685,156 @@ async fn unknown_commands_and_address_types_get_07_and_08() {
         [6, 1, 0, 0, 6, 8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
     );
 }
+
+#[tokio::test]
+async fn idle_session_expires_after_the_session_timeout() {
+    let h = Harness::start_custom(None, |s| {
+        s.sessions.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let auth = open_session(&h, vec![]).await;
+    let id = auth.options.session_id().unwrap().clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut c = h.connect().await;
+    c.write_all(&noop(vec![SocksOption::SessionId(id)]))
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SESSION_INVALID);
+}
+
+/// A router in a network namespace this test creates, reached from the
+/// host over a veth pair, for ICMP errors the kernel really sends:
+/// `198.18.K.0/24` is routed to it; inside, `.0/26` is on a stub link
+/// (reachable, so a TTL of 1 expires on the router), `.64/26` is an
+/// `unreachable` route (ICMP host unreachable) and the rest has no route
+/// (ICMP network unreachable). Removed on drop.
+struct Router {
+    ns: String,
+    host_if: String,
+    k: u8,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl Router {
+    /// Builds the router; on failure whatever was made is removed (by
+    /// `Drop` of the half-built value).
+    fn create() -> Result<Self, String> {
+        let pid = std::process::id();
+        let k = (pid % 251) as u8;
+        let r = Self {
+            ns: format!("spx-rt{pid}"),
+            host_if: format!("spx-h{pid}"),
+            k,
+        };
+        ip(&["netns", "add", &r.ns])?;
+        let peer = format!("spx-p{pid}");
+        let link = format!("198.19.{k}");
+        let net = format!("198.18.{k}");
+        let ns = r.ns.as_str();
+        ip(&[
+            "link", "add", &r.host_if, "type", "veth", "peer", "name", &peer,
+        ])?;
+        ip(&["link", "set", &peer, "netns", ns])?;
+        ip(&["addr", "add", &format!("{link}.1/30"), "dev", &r.host_if])?;
+        ip(&["link", "set", &r.host_if, "up"])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{link}.2/30"),
+            "dev",
+            &peer,
+        ])?;
+        ip(&["-n", ns, "link", "set", &peer, "up"])?;
+        // A stub link (a veth pair, both ends inside) for the reachable part.
+        ip(&[
+            "-n", ns, "link", "add", "s0", "type", "veth", "peer", "name", "s1",
+        ])?;
+        ip(&["-n", ns, "addr", "add", &format!("{net}.1/26"), "dev", "s0"])?;
+        ip(&["-n", ns, "link", "set", "s0", "up"])?;
+        ip(&["-n", ns, "link", "set", "s1", "up"])?;
+        ip(&[
+            "-n",
+            ns,
+            "route",
+            "add",
+            "unreachable",
+            &format!("{net}.64/26"),
+        ])?;
+        ip(&[
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
+        ip(&[
+            "route",
+            "add",
+            &format!("{net}.0/24"),
+            "via",
+            &format!("{link}.2"),
+        ])?;
+        Ok(r)
+    }
+
+    fn target(&self, host: u8) -> Endpoint {
+        Endpoint::new(Ipv4Addr::new(198, 18, self.k, host), 80)
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        // Deleting one end of the veth pair deletes both and the route.
+        let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["netns", "del", &self.ns]);
+    }
+}
+
+#[tokio::test]
+async fn icmp_errors_from_a_router_get_reply_codes_03_04_and_06() {
+    let router = match Router::create() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!(
+                "SKIP icmp_errors_from_a_router_get_reply_codes_03_04_and_06: needs root and ip netns ({why})"
+            );
+            return;
+        }
+    };
+    let h = Harness::start_custom(None, |s| {
+        s.connect_timeout = Duration::from_secs(5);
+        s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+    })
+    .await;
+    // 0x06: TTL 1 (Stack option) expires on the router: ICMP time exceeded.
+    let mut c = h.connect().await;
+    let req = request(
+        Command::CONNECT,
+        router.target(10),
+        vec![stack(Leg::PROXY_REMOTE, StackValue::Ttl(1))],
+    );
+    c.write_all(&bytes(&req)).await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await, failure(0x06));
+    // 0x04: ICMP host unreachable.
+    assert_eq!(connect_answer(&h, router.target(70)).await, failure(0x04));
+    // 0x03: ICMP network unreachable.
+    assert_eq!(connect_answer(&h, router.target(130)).await, failure(0x03));
+}
