@@ -66,6 +66,9 @@ const TAG_LEN: usize = 16;
 const HEAD_LEN: usize = 16;
 /// How long the table may go without a sweep of idle sessions.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often a full table may be swept to make room, so a flood of
+/// requests at the cap does not rescan it each time.
+const FORCED_SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// The part of an ID that names a session in the table: issuer and serial.
 type Key = [u8; 12];
@@ -477,10 +480,15 @@ impl Sessions {
         t.ended.insert(key, not_after);
     }
 
-    /// Ends idle and expired sessions; at most once per [`SWEEP_EVERY`]
-    /// unless `force`.
+    /// Ends idle and expired sessions; at most once per [`SWEEP_EVERY`],
+    /// or [`FORCED_SWEEP_EVERY`] when `force`d by a full table.
     fn sweep(&self, t: &mut Table, now: Instant, force: bool) {
-        if !force && now.duration_since(t.last_sweep) < SWEEP_EVERY {
+        let every = if force {
+            FORCED_SWEEP_EVERY
+        } else {
+            SWEEP_EVERY
+        };
+        if now.duration_since(t.last_sweep) < every {
             return;
         }
         t.last_sweep = now;

@@ -246,7 +246,7 @@ struct Stack {
     /// Happy Eyeballs as asked (only for a domain-name target).
     happy_eyeballs: Option<Availability>,
     tfo: Option<u16>,
-    mptcp: bool,
+    mptcp: Option<Availability>,
 }
 
 impl Stack {
@@ -266,7 +266,7 @@ impl Stack {
                     s.happy_eyeballs = Some(a);
                 }
                 StackValue::Tfo(n) if remote(o.leg) => s.tfo = Some(n),
-                StackValue::Mptcp(a) if remote(o.leg) => s.mptcp = a == Availability::AVAILABLE,
+                StackValue::Mptcp(a) if remote(o.leg) => s.mptcp = Some(a),
                 _ => {}
             }
         }
@@ -281,7 +281,9 @@ impl Stack {
     fn connect_options(&self, shared: &Shared) -> ConnectOptions {
         ConnectOptions {
             timeout: shared.settings.connect_timeout,
-            mptcp: self.mptcp,
+            // Without the option the proxy "SHOULD NOT enable MPTCP" for
+            // CONNECT (§3.2).
+            mptcp: self.mptcp == Some(Availability::AVAILABLE),
             // "If absent, the proxy MUST NOT" attempt TFO (§3.2 TFO row).
             fast_open: self.tfo.is_some(),
             happy_eyeballs: self.happy_eyeballs != Some(Availability::UNAVAILABLE),
@@ -382,7 +384,7 @@ impl Stack {
         if let Some(size) = self.tfo {
             push(Leg::PROXY_REMOTE, StackValue::Tfo(size));
         }
-        if self.mptcp {
+        if self.mptcp.is_some() {
             let avail = if used_mptcp {
                 Availability::AVAILABLE
             } else {

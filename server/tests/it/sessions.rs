@@ -838,3 +838,54 @@ async fn icmp_errors_from_a_router_get_reply_codes_03_04_and_06() {
     // 0x03: ICMP network unreachable.
     assert_eq!(connect_answer(&h, router.target(130)).await, failure(0x03));
 }
+
+#[tokio::test]
+async fn mptcp_stack_option_reports_what_the_outbound_connection_uses() {
+    let h = Harness::start(None).await;
+    let any: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
+    let (sock, is_mptcp) = sixpath_server::sys::stream_socket(&any, true).unwrap();
+    sock.bind(&any.into()).unwrap();
+    sock.listen(16).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let target = TcpListener::from_std(sock.into()).unwrap();
+    let addr = target.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = target.accept().await {
+            held.push(s);
+        }
+    });
+    let cases = [
+        // Not desired: plain TCP, reported as not available.
+        (Availability::UNAVAILABLE, Availability::UNAVAILABLE),
+        // Desired: MPTCP end to end when the kernel has it.
+        (
+            Availability::AVAILABLE,
+            if is_mptcp {
+                Availability::AVAILABLE
+            } else {
+                eprintln!("SKIP mptcp part: the kernel has no MPTCP (net.mptcp.enabled=0?)");
+                Availability::UNAVAILABLE
+            },
+        ),
+    ];
+    for (asked, reported) in cases {
+        let req = request(
+            Command::CONNECT,
+            Endpoint::from(addr),
+            vec![stack(Leg::PROXY_REMOTE, StackValue::Mptcp(asked))],
+        );
+        let mut c = h.connect().await;
+        c.write_all(&bytes(&req)).await.unwrap();
+        let _ = auth_reply(&mut c).await;
+        let (op, _) = op_reply(&mut c).await;
+        assert_eq!(op.code, ReplyCode::SUCCESS);
+        let mut echoed = Vec::new();
+        op.options.encode(&mut echoed);
+        assert_eq!(
+            echoed,
+            [0, 1, 0, 8, 0x84, 2, reported.0, 0],
+            "asked {asked:?}"
+        );
+    }
+}
