@@ -144,7 +144,11 @@ where
     out.target = Some(req.endpoint.to_string());
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
-    let (user, member) = match shared.sessions.admit(&req, shared.auth_required()) {
+    let admission = match shared.sessions.admit(&req, shared.auth_required()) {
+        Admission::Session(m) if user_gone(shared, m.user.as_deref()) => Admission::Invalid,
+        a => a,
+    };
+    let (user, member) = match admission {
         // "If the ID is invalid, the proxy replies Type 0x01 with Session
         // Invalid; no continuation is possible" (digest §4.3).
         Admission::Invalid => {
@@ -156,13 +160,6 @@ where
         }
         // "The proxy MUST silently ignore any authentication attempt in the
         // Request and MUST NOT require authentication" (digest §4.3).
-        Admission::Session(m) if user_gone(shared, m.user.as_deref()) => {
-            out.reply = "session of a removed user".into();
-            let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
-            let _ = reply.options.push(SocksOption::SessionInvalid);
-            f.reject(&encode(|b| reply.encode(b))).await;
-            return;
-        }
         Admission::Session(m) => (m.user.clone(), Some(m)),
         Admission::Fresh => {
             let user = match authenticate(&req, shared) {

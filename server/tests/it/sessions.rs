@@ -363,7 +363,9 @@ async fn token_window_is_advertised_and_a_replayed_token_is_refused() {
         vec![
             SocksOption::AuthMethodAdvertisement(AuthMethodAdvertisement::new(5, []).unwrap()),
             SocksOption::SessionId(id),
-            SocksOption::IdempotenceExpenditure(window.base()),
+            // Not the lowest token: the window stays, only the bitmap
+            // remembers the token.
+            SocksOption::IdempotenceExpenditure(window.base().wrapping_add(2)),
         ],
     );
     let mut wire = bytes(&spend);
@@ -372,11 +374,10 @@ async fn token_window_is_advertised_and_a_replayed_token_is_refused() {
     let mut c = h.connect().await;
     c.write_all(&wire).await.unwrap();
     let (_, got) = auth_reply(&mut c).await;
-    let next = Window::new(window.base().wrapping_add(1), 8).unwrap();
     let mut expected = vec![6, 0, 0, 0x14, 0, 8, 0, 4];
-    expected.extend(option_bytes(&SocksOption::IdempotenceWindow(next)));
+    expected.extend(option_bytes(&SocksOption::IdempotenceWindow(window)));
     expected.extend([0, 0x0e, 0, 4]);
-    assert_eq!(got, expected, "Session OK, window slid by one, Accepted");
+    assert_eq!(got, expected, "Session OK, window, Accepted");
     let (op, _) = op_reply(&mut c).await;
     assert_eq!(op.code, ReplyCode::SUCCESS);
 
@@ -384,9 +385,29 @@ async fn token_window_is_advertised_and_a_replayed_token_is_refused() {
     let mut r = h.connect().await;
     r.write_all(&wire).await.unwrap();
     let mut expected = vec![6, 1, 0, 0x14, 0, 8, 0, 4];
-    expected.extend(option_bytes(&SocksOption::IdempotenceWindow(next)));
+    expected.extend(option_bytes(&SocksOption::IdempotenceWindow(window)));
     expected.extend([0, 0x0f, 0, 4]);
     assert_eq!(read_to_eof(&mut r).await, expected, "failure with Rejected");
+
+    // Spending the lowest tokens slides the window past every spent one.
+    for (token, new_base) in [(0, 1), (1, 3)] {
+        let mut n = h.connect().await;
+        n.write_all(&noop(vec![
+            SocksOption::SessionId(auth.options.session_id().unwrap().clone()),
+            SocksOption::IdempotenceExpenditure(window.base().wrapping_add(token)),
+        ]))
+        .await
+        .unwrap();
+        let slid = Window::new(window.base().wrapping_add(new_base), 8).unwrap();
+        let mut expected = vec![6, 0, 0, 0x14, 0, 8, 0, 4];
+        expected.extend(option_bytes(&SocksOption::IdempotenceWindow(slid)));
+        expected.extend([0, 0x0e, 0, 4]);
+        assert_eq!(
+            read_to_eof(&mut n).await[..24],
+            expected,
+            "token base+{token}"
+        );
+    }
 
     c.shutdown().await.unwrap();
     assert_eq!(read_to_eof(&mut c).await, b"");
@@ -888,4 +909,43 @@ async fn mptcp_stack_option_reports_what_the_outbound_connection_uses() {
             "asked {asked:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn session_ends_when_its_user_is_removed_from_the_users_file() {
+    let dir = temp_dir("removed-user");
+    let users = dir.0.join("users.json");
+    let write_users = |names: &[&str]| {
+        let list: Vec<_> = names
+            .iter()
+            .map(|n| serde_json::json!({"username": n, "password": "pass"}))
+            .collect();
+        std::fs::write(&users, serde_json::json!({ "users": list }).to_string()).unwrap();
+    };
+    write_users(&["user", "other"]);
+    let mut settings =
+        sixpath_server::config::Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
+    settings.users = Some(users.clone());
+    let server = sixpath_server::server::Server::bind(settings).unwrap();
+    let addr = server.local_addrs()[0];
+    let reload = server.reload_handle();
+    tokio::spawn(server.run(std::future::pending()));
+
+    let mut opts = credentials();
+    opts.push(SocksOption::SessionRequest);
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&noop(opts)).await.unwrap();
+    let (auth, _) = auth_reply(&mut c).await;
+    let id = auth.options.session_id().expect("Session ID").clone();
+    let use_id = noop(vec![SocksOption::SessionId(id)]);
+
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&use_id).await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await[..8], [6, 0, 0, 4, 0, 8, 0, 4]);
+
+    write_users(&["other"]);
+    reload.reload_users();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&use_id).await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SESSION_INVALID);
 }
