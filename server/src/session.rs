@@ -300,9 +300,10 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Reads the Session ID, Session Teardown and Session Request options
-    /// of an unauthenticated request. `auth_required`: anonymous sessions
-    /// are refused.
+    /// Reads the Session ID and Session Teardown options of a request
+    /// (a Session Request is for [`Sessions::create`], once the request is
+    /// authenticated). With `auth_required`, anonymous sessions are
+    /// refused.
     pub fn admit(&self, req: &Request, auth_required: bool) -> Admission {
         let Some(id) = req.options.session_id() else {
             return Admission::Fresh;

@@ -272,9 +272,15 @@ async fn servers_sharing_a_secret_file_accept_each_others_session_ids() {
     let dir = temp_dir("shared-key");
     let shared = key_file(&dir, "fleet.key", 0x5a);
     let other = key_file(&dir, "other.key", 0xa5);
+    // The key as `--secret-file` gives it.
     let with_key = |p: PathBuf| {
         move |s: &mut sixpath_server::config::Settings| {
-            s.secret = Secret::load(&p).unwrap();
+            let opts = sixpath_server::config::Options {
+                listen: vec!["127.0.0.1:0".into()],
+                secret_file: Some(p),
+                ..Default::default()
+            };
+            s.secret = opts.resolve().unwrap().secret;
         }
     };
     let a = Harness::start_custom(Some(USERS), with_key(shared.clone())).await;
