@@ -693,7 +693,7 @@ async fn connect_failures_get_the_draft_reply_codes() {
 }
 
 #[tokio::test]
-async fn unknown_commands_and_address_types_get_07_and_08() {
+async fn malformed_requests_get_07_08_and_01() {
     let h = Harness::start(None).await;
     let mut c = h.connect().await;
     c.write_all(&[6, 9, 0, 0, 0, 80, 0, 1, 127, 0, 0, 1])
@@ -710,6 +710,17 @@ async fn unknown_commands_and_address_types_get_07_and_08() {
     assert_eq!(
         read_to_eof(&mut c).await,
         [6, 1, 0, 0, 6, 8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    );
+    // A domain name with a NUL inside: a malformed address, general failure.
+    let mut c = h.connect().await;
+    c.write_all(&[
+        6, 1, 0, 0, 0, 80, 0, 3, 7, b'a', 0, b'b', b'.', b'c', b'o', b'm',
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        read_to_eof(&mut c).await,
+        [6, 1, 0, 0, 6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
     );
 }
 
