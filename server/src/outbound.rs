@@ -365,7 +365,13 @@ async fn connect_one(
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
     }
     let _ = sys::enable_recverr(&sock, addr.is_ipv6());
-    let applied = apply_ip_options(&sock, addr.is_ipv6(), opts);
+    let applied = apply_ip_options(
+        &sock,
+        addr.is_ipv6(),
+        opts.tos,
+        opts.ttl,
+        opts.no_fragmentation,
+    );
     let mut sent = 0;
     let mut connecting = false;
     if syn_data && !initial.is_empty() {
@@ -408,24 +414,31 @@ async fn connect_one(
     })
 }
 
-/// Sets TOS, TTL and Don't Fragment before the SYN, so every packet carries
-/// them; reports which the kernel took (an MPTCP socket may refuse some).
-fn apply_ip_options(sock: &socket2::Socket, ipv6: bool, opts: &ConnectOptions) -> Applied {
-    let tos = opts.tos.is_some_and(|v| {
+/// Sets TOS (traffic class), TTL (hop limit) and Don't Fragment on a
+/// socket; reports which the kernel took (an MPTCP socket may refuse some).
+/// Outbound sockets get them before the SYN, so every packet carries them.
+pub fn apply_ip_options(
+    sock: &socket2::Socket,
+    ipv6: bool,
+    tos: Option<u8>,
+    ttl: Option<u8>,
+    no_fragmentation: bool,
+) -> Applied {
+    let tos = tos.is_some_and(|v| {
         if ipv6 {
             sock.set_tclass_v6(u32::from(v)).is_ok()
         } else {
             sock.set_tos_v4(u32::from(v)).is_ok()
         }
     });
-    let ttl = opts.ttl.is_some_and(|v| {
+    let ttl = ttl.is_some_and(|v| {
         if ipv6 {
             sock.set_unicast_hops_v6(u32::from(v)).is_ok()
         } else {
             sock.set_ttl_v4(u32::from(v)).is_ok()
         }
     });
-    let no_fragmentation = opts.no_fragmentation && sys::set_no_fragmentation(sock, ipv6).is_ok();
+    let no_fragmentation = no_fragmentation && sys::set_no_fragmentation(sock, ipv6).is_ok();
     Applied {
         tos,
         ttl,

@@ -298,38 +298,23 @@ impl Stack {
         let Some(sock) = client.downcast_ref::<TcpStream>() else {
             return Applied::default();
         };
-        let v6 = sock.local_addr().is_ok_and(|a| a.is_ipv6());
-        let tcp = sock;
-        let sock = socket2::SockRef::from(sock);
-        let tos = self
-            .tos
-            .filter(|(l, _)| on_client(*l))
-            .is_some_and(|(_, v)| {
-                if v6 {
-                    sock.set_tclass_v6(u32::from(v)).is_ok()
-                } else {
-                    sock.set_tos_v4(u32::from(v)).is_ok()
-                }
-            });
-        let ttl = self
-            .ttl
-            .filter(|(l, _)| on_client(*l))
-            .is_some_and(|(_, v)| {
-                if v6 {
-                    sock.set_unicast_hops_v6(u32::from(v)).is_ok()
-                } else {
-                    sock.set_ttl_v4(u32::from(v)).is_ok()
-                }
-            });
-        let no_fragmentation = self
+        // A v4-mapped client on an IPv6 listener sends IPv4 packets: the
+        // IPv4 options apply.
+        let v6 = sock.local_addr().is_ok_and(|a| match a.ip() {
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_none(),
+            std::net::IpAddr::V4(_) => false,
+        });
+        let pick = |x: Option<(Leg, u8)>| x.filter(|(l, _)| on_client(*l)).map(|(_, v)| v);
+        let no_frag = self
             .no_frag
-            .filter(|(l, a)| on_client(*l) && *a == Availability::AVAILABLE)
-            .is_some_and(|_| crate::sys::set_no_fragmentation(tcp, v6).is_ok());
-        Applied {
-            tos,
-            ttl,
-            no_fragmentation,
-        }
+            .is_some_and(|(l, a)| on_client(l) && a == Availability::AVAILABLE);
+        crate::outbound::apply_ip_options(
+            &socket2::SockRef::from(sock),
+            v6,
+            pick(self.tos),
+            pick(self.ttl),
+            no_frag,
+        )
     }
 
     /// The Stack options of the Operation Reply: "A proxy MUST report every
