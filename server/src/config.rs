@@ -6,7 +6,7 @@
 //! [`Options::resolve`] validates everything and produces [`Settings`], the
 //! typed configuration the server runs with; every error names the field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -114,6 +114,39 @@ pub struct Options {
     /// it a random key is drawn at start-up.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Local address BIND listeners are opened on (one IPv4 and/or one
+    /// IPv6 address). Without it, a BIND listens on the address this host
+    /// would use towards the expected peer, or on the client connection's
+    /// local address.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub bind_address: Vec<String>,
+
+    /// Address reported to BIND clients instead of the listening address
+    /// (one per family), for a server behind 1:1 NAT.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub bind_advertise: Vec<String>,
+
+    /// Seconds a BIND waits for the incoming connection.
+    #[arg(long, value_name = "SECS")]
+    pub bind_timeout: Option<u64>,
+
+    /// Address reported in UDP ASSOCIATE replies (one per family) instead of
+    /// the client connection's local address, for a server behind 1:1 NAT.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub udp_advertise: Vec<String>,
+
+    /// Seconds a UDP association may pass without a datagram before it
+    /// ends (and its control connection is closed).
+    #[arg(long, value_name = "SECS")]
+    pub udp_idle_timeout: Option<u64>,
+
+    /// Maximum concurrent UDP associations.
+    #[arg(long, value_name = "N")]
+    pub max_udp_associations: Option<usize>,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
@@ -234,6 +267,18 @@ pub struct Settings {
     pub tfo: bool,
     /// The key behind session IDs, idempotence tokens and cookies.
     pub secret: Secret,
+    /// Local addresses for BIND listeners (at most one per family).
+    pub bind_addresses: Vec<IpAddr>,
+    /// Addresses reported to BIND clients (at most one per family).
+    pub bind_advertise: Vec<IpAddr>,
+    /// How long a BIND waits for its incoming connection.
+    pub bind_timeout: Duration,
+    /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
+    pub udp_advertise: Vec<IpAddr>,
+    /// Idle timeout of a UDP association.
+    pub udp_idle_timeout: Duration,
+    /// Cap on concurrent UDP associations.
+    pub max_udp_associations: usize,
 }
 
 impl Settings {
@@ -258,6 +303,12 @@ impl Settings {
             max_connections_per_source: DEFAULT_MAX_PER_SOURCE,
             tfo: true,
             secret: Secret::random(),
+            bind_addresses: Vec::new(),
+            bind_advertise: Vec::new(),
+            bind_timeout: DEFAULT_BIND_TIMEOUT,
+            udp_advertise: Vec::new(),
+            udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
+            max_udp_associations: DEFAULT_MAX_UDP_ASSOCIATIONS,
         }
     }
 }
@@ -272,6 +323,39 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Default per-source connection cap.
 pub const DEFAULT_MAX_PER_SOURCE: usize = 2_000;
+/// Default wait for the incoming connection of a BIND.
+pub const DEFAULT_BIND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default idle timeout of a UDP association.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default cap on concurrent UDP associations.
+pub const DEFAULT_MAX_UDP_ASSOCIATIONS: usize = 1024;
+
+/// A list of IP addresses with at most one per family (`--bind-address`,
+/// `--bind-advertise`, `--udp-advertise`).
+fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for s in list {
+        let ip = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::new(field, format!("{s:?} is not an IP address")))?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(ConfigError::new(
+                field,
+                format!("{ip} is not a unicast address"),
+            ));
+        }
+        if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+            return Err(ConfigError::new(
+                field,
+                "at most one IPv4 and one IPv6 address",
+            ));
+        }
+        out.push(ip);
+    }
+    Ok(out)
+}
 
 impl Options {
     /// Reads `path` as a JSON config file.
@@ -304,6 +388,12 @@ impl Options {
                 .or(file.max_connections_per_source),
             no_tfo: self.no_tfo || file.no_tfo,
             secret_file: self.secret_file.or(file.secret_file),
+            bind_address: vec_or(self.bind_address, file.bind_address),
+            bind_advertise: vec_or(self.bind_advertise, file.bind_advertise),
+            bind_timeout: self.bind_timeout.or(file.bind_timeout),
+            udp_advertise: vec_or(self.udp_advertise, file.udp_advertise),
+            udp_idle_timeout: self.udp_idle_timeout.or(file.udp_idle_timeout),
+            max_udp_associations: self.max_udp_associations.or(file.max_udp_associations),
             log: self.log.or(file.log),
         }
     }
@@ -395,6 +485,20 @@ impl Options {
                 Some(path) => Secret::load(path)?,
                 None => Secret::random(),
             },
+            bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
+            bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
+            bind_timeout: secs("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
+            udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
+            udp_idle_timeout: secs(
+                "udp-idle-timeout",
+                self.udp_idle_timeout,
+                DEFAULT_UDP_IDLE_TIMEOUT,
+            )?,
+            max_udp_associations: count(
+                "max-udp-associations",
+                self.max_udp_associations,
+                DEFAULT_MAX_UDP_ASSOCIATIONS,
+            )?,
         };
         settings.check_open_proxy()?;
         Ok(settings)

@@ -28,6 +28,8 @@ pub struct Shared {
     pub users: Option<RwLock<Users>>,
     /// Connection caps.
     pub limits: Arc<Limits>,
+    /// UDP associations.
+    pub udp: crate::udp::Associations,
 }
 
 impl Shared {
@@ -110,7 +112,8 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let mut outcome = Outcome::default();
     let deadline = started + shared.settings.handshake_timeout;
-    let mut framed = Framed::new(stream);
+    let local = stream.local_addr().ok();
+    let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
 
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
         Ok(Ok(first)) => match detect(first, &protocols) {

@@ -15,6 +15,8 @@
 //! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`limits`]: caps on connections in total and per source.
+//! - [`bind`]: BIND for SOCKS5, SOCKS4 and SOCKS6.
+//! - [`udp`]: UDP ASSOCIATE for SOCKS5 and SOCKS6.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
 //! client.
@@ -28,5 +30,8 @@ pub mod policy;
 pub mod secret;
 pub mod server;
 pub mod users;
+
+pub mod bind;
+pub mod udp;
 
 pub use sixpath_net::{relay, sys};

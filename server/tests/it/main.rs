@@ -8,9 +8,11 @@
     missing_docs
 )]
 
+mod bind;
 mod convert;
 mod handshakes;
 mod robustness;
+mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,10 +83,14 @@ impl Harness {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
         adjust(&mut settings);
-        settings.egress_rules = vec![
-            EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
-            EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
-        ];
+        // Rules set by `adjust` come after the harness's deny rule and
+        // before its loopback allow rule.
+        let extra = std::mem::take(&mut settings.egress_rules);
+        settings.egress_rules = vec![EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap()];
+        settings.egress_rules.extend(extra);
+        settings
+            .egress_rules
+            .push(EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap());
         let mut dir = None;
         if let Some(users) = users {
             let d = std::env::temp_dir().join(format!(
