@@ -607,6 +607,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_bind_and_udp_settings_and_rejects_two_of_one_family() {
+        let file: Options = serde_json::from_str(
+            r#"{"listen": ["127.0.0.1:1"], "bind-address": ["192.0.2.1", "[2001:db8::1]"],
+                "udp-advertise": ["198.51.100.7"], "bind-timeout": 30,
+                "udp-idle-timeout": 60, "max-udp-associations": 8}"#,
+        )
+        .expect("valid");
+        let s = opts(&[]).or(file).resolve().expect("valid");
+        assert_eq!(s.bind_addresses.len(), 2);
+        assert_eq!(
+            s.udp_advertise,
+            ["198.51.100.7".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(s.bind_timeout, Duration::from_secs(30));
+        assert_eq!(s.udp_idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_udp_associations, 8);
+        let mut two = opts(&["127.0.0.1:1"]);
+        two.bind_advertise = vec!["192.0.2.1".into(), "192.0.2.2".into()];
+        assert_eq!(two.resolve().expect_err("two IPv4").field, "bind-advertise");
+        let mut bad = opts(&["127.0.0.1:1"]);
+        bad.udp_advertise = vec!["0.0.0.0".into()];
+        assert_eq!(
+            bad.resolve().expect_err("unspecified").field,
+            "udp-advertise"
+        );
+    }
+
+    #[test]
     fn rejects_zero_timeout_naming_the_field() {
         let mut o = opts(&["127.0.0.1:1"]);
         o.handshake_timeout = Some(0);

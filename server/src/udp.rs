@@ -233,7 +233,9 @@ pub async fn serve_listener(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         let item = FromUdp {
             socket: Arc::clone(&socket),
-            from: SocketAddr::new(unmap(from.ip()), from.port()),
+            // As received: replies go back through the same socket, which
+            // may be dual-stack and then needs the mapped form.
+            from,
             datagram,
         };
         if tx.try_send(item).is_err() {
