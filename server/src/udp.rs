@@ -482,13 +482,18 @@ pub async fn serve_socks5<S>(
                 let Ok((n, src)) = r else { continue };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
                 if src.ip() != client_ip || (declared.port != 0 && src.port() != declared.port) {
+                    tracing::debug!(%src, "UDP datagram from a foreign source dropped");
                     UdpStats::add(&engine.stats.rejected, 1);
                     continue;
                 }
                 let datagram = cbuf.get(..n).unwrap_or_default();
-                let Ok((header, offset)) = UdpHeader::decode_datagram(datagram) else {
-                    UdpStats::add(&engine.stats.rejected, 1);
-                    continue;
+                let (header, offset) = match UdpHeader::decode_datagram(datagram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::debug!(%src, error = %e, "UDP datagram dropped");
+                        UdpStats::add(&engine.stats.rejected, 1);
+                        continue;
+                    }
                 };
                 last = Instant::now();
                 client_addr = Some(src);
