@@ -752,3 +752,37 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec
     }
     let _ = wr.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_destinations_are_mapped_for_a_dual_stack_socket() {
+        let v4: SocketAddr = "192.0.2.1:53".parse().expect("addr");
+        let v6: SocketAddr = "[2001:db8::1]:53".parse().expect("addr");
+        assert_eq!(
+            for_socket(v4, true),
+            Some("[::ffff:192.0.2.1]:53".parse().expect("addr"))
+        );
+        assert_eq!(for_socket(v4, false), Some(v4));
+        assert_eq!(for_socket(v6, true), Some(v6));
+        assert_eq!(for_socket(v6, false), None);
+    }
+
+    #[test]
+    fn association_cap_is_enforced_and_slots_free_on_drop() {
+        let all = Associations::new(2);
+        let a = all.reserve().expect("first");
+        let mut b = all.reserve().expect("second");
+        assert!(all.reserve().is_none(), "cap of 2");
+        let (tx, _rx) = mpsc::channel(1);
+        let id = all.register(&mut b, tx).expect("id");
+        assert!(all.ids().contains_key(&id));
+        drop(b);
+        assert!(!all.ids().contains_key(&id), "ID released");
+        assert_eq!(all.active(), 1);
+        drop(a);
+        assert_eq!(all.active(), 0);
+    }
+}

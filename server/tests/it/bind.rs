@@ -230,3 +230,22 @@ async fn socks6_bind_to_privileged_port_gets_reply_02() {
     c.read_to_end(&mut rest).await.unwrap();
     assert_eq!(rest, [6, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
 }
+
+#[tokio::test]
+async fn socks4_bind_refuses_unexpected_peer_with_reply_91() {
+    let h = Harness::start(None).await;
+    let mut c = h.connect().await;
+    // Expects 127.0.0.2; the peer comes from 127.0.0.1.
+    c.write_all(&[4, 2, 0, 21, 127, 0, 0, 2, 0]).await.unwrap();
+    let first = read_n(&mut c, 8).await;
+    assert_eq!(first[..2], [0, 90]);
+    let listener: SocketAddr = (
+        [first[4], first[5], first[6], first[7]],
+        port_of(&first[2..4]),
+    )
+        .into();
+    let peer = tokio::net::TcpSocket::new_v4().unwrap();
+    peer.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let _peer = peer.connect(listener).await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await, [0, 91, 0, 0, 0, 0, 0, 0]);
+}

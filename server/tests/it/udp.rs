@@ -392,3 +392,72 @@ async fn socks6_udp_empty_datagram_only_asks_for_confirmation() {
     confirmation.extend(id);
     assert_eq!(read_n(&mut c, 12).await, confirmation);
 }
+
+#[tokio::test]
+async fn socks5_udp_association_cap_answers_01_and_frees_on_close() {
+    let h = Harness::start_custom(None, |s| s.max_udp_associations = 1).await;
+    let (first, _) = socks5_associate(&h, [0; 6]).await;
+    let mut c = h.connect().await;
+    c.write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut c, 2).await, [5, 0]);
+    assert_eq!(
+        crate::read_to_eof(&mut c).await,
+        [5, 1, 0, 1, 0, 0, 0, 0, 0, 0],
+        "general failure at the cap"
+    );
+    drop(first);
+    // The slot is freed once the server sees the close.
+    for attempt in 0.. {
+        let mut c = h.connect().await;
+        c.write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        assert_eq!(read_n(&mut c, 2).await, [5, 0]);
+        if read_n(&mut c, 2).await == [5, 0] {
+            break;
+        }
+        assert!(attempt < 50, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn socks6_udp_without_a_first_datagram_closes_after_the_idle_timeout() {
+    let h = Harness::start_custom(None, |s| s.udp_idle_timeout = Duration::from_secs(1)).await;
+    let (mut c, _, _) = socks6_associate(&h).await;
+    assert_eq!(crate::read_to_eof(&mut c).await, b"");
+}
+
+#[tokio::test]
+async fn socks6_udp_malformed_stream_message_closes_the_connection() {
+    let h = Harness::start(None).await;
+    let (mut c, _, id) = socks6_associate(&h).await;
+    // Message Length 5 is shorter than the header: framing is lost.
+    let mut bad = vec![6, 3, 0, 5];
+    bad.extend(id);
+    c.write_all(&bad).await.unwrap();
+    assert_eq!(crate::read_to_eof(&mut c).await, b"");
+}
+
+#[tokio::test]
+async fn socks6_udp_over_tcp_drops_denied_destinations() {
+    let h = Harness::start_custom(None, |s| {
+        s.egress_rules = vec![EgressRule::parse(RuleAction::Deny, "127.0.0.2").unwrap()];
+    })
+    .await;
+    let allowed = Echo::start("127.0.0.1").await;
+    let denied = Echo::start("127.0.0.2").await;
+    let (mut c, _, id) = socks6_associate(&h).await;
+    c.write_all(&socks6_datagram(id, denied.addr, b"denied"))
+        .await
+        .unwrap();
+    let mut confirmation = vec![6, 2, 0, 12];
+    confirmation.extend(id);
+    assert_eq!(read_n(&mut c, 12).await, confirmation);
+    let ok = socks6_datagram(id, allowed.addr, b"allowed");
+    c.write_all(&ok).await.unwrap();
+    assert_eq!(read_n(&mut c, ok.len()).await, ok);
+    assert!(denied.seen().is_empty());
+}
