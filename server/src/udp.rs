@@ -5,7 +5,7 @@
 //! Every association has its own remote-facing UDP socket (dual-stack
 //! `[::]:0` where the host has IPv6, else `0.0.0.0:0`). Datagrams from the
 //! client go through a bounded queue to a sender task that resolves names
-//! with the [`Connector`](crate::outbound::Connector)'s resolver and checks
+//! with the [`crate::outbound::Connector`]'s resolver and checks
 //! every destination against the egress policy; denied datagrams are
 //! dropped and counted. Datagrams arriving from a source the policy denies
 //! are dropped too: a client cannot hear from where it may not send.
