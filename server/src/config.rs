@@ -129,7 +129,7 @@ pub struct Options {
     #[serde(default)]
     pub bind_advertise: Vec<String>,
 
-    /// Seconds a BIND waits for the incoming connection.
+    /// Seconds a BIND waits for the incoming connection (default 120).
     #[arg(long, value_name = "SECS")]
     pub bind_timeout: Option<u64>,
 
@@ -140,11 +140,11 @@ pub struct Options {
     pub udp_advertise: Vec<String>,
 
     /// Seconds a UDP association may pass without a datagram before it
-    /// ends (and its control connection is closed).
+    /// ends and its control connection is closed (default 120).
     #[arg(long, value_name = "SECS")]
     pub udp_idle_timeout: Option<u64>,
 
-    /// Maximum concurrent UDP associations.
+    /// Maximum concurrent UDP associations (default 1024).
     #[arg(long, value_name = "N")]
     pub max_udp_associations: Option<usize>,
 

@@ -217,7 +217,10 @@ pub async fn serve_listener(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::debug!(error = %e, "UDP listener receive failed");
+                // Not a per-datagram error (the socket is unconnected):
+                // back off instead of spinning.
+                tracing::warn!(error = %e, "UDP listener receive failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -479,7 +482,9 @@ pub async fn serve_socks5<S>(
                 Ok(_) => {} // RFC 1928 gives the control connection no further use.
             },
             r = client_sock.recv_from(&mut cbuf) => {
-                let Ok((n, src)) = r else { continue };
+                // Unconnected UDP sockets report no per-peer errors; an
+                // error here is the socket's own (out of memory, ...).
+                let Ok((n, src)) = r else { break RelayEnd::ClientError };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
                 if src.ip() != client_ip || (declared.port != 0 && src.port() != declared.port) {
                     tracing::debug!(%src, "UDP datagram from a foreign source dropped");
@@ -500,7 +505,7 @@ pub async fn serve_socks5<S>(
                 engine.send(header.endpoint, datagram.get(offset..).unwrap_or_default().to_vec());
             }
             r = engine.remote.recv_from(&mut rbuf) => {
-                let Ok((n, src)) = r else { continue };
+                let Ok((n, src)) = r else { break RelayEnd::TargetError };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
                 let Some(to) = client_addr else { continue };
                 if !engine.inbound_allowed(shared, src) {
@@ -698,7 +703,7 @@ where
                     }
                 }
                 r = engine.remote.recv_from(&mut rbuf) => {
-                    let Ok((n, src)) = r else { continue };
+                    let Ok((n, src)) = r else { break RelayEnd::TargetError };
                     let src = SocketAddr::new(unmap(src.ip()), src.port());
                     let Some(m) = &mapping else { continue };
                     if !engine.inbound_allowed(shared, src) {
