@@ -249,3 +249,38 @@ async fn socks4_bind_refuses_unexpected_peer_with_reply_91() {
     let _peer = peer.connect(listener).await.unwrap();
     assert_eq!(read_to_eof(&mut c).await, [0, 91, 0, 0, 0, 0, 0, 0]);
 }
+
+#[tokio::test]
+async fn socks6_bind_reports_mptcp_for_listener_and_peer() {
+    let mptcp_on =
+        std::fs::read_to_string("/proc/sys/net/mptcp/enabled").is_ok_and(|v| v.trim() == "1");
+    let h = Harness::start(None).await;
+    let mut c = h.connect().await;
+    // BIND 127.0.0.1:0 with "MPTCP desired" (digest V17).
+    c.write_all(&[
+        6, 2, 0, 8, 0, 0, 0, 1, 127, 0, 0, 1, 0, 1, 0, 8, 0x84, 2, 2, 0,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+    let first = read_n(&mut c, 20).await;
+    assert_eq!(first[..4], [6, 0, 0, 8]);
+    let accepts = if mptcp_on { 2 } else { 1 };
+    assert_eq!(
+        first[12..],
+        [0, 1, 0, 8, 0x84, 2, accepts, 0],
+        "first reply: whether an MPTCP connection will be accepted"
+    );
+    // A plain TCP peer: the second reply says MPTCP is not in use.
+    let mut peer = TcpStream::connect(("127.0.0.1", port_of(&first[4..6])))
+        .await
+        .unwrap();
+    let from = peer.local_addr().unwrap().port().to_be_bytes();
+    assert_eq!(
+        read_n(&mut c, 20).await,
+        [
+            6, 0, 0, 8, from[0], from[1], 0, 1, 127, 0, 0, 1, 0, 1, 0, 8, 0x84, 2, 1, 0
+        ]
+    );
+    check_relay(&mut c, &mut peer).await;
+}

@@ -461,3 +461,30 @@ async fn socks6_udp_over_tcp_drops_denied_destinations() {
     assert_eq!(read_n(&mut c, ok.len()).await, ok);
     assert!(denied.seen().is_empty());
 }
+
+#[tokio::test]
+async fn socks6_udp_honours_the_requested_bind_address_and_refuses_low_ports() {
+    let h = Harness::start(None).await;
+    // UDP ASSOCIATE 127.0.0.1:0: the remote-facing socket is bound there.
+    let mut c = h.connect().await;
+    c.write_all(&[6, 3, 0, 0, 0, 0, 0, 1, 127, 0, 0, 1])
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+    let op = read_n(&mut c, 12).await;
+    assert_eq!(op[..4], [6, 0, 0, 0]);
+    assert_eq!(op[6..], [0, 1, 127, 0, 0, 1]);
+    let port = u16::from_be_bytes([op[4], op[5]]);
+    // The port is really bound: binding it again fails.
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+    // Port 53 is refused by rule.
+    let mut c = h.connect().await;
+    c.write_all(&[6, 3, 0, 0, 0, 53, 0, 1, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+    assert_eq!(
+        crate::read_to_eof(&mut c).await,
+        [6, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    );
+}
