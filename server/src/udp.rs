@@ -34,7 +34,8 @@
 //!   is ignored likewise.
 //!
 //! Limits: `--max-udp-associations` in total; per association a queue of
-//! [`QUEUE`] datagrams towards targets and towards a TCP-framed client,
+//! [`QUEUE`] datagrams and [`QUEUE_BYTES`] bytes towards targets, and as
+//! much towards a client that takes its datagrams over TCP;
 //! datagrams beyond it are dropped and counted, never buffered.
 
 use std::collections::HashMap;
@@ -65,6 +66,9 @@ use crate::relay::{RelayEnd, RelayStats};
 
 /// Datagrams queued per association in each direction that can back up.
 pub const QUEUE: usize = 256;
+/// Payload bytes queued per association in each direction that can back
+/// up: a slow client or a stalled DNS lookup costs at most this much.
+pub const QUEUE_BYTES: usize = 256 * 1024;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 /// How long a name in a datagram's destination may take to resolve.
@@ -112,6 +116,27 @@ impl UdpStats {
         ] {
             Self::add(to, Self::get(from));
         }
+    }
+}
+
+/// Bytes queued in one direction of one association, at most
+/// [`QUEUE_BYTES`].
+#[derive(Debug, Clone, Default)]
+struct Budget(Arc<AtomicUsize>);
+
+impl Budget {
+    /// Reserves `n` bytes; false if that would exceed the budget.
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + n <= QUEUE_BYTES).then_some(q + n)
+            })
+            .is_ok()
+    }
+
+    /// Releases `n` bytes.
+    fn give(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -296,8 +321,10 @@ async fn send_loop(
     v6_socket: bool,
     connector: Connector,
     stats: Arc<UdpStats>,
+    budget: Budget,
 ) {
     while let Some((dest, payload)) = rx.recv().await {
+        budget.give(payload.len());
         let targets = match tokio::time::timeout(
             DNS_TIMEOUT,
             connector.resolve_allowed(&dest.addr, dest.port),
@@ -346,6 +373,7 @@ struct Engine {
     remote: Arc<UdpSocket>,
     queue: mpsc::Sender<(Endpoint, Vec<u8>)>,
     stats: Arc<UdpStats>,
+    budget: Budget,
     sender: tokio::task::JoinHandle<()>,
 }
 
@@ -355,24 +383,33 @@ impl Engine {
         let remote = Arc::new(remote);
         let stats = Arc::new(UdpStats::default());
         let (queue, rx) = mpsc::channel(QUEUE);
+        let budget = Budget::default();
         let sender = tokio::spawn(send_loop(
             rx,
             Arc::clone(&remote),
             v6,
             shared.connector.clone(),
             Arc::clone(&stats),
+            budget.clone(),
         ));
         Ok(Self {
             remote,
             queue,
             stats,
+            budget,
             sender,
         })
     }
 
     /// Queues a client datagram for `dest`.
     fn send(&self, dest: Endpoint, payload: Vec<u8>) {
+        let len = payload.len();
+        if !self.budget.take(len) {
+            UdpStats::add(&self.stats.queue_full, 1);
+            return;
+        }
         if self.queue.try_send((dest, payload)).is_err() {
+            self.budget.give(len);
             UdpStats::add(&self.stats.queue_full, 1);
         }
     }
@@ -584,7 +621,8 @@ where
             return;
         }
     };
-    let (udp_tx, mut udp_rx) = mpsc::channel(QUEUE);
+    // Drained at once into the budgeted queue of the engine.
+    let (udp_tx, mut udp_rx) = mpsc::channel(64);
     let id = match shared.udp.register(&mut slot, udp_tx) {
         Ok(id) => id,
         Err(e) => {
@@ -611,13 +649,14 @@ where
 
     let (control, leftover) = f.into_parts();
     let (mut rd, wr) = tokio::io::split(control);
-    let (tcp_tx, tcp_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let (tcp_tx, tcp_rx) = mpsc::channel::<(Vec<u8>, usize)>(QUEUE);
+    let to_client = Budget::default();
     let done = tokio::sync::Notify::new();
     // The writer runs beside the loop below in this task; once the loop
     // ends it gets a moment to deliver what is queued.
     let writer = async {
         tokio::select! {
-            () = write_loop(wr, tcp_rx) => {}
+            () = write_loop(wr, tcp_rx, &to_client) => {}
             () = async {
                 done.notified().await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -673,7 +712,7 @@ where
                                 continue;
                             }
                             if let Some(c) = on_datagram(Mapping::Tcp, d, &mut mapping)
-                                && tcp_tx.send(c).await.is_err()
+                                && tcp_tx.send((c, 0)).await.is_err()
                             {
                                 break 'assoc RelayEnd::ClientError;
                             }
@@ -697,7 +736,7 @@ where
                 Some(FromUdp { socket, from, datagram }) = udp_rx.recv() => {
                     last = Instant::now();
                     if let Some(c) = on_datagram(Mapping::Udp(socket, from), datagram, &mut mapping)
-                        && tcp_tx.send(c).await.is_err()
+                        && tcp_tx.send((c, 0)).await.is_err()
                     {
                         break RelayEnd::ClientError;
                     }
@@ -721,13 +760,23 @@ where
                         continue;
                     }
                     match m {
-                        Mapping::Tcp => match tcp_tx.try_send(bytes) {
-                            Ok(()) => engine.counted_in(n),
-                            Err(mpsc::error::TrySendError::Full(_)) => {
+                        Mapping::Tcp => {
+                            let len = bytes.len();
+                            if !to_client.take(len) {
                                 UdpStats::add(&engine.stats.queue_full, 1);
+                                continue;
                             }
-                            Err(mpsc::error::TrySendError::Closed(_)) => break RelayEnd::ClientError,
-                        },
+                            match tcp_tx.try_send((bytes, len)) {
+                                Ok(()) => engine.counted_in(n),
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    to_client.give(len);
+                                    UdpStats::add(&engine.stats.queue_full, 1);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => {
+                                    break RelayEnd::ClientError;
+                                }
+                            }
+                        }
                         Mapping::Udp(sock, to) => {
                             if sock.send_to(&bytes, *to).await.is_ok() {
                                 engine.counted_in(n);
@@ -749,9 +798,17 @@ where
 
 /// Writes queued messages to the control connection; ends when the queue
 /// closes or a write fails.
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Vec<u8>>) {
-    while let Some(bytes) = rx.recv().await {
-        if wr.write_all(&bytes).await.is_err() {
+/// Each message comes with the bytes it holds of `budget` (0 for the
+/// unbudgeted Confirmation).
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<(Vec<u8>, usize)>,
+    budget: &Budget,
+) {
+    while let Some((bytes, held)) = rx.recv().await {
+        let ok = wr.write_all(&bytes).await.is_ok();
+        budget.give(held);
+        if !ok {
             return;
         }
     }
@@ -773,6 +830,16 @@ mod tests {
         assert_eq!(for_socket(v4, false), Some(v4));
         assert_eq!(for_socket(v6, true), Some(v6));
         assert_eq!(for_socket(v6, false), None);
+    }
+
+    #[test]
+    fn budget_refuses_bytes_beyond_the_queue_limit() {
+        let b = Budget::default();
+        assert!(b.take(QUEUE_BYTES - 10));
+        assert!(!b.take(11), "over the limit");
+        assert!(b.take(10));
+        b.give(QUEUE_BYTES);
+        assert!(b.take(QUEUE_BYTES));
     }
 
     #[test]
