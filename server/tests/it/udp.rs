@@ -488,3 +488,40 @@ async fn socks6_udp_honours_the_requested_bind_address_and_refuses_low_ports() {
         [6, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
     );
 }
+
+#[tokio::test]
+async fn socks6_udp_association_ends_when_control_connection_closes() {
+    let h = Harness::start(None).await;
+    let echo = Echo::start("127.0.0.1").await;
+    let (mut c, bind, id) = socks6_associate(&h).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let msg = socks6_datagram(id, echo.addr, b"before");
+    client.send_to(&msg, h.server).await.unwrap();
+    assert_eq!(read_n(&mut c, 12).await[..2], [6, 2], "confirmation");
+    assert_eq!(recv_timeout(&client, 10).await.expect("echo").0, msg);
+    drop(c);
+    // The remote-facing socket named in the Operation Reply is closed...
+    let remote_port = u16::from_be_bytes([bind[0], bind[1]]);
+    let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    probe.connect(("127.0.0.1", remote_port)).await.unwrap();
+    let mut refused = false;
+    for _ in 0..50 {
+        let _ = probe.send(b"anyone?").await;
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(200), probe.recv(&mut buf)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused, "remote-facing port still open");
+    // ...and the Association ID is forgotten: nothing is relayed.
+    client
+        .send_to(&socks6_datagram(id, echo.addr, b"after"), h.server)
+        .await
+        .unwrap();
+    assert!(recv_timeout(&client, 1).await.is_none());
+    assert_eq!(echo.seen(), [b"before".to_vec()]);
+}
