@@ -30,8 +30,10 @@
 //!   Without a first datagram within the idle timeout the association ends
 //!   ("The proxy SHOULD close the TCP connection if no initial datagram
 //!   arrives within a timeout"). UDP Error messages are not sent: the UDP
-//!   Error Stack option is not honoured and so not reported; Port Parity
-//!   is ignored likewise.
+//!   Error Stack option is not honoured and so not reported. Port Parity is
+//!   honoured when the Request asks for any port (a few sockets are tried)
+//!   and reported with the parity obtained; no counterpart port is
+//!   reserved (Reserve 0).
 //!
 //! Limits: `--max-udp-associations` in total; per association a queue of
 //! [`QUEUE`] datagrams and [`QUEUE_BYTES`] bytes towards targets, and as
@@ -49,7 +51,10 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use sixpath_protocol::socks5::{Reply, ReplyCode, UdpHeader};
 use sixpath_protocol::socks6::udp::{Datagram, UdpMessage};
-use sixpath_protocol::socks6::{OperationReply, ReplyCode as Socks6ReplyCode};
+use sixpath_protocol::socks6::{
+    Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SocksOption, StackOption,
+    StackValue,
+};
 use sixpath_protocol::{Decoded, Endpoint};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -71,6 +76,8 @@ pub const QUEUE: usize = 256;
 pub const QUEUE_BYTES: usize = 256 * 1024;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
+/// Sockets opened at most to find a port of the requested parity.
+const PARITY_ATTEMPTS: usize = 16;
 /// How long a name in a datagram's destination may take to resolve.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -379,7 +386,39 @@ struct Engine {
 
 impl Engine {
     fn start(shared: &Shared, want: Option<SocketAddr>) -> io::Result<Self> {
-        let (remote, v6) = remote_socket(want)?;
+        Self::with_parity(shared, want, Parity::NONE).map(|(e, _)| e)
+    }
+
+    /// As [`Engine::start`], trying for a remote port of `parity` when no
+    /// port was asked for; answers the parity obtained.
+    fn with_parity(
+        shared: &Shared,
+        want: Option<SocketAddr>,
+        parity: Parity,
+    ) -> io::Result<(Self, Parity)> {
+        let any_port = want.is_none_or(|a| a.port() == 0);
+        let wanted_odd = match parity {
+            Parity::EVEN if any_port => Some(false),
+            Parity::ODD if any_port => Some(true),
+            _ => None,
+        };
+        let (mut remote, mut v6) = remote_socket(want)?;
+        let mut got = Parity::NONE;
+        if let Some(odd) = wanted_odd {
+            // Sockets of the wrong parity stay open until the loop ends, so
+            // that the kernel hands out other ports.
+            let mut spare = Vec::new();
+            for _ in 0..PARITY_ATTEMPTS {
+                let port = remote.local_addr()?.port();
+                if (port % 2 == 1) == odd {
+                    got = parity;
+                    break;
+                }
+                let (next, next_v6) = remote_socket(want)?;
+                spare.push(std::mem::replace(&mut remote, next));
+                v6 = next_v6;
+            }
+        }
         let remote = Arc::new(remote);
         let stats = Arc::new(UdpStats::default());
         let (queue, rx) = mpsc::channel(QUEUE);
@@ -392,13 +431,16 @@ impl Engine {
             Arc::clone(&stats),
             budget.clone(),
         ));
-        Ok(Self {
-            remote,
-            queue,
-            stats,
-            budget,
-            sender,
-        })
+        Ok((
+            Self {
+                remote,
+                queue,
+                stats,
+                budget,
+                sender,
+            },
+            got,
+        ))
     }
 
     /// Queues a client datagram for `dest`.
@@ -580,10 +622,20 @@ impl Mapping {
 
 /// Serves a SOCKS6 UDP ASSOCIATE after a successful Authentication Reply;
 /// `want` is the Request's desired bind address.
-pub async fn serve_socks6<S>(mut f: Framed<S>, shared: &Shared, want: &Endpoint, out: &mut Outcome)
+pub async fn serve_socks6<S>(mut f: Framed<S>, shared: &Shared, req: &Request, out: &mut Outcome)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let want = &req.endpoint;
+    // Port Parity (proxy-remote leg): honoured without reservation.
+    let parity = req
+        .options
+        .stack()
+        .filter(|s| s.leg.0 & Leg::PROXY_REMOTE.0 != 0)
+        .find_map(|s| match s.value {
+            StackValue::PortParity { parity, .. } => Some(parity),
+            _ => None,
+        });
     let failure = |code| {
         let reply = OperationReply::new(code, Endpoint::unspecified());
         encode(|b| reply.encode(b))
@@ -613,14 +665,15 @@ where
         f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
         return;
     };
-    let engine = match Engine::start(shared, requested) {
-        Ok(e) => e,
-        Err(e) => {
-            out.reply = format!("UDP ASSOCIATE: cannot open socket: {e}");
-            f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
-            return;
-        }
-    };
+    let (engine, got_parity) =
+        match Engine::with_parity(shared, requested, parity.unwrap_or(Parity::NONE)) {
+            Ok(e) => e,
+            Err(e) => {
+                out.reply = format!("UDP ASSOCIATE: cannot open socket: {e}");
+                f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
+                return;
+            }
+        };
     // Drained at once into the budgeted queue of the engine.
     let (udp_tx, mut udp_rx) = mpsc::channel(64);
     let id = match shared.udp.register(&mut slot, udp_tx) {
@@ -637,7 +690,18 @@ where
         Some(a) if !a.ip().is_unspecified() => SocketAddr::new(unmap(a.ip()), bound),
         _ => advertised(shared, control_local, bound),
     };
-    let reply = OperationReply::new(Socks6ReplyCode::SUCCESS, bnd.into());
+    let mut reply = OperationReply::new(Socks6ReplyCode::SUCCESS, bnd.into());
+    if parity.is_some() {
+        // "A proxy MUST report every Stack option it supports that the
+        // client sent"; no counterpart port is reserved.
+        let _ = reply.options.push(SocksOption::Stack(StackOption {
+            leg: Leg::PROXY_REMOTE,
+            value: StackValue::PortParity {
+                parity: got_parity,
+                reserve: false,
+            },
+        }));
+    }
     let mut hello = encode(|b| reply.encode(b));
     let init = UdpMessage::AssociationInit { id };
     let _ = init.encode(&mut hello);

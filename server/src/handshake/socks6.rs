@@ -141,7 +141,7 @@ where
         }
         Command::CONNECT => connect(f, shared, &req, &initial, out).await,
         Command::BIND => crate::bind::serve_socks6(f, shared, &req, out).await,
-        Command::UDP_ASSOCIATE => crate::udp::serve_socks6(f, shared, &req.endpoint, out).await,
+        Command::UDP_ASSOCIATE => crate::udp::serve_socks6(f, shared, &req, out).await,
         _ => {
             out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
             let reply =

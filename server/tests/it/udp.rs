@@ -525,3 +525,28 @@ async fn socks6_udp_association_ends_when_control_connection_closes() {
     assert!(recv_timeout(&client, 1).await.is_none());
     assert_eq!(echo.seen(), [b"before".to_vec()]);
 }
+
+#[tokio::test]
+async fn socks6_udp_port_parity_is_honoured_without_reservation() {
+    let h = Harness::start(None).await;
+    for (parity, remainder) in [(1u8, 0u16), (2, 1)] {
+        let mut c = h.connect().await;
+        // UDP ASSOCIATE 0.0.0.0:0 with Port Parity (even or odd) + reserve.
+        c.write_all(&[
+            6, 3, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 8, 0x85, 2, parity, 1,
+        ])
+        .await
+        .unwrap();
+        assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+        let op = read_n(&mut c, 20).await;
+        assert_eq!(op[..4], [6, 0, 0, 8]);
+        assert_eq!(op[6..12], [0, 1, 127, 0, 0, 1]);
+        assert_eq!(
+            op[12..],
+            [0, 1, 0, 8, 0x85, 2, parity, 0],
+            "parity obtained, nothing reserved"
+        );
+        let port = u16::from_be_bytes([op[4], op[5]]);
+        assert_eq!(port % 2, remainder, "port {port}");
+    }
+}
