@@ -6,7 +6,7 @@
 //! [`Options::resolve`] validates everything and produces [`Settings`], the
 //! typed configuration the server runs with; every error names the field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -134,6 +134,38 @@ pub struct Options {
     /// (1 to 65536 tokens; one bit of memory each).
     #[arg(long, value_name = "TOKENS")]
     pub token_window: Option<u32>,
+    /// Local address BIND listeners are opened on (one IPv4 and/or one
+    /// IPv6 address). Without it, a BIND listens on the address this host
+    /// would use towards the expected peer, or on the client connection's
+    /// local address.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub bind_address: Vec<String>,
+
+    /// Address reported to BIND clients instead of the listening address
+    /// (one per family), for a server behind 1:1 NAT.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub bind_advertise: Vec<String>,
+
+    /// Seconds a BIND waits for the incoming connection (default 120).
+    #[arg(long, value_name = "SECS")]
+    pub bind_timeout: Option<u64>,
+
+    /// Address reported in UDP ASSOCIATE replies (one per family) instead of
+    /// the client connection's local address, for a server behind 1:1 NAT.
+    #[arg(long, value_name = "IP")]
+    #[serde(default)]
+    pub udp_advertise: Vec<String>,
+
+    /// Seconds a UDP association may pass without a datagram before it
+    /// ends and its control connection is closed (default 120).
+    #[arg(long, value_name = "SECS")]
+    pub udp_idle_timeout: Option<u64>,
+
+    /// Maximum concurrent UDP associations (default 1024).
+    #[arg(long, value_name = "N")]
+    pub max_udp_associations: Option<usize>,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
@@ -256,6 +288,18 @@ pub struct Settings {
     pub secret: Secret,
     /// SOCKS6 session cap, idle timeout, lifetime and token window.
     pub sessions: SessionLimits,
+    /// Local addresses for BIND listeners (at most one per family).
+    pub bind_addresses: Vec<IpAddr>,
+    /// Addresses reported to BIND clients (at most one per family).
+    pub bind_advertise: Vec<IpAddr>,
+    /// How long a BIND waits for its incoming connection.
+    pub bind_timeout: Duration,
+    /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
+    pub udp_advertise: Vec<IpAddr>,
+    /// Idle timeout of a UDP association.
+    pub udp_idle_timeout: Duration,
+    /// Cap on concurrent UDP associations.
+    pub max_udp_associations: usize,
 }
 
 impl Settings {
@@ -286,6 +330,12 @@ impl Settings {
                 lifetime: DEFAULT_SESSION_LIFETIME,
                 max_window: DEFAULT_TOKEN_WINDOW,
             },
+            bind_addresses: Vec::new(),
+            bind_advertise: Vec::new(),
+            bind_timeout: DEFAULT_BIND_TIMEOUT,
+            udp_advertise: Vec::new(),
+            udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
+            max_udp_associations: DEFAULT_MAX_UDP_ASSOCIATIONS,
         }
     }
 }
@@ -310,6 +360,39 @@ pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_TOKEN_WINDOW: u32 = 64;
 /// Largest `--token-window`.
 pub const MAX_TOKEN_WINDOW: u32 = 65_536;
+/// Default wait for the incoming connection of a BIND.
+pub const DEFAULT_BIND_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default idle timeout of a UDP association.
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default cap on concurrent UDP associations.
+pub const DEFAULT_MAX_UDP_ASSOCIATIONS: usize = 1024;
+
+/// A list of IP addresses with at most one per family (`--bind-address`,
+/// `--bind-advertise`, `--udp-advertise`).
+fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for s in list {
+        let ip = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::new(field, format!("{s:?} is not an IP address")))?;
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(ConfigError::new(
+                field,
+                format!("{ip} is not a unicast address"),
+            ));
+        }
+        if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+            return Err(ConfigError::new(
+                field,
+                "at most one IPv4 and one IPv6 address",
+            ));
+        }
+        out.push(ip);
+    }
+    Ok(out)
+}
 
 impl Options {
     /// Reads `path` as a JSON config file.
@@ -346,6 +429,12 @@ impl Options {
             session_timeout: self.session_timeout.or(file.session_timeout),
             session_lifetime: self.session_lifetime.or(file.session_lifetime),
             token_window: self.token_window.or(file.token_window),
+            bind_address: vec_or(self.bind_address, file.bind_address),
+            bind_advertise: vec_or(self.bind_advertise, file.bind_advertise),
+            bind_timeout: self.bind_timeout.or(file.bind_timeout),
+            udp_advertise: vec_or(self.udp_advertise, file.udp_advertise),
+            udp_idle_timeout: self.udp_idle_timeout.or(file.udp_idle_timeout),
+            max_udp_associations: self.max_udp_associations.or(file.max_udp_associations),
             log: self.log.or(file.log),
         }
     }
@@ -460,6 +549,20 @@ impl Options {
                     }
                 },
             },
+            bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
+            bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
+            bind_timeout: secs("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
+            udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
+            udp_idle_timeout: secs(
+                "udp-idle-timeout",
+                self.udp_idle_timeout,
+                DEFAULT_UDP_IDLE_TIMEOUT,
+            )?,
+            max_udp_associations: count(
+                "max-udp-associations",
+                self.max_udp_associations,
+                DEFAULT_MAX_UDP_ASSOCIATIONS,
+            )?,
         };
         settings.check_open_proxy()?;
         Ok(settings)
@@ -619,6 +722,34 @@ mod tests {
         ] {
             assert_eq!(o.resolve().expect_err(field).field, field);
         }
+    }
+
+    #[test]
+    fn reads_bind_and_udp_settings_and_rejects_two_of_one_family() {
+        let file: Options = serde_json::from_str(
+            r#"{"listen": ["127.0.0.1:1"], "bind-address": ["192.0.2.1", "[2001:db8::1]"],
+                "udp-advertise": ["198.51.100.7"], "bind-timeout": 30,
+                "udp-idle-timeout": 60, "max-udp-associations": 8}"#,
+        )
+        .expect("valid");
+        let s = opts(&[]).or(file).resolve().expect("valid");
+        assert_eq!(s.bind_addresses.len(), 2);
+        assert_eq!(
+            s.udp_advertise,
+            ["198.51.100.7".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(s.bind_timeout, Duration::from_secs(30));
+        assert_eq!(s.udp_idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_udp_associations, 8);
+        let mut two = opts(&["127.0.0.1:1"]);
+        two.bind_advertise = vec!["192.0.2.1".into(), "192.0.2.2".into()];
+        assert_eq!(two.resolve().expect_err("two IPv4").field, "bind-advertise");
+        let mut bad = opts(&["127.0.0.1:1"]);
+        bad.udp_advertise = vec!["0.0.0.0".into()];
+        assert_eq!(
+            bad.resolve().expect_err("unspecified").field,
+            "udp-advertise"
+        );
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Shared {
     pub limits: Arc<Limits>,
     /// SOCKS6 sessions and their token windows.
     pub sessions: crate::session::Sessions,
+    /// UDP associations.
+    pub udp: crate::udp::Associations,
 }
 
 impl Shared {
@@ -112,7 +114,8 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let mut outcome = Outcome::default();
     let deadline = started + shared.settings.handshake_timeout;
-    let mut framed = Framed::new(stream);
+    let local = stream.local_addr().ok();
+    let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
 
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
         Ok(Ok(first)) => match detect(first, &protocols) {

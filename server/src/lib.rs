@@ -16,6 +16,8 @@
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`session`]: SOCKS6 sessions and idempotence token windows.
 //! - [`limits`]: caps on connections in total and per source.
+//! - [`bind`]: BIND for SOCKS5, SOCKS4 and SOCKS6.
+//! - [`udp`]: UDP ASSOCIATE for SOCKS5 and SOCKS6.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
 //! client.
@@ -30,5 +32,8 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod users;
+
+pub mod bind;
+pub mod udp;
 
 pub use sixpath_net::{relay, sys};

@@ -210,6 +210,18 @@ impl Connector {
         initial: &[u8],
         opts: &ConnectOptions,
     ) -> Result<Connected, ConnectError> {
+        let allowed = self.resolve_allowed(addr, port).await?;
+        race(allowed, Arc::from(initial), opts.clone()).await
+    }
+
+    /// The socket addresses `addr:port` stands for (a name is resolved, IPv6
+    /// first) that the egress policy allows; [`ConnectError::Denied`] when
+    /// it allows none. Used for CONNECT, UDP datagrams and BIND peers.
+    pub async fn resolve_allowed(
+        &self,
+        addr: &Address,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, ConnectError> {
         let candidates = match addr.ip() {
             Some(ip) => vec![SocketAddr::new(ip, port)],
             None => self.resolve(&addr.to_string(), port).await?,
@@ -230,7 +242,7 @@ impl Connector {
                 reason: "no addresses".into(),
             }));
         }
-        race(allowed, Arc::from(initial), opts.clone()).await
+        Ok(allowed)
     }
 
     /// A and AAAA at once, interleaved IPv6 first (RFC 8305 §3–4).

@@ -47,6 +47,8 @@ struct Bound {
     listener: TcpListener,
     protocols: Arc<[Protocol]>,
     mptcp: bool,
+    /// SOCKS6 datagrams over UDP, on the TCP listener's address and port.
+    udp: Option<tokio::net::UdpSocket>,
 }
 
 /// A server with its listeners open.
@@ -91,10 +93,16 @@ impl Server {
                     addr: spec.addr,
                     source,
                 })?;
+            let udp = if spec.protocols.contains(&Protocol::Socks6) {
+                udp_listener(&listener)
+            } else {
+                None
+            };
             listeners.push(Bound {
                 listener,
                 protocols: spec.protocols.clone().into(),
                 mptcp,
+                udp,
             });
         }
         let limits = Limits::new(
@@ -106,6 +114,7 @@ impl Server {
             users,
             limits,
             sessions: crate::session::Sessions::new(settings.secret.clone(), settings.sessions),
+            udp: crate::udp::Associations::new(settings.max_udp_associations),
             settings,
         });
         Ok(Self { listeners, shared })
@@ -163,6 +172,10 @@ impl Server {
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
+                if let Some(udp) = b.udp {
+                    let shared = Arc::clone(&shared);
+                    tasks.spawn(crate::udp::serve_listener(Arc::new(udp), shared));
+                }
                 let shared = Arc::clone(&shared);
                 tasks.spawn(accept_loop(b.listener, b.protocols, shared));
             }
@@ -206,6 +219,20 @@ impl ReloadHandle {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = u;
             }
             Err(e) => tracing::error!(error = %e, "users file not reloaded"),
+        }
+    }
+}
+
+/// The UDP socket for SOCKS6 datagrams on `listener`'s address and port
+/// (digest §2.5: the client-facing UDP port defaults to the TCP port). If
+/// the port is taken, SOCKS6 datagrams travel over TCP only.
+fn udp_listener(listener: &TcpListener) -> Option<tokio::net::UdpSocket> {
+    let addr = listener.local_addr().ok()?;
+    match crate::udp::bind_listener(addr) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "no UDP port for SOCKS6 datagrams; they can use TCP");
+            None
         }
     }
 }

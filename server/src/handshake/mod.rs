@@ -12,6 +12,7 @@ pub mod socks5;
 pub mod socks6;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -46,6 +47,8 @@ pub enum ReadError<E> {
 pub struct Framed<S> {
     io: S,
     buf: BytesMut,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -54,7 +57,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         Self {
             io,
             buf: BytesMut::with_capacity(1024),
+            local: None,
+            peer: None,
         }
+    }
+
+    /// Records the connection's local and peer addresses, which BIND and
+    /// UDP ASSOCIATE need (where the client reaches this server, and from
+    /// where it sends).
+    #[must_use]
+    pub fn with_addresses(mut self, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> Self {
+        self.local = local;
+        self.peer = peer;
+        self
+    }
+
+    /// The connection's local address, if recorded.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The client's address, if recorded.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     async fn fill(&mut self) -> Result<(), ReadError<std::convert::Infallible>> {

@@ -1,8 +1,8 @@
 //! SOCKS5 (RFC 1928) with username/password (RFC 1929), and SOCKS4/4a.
 //!
-//! CONNECT is served; BIND and UDP ASSOCIATE answer "command not
-//! supported" (0x07) until they are implemented. Every decode error gets
-//! the reply the protocol crate names for it.
+//! CONNECT is served here; BIND ([`crate::bind`]) and UDP ASSOCIATE
+//! ([`crate::udp`]) are handed off after the request. Every decode error
+//! gets the reply the protocol crate names for it.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
@@ -111,6 +111,12 @@ where
     };
     out.user = user;
     out.target = Some(req.endpoint.to_string());
+    if req.command == Command::BIND {
+        return crate::bind::serve_socks5(f, shared, &req.endpoint, out).await;
+    }
+    if req.command == Command::UDP_ASSOCIATE {
+        return crate::udp::serve_socks5(f, shared, &req.endpoint, out).await;
+    }
     if req.command != Command::CONNECT {
         out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
         f.reject(&encode(|b| {
@@ -190,6 +196,9 @@ where
     out.user = Some(String::from_utf8_lossy(req.user_id()).into_owned()).filter(|u| !u.is_empty());
     // SOCKS4 has no password: it is served only where no authentication
     // is configured.
+    if !shared.auth_required() && req.command() == Socks4Command::BIND {
+        return crate::bind::serve_socks4(f, shared, req.endpoint(), out).await;
+    }
     if shared.auth_required() || req.command() != Socks4Command::CONNECT {
         out.reply = "rejected (authentication required or command not supported)".into();
         f.reject(&rejected(Socks4ReplyCode::REJECTED_OR_FAILED))

@@ -1,6 +1,7 @@
-//! SOCKS6 (draft-olteanu-intarea-socks-6-11): NOOP and CONNECT with 0-RTT
-//! initial data and 0-RTT username/password, sessions, idempotence tokens
-//! and Stack options.
+//! SOCKS6 (draft-olteanu-intarea-socks-6-11): NOOP, CONNECT with 0-RTT
+//! initial data and 0-RTT username/password, BIND and UDP ASSOCIATE (in
+//! [`crate::bind`] and [`crate::udp`]), sessions, idempotence tokens and
+//! Stack options.
 //!
 //! The Request and its declared initial data are read first; the
 //! Authentication Reply follows at once (fast path, no round trip) and the
@@ -215,6 +216,8 @@ where
             f.reject(&encode(|b| reply.encode(b))).await;
         }
         Command::CONNECT => connect(f, shared, &req, &initial, new_session.as_ref(), out).await,
+        Command::BIND => crate::bind::serve_socks6(f, shared, &req, out).await,
+        Command::UDP_ASSOCIATE => crate::udp::serve_socks6(f, shared, &req, out).await,
         _ => {
             out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
             let reply =

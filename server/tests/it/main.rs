@@ -8,10 +8,12 @@
     missing_docs
 )]
 
+mod bind;
 mod convert;
 mod handshakes;
 mod robustness;
 mod sessions;
+mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,13 +84,14 @@ impl Harness {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
         adjust(&mut settings);
-        // The harness's rules, then any `adjust` added.
-        let mut rules = vec![
-            EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
-            EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
-        ];
-        rules.append(&mut settings.egress_rules);
-        settings.egress_rules = rules;
+        // Rules set by `adjust` come after the harness's deny rule and
+        // before its loopback allow rule.
+        let extra = std::mem::take(&mut settings.egress_rules);
+        settings.egress_rules = vec![EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap()];
+        settings.egress_rules.extend(extra);
+        settings
+            .egress_rules
+            .push(EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap());
         let mut dir = None;
         if let Some(users) = users {
             let d = std::env::temp_dir().join(format!(

@@ -1,0 +1,924 @@
+//! UDP ASSOCIATE for SOCKS5 (RFC 1928 §7) and SOCKS6 (draft -11 §7.3,
+//! digest §2.5): one association per control connection, living until that
+//! connection closes (or stays idle for `--udp-idle-timeout`).
+//!
+//! Every association has its own remote-facing UDP socket (dual-stack
+//! `[::]:0` where the host has IPv6, else `0.0.0.0:0`). Datagrams from the
+//! client go through a bounded queue to a sender task that resolves names
+//! with the [`crate::outbound::Connector`]'s resolver and checks
+//! every destination against the egress policy; denied datagrams are
+//! dropped and counted. Datagrams arriving from a source the policy denies
+//! are dropped too: a client cannot hear from where it may not send.
+//!
+//! - **SOCKS5.** A client-facing socket on the control connection's local
+//!   address; the reply's BND is that address (or `--udp-advertise`) and
+//!   the socket's port. Only datagrams from the control connection's IP
+//!   (and from the port the client declared, if not 0) are taken; FRAG ≠ 0
+//!   is dropped ("An implementation that does not support fragmentation
+//!   MUST drop any datagram whose FRAG field is other than X'00'", §7).
+//!   Replies go to where the client's last datagram came from.
+//! - **SOCKS6.** After the Operation Reply (its bind address is the
+//!   remote-facing socket), Association Initialization goes out over TCP.
+//!   Datagrams come over the TCP connection (stream framing by Message
+//!   Length) or over UDP to the port of the listener the client connected
+//!   to (digest §2.5: "make the client-facing UDP port configuration,
+//!   defaulting to the TCP control connection's port"), told apart by the
+//!   random Association ID. The first datagram maps the association to its
+//!   channel and is answered with Association Confirmation over TCP; later
+//!   datagrams on another channel are silently dropped (§4.9). An empty
+//!   datagram to `0.0.0.0:0` only asks for the Confirmation (§7.3.1).
+//!   Without a first datagram within the idle timeout the association ends
+//!   ("The proxy SHOULD close the TCP connection if no initial datagram
+//!   arrives within a timeout"). UDP Error messages are not sent: the UDP
+//!   Error Stack option is not honoured and so not reported. Port Parity is
+//!   honoured when the Request asks for any port (a few sockets are tried)
+//!   and reported with the parity obtained; no counterpart port is
+//!   reserved (Reserve 0).
+//!
+//! Limits: `--max-udp-associations` in total; per association a queue of
+//! [`QUEUE`] datagrams and [`QUEUE_BYTES`] bytes towards targets, and as
+//! much towards a client that takes its datagrams over TCP;
+//! datagrams beyond it are dropped and counted, never buffered.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use sixpath_protocol::socks5::{Reply, ReplyCode, UdpHeader};
+use sixpath_protocol::socks6::udp::{Datagram, UdpMessage};
+use sixpath_protocol::socks6::{
+    Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SocksOption, StackOption,
+    StackValue,
+};
+use sixpath_protocol::{Decoded, Endpoint};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::bind::{for_family, privileged};
+use crate::conn::{Outcome, Shared};
+use crate::handshake::Framed;
+use crate::outbound::Connector;
+use crate::policy::unmap;
+use crate::relay::{RelayEnd, RelayStats};
+
+/// Datagrams queued per association in each direction that can back up.
+pub const QUEUE: usize = 256;
+/// Payload bytes queued per association in each direction that can back
+/// up: a slow client or a stalled DNS lookup costs at most this much.
+pub const QUEUE_BYTES: usize = 256 * 1024;
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+/// Sockets opened at most to find a port of the requested parity.
+const PARITY_ATTEMPTS: usize = 16;
+/// How long a name in a datagram's destination may take to resolve.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counters of one association, also summed over all of them.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    /// Datagrams relayed client to target.
+    pub datagrams_out: AtomicU64,
+    /// Datagrams relayed target to client.
+    pub datagrams_in: AtomicU64,
+    /// Payload bytes relayed client to target.
+    pub bytes_out: AtomicU64,
+    /// Payload bytes relayed target to client.
+    pub bytes_in: AtomicU64,
+    /// Datagrams dropped by the egress policy (either direction) or
+    /// because their destination did not resolve.
+    pub denied: AtomicU64,
+    /// Datagrams dropped as malformed, fragmented, from a foreign source
+    /// or on the wrong channel.
+    pub rejected: AtomicU64,
+    /// Datagrams dropped because a queue was full.
+    pub queue_full: AtomicU64,
+}
+
+impl UdpStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn merge_into(&self, total: &Self) {
+        for (from, to) in [
+            (&self.datagrams_out, &total.datagrams_out),
+            (&self.datagrams_in, &total.datagrams_in),
+            (&self.bytes_out, &total.bytes_out),
+            (&self.bytes_in, &total.bytes_in),
+            (&self.denied, &total.denied),
+            (&self.rejected, &total.rejected),
+            (&self.queue_full, &total.queue_full),
+        ] {
+            Self::add(to, Self::get(from));
+        }
+    }
+}
+
+/// Bytes queued in one direction of one association, at most
+/// [`QUEUE_BYTES`].
+#[derive(Debug, Clone, Default)]
+struct Budget(Arc<AtomicUsize>);
+
+impl Budget {
+    /// Reserves `n` bytes; false if that would exceed the budget.
+    fn take(&self, n: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + n <= QUEUE_BYTES).then_some(q + n)
+            })
+            .is_ok()
+    }
+
+    /// Releases `n` bytes.
+    fn give(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// A SOCKS6 datagram that came over UDP to a listener's port.
+#[derive(Debug)]
+struct FromUdp {
+    socket: Arc<UdpSocket>,
+    from: SocketAddr,
+    datagram: Datagram,
+}
+
+/// Every live association: the cap, the SOCKS6 Association IDs reachable
+/// over UDP, and the counters summed over finished associations.
+#[derive(Debug)]
+pub struct Associations {
+    max: usize,
+    active: AtomicUsize,
+    by_id: Mutex<HashMap<u64, mpsc::Sender<FromUdp>>>,
+    /// Counters of finished associations.
+    pub stats: UdpStats,
+}
+
+/// A place in [`Associations`]; frees it (and the ID) when dropped.
+struct Slot<'a> {
+    all: &'a Associations,
+    id: Option<u64>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.all.ids().remove(&id);
+        }
+        self.all.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Associations {
+    /// At most `max` associations at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            active: AtomicUsize::new(0),
+            by_id: Mutex::new(HashMap::new()),
+            stats: UdpStats::default(),
+        }
+    }
+
+    /// Live associations.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<FromUdp>>> {
+        self.by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn reserve(&self) -> Option<Slot<'_>> {
+        let mut n = self.active.load(Ordering::Acquire);
+        loop {
+            if n >= self.max {
+                return None;
+            }
+            match self
+                .active
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Slot {
+                        all: self,
+                        id: None,
+                    });
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Registers a fresh random Association ID for `slot`.
+    fn register(&self, slot: &mut Slot<'_>, tx: mpsc::Sender<FromUdp>) -> io::Result<u64> {
+        let mut ids = self.ids();
+        loop {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
+            let id = u64::from_be_bytes(b);
+            if let std::collections::hash_map::Entry::Vacant(e) = ids.entry(id) {
+                e.insert(tx);
+                slot.id = Some(id);
+                return Ok(id);
+            }
+        }
+    }
+}
+
+/// Receives SOCKS6 datagrams sent over UDP to a listener's port and hands
+/// each to its association; anything else is dropped (there is no error
+/// reply on the UDP channel, §4.9).
+pub async fn serve_listener(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Not a per-datagram error (the socket is unconnected):
+                // back off instead of spinning.
+                tracing::warn!(error = %e, "UDP listener receive failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let msg = UdpMessage::decode_datagram(buf.get(..n).unwrap_or_default());
+        let Ok(UdpMessage::Datagram(datagram)) = msg else {
+            UdpStats::add(&shared.udp.stats.rejected, 1);
+            continue;
+        };
+        let tx = shared.udp.ids().get(&datagram.id).cloned();
+        let Some(tx) = tx else {
+            UdpStats::add(&shared.udp.stats.rejected, 1);
+            continue;
+        };
+        let item = FromUdp {
+            socket: Arc::clone(&socket),
+            // As received: replies go back through the same socket, which
+            // may be dual-stack and then needs the mapped form.
+            from,
+            datagram,
+        };
+        if tx.try_send(item).is_err() {
+            UdpStats::add(&shared.udp.stats.queue_full, 1);
+        }
+    }
+}
+
+/// Binds the client-facing UDP socket of a listener (same address and
+/// port as the TCP listener).
+pub fn bind_listener(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = sock.set_only_v6(false);
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
+/// The remote-facing socket: dual-stack when possible. `want` is a
+/// requested bind address (SOCKS6), else any.
+fn remote_socket(want: Option<SocketAddr>) -> io::Result<(UdpSocket, bool)> {
+    let open = |addr: SocketAddr| -> io::Result<UdpSocket> {
+        let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(!addr.ip().is_unspecified())?;
+        }
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        UdpSocket::from_std(sock.into())
+    };
+    if let Some(addr) = want {
+        return open(addr).map(|s| (s, addr.is_ipv6()));
+    }
+    match open((Ipv6Addr::UNSPECIFIED, 0).into()) {
+        Ok(s) => Ok((s, true)),
+        Err(_) => open((Ipv4Addr::UNSPECIFIED, 0).into()).map(|s| (s, false)),
+    }
+}
+
+/// `dest` as the remote socket can address it.
+fn for_socket(dest: SocketAddr, v6_socket: bool) -> Option<SocketAddr> {
+    match (dest, v6_socket) {
+        (SocketAddr::V4(a), true) => Some((a.ip().to_ipv6_mapped(), a.port()).into()),
+        (SocketAddr::V6(_), false) => None,
+        _ => Some(dest),
+    }
+}
+
+/// Sends queued client datagrams to their destinations.
+async fn send_loop(
+    mut rx: mpsc::Receiver<(Endpoint, Vec<u8>)>,
+    socket: Arc<UdpSocket>,
+    v6_socket: bool,
+    connector: Connector,
+    stats: Arc<UdpStats>,
+    budget: Budget,
+) {
+    while let Some((dest, payload)) = rx.recv().await {
+        budget.give(payload.len());
+        let targets = match tokio::time::timeout(
+            DNS_TIMEOUT,
+            connector.resolve_allowed(&dest.addr, dest.port),
+        )
+        .await
+        {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::debug!(%dest, error = %e, "UDP datagram dropped");
+                UdpStats::add(&stats.denied, 1);
+                continue;
+            }
+            Err(_) => {
+                UdpStats::add(&stats.denied, 1);
+                continue;
+            }
+        };
+        // The first address the socket can reach; the next on a local
+        // error (no route for that family).
+        for target in targets.into_iter().filter_map(|t| for_socket(t, v6_socket)) {
+            if socket.send_to(&payload, target).await.is_ok() {
+                UdpStats::add(&stats.datagrams_out, 1);
+                UdpStats::add(&stats.bytes_out, payload.len() as u64);
+                break;
+            }
+        }
+    }
+}
+
+/// The address reported for `socket_port` to a client connected to
+/// `control_local`.
+fn advertised(shared: &Shared, control_local: IpAddr, port: u16) -> SocketAddr {
+    let ip = for_family(&shared.settings.udp_advertise, control_local.is_ipv6())
+        .unwrap_or(control_local);
+    SocketAddr::new(ip, port)
+}
+
+fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64);
+    f(&mut v);
+    v
+}
+
+/// One association's common state: remote socket, sender queue, counters.
+struct Engine {
+    remote: Arc<UdpSocket>,
+    queue: mpsc::Sender<(Endpoint, Vec<u8>)>,
+    stats: Arc<UdpStats>,
+    budget: Budget,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl Engine {
+    fn start(shared: &Shared, want: Option<SocketAddr>) -> io::Result<Self> {
+        Self::with_parity(shared, want, Parity::NONE).map(|(e, _)| e)
+    }
+
+    /// As [`Engine::start`], trying for a remote port of `parity` when no
+    /// port was asked for; answers the parity obtained.
+    fn with_parity(
+        shared: &Shared,
+        want: Option<SocketAddr>,
+        parity: Parity,
+    ) -> io::Result<(Self, Parity)> {
+        let any_port = want.is_none_or(|a| a.port() == 0);
+        let wanted_odd = match parity {
+            Parity::EVEN if any_port => Some(false),
+            Parity::ODD if any_port => Some(true),
+            _ => None,
+        };
+        let (mut remote, mut v6) = remote_socket(want)?;
+        let mut got = Parity::NONE;
+        if let Some(odd) = wanted_odd {
+            // Sockets of the wrong parity stay open until the loop ends, so
+            // that the kernel hands out other ports.
+            let mut spare = Vec::new();
+            for _ in 0..PARITY_ATTEMPTS {
+                let port = remote.local_addr()?.port();
+                if (port % 2 == 1) == odd {
+                    got = parity;
+                    break;
+                }
+                let (next, next_v6) = remote_socket(want)?;
+                spare.push(std::mem::replace(&mut remote, next));
+                v6 = next_v6;
+            }
+        }
+        let remote = Arc::new(remote);
+        let stats = Arc::new(UdpStats::default());
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let budget = Budget::default();
+        let sender = tokio::spawn(send_loop(
+            rx,
+            Arc::clone(&remote),
+            v6,
+            shared.connector.clone(),
+            Arc::clone(&stats),
+            budget.clone(),
+        ));
+        Ok((
+            Self {
+                remote,
+                queue,
+                stats,
+                budget,
+                sender,
+            },
+            got,
+        ))
+    }
+
+    /// Queues a client datagram for `dest`.
+    fn send(&self, dest: Endpoint, payload: Vec<u8>) {
+        let len = payload.len();
+        if !self.budget.take(len) {
+            UdpStats::add(&self.stats.queue_full, 1);
+            return;
+        }
+        if self.queue.try_send((dest, payload)).is_err() {
+            self.budget.give(len);
+            UdpStats::add(&self.stats.queue_full, 1);
+        }
+    }
+
+    /// Whether a datagram from `src` may reach the client.
+    fn inbound_allowed(&self, shared: &Shared, src: SocketAddr) -> bool {
+        if shared.connector.policy().check(src).is_ok() {
+            true
+        } else {
+            UdpStats::add(&self.stats.denied, 1);
+            false
+        }
+    }
+
+    fn counted_in(&self, len: usize) {
+        UdpStats::add(&self.stats.datagrams_in, 1);
+        UdpStats::add(&self.stats.bytes_in, len as u64);
+    }
+
+    /// Ends the association: logs and sums the counters.
+    fn finish(self, shared: &Shared, end: RelayEnd, out: &mut Outcome) {
+        self.sender.abort();
+        let s = &self.stats;
+        tracing::debug!(
+            datagrams_out = UdpStats::get(&s.datagrams_out),
+            datagrams_in = UdpStats::get(&s.datagrams_in),
+            denied = UdpStats::get(&s.denied),
+            rejected = UdpStats::get(&s.rejected),
+            queue_full = UdpStats::get(&s.queue_full),
+            "UDP association ended"
+        );
+        let _ = write!(
+            out.reply,
+            "; datagrams out {} in {}, dropped denied {} rejected {} queue-full {}",
+            UdpStats::get(&s.datagrams_out),
+            UdpStats::get(&s.datagrams_in),
+            UdpStats::get(&s.denied),
+            UdpStats::get(&s.rejected),
+            UdpStats::get(&s.queue_full),
+        );
+        out.relay = Some(RelayStats {
+            client_to_target: UdpStats::get(&s.bytes_out),
+            target_to_client: UdpStats::get(&s.bytes_in),
+            end,
+        });
+        s.merge_into(&shared.udp.stats);
+    }
+}
+
+/// Serves a SOCKS5 UDP ASSOCIATE; `declared` is DST.ADDR/DST.PORT, where
+/// the client says it will send from.
+pub async fn serve_socks5<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    declared: &Endpoint,
+    out: &mut Outcome,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let failure = |code| encode(|b| Reply::failure(code).encode(b));
+    let (Some(local), Some(peer)) = (f.local_addr(), f.peer_addr()) else {
+        out.reply = "UDP ASSOCIATE: connection addresses unknown".into();
+        f.reject(&failure(ReplyCode::GENERAL_SOCKS_SERVER_FAILURE))
+            .await;
+        return;
+    };
+    let Some(_slot) = shared.udp.reserve() else {
+        out.reply = "UDP ASSOCIATE: association limit reached".into();
+        f.reject(&failure(ReplyCode::GENERAL_SOCKS_SERVER_FAILURE))
+            .await;
+        return;
+    };
+    let control_local = unmap(local.ip());
+    let client_ip = unmap(peer.ip());
+    let opened = bind_listener(SocketAddr::new(control_local, 0))
+        .and_then(|client_sock| Ok((client_sock, Engine::start(shared, None)?)));
+    let (client_sock, engine) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            out.reply = format!("UDP ASSOCIATE: cannot open sockets: {e}");
+            f.reject(&failure(ReplyCode::GENERAL_SOCKS_SERVER_FAILURE))
+                .await;
+            return;
+        }
+    };
+    let port = client_sock.local_addr().map_or(0, |a| a.port());
+    let bnd = advertised(shared, control_local, port);
+    if f.send(&encode(|b| Reply::new(ReplyCode::SUCCEEDED, bnd).encode(b)))
+        .await
+        .is_err()
+    {
+        out.reply = "client gone before reply".into();
+        return;
+    }
+    out.reply = format!("UDP ASSOCIATE {:?} at {bnd}", ReplyCode::SUCCEEDED);
+    let (mut control, _) = f.into_parts();
+    let idle = shared.settings.udp_idle_timeout;
+    let mut last = Instant::now();
+    let mut client_addr: Option<SocketAddr> = None;
+    let mut cbuf = vec![0u8; MAX_DATAGRAM];
+    let mut rbuf = vec![0u8; MAX_DATAGRAM];
+    let mut sink = [0u8; 512];
+    let end = loop {
+        tokio::select! {
+            r = control.read(&mut sink) => match r {
+                Ok(0) | Err(_) => break RelayEnd::Closed,
+                Ok(_) => {} // RFC 1928 gives the control connection no further use.
+            },
+            r = client_sock.recv_from(&mut cbuf) => {
+                // Unconnected UDP sockets report no per-peer errors; an
+                // error here is the socket's own (out of memory, ...).
+                let Ok((n, src)) = r else { break RelayEnd::ClientError };
+                let src = SocketAddr::new(unmap(src.ip()), src.port());
+                if src.ip() != client_ip || (declared.port != 0 && src.port() != declared.port) {
+                    tracing::debug!(%src, "UDP datagram from a foreign source dropped");
+                    UdpStats::add(&engine.stats.rejected, 1);
+                    continue;
+                }
+                let datagram = cbuf.get(..n).unwrap_or_default();
+                let (header, offset) = match UdpHeader::decode_datagram(datagram) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::debug!(%src, error = %e, "UDP datagram dropped");
+                        UdpStats::add(&engine.stats.rejected, 1);
+                        continue;
+                    }
+                };
+                last = Instant::now();
+                client_addr = Some(src);
+                engine.send(header.endpoint, datagram.get(offset..).unwrap_or_default().to_vec());
+            }
+            r = engine.remote.recv_from(&mut rbuf) => {
+                let Ok((n, src)) = r else { break RelayEnd::TargetError };
+                let src = SocketAddr::new(unmap(src.ip()), src.port());
+                let Some(to) = client_addr else { continue };
+                if !engine.inbound_allowed(shared, src) {
+                    continue;
+                }
+                last = Instant::now();
+                let payload = rbuf.get(..n).unwrap_or_default();
+                let mut msg = encode(|b| UdpHeader::new(src).encode(b));
+                msg.extend_from_slice(payload);
+                if client_sock.send_to(&msg, to).await.is_ok() {
+                    engine.counted_in(n);
+                }
+            }
+            () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+        }
+    };
+    engine.finish(shared, end, out);
+}
+
+/// Where a SOCKS6 client's datagrams come from, once the first one came.
+enum Mapping {
+    Tcp,
+    Udp(Arc<UdpSocket>, SocketAddr),
+}
+
+impl Mapping {
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Tcp, Self::Tcp) => true,
+            (Self::Udp(s1, a1), Self::Udp(s2, a2)) => Arc::ptr_eq(s1, s2) && a1 == a2,
+            _ => false,
+        }
+    }
+}
+
+/// Serves a SOCKS6 UDP ASSOCIATE after a successful Authentication Reply;
+/// `want` is the Request's desired bind address.
+pub async fn serve_socks6<S>(mut f: Framed<S>, shared: &Shared, req: &Request, out: &mut Outcome)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let want = &req.endpoint;
+    // Port Parity (proxy-remote leg): honoured without reservation.
+    let parity = req
+        .options
+        .stack()
+        .filter(|s| s.leg.0 & Leg::PROXY_REMOTE.0 != 0)
+        .find_map(|s| match s.value {
+            StackValue::PortParity { parity, .. } => Some(parity),
+            _ => None,
+        });
+    let failure = |code| {
+        let reply = OperationReply::new(code, Endpoint::unspecified());
+        encode(|b| reply.encode(b))
+    };
+    let control_local = f
+        .local_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| unmap(a.ip()));
+    // "BIND and UDP ASSOCIATE: the desired bind address and port" (§2.1).
+    let requested = match want.addr.ip() {
+        None => {
+            out.reply = "UDP ASSOCIATE: bind address is a name".into();
+            f.reject(&failure(Socks6ReplyCode::ADDRESS_TYPE_NOT_SUPPORTED))
+                .await;
+            return;
+        }
+        Some(_) if privileged(want.port) => {
+            out.reply = format!("UDP ASSOCIATE: port {} is below 1024", want.port);
+            f.reject(&failure(Socks6ReplyCode::CONNECTION_NOT_ALLOWED))
+                .await;
+            return;
+        }
+        Some(ip) if ip.is_unspecified() && want.port == 0 => None,
+        Some(ip) => Some(SocketAddr::new(ip, want.port)),
+    };
+    let Some(mut slot) = shared.udp.reserve() else {
+        out.reply = "UDP ASSOCIATE: association limit reached".into();
+        f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
+        return;
+    };
+    let (engine, got_parity) =
+        match Engine::with_parity(shared, requested, parity.unwrap_or(Parity::NONE)) {
+            Ok(e) => e,
+            Err(e) => {
+                out.reply = format!("UDP ASSOCIATE: cannot open socket: {e}");
+                f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
+                return;
+            }
+        };
+    // Drained at once into the budgeted queue of the engine.
+    let (udp_tx, mut udp_rx) = mpsc::channel(64);
+    let id = match shared.udp.register(&mut slot, udp_tx) {
+        Ok(id) => id,
+        Err(e) => {
+            out.reply = format!("UDP ASSOCIATE: {e}");
+            f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
+            return;
+        }
+    };
+    // The Operation Reply names "the proxy's remote-facing UDP socket".
+    let bound = engine.remote.local_addr().map_or(0, |a| a.port());
+    let bnd = match requested {
+        Some(a) if !a.ip().is_unspecified() => SocketAddr::new(unmap(a.ip()), bound),
+        _ => advertised(shared, control_local, bound),
+    };
+    let mut reply = OperationReply::new(Socks6ReplyCode::SUCCESS, bnd.into());
+    if parity.is_some() {
+        // "A proxy MUST report every Stack option it supports that the
+        // client sent"; no counterpart port is reserved.
+        let _ = reply.options.push(SocksOption::Stack(StackOption {
+            leg: Leg::PROXY_REMOTE,
+            value: StackValue::PortParity {
+                parity: got_parity,
+                reserve: false,
+            },
+        }));
+    }
+    let mut hello = encode(|b| reply.encode(b));
+    let init = UdpMessage::AssociationInit { id };
+    let _ = init.encode(&mut hello);
+    if f.send(&hello).await.is_err() {
+        out.reply = "client gone before reply".into();
+        return;
+    }
+    out.reply = format!("UDP ASSOCIATE {:?} at {bnd}", Socks6ReplyCode::SUCCESS);
+
+    let (control, leftover) = f.into_parts();
+    let (mut rd, wr) = tokio::io::split(control);
+    let (tcp_tx, tcp_rx) = mpsc::channel::<(Vec<u8>, usize)>(QUEUE);
+    let to_client = Budget::default();
+    let done = tokio::sync::Notify::new();
+    // The writer runs beside the loop below in this task; once the loop
+    // ends it gets a moment to deliver what is queued.
+    let writer = async {
+        tokio::select! {
+            () = write_loop(wr, tcp_rx, &to_client) => {}
+            () = async {
+                done.notified().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            } => {}
+        }
+    };
+    let mut buf = BytesMut::with_capacity(4096);
+    buf.extend_from_slice(&leftover);
+    let idle = shared.settings.udp_idle_timeout;
+    let mut last = Instant::now();
+    let mut mapping: Option<Mapping> = None;
+    let mut rbuf = vec![0u8; MAX_DATAGRAM];
+
+    // One datagram from the client on `channel`.
+    let on_datagram =
+        |channel: Mapping, d: Datagram, mapping: &mut Option<Mapping>| -> Option<Vec<u8>> {
+            let mut confirm = None;
+            match mapping {
+                None => {
+                    *mapping = Some(channel);
+                    confirm = Some(encode(|b| {
+                        let _ = UdpMessage::AssociationConfirmation { id }.encode(b);
+                    }));
+                }
+                Some(m) if m.same(&channel) => {}
+                Some(_) => {
+                    // "Later datagrams with the same ID that do not match the
+                    // mapping are silently dropped."
+                    UdpStats::add(&engine.stats.rejected, 1);
+                    return None;
+                }
+            }
+            let empty = d.payload.is_empty()
+                && d.endpoint.port == 0
+                && d.endpoint.addr.ip().is_some_and(|ip| ip.is_unspecified());
+            if !empty {
+                engine.send(d.endpoint, d.payload);
+            }
+            confirm
+        };
+
+    let main = async {
+        let end = 'assoc: loop {
+            // Whole messages already read off the stream.
+            loop {
+                match UdpMessage::decode(&buf) {
+                    Ok(Decoded::Complete { msg, len }) => {
+                        buf.advance(len);
+                        last = Instant::now();
+                        if let UdpMessage::Datagram(d) = msg {
+                            if d.id != id {
+                                UdpStats::add(&engine.stats.rejected, 1);
+                                continue;
+                            }
+                            if let Some(c) = on_datagram(Mapping::Tcp, d, &mut mapping)
+                                && tcp_tx.send((c, 0)).await.is_err()
+                            {
+                                break 'assoc RelayEnd::ClientError;
+                            }
+                        }
+                        // Other types from a client are ignored.
+                    }
+                    Ok(Decoded::NeedMore(_)) => break,
+                    Err(e) => {
+                        // The stream has lost its framing: close (digest §4.9).
+                        let _ = write!(out.reply, "; bad message on the stream: {e}");
+                        break 'assoc RelayEnd::ClientError;
+                    }
+                }
+            }
+            buf.reserve(4096);
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => break RelayEnd::Closed,
+                    Ok(_) => {}
+                },
+                Some(FromUdp { socket, from, datagram }) = udp_rx.recv() => {
+                    last = Instant::now();
+                    if let Some(c) = on_datagram(Mapping::Udp(socket, from), datagram, &mut mapping)
+                        && tcp_tx.send((c, 0)).await.is_err()
+                    {
+                        break RelayEnd::ClientError;
+                    }
+                }
+                r = engine.remote.recv_from(&mut rbuf) => {
+                    let Ok((n, src)) = r else { break RelayEnd::TargetError };
+                    let src = SocketAddr::new(unmap(src.ip()), src.port());
+                    let Some(m) = &mapping else { continue };
+                    if !engine.inbound_allowed(shared, src) {
+                        continue;
+                    }
+                    last = Instant::now();
+                    let msg = UdpMessage::Datagram(Datagram {
+                        id,
+                        endpoint: src.into(),
+                        payload: rbuf.get(..n).unwrap_or_default().to_vec(),
+                    });
+                    let mut bytes = Vec::with_capacity(msg.encoded_len());
+                    if msg.encode(&mut bytes).is_err() {
+                        UdpStats::add(&engine.stats.rejected, 1);
+                        continue;
+                    }
+                    match m {
+                        Mapping::Tcp => {
+                            let len = bytes.len();
+                            if !to_client.take(len) {
+                                UdpStats::add(&engine.stats.queue_full, 1);
+                                continue;
+                            }
+                            match tcp_tx.try_send((bytes, len)) {
+                                Ok(()) => engine.counted_in(n),
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    to_client.give(len);
+                                    UdpStats::add(&engine.stats.queue_full, 1);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => {
+                                    break RelayEnd::ClientError;
+                                }
+                            }
+                        }
+                        Mapping::Udp(sock, to) => {
+                            if sock.send_to(&bytes, *to).await.is_ok() {
+                                engine.counted_in(n);
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+            }
+        };
+        drop(tcp_tx);
+        done.notify_one();
+        end
+    };
+    let (end, ()) = tokio::join!(main, writer);
+    drop(slot);
+    engine.finish(shared, end, out);
+}
+
+/// Writes queued messages to the control connection; ends when the queue
+/// closes or a write fails.
+/// Each message comes with the bytes it holds of `budget` (0 for the
+/// unbudgeted Confirmation).
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<(Vec<u8>, usize)>,
+    budget: &Budget,
+) {
+    while let Some((bytes, held)) = rx.recv().await {
+        let ok = wr.write_all(&bytes).await.is_ok();
+        budget.give(held);
+        if !ok {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_destinations_are_mapped_for_a_dual_stack_socket() {
+        let v4: SocketAddr = "192.0.2.1:53".parse().expect("addr");
+        let v6: SocketAddr = "[2001:db8::1]:53".parse().expect("addr");
+        assert_eq!(
+            for_socket(v4, true),
+            Some("[::ffff:192.0.2.1]:53".parse().expect("addr"))
+        );
+        assert_eq!(for_socket(v4, false), Some(v4));
+        assert_eq!(for_socket(v6, true), Some(v6));
+        assert_eq!(for_socket(v6, false), None);
+    }
+
+    #[test]
+    fn budget_refuses_bytes_beyond_the_queue_limit() {
+        let b = Budget::default();
+        assert!(b.take(QUEUE_BYTES - 10));
+        assert!(!b.take(11), "over the limit");
+        assert!(b.take(10));
+        b.give(QUEUE_BYTES);
+        assert!(b.take(QUEUE_BYTES));
+    }
+
+    #[test]
+    fn association_cap_is_enforced_and_slots_free_on_drop() {
+        let all = Associations::new(2);
+        let a = all.reserve().expect("first");
+        let mut b = all.reserve().expect("second");
+        assert!(all.reserve().is_none(), "cap of 2");
+        let (tx, _rx) = mpsc::channel(1);
+        let id = all.register(&mut b, tx).expect("id");
+        assert!(all.ids().contains_key(&id));
+        drop(b);
+        assert!(!all.ids().contains_key(&id), "ID released");
+        assert_eq!(all.active(), 1);
+        drop(a);
+        assert_eq!(all.active(), 0);
+    }
+}
