@@ -119,6 +119,14 @@ pub struct Options {
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// Require an RFC 8803 Cookie TLV from Convert clients. A client without
+    /// one gets Missing Cookie carrying a cookie bound to its address
+    /// (HMAC of the server key, valid one to two hours); a wrong or expired
+    /// cookie gets Not Authorized. Off by default.
+    #[arg(long)]
+    #[serde(default)]
+    pub convert_cookies: bool,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -234,6 +242,8 @@ pub struct Settings {
     pub tfo: bool,
     /// The key behind session IDs, idempotence tokens and cookies.
     pub secret: Secret,
+    /// Require Convert Cookie TLVs.
+    pub convert_cookies: bool,
 }
 
 impl Settings {
@@ -258,6 +268,7 @@ impl Settings {
             max_connections_per_source: DEFAULT_MAX_PER_SOURCE,
             tfo: true,
             secret: Secret::random(),
+            convert_cookies: false,
         }
     }
 }
@@ -305,6 +316,7 @@ impl Options {
             no_tfo: self.no_tfo || file.no_tfo,
             secret_file: self.secret_file.or(file.secret_file),
             log: self.log.or(file.log),
+            convert_cookies: self.convert_cookies || file.convert_cookies,
         }
     }
 
@@ -395,6 +407,7 @@ impl Options {
                 Some(path) => Secret::load(path)?,
                 None => Secret::random(),
             },
+            convert_cookies: self.convert_cookies,
         };
         settings.check_open_proxy()?;
         Ok(settings)

@@ -2,7 +2,7 @@
 //! protocol detection on the first byte, the protocol's handshake, the
 //! relay, and one log line when it ends.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -69,6 +69,8 @@ pub struct Outcome {
     pub reply: String,
     /// The relay's counts, if the connection got that far.
     pub relay: Option<RelayStats>,
+    /// The client's address (always set by [`serve`]).
+    pub source: Option<IpAddr>,
 }
 
 /// Writes the leftover handshake bytes to the target, then relays.
@@ -108,7 +110,10 @@ pub async fn serve(
         return;
     };
     let _ = stream.set_nodelay(true);
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        source: Some(peer.ip()),
+        ..Outcome::default()
+    };
     let deadline = started + shared.settings.handshake_timeout;
     let mut framed = Framed::new(stream);
 

@@ -10,6 +10,7 @@
 
 mod convert;
 mod handshakes;
+mod netns;
 mod robustness;
 
 use std::net::SocketAddr;
@@ -80,11 +81,11 @@ impl Harness {
     ) -> Self {
         let echo = echo_server().await;
         let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
-        adjust(&mut settings);
         settings.egress_rules = vec![
             EgressRule::parse(RuleAction::Deny, "127.0.0.1:9").unwrap(),
             EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
         ];
+        adjust(&mut settings);
         let mut dir = None;
         if let Some(users) = users {
             let d = std::env::temp_dir().join(format!(
