@@ -127,6 +127,24 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub convert_cookies: bool,
+
+    /// Failed logins from one source (an IPv4 address or an IPv6 /64)
+    /// within --failed-login-window after which its further attempts are
+    /// refused without checking the password, until the window ends.
+    /// Default 10.
+    #[arg(long, value_name = "N")]
+    pub max_failed_logins: Option<u32>,
+
+    /// Seconds over which failed logins are counted, from a source's first
+    /// failure. Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub failed_login_window: Option<u64>,
+
+    /// Maximum concurrent connections of one authenticated user; over it a
+    /// request is refused with "connection not allowed by ruleset" (0x02).
+    /// Unlimited by default.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -244,6 +262,12 @@ pub struct Settings {
     pub secret: Secret,
     /// Require Convert Cookie TLVs.
     pub convert_cookies: bool,
+    /// Failed logins per source that block it for the rest of the window.
+    pub max_failed_logins: u32,
+    /// Window failed logins are counted in.
+    pub failed_login_window: Duration,
+    /// Cap on concurrent connections per user.
+    pub max_connections_per_user: usize,
 }
 
 impl Settings {
@@ -269,6 +293,9 @@ impl Settings {
             tfo: true,
             secret: Secret::random(),
             convert_cookies: false,
+            max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+            failed_login_window: DEFAULT_FAILED_LOGIN_WINDOW,
+            max_connections_per_user: usize::MAX,
         }
     }
 }
@@ -283,6 +310,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 /// Default per-source connection cap.
 pub const DEFAULT_MAX_PER_SOURCE: usize = 2_000;
+/// Default failed logins that block a source.
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 10;
+/// Default window for counting failed logins.
+pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 impl Options {
     /// Reads `path` as a JSON config file.
@@ -317,6 +348,11 @@ impl Options {
             secret_file: self.secret_file.or(file.secret_file),
             log: self.log.or(file.log),
             convert_cookies: self.convert_cookies || file.convert_cookies,
+            max_failed_logins: self.max_failed_logins.or(file.max_failed_logins),
+            failed_login_window: self.failed_login_window.or(file.failed_login_window),
+            max_connections_per_user: self
+                .max_connections_per_user
+                .or(file.max_connections_per_user),
         }
     }
 
@@ -408,6 +444,21 @@ impl Options {
                 None => Secret::random(),
             },
             convert_cookies: self.convert_cookies,
+            max_failed_logins: match self.max_failed_logins {
+                None => DEFAULT_MAX_FAILED_LOGINS,
+                Some(0) => return Err(ConfigError::new("max-failed-logins", "must be at least 1")),
+                Some(n) => n,
+            },
+            failed_login_window: secs(
+                "failed-login-window",
+                self.failed_login_window,
+                DEFAULT_FAILED_LOGIN_WINDOW,
+            )?,
+            max_connections_per_user: count(
+                "max-connections-per-user",
+                self.max_connections_per_user,
+                usize::MAX,
+            )?,
         };
         settings.check_open_proxy()?;
         Ok(settings)

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::config::{Protocol, Settings};
 use crate::handshake::{self, Framed};
 use crate::limits::Limits;
+use crate::logins::{FailedLogins, UserCaps, UserSlot};
 use crate::outbound::Connector;
 use crate::relay::{self, RelayOptions, RelayStats};
 use crate::sys::{self, Transport};
@@ -28,6 +29,10 @@ pub struct Shared {
     pub users: Option<RwLock<Users>>,
     /// Connection caps.
     pub limits: Arc<Limits>,
+    /// Failed logins per source.
+    pub failed_logins: FailedLogins,
+    /// Concurrent connections per user.
+    pub user_caps: Arc<UserCaps>,
 }
 
 impl Shared {
@@ -36,14 +41,53 @@ impl Shared {
         self.users.is_some()
     }
 
-    /// Checks credentials; true when no authentication is configured.
-    pub fn verify(&self, username: &[u8], password: &[u8]) -> bool {
-        match &self.users {
-            None => true,
-            Some(u) => u
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .verify(username, password),
+    /// Checks credentials from `source`; true when no authentication is
+    /// configured. A source with too many recent failures is refused
+    /// without the password being checked; a failure is counted against
+    /// the source.
+    pub fn verify(&self, source: Option<IpAddr>, username: &[u8], password: &[u8]) -> bool {
+        let Some(users) = &self.users else {
+            return true;
+        };
+        let source = source.unwrap_or(IpAddr::from([0; 4]));
+        let now = std::time::Instant::now();
+        let user = String::from_utf8_lossy(username);
+        if self.failed_logins.is_blocked(source, now) {
+            tracing::warn!(%source, %user, "login refused: too many failed logins from this source");
+            return false;
+        }
+        let ok = users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .verify(username, password);
+        if !ok {
+            let n = self.failed_logins.record_failure(source, now);
+            if n == self.failed_logins.max_failures() {
+                tracing::warn!(
+                    %source,
+                    %user,
+                    failures = n,
+                    window_secs = self.failed_logins.window().as_secs(),
+                    "too many failed logins: source refused for the rest of the window"
+                );
+            }
+        }
+        ok
+    }
+
+    /// Takes a connection slot for the authenticated user of `out` (kept in
+    /// `out` for the life of the connection); false when the user is at
+    /// `--max-connections-per-user`. True without a user.
+    pub fn hold_user_slot(&self, out: &mut Outcome) -> bool {
+        let Some(user) = &out.user else {
+            return true;
+        };
+        if let Some(slot) = self.user_caps.acquire(user) {
+            out.user_slot = Some(slot);
+            true
+        } else {
+            tracing::warn!(%user, "connection refused: per-user connection cap reached");
+            false
         }
     }
 
@@ -71,6 +115,8 @@ pub struct Outcome {
     pub relay: Option<RelayStats>,
     /// The client's address (always set by [`serve`]).
     pub source: Option<IpAddr>,
+    /// The user's connection slot, held until the connection ends.
+    pub user_slot: Option<UserSlot>,
 }
 
 /// Writes the leftover handshake bytes to the target, then relays.

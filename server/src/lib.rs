@@ -15,6 +15,7 @@
 //! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`limits`]: caps on connections in total and per source.
+//! - [`logins`]: failed-login limiting per source, per-user connection caps.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
 //! client.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod conn;
 pub mod handshake;
 pub mod limits;
+pub mod logins;
 pub mod outbound;
 pub mod policy;
 pub mod secret;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::{Protocol, Settings};
 use crate::conn::{self, Shared};
 use crate::limits::Limits;
+use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
 use crate::sys;
@@ -101,10 +102,18 @@ impl Server {
             settings.max_connections,
             settings.max_connections_per_source,
         );
+        let failed_logins = FailedLogins::new(
+            settings.max_failed_logins,
+            settings.failed_login_window,
+            MAX_TRACKED_SOURCES,
+        );
+        let user_caps = UserCaps::new(settings.max_connections_per_user);
         let shared = Arc::new(Shared {
             connector: Connector::new(resolver, policy),
             users,
             limits,
+            failed_logins,
+            user_caps,
             settings,
         });
         Ok(Self { listeners, shared })

@@ -10,6 +10,7 @@
 
 mod convert;
 mod handshakes;
+mod logins;
 mod netns;
 mod robustness;
 
