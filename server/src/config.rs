@@ -38,6 +38,8 @@ impl ConfigError {
 }
 
 /// Every server setting, as flags and as JSON config fields.
+// Command-line switches are naturally booleans.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default, Clone, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
@@ -145,6 +147,18 @@ pub struct Options {
     /// Unlimited by default.
     #[arg(long, value_name = "N")]
     pub max_connections_per_user: Option<usize>,
+
+    /// Serve the admin endpoint (HTTP: `/stats` JSON, `/metrics` Prometheus
+    /// text) on ADDR:PORT. It must be a loopback address unless
+    /// --admin-allow-remote is given; the endpoint has no authentication.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<SocketAddr>,
+
+    /// Allow --admin on a non-loopback address (anyone who can reach it
+    /// reads the counters).
+    #[arg(long)]
+    #[serde(default)]
+    pub admin_allow_remote: bool,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -268,6 +282,8 @@ pub struct Settings {
     pub failed_login_window: Duration,
     /// Cap on concurrent connections per user.
     pub max_connections_per_user: usize,
+    /// The admin endpoint's address.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -296,6 +312,7 @@ impl Settings {
             max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
             failed_login_window: DEFAULT_FAILED_LOGIN_WINDOW,
             max_connections_per_user: usize::MAX,
+            admin: None,
         }
     }
 }
@@ -353,6 +370,8 @@ impl Options {
             max_connections_per_user: self
                 .max_connections_per_user
                 .or(file.max_connections_per_user),
+            admin: self.admin.or(file.admin),
+            admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
         }
     }
 
@@ -459,6 +478,19 @@ impl Options {
                 self.max_connections_per_user,
                 usize::MAX,
             )?,
+            admin: match self.admin {
+                Some(a) if !a.ip().is_loopback() && !self.admin_allow_remote => {
+                    return Err(ConfigError::new(
+                        "admin",
+                        format!(
+                            "{a} is not a loopback address: the admin endpoint has no \
+                             authentication. Use 127.0.0.1 or [::1], or pass \
+                             --admin-allow-remote if that is really intended"
+                        ),
+                    ));
+                }
+                a => a,
+            },
         };
         settings.check_open_proxy()?;
         Ok(settings)
@@ -564,6 +596,18 @@ mod tests {
         assert_eq!(s.listen[0].addr.port(), 2);
         assert_eq!(s.idle_timeout, Duration::from_secs(9));
         assert_eq!(s.connect_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn refuses_remote_admin_without_the_flag() {
+        let mut o = opts(&["127.0.0.1:1"]);
+        o.admin = Some("0.0.0.0:9090".parse().expect("addr"));
+        assert_eq!(o.clone().resolve().expect_err("remote").field, "admin");
+        o.admin_allow_remote = true;
+        assert!(o.resolve().is_ok());
+        let mut local = opts(&["127.0.0.1:1"]);
+        local.admin = Some("[::1]:9090".parse().expect("addr"));
+        assert!(local.resolve().is_ok());
     }
 
     #[test]

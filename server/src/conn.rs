@@ -15,6 +15,7 @@ use crate::limits::Limits;
 use crate::logins::{FailedLogins, UserCaps, UserSlot};
 use crate::outbound::Connector;
 use crate::relay::{self, RelayOptions, RelayStats};
+use crate::stats::Stats;
 use crate::sys::{self, Transport};
 use crate::users::Users;
 
@@ -33,6 +34,8 @@ pub struct Shared {
     pub failed_logins: FailedLogins,
     /// Concurrent connections per user.
     pub user_caps: Arc<UserCaps>,
+    /// Counters for the admin endpoint.
+    pub stats: Arc<Stats>,
 }
 
 impl Shared {
@@ -54,6 +57,7 @@ impl Shared {
         let user = String::from_utf8_lossy(username);
         if self.failed_logins.is_blocked(source, now) {
             tracing::warn!(%source, %user, "login refused: too many failed logins from this source");
+            self.stats.login_refused();
             return false;
         }
         let ok = users
@@ -61,6 +65,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .verify(username, password);
         if !ok {
+            self.stats.auth_failure();
             let n = self.failed_logins.record_failure(source, now);
             if n == self.failed_logins.max_failures() {
                 tracing::warn!(
@@ -187,6 +192,7 @@ pub async fn serve(
         Ok(Err(e)) => outcome.reply = e.to_string(),
         Err(_) => outcome.reply = "handshake timeout".into(),
     }
+    shared.stats.record(transport, &outcome);
     log(peer, transport, started, &outcome);
 }
 

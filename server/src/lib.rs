@@ -16,6 +16,8 @@
 //! - [`users`]: the users file, constant-time password checks.
 //! - [`limits`]: caps on connections in total and per source.
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
+//! - [`stats`]: counters behind the admin endpoint's `/stats` and
+//!   `/metrics`.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
 //! client.
@@ -29,6 +31,7 @@ pub mod outbound;
 pub mod policy;
 pub mod secret;
 pub mod server;
+pub mod stats;
 pub mod users;
 
 pub use sixpath_net::{relay, sys};

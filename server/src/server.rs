@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sixpath_net::admin;
 use tokio::net::TcpListener;
 
 use crate::config::{Protocol, Settings};
@@ -17,6 +18,7 @@ use crate::limits::Limits;
 use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
+use crate::stats::Stats;
 use crate::sys;
 use crate::users::Users;
 
@@ -54,6 +56,7 @@ struct Bound {
 pub struct Server {
     listeners: Vec<Bound>,
     shared: Arc<Shared>,
+    admin: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -108,15 +111,26 @@ impl Server {
             MAX_TRACKED_SOURCES,
         );
         let user_caps = UserCaps::new(settings.max_connections_per_user);
+        let admin = match settings.admin {
+            Some(addr) => {
+                Some(admin_listener(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             connector: Connector::new(resolver, policy),
             users,
             limits,
             failed_logins,
             user_caps,
+            stats: Arc::new(Stats::new()),
             settings,
         });
-        Ok(Self { listeners, shared })
+        Ok(Self {
+            listeners,
+            shared,
+            admin,
+        })
     }
 
     /// The addresses the listeners are bound to (ports resolved).
@@ -125,6 +139,11 @@ impl Server {
             .iter()
             .filter_map(|b| b.listener.local_addr().ok())
             .collect()
+    }
+
+    /// The admin endpoint's address, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Logs what the host offers: MPTCP on each listener, and whether the
@@ -168,6 +187,13 @@ impl Server {
     /// to 30 s for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
+        if let Some(l) = self.admin {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "admin endpoint: /stats, /metrics");
+            }
+            let admin_shared = Arc::clone(&shared);
+            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)));
+        }
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
@@ -215,6 +241,28 @@ impl ReloadHandle {
             }
             Err(e) => tracing::error!(error = %e, "users file not reloaded"),
         }
+    }
+}
+
+fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
+/// The admin endpoint's pages.
+fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
+    let open = shared.limits.active();
+    match path {
+        "/stats" => Some(admin::Response::ok(
+            "application/json",
+            shared.stats.json(open).to_string() + "\n",
+        )),
+        "/metrics" => Some(admin::Response::ok(
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.stats.prometheus(open),
+        )),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod admin;
 mod convert;
 mod handshakes;
 mod logins;
@@ -27,6 +28,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Harness {
     pub server: SocketAddr,
     pub echo: SocketAddr,
+    /// The admin endpoint, when the settings ask for one.
+    pub admin: Option<SocketAddr>,
     _users_dir: Option<TempDir>,
 }
 
@@ -106,10 +109,12 @@ impl Harness {
         }
         let server = Server::bind(settings).unwrap();
         let addr = server.local_addrs()[0];
+        let admin = server.admin_addr();
         tokio::spawn(server.run(std::future::pending()));
         Self {
             server: addr,
             echo,
+            admin,
             _users_dir: dir,
         }
     }
