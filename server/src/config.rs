@@ -159,6 +159,12 @@ pub struct Options {
     #[arg(long)]
     #[serde(default)]
     pub admin_allow_remote: bool,
+
+    /// DNS server (IP:PORT) to resolve target names with instead of those in
+    /// /etc/resolv.conf (and /etc/hosts). Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    #[serde(default)]
+    pub dns_server: Vec<SocketAddr>,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -284,6 +290,8 @@ pub struct Settings {
     pub max_connections_per_user: usize,
     /// The admin endpoint's address.
     pub admin: Option<SocketAddr>,
+    /// DNS servers replacing the system configuration (empty: system).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Settings {
@@ -313,6 +321,7 @@ impl Settings {
             failed_login_window: DEFAULT_FAILED_LOGIN_WINDOW,
             max_connections_per_user: usize::MAX,
             admin: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -372,6 +381,11 @@ impl Options {
                 .or(file.max_connections_per_user),
             admin: self.admin.or(file.admin),
             admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
+            dns_server: if self.dns_server.is_empty() {
+                file.dns_server
+            } else {
+                self.dns_server
+            },
         }
     }
 
@@ -491,6 +505,7 @@ impl Options {
                 }
                 a => a,
             },
+            dns_servers: self.dns_server,
         };
         settings.check_open_proxy()?;
         Ok(settings)

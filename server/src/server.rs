@@ -86,7 +86,12 @@ impl Server {
             Some(path) => Some(RwLock::new(Users::load(path)?)),
             None => None,
         };
-        let resolver = Connector::system_resolver().map_err(StartError::Resolver)?;
+        let resolver = if settings.dns_servers.is_empty() {
+            Connector::system_resolver()
+        } else {
+            Connector::resolver_with_servers(&settings.dns_servers)
+        }
+        .map_err(StartError::Resolver)?;
         let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
         let mut listeners = Vec::new();
         for spec in &settings.listen {

@@ -13,6 +13,7 @@ mod convert;
 mod handshakes;
 mod logins;
 mod netns;
+mod outbound;
 mod robustness;
 
 use std::net::SocketAddr;
