@@ -249,10 +249,19 @@ impl ReloadHandle {
     }
 }
 
+/// The admin listener (plain TCP). `SO_REUSEADDR`: the endpoint closes
+/// first, so its port holds `TIME_WAIT` entries that must not stop a restart.
 fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    TcpListener::from_std(l)
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(64)?;
+    TcpListener::from_std(sock.into())
 }
 
 /// The admin endpoint's pages.
