@@ -170,3 +170,46 @@ fn non_loopback_admin_without_the_flag_exits_2_naming_admin() {
         .unwrap();
     assert_eq!(ok.status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_metrics_count_wrong_passwords_and_refused_logins() {
+    const TEST: &str = "admin_metrics_count_wrong_passwords_and_refused_logins";
+    let h = Harness::start_custom(Some(&[("alice", "secret")]), |s| {
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+        s.max_failed_logins = 2;
+    })
+    .await;
+    let login = |pass: &'static str| {
+        let h = &h;
+        async move {
+            let mut c = h.connect().await;
+            let mut req = vec![5, 1, 2, 1, 5];
+            req.extend(b"alice");
+            req.push(pass.len() as u8);
+            req.extend(pass.as_bytes());
+            c.write_all(&req).await.unwrap();
+            assert_eq!(read_to_eof(&mut c).await, [5, 2, 1, 1]);
+        }
+    };
+    login("x").await;
+    login("y").await;
+    login("secret").await; // refused unchecked: the source is blocked
+    let base = format!("http://{}", h.admin.unwrap());
+    let Some(stats) = stats_after(TEST, &format!("{base}/stats"), 3).await else {
+        return;
+    };
+    assert_eq!(stats["auth_failures"], 2);
+    assert_eq!(stats["logins_refused"], 1);
+    assert_eq!(stats["replies"]["socks5"]["auth_failed"], 3);
+    let (_, metrics) = curl(TEST, &[&format!("{base}/metrics")]).await.unwrap();
+    for line in [
+        "sixpath_server_auth_failures_total 2",
+        "sixpath_server_logins_refused_total 1",
+        "sixpath_server_replies_total{protocol=\"socks5\",reply=\"auth_failed\"} 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
