@@ -156,9 +156,13 @@ pub async fn serve(
 ) {
     let started = Instant::now();
     let transport = sys::transport(&stream);
-    let Ok(_permit) = shared.limits.acquire(peer.ip()) else {
-        tracing::warn!(%peer, "connection refused: connection limit reached");
-        return;
+    let _permit = match shared.limits.acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(cap) => {
+            shared.stats.refused(cap);
+            tracing::warn!(%peer, ?cap, "connection refused: connection limit reached");
+            return;
+        }
     };
     let _ = stream.set_nodelay(true);
     let mut outcome = Outcome {

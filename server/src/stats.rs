@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::conn::Outcome;
+use crate::limits::Refused;
 use crate::sys::Transport;
 
 /// Protocols as counted (index into the per-protocol arrays).
@@ -136,6 +137,8 @@ pub struct Stats {
     egress_denied: AtomicU64,
     auth_failures: AtomicU64,
     logins_refused: AtomicU64,
+    refused_total_cap: AtomicU64,
+    refused_source_cap: AtomicU64,
 }
 
 impl Default for Stats {
@@ -167,6 +170,8 @@ impl Stats {
             egress_denied: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             logins_refused: AtomicU64::new(0),
+            refused_total_cap: AtomicU64::new(0),
+            refused_source_cap: AtomicU64::new(0),
         }
     }
 
@@ -199,6 +204,14 @@ impl Stats {
             add(&self.relayed, 1);
             add(&self.bytes_up, r.client_to_target);
             add(&self.bytes_down, r.target_to_client);
+        }
+    }
+
+    /// Counts a connection closed at once by a connection cap.
+    pub fn refused(&self, cap: Refused) {
+        match cap {
+            Refused::Total => add(&self.refused_total_cap, 1),
+            Refused::PerSource => add(&self.refused_source_cap, 1),
         }
     }
 
@@ -250,6 +263,10 @@ impl Stats {
                 "by_protocol": by(&PROTOCOLS, &self.connections),
                 "by_transport": by(&TRANSPORTS, &self.transports),
                 "relayed": get(&self.relayed),
+                "refused_by_cap": {
+                    "total": get(&self.refused_total_cap),
+                    "per_source": get(&self.refused_source_cap),
+                },
             },
             "subflows": get(&self.subflows),
             "bytes": {
@@ -298,6 +315,18 @@ impl Stats {
             "counter",
             "Client connections served to the end, by protocol (none: closed before one was recognised).",
             &labelled("protocol", &PROTOCOLS, &self.connections),
+        );
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Client connections closed at once by a connection cap (--max-connections, --max-connections-per-source); not in connections_total.",
+            &[
+                ("{cap=\"total\"}".to_owned(), get(&self.refused_total_cap)),
+                (
+                    "{cap=\"per_source\"}".to_owned(),
+                    get(&self.refused_source_cap),
+                ),
+            ],
         );
         metric(
             "connections_by_transport_total",

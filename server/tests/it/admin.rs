@@ -213,3 +213,31 @@ async fn admin_metrics_count_wrong_passwords_and_refused_logins() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_metrics_count_connections_refused_by_the_per_source_cap() {
+    const TEST: &str = "admin_metrics_count_connections_refused_by_the_per_source_cap";
+    let h = Harness::start_custom(None, |s| {
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+        s.max_connections_per_source = 1;
+    })
+    .await;
+    let _idle = h.connect().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = h.connect().await;
+    assert_eq!(read_to_eof(&mut extra).await, Vec::<u8>::new());
+    let base = format!("http://{}", h.admin.unwrap());
+    let Some((_, metrics)) = curl(TEST, &[&format!("{base}/metrics")]).await else {
+        return;
+    };
+    for line in [
+        "sixpath_server_connections_refused_total{cap=\"per_source\"} 1",
+        "sixpath_server_connections_refused_total{cap=\"total\"} 0",
+        "sixpath_server_connections_open 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
