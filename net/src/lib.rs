@@ -5,6 +5,8 @@
 //!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
 //!   host's own addresses (the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+//! - [`admin`]: the small HTTP/1.1 server behind the admin endpoints.
 
+pub mod admin;
 pub mod relay;
 pub mod sys;

@@ -39,6 +39,8 @@ impl ConfigError {
 }
 
 /// Every server setting, as flags and as JSON config fields.
+// Command-line switches are naturally booleans.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default, Clone, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
@@ -171,6 +173,50 @@ pub struct Options {
     /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// Require an RFC 8803 Cookie TLV from Convert clients. A client without
+    /// one gets Missing Cookie carrying a cookie bound to its address
+    /// (HMAC of the server key, valid one to two hours); a wrong or expired
+    /// cookie gets Not Authorized. Off by default.
+    #[arg(long)]
+    #[serde(default)]
+    pub convert_cookies: bool,
+
+    /// Failed logins from one source (an IPv4 address or an IPv6 /64)
+    /// within --failed-login-window after which its further attempts are
+    /// refused without checking the password, until the window ends.
+    /// Default 10.
+    #[arg(long, value_name = "N")]
+    pub max_failed_logins: Option<u32>,
+
+    /// Seconds over which failed logins are counted, from a source's first
+    /// failure. Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub failed_login_window: Option<u64>,
+
+    /// Maximum concurrent connections of one authenticated user; over it a
+    /// request is refused with "connection not allowed by ruleset" (0x02).
+    /// Unlimited by default.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
+
+    /// Serve the admin endpoint (HTTP: `/stats` JSON, `/metrics` Prometheus
+    /// text) on ADDR:PORT. It must be a loopback address unless
+    /// --admin-allow-remote is given; the endpoint has no authentication.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<SocketAddr>,
+
+    /// Allow --admin on a non-loopback address (anyone who can reach it
+    /// reads the counters).
+    #[arg(long)]
+    #[serde(default)]
+    pub admin_allow_remote: bool,
+
+    /// DNS server (IP:PORT) to resolve target names with instead of those in
+    /// /etc/resolv.conf (and /etc/hosts). Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    #[serde(default)]
+    pub dns_server: Vec<SocketAddr>,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -300,6 +346,18 @@ pub struct Settings {
     pub udp_idle_timeout: Duration,
     /// Cap on concurrent UDP associations.
     pub max_udp_associations: usize,
+    /// Require Convert Cookie TLVs.
+    pub convert_cookies: bool,
+    /// Failed logins per source that block it for the rest of the window.
+    pub max_failed_logins: u32,
+    /// Window failed logins are counted in.
+    pub failed_login_window: Duration,
+    /// Cap on concurrent connections per user.
+    pub max_connections_per_user: usize,
+    /// The admin endpoint's address.
+    pub admin: Option<SocketAddr>,
+    /// DNS servers replacing the system configuration (empty: system).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Settings {
@@ -336,6 +394,12 @@ impl Settings {
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
             max_udp_associations: DEFAULT_MAX_UDP_ASSOCIATIONS,
+            convert_cookies: false,
+            max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
+            failed_login_window: DEFAULT_FAILED_LOGIN_WINDOW,
+            max_connections_per_user: usize::MAX,
+            admin: None,
+            dns_servers: Vec::new(),
         }
     }
 }
@@ -393,6 +457,10 @@ fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigErro
     }
     Ok(out)
 }
+/// Default failed logins that block a source.
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 10;
+/// Default window for counting failed logins.
+pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 impl Options {
     /// Reads `path` as a JSON config file.
@@ -436,6 +504,19 @@ impl Options {
             udp_idle_timeout: self.udp_idle_timeout.or(file.udp_idle_timeout),
             max_udp_associations: self.max_udp_associations.or(file.max_udp_associations),
             log: self.log.or(file.log),
+            convert_cookies: self.convert_cookies || file.convert_cookies,
+            max_failed_logins: self.max_failed_logins.or(file.max_failed_logins),
+            failed_login_window: self.failed_login_window.or(file.failed_login_window),
+            max_connections_per_user: self
+                .max_connections_per_user
+                .or(file.max_connections_per_user),
+            admin: self.admin.or(file.admin),
+            admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
+            dns_server: if self.dns_server.is_empty() {
+                file.dns_server
+            } else {
+                self.dns_server
+            },
         }
     }
 
@@ -563,6 +644,36 @@ impl Options {
                 self.max_udp_associations,
                 DEFAULT_MAX_UDP_ASSOCIATIONS,
             )?,
+            convert_cookies: self.convert_cookies,
+            max_failed_logins: match self.max_failed_logins {
+                None => DEFAULT_MAX_FAILED_LOGINS,
+                Some(0) => return Err(ConfigError::new("max-failed-logins", "must be at least 1")),
+                Some(n) => n,
+            },
+            failed_login_window: secs(
+                "failed-login-window",
+                self.failed_login_window,
+                DEFAULT_FAILED_LOGIN_WINDOW,
+            )?,
+            max_connections_per_user: count(
+                "max-connections-per-user",
+                self.max_connections_per_user,
+                usize::MAX,
+            )?,
+            admin: match self.admin {
+                Some(a) if !a.ip().is_loopback() && !self.admin_allow_remote => {
+                    return Err(ConfigError::new(
+                        "admin",
+                        format!(
+                            "{a} is not a loopback address: the admin endpoint has no \
+                             authentication. Use 127.0.0.1 or [::1], or pass \
+                             --admin-allow-remote if that is really intended"
+                        ),
+                    ));
+                }
+                a => a,
+            },
+            dns_servers: self.dns_server,
         };
         settings.check_open_proxy()?;
         Ok(settings)
@@ -750,6 +861,18 @@ mod tests {
             bad.resolve().expect_err("unspecified").field,
             "udp-advertise"
         );
+    }
+
+    #[test]
+    fn refuses_remote_admin_without_the_flag() {
+        let mut o = opts(&["127.0.0.1:1"]);
+        o.admin = Some("0.0.0.0:9090".parse().expect("addr"));
+        assert_eq!(o.clone().resolve().expect_err("remote").field, "admin");
+        o.admin_allow_remote = true;
+        assert!(o.resolve().is_ok());
+        let mut local = opts(&["127.0.0.1:1"]);
+        local.admin = Some("[::1]:9090".parse().expect("addr"));
+        assert!(local.resolve().is_ok());
     }
 
     #[test]

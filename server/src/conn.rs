@@ -2,7 +2,7 @@
 //! protocol detection on the first byte, the protocol's handshake, the
 //! relay, and one log line when it ends.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -12,8 +12,10 @@ use tokio::time::Instant;
 use crate::config::{Protocol, Settings};
 use crate::handshake::{self, Framed};
 use crate::limits::Limits;
+use crate::logins::{FailedLogins, UserCaps, UserSlot};
 use crate::outbound::Connector;
 use crate::relay::{self, RelayOptions, RelayStats};
+use crate::stats::Stats;
 use crate::sys::{self, Transport};
 use crate::users::Users;
 
@@ -32,6 +34,12 @@ pub struct Shared {
     pub sessions: crate::session::Sessions,
     /// UDP associations.
     pub udp: crate::udp::Associations,
+    /// Failed logins per source.
+    pub failed_logins: FailedLogins,
+    /// Concurrent connections per user.
+    pub user_caps: Arc<UserCaps>,
+    /// Counters for the admin endpoint.
+    pub stats: Arc<Stats>,
 }
 
 impl Shared {
@@ -40,14 +48,55 @@ impl Shared {
         self.users.is_some()
     }
 
-    /// Checks credentials; true when no authentication is configured.
-    pub fn verify(&self, username: &[u8], password: &[u8]) -> bool {
-        match &self.users {
-            None => true,
-            Some(u) => u
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .verify(username, password),
+    /// Checks credentials from `source`; true when no authentication is
+    /// configured. A source with too many recent failures is refused
+    /// without the password being checked; a failure is counted against
+    /// the source.
+    pub fn verify(&self, source: Option<IpAddr>, username: &[u8], password: &[u8]) -> bool {
+        let Some(users) = &self.users else {
+            return true;
+        };
+        let source = source.unwrap_or(IpAddr::from([0; 4]));
+        let now = std::time::Instant::now();
+        let user = String::from_utf8_lossy(username);
+        if self.failed_logins.is_blocked(source, now) {
+            tracing::warn!(%source, %user, "login refused: too many failed logins from this source");
+            self.stats.login_refused();
+            return false;
+        }
+        let ok = users
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .verify(username, password);
+        if !ok {
+            self.stats.auth_failure();
+            let n = self.failed_logins.record_failure(source, now);
+            if n == self.failed_logins.max_failures() {
+                tracing::warn!(
+                    %source,
+                    %user,
+                    failures = n,
+                    window_secs = self.failed_logins.window().as_secs(),
+                    "too many failed logins: source refused for the rest of the window"
+                );
+            }
+        }
+        ok
+    }
+
+    /// Takes a connection slot for the authenticated user of `out` (kept in
+    /// `out` for the life of the connection); false when the user is at
+    /// `--max-connections-per-user`. True without a user.
+    pub fn hold_user_slot(&self, out: &mut Outcome) -> bool {
+        let Some(user) = &out.user else {
+            return true;
+        };
+        if let Some(slot) = self.user_caps.acquire(user) {
+            out.user_slot = Some(slot);
+            true
+        } else {
+            tracing::warn!(%user, "connection refused: per-user connection cap reached");
+            false
         }
     }
 
@@ -73,6 +122,10 @@ pub struct Outcome {
     pub reply: String,
     /// The relay's counts, if the connection got that far.
     pub relay: Option<RelayStats>,
+    /// The client's address (always set by [`serve`]).
+    pub source: Option<IpAddr>,
+    /// The user's connection slot, held until the connection ends.
+    pub user_slot: Option<UserSlot>,
 }
 
 /// Writes the leftover handshake bytes to the target, then relays.
@@ -107,12 +160,19 @@ pub async fn serve(
 ) {
     let started = Instant::now();
     let transport = sys::transport(&stream);
-    let Ok(_permit) = shared.limits.acquire(peer.ip()) else {
-        tracing::warn!(%peer, "connection refused: connection limit reached");
-        return;
+    let _permit = match shared.limits.acquire(peer.ip()) {
+        Ok(p) => p,
+        Err(cap) => {
+            shared.stats.refused(cap);
+            tracing::warn!(%peer, ?cap, "connection refused: connection limit reached");
+            return;
+        }
     };
     let _ = stream.set_nodelay(true);
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        source: Some(peer.ip()),
+        ..Outcome::default()
+    };
     let deadline = started + shared.settings.handshake_timeout;
     let local = stream.local_addr().ok();
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
@@ -141,6 +201,7 @@ pub async fn serve(
         Ok(Err(e)) => outcome.reply = e.to_string(),
         Err(_) => outcome.reply = "handshake timeout".into(),
     }
+    shared.stats.record(transport, &outcome);
     log(peer, transport, started, &outcome);
 }
 

@@ -18,6 +18,9 @@
 //! - [`limits`]: caps on connections in total and per source.
 //! - [`bind`]: BIND for SOCKS5, SOCKS4 and SOCKS6.
 //! - [`udp`]: UDP ASSOCIATE for SOCKS5 and SOCKS6.
+//! - [`logins`]: failed-login limiting per source, per-user connection caps.
+//! - [`stats`]: counters behind the admin endpoint's `/stats` and
+//!   `/metrics`.
 //!
 //! Socket helpers and the relay loop live in `sixpath-net`, shared with the
 //! client.
@@ -26,11 +29,13 @@ pub mod config;
 pub mod conn;
 pub mod handshake;
 pub mod limits;
+pub mod logins;
 pub mod outbound;
 pub mod policy;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod stats;
 pub mod users;
 
 pub mod bind;

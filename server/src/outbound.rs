@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use sixpath_protocol::Address;
 use tokio::net::TcpStream;
@@ -181,6 +183,27 @@ impl Connector {
             .map_err(io::Error::other)?
             .build()
             .map_err(io::Error::other)
+    }
+
+    /// A resolver that asks only `servers` (UDP, TCP when an answer is
+    /// truncated), with hickory's cache; `/etc/hosts` is not read.
+    pub fn resolver_with_servers(servers: &[SocketAddr]) -> io::Result<TokioResolver> {
+        let name_servers = servers
+            .iter()
+            .map(|s| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = s.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = s.port();
+                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        TokioResolver::builder_with_config(
+            ResolverConfig::from_name_servers(name_servers),
+            TokioRuntimeProvider::default(),
+        )
+        .build()
+        .map_err(io::Error::other)
     }
 
     /// The egress policy.

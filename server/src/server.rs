@@ -9,13 +9,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use sixpath_net::admin;
 use tokio::net::TcpListener;
 
 use crate::config::{Protocol, Settings};
 use crate::conn::{self, Shared};
 use crate::limits::Limits;
+use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
+use crate::stats::Stats;
 use crate::sys;
 use crate::users::Users;
 
@@ -55,6 +58,7 @@ struct Bound {
 pub struct Server {
     listeners: Vec<Bound>,
     shared: Arc<Shared>,
+    admin: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -84,7 +88,12 @@ impl Server {
             Some(path) => Some(RwLock::new(Users::load(path)?)),
             None => None,
         };
-        let resolver = Connector::system_resolver().map_err(StartError::Resolver)?;
+        let resolver = if settings.dns_servers.is_empty() {
+            Connector::system_resolver()
+        } else {
+            Connector::resolver_with_servers(&settings.dns_servers)
+        }
+        .map_err(StartError::Resolver)?;
         let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
         let mut listeners = Vec::new();
         for spec in &settings.listen {
@@ -109,15 +118,34 @@ impl Server {
             settings.max_connections,
             settings.max_connections_per_source,
         );
+        let failed_logins = FailedLogins::new(
+            settings.max_failed_logins,
+            settings.failed_login_window,
+            MAX_TRACKED_SOURCES,
+        );
+        let user_caps = UserCaps::new(settings.max_connections_per_user);
+        let admin = match settings.admin {
+            Some(addr) => {
+                Some(admin_listener(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             connector: Connector::new(resolver, policy),
             users,
             limits,
             sessions: crate::session::Sessions::new(settings.secret.clone(), settings.sessions),
             udp: crate::udp::Associations::new(settings.max_udp_associations),
+            failed_logins,
+            user_caps,
+            stats: Arc::new(Stats::new()),
             settings,
         });
-        Ok(Self { listeners, shared })
+        Ok(Self {
+            listeners,
+            shared,
+            admin,
+        })
     }
 
     /// The addresses the listeners are bound to (ports resolved).
@@ -126,6 +154,11 @@ impl Server {
             .iter()
             .filter_map(|b| b.listener.local_addr().ok())
             .collect()
+    }
+
+    /// The admin endpoint's address, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Logs what the host offers: MPTCP on each listener, and whether the
@@ -169,6 +202,13 @@ impl Server {
     /// to 30 s for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
+        if let Some(l) = self.admin {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "admin endpoint: /stats, /metrics");
+            }
+            let admin_shared = Arc::clone(&shared);
+            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)));
+        }
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
@@ -234,6 +274,37 @@ fn udp_listener(listener: &TcpListener) -> Option<tokio::net::UdpSocket> {
             tracing::warn!(%addr, error = %e, "no UDP port for SOCKS6 datagrams; they can use TCP");
             None
         }
+    }
+}
+
+/// The admin listener (plain TCP). `SO_REUSEADDR`: the endpoint closes
+/// first, so its port holds `TIME_WAIT` entries that must not stop a restart.
+fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(64)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// The admin endpoint's pages.
+fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
+    let open = shared.limits.active();
+    match path {
+        "/stats" => Some(admin::Response::ok(
+            "application/json",
+            shared.stats.json(open).to_string() + "\n",
+        )),
+        "/metrics" => Some(admin::Response::ok(
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.stats.prometheus(open),
+        )),
+        _ => None,
     }
 }
 

@@ -74,7 +74,7 @@ where
                 Err(e) => return Err((e.to_string(), Vec::new())),
             };
             let name = String::from_utf8_lossy(creds.username()).into_owned();
-            if !shared.verify(creds.username(), creds.password()) {
+            if !shared.verify(out.source, creds.username(), creds.password()) {
                 return Err((
                     format!("authentication failed for {name:?}"),
                     encode(|b| UserPassReply::FAILURE.encode(b)),
@@ -111,6 +111,12 @@ where
     };
     out.user = user;
     out.target = Some(req.endpoint.to_string());
+    if !shared.hold_user_slot(out) {
+        let code = ReplyCode::CONNECTION_NOT_ALLOWED_BY_RULESET;
+        out.reply = format!("{code:?}: per-user connection cap");
+        f.reject(&encode(|b| Reply::failure(code).encode(b))).await;
+        return;
+    }
     if req.command == Command::BIND {
         return crate::bind::serve_socks5(f, shared, &req.endpoint, out).await;
     }

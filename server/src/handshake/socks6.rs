@@ -62,13 +62,14 @@ fn userpass_reply_option(ok: bool) -> SocksOption {
 fn authenticate(
     req: &Request,
     shared: &Shared,
+    source: Option<std::net::IpAddr>,
 ) -> Result<Option<String>, (String, AuthenticationReply)> {
     let data = req.options.auth_data(Method::USERNAME_PASSWORD);
     let creds = data.map(UsernamePassword::from_auth_data);
     match creds {
         Some(Ok(c)) => {
             let name = String::from_utf8_lossy(c.username()).into_owned();
-            if shared.verify(c.username(), c.password()) {
+            if shared.verify(source, c.username(), c.password()) {
                 Ok(Some(name))
             } else {
                 let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
@@ -162,7 +163,7 @@ where
         // Request and MUST NOT require authentication" (digest §4.3).
         Admission::Session(m) => (m.user.clone(), Some(m)),
         Admission::Fresh => {
-            let user = match authenticate(&req, shared) {
+            let user = match authenticate(&req, shared, out.source) {
                 Ok(u) => u,
                 Err((why, reply)) => {
                     out.reply = why;
@@ -207,6 +208,13 @@ where
         return;
     }
     let new_session = member.filter(|m| m.created).map(|m| m.id);
+    if !shared.hold_user_slot(out) {
+        let code = ReplyCode::CONNECTION_NOT_ALLOWED;
+        out.reply = format!("{code:?}: per-user connection cap");
+        let reply = OperationReply::new(code, Endpoint::unspecified());
+        f.reject(&encode(|b| reply.encode(b))).await;
+        return;
+    }
 
     match req.command {
         Command::NOOP => {

@@ -8,9 +8,13 @@
     missing_docs
 )]
 
+mod admin;
 mod bind;
 mod convert;
 mod handshakes;
+mod logins;
+mod netns;
+mod outbound;
 mod robustness;
 mod sessions;
 mod udp;
@@ -28,6 +32,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Harness {
     pub server: SocketAddr,
     pub echo: SocketAddr,
+    /// The admin endpoint, when the settings ask for one.
+    pub admin: Option<SocketAddr>,
     _users_dir: Option<TempDir>,
 }
 
@@ -111,10 +117,12 @@ impl Harness {
         }
         let server = Server::bind(settings).unwrap();
         let addr = server.local_addrs()[0];
+        let admin = server.admin_addr();
         tokio::spawn(server.run(std::future::pending()));
         Self {
             server: addr,
             echo,
+            admin,
             _users_dir: dir,
         }
     }

@@ -1,0 +1,170 @@
+//! Outbound failures the client must hear about with the right code: a
+//! name that does not resolve, and a target that never answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sixpath_server::policy::{EgressRule, RuleAction};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
+
+use crate::netns::in_netns;
+use crate::{Harness, read_to_eof};
+
+/// A DNS server on 127.0.0.1 answering every query with NXDOMAIN (the
+/// question echoed, no records), and the number of queries it got.
+async fn nxdomain_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&queries);
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if n < 12 {
+                continue;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            // The question: QNAME labels up to the root, QTYPE, QCLASS.
+            let mut end = 12;
+            while end < n && buf[end] != 0 {
+                end += 1 + usize::from(buf[end]);
+            }
+            let end = (end + 5).min(n);
+            let mut r = buf[..2].to_vec(); // ID
+            r.push(0x80 | (buf[2] & 0x01)); // QR, opcode 0, RD copied
+            r.push(0x83); // RA, RCODE 3 (NXDOMAIN)
+            r.extend([0, 1, 0, 0, 0, 0, 0, 0]);
+            r.extend(&buf[12..end]);
+            let _ = sock.send_to(&r, from).await;
+        }
+    });
+    (addr, queries)
+}
+
+async fn dns_harness() -> (Harness, Arc<AtomicUsize>) {
+    let (dns, queries) = nxdomain_server().await;
+    let h = Harness::start_custom(None, |s| s.dns_servers = vec![dns]).await;
+    (h, queries)
+}
+
+fn socks5_connect_name(name: &str, port: u16) -> Vec<u8> {
+    let mut v = vec![5, 1, 0, 5, 1, 0, 3, name.len() as u8];
+    v.extend(name.as_bytes());
+    v.extend(port.to_be_bytes());
+    v
+}
+
+/// SOCKS6 CONNECT to `name` (1 + its length a multiple of 4: no padding).
+fn socks6_connect_name(name: &str, port: u16) -> Vec<u8> {
+    assert_eq!((1 + name.len()) % 4, 0);
+    let mut v = vec![6, 1, 0, 0];
+    v.extend(port.to_be_bytes());
+    v.extend([0, 3, name.len() as u8]);
+    v.extend(name.as_bytes());
+    v
+}
+
+const SOCKS5_HOST_UNREACHABLE: [u8; 12] = [5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0];
+const SOCKS6_HOST_UNREACHABLE: [u8; 16] = [6, 0, 0, 0, 6, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+
+#[tokio::test]
+async fn socks5_name_answered_nxdomain_gets_host_unreachable_04() {
+    let (h, queries) = dns_harness().await;
+    let mut c = h.connect().await;
+    c.write_all(&socks5_connect_name("nx.sixpath-test.example", 80))
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SOCKS5_HOST_UNREACHABLE);
+    assert!(
+        queries.load(Ordering::SeqCst) > 0,
+        "the configured DNS server was asked"
+    );
+}
+
+#[tokio::test]
+async fn socks6_name_answered_nxdomain_gets_host_unreachable_04() {
+    let (h, queries) = dns_harness().await;
+    let mut c = h.connect().await;
+    c.write_all(&socks6_connect_name("nx.sixpath-test.example", 80))
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SOCKS6_HOST_UNREACHABLE);
+    assert!(queries.load(Ordering::SeqCst) > 0);
+}
+
+#[tokio::test]
+async fn reserved_invalid_tld_gets_host_unreachable_04_in_socks5_and_socks6() {
+    // RFC 6761 §6.4: ".invalid" never resolves; the resolver answers
+    // NXDOMAIN itself.
+    let (h, _) = dns_harness().await;
+    let mut c = h.connect().await;
+    c.write_all(&socks5_connect_name("nx.sixpath.invalid", 443))
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SOCKS5_HOST_UNREACHABLE);
+    let mut c = h.connect().await;
+    c.write_all(&socks6_connect_name("nx.sixpath-test.invalid", 443))
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await, SOCKS6_HOST_UNREACHABLE);
+}
+
+/// 198.18.1.0/24 is routed to `lo` in the test's namespace, where packets
+/// for an address that is not local are dropped without an answer: a
+/// connection attempt there sees nothing until its deadline.
+const BLACKHOLE_SETUP: &[&str] = &["route add 198.18.1.0/24 dev lo"];
+
+async fn blackhole_harness() -> Harness {
+    Harness::start_custom(None, |s| {
+        s.connect_timeout = Duration::from_secs(1);
+        s.egress_rules
+            .push(EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap());
+    })
+    .await
+}
+
+#[test]
+fn connect_timeout_gets_socks5_04_socks6_09_and_convert_network_failure() {
+    const TEST: &str = "connect_timeout_gets_socks5_04_socks6_09_and_convert_network_failure";
+    in_netns(TEST, BLACKHOLE_SETUP, || async {
+        let h = blackhole_harness().await;
+        let started = std::time::Instant::now();
+        // SOCKS5 has no timeout code: host unreachable (0x04).
+        let mut c = h.connect().await;
+        c.write_all(&[5, 1, 0, 5, 1, 0, 1, 198, 18, 1, 2, 0, 80])
+            .await
+            .unwrap();
+        assert_eq!(read_to_eof(&mut c).await, SOCKS5_HOST_UNREACHABLE);
+        // SOCKS6: connection attempt timed out (0x09).
+        let mut c = h.connect().await;
+        c.write_all(&[6, 1, 0, 0, 0, 80, 0, 1, 198, 18, 1, 2])
+            .await
+            .unwrap();
+        assert_eq!(
+            read_to_eof(&mut c).await,
+            [6, 0, 0, 0, 6, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+        );
+        // Convert: Network Failure (65), default delay.
+        let mut c = h.connect().await;
+        c.write_all(&[
+            0x01, 0x06, 0x22, 0x63, 0x0a, 0x05, 0x00, 0x50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff,
+            0xff, 198, 18, 1, 2,
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            read_to_eof(&mut c).await,
+            [0x01, 0x02, 0x22, 0x63, 0x1e, 0x01, 0x41, 0x00]
+        );
+        // Each waited for the 1 s deadline, not for the kernel's SYN
+        // retries (minutes).
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_secs(20),
+            "{waited:?}"
+        );
+    });
+}
