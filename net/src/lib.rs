@@ -5,6 +5,9 @@
 //!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
 //!   host's own addresses (the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+//! - [`tls`]: TLS 1.3 configurations (rustls, ring), certificate pinning,
+//!   self-signed certificates.
 
 pub mod relay;
 pub mod sys;
+pub mod tls;
