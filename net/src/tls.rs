@@ -56,6 +56,10 @@ pub enum TlsError {
         /// What rustls found.
         source: rustls::Error,
     },
+    /// A name for a new certificate is neither a DNS name nor an IP
+    /// address.
+    #[error("{0:?} is neither a DNS name nor an IP address")]
+    BadName(String),
     /// A certificate could not be generated.
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -70,7 +74,7 @@ impl TlsError {
         match self {
             Self::File { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
-            Self::Generate(_) | Self::Rustls(_) => None,
+            Self::BadName(_) | Self::Generate(_) | Self::Rustls(_) => None,
         }
     }
 
@@ -143,15 +147,24 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert_pem)?;
     let key = load_key(key_pem)?;
+    server_config_der(certs, key, alpn).map_err(|source| TlsError::KeyMismatch {
+        cert: cert_pem.to_path_buf(),
+        key: key_pem.to_path_buf(),
+        source,
+    })
+}
+
+/// [`server_config`] from a loaded chain and key ([`load_certs`],
+/// [`load_key`]); fails when the key does not fit the certificate.
+pub fn server_config_der(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|source| TlsError::KeyMismatch {
-            cert: cert_pem.to_path_buf(),
-            key: key_pem.to_path_buf(),
-            source,
-        })?;
+        .with_single_cert(certs, key)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -311,12 +324,24 @@ pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
 /// A new self-signed certificate (ECDSA P-256) for `names` (DNS names or IP
 /// addresses; `localhost` when empty): `(cert_pem, key_pem, fingerprint)`.
 pub fn generate_self_signed(names: &[String]) -> Result<(String, String, [u8; 32]), TlsError> {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| ServerName::try_from(n.as_str()).is_err())
+    {
+        return Err(TlsError::BadName(bad.clone()));
+    }
     let names = if names.is_empty() {
         vec!["localhost".to_owned()]
     } else {
         names.to_vec()
     };
-    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names)?;
+    let mut params = rcgen::CertificateParams::new(names)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sixpath-server");
+    let signing_key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&signing_key)?;
     Ok((
         cert.pem(),
         signing_key.serialize_pem(),
@@ -575,6 +600,15 @@ mod tests {
         assert!(parse_fingerprint(&format!("{}+1", &ok[..62])).is_err());
         assert!(parse_fingerprint("").is_err());
         assert!(parse_fingerprint(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn generate_refuses_names_that_are_neither_dns_nor_ip() {
+        for bad in ["bad name!", "", "a..b", "\u{e9}.example"] {
+            let e = generate_self_signed(&[bad.to_owned()]).unwrap_err();
+            assert!(matches!(e, TlsError::BadName(ref n) if n == bad), "{e}");
+        }
+        assert!(generate_self_signed(&["::1".to_owned(), "proxy.example".to_owned()]).is_ok());
     }
 
     #[test]

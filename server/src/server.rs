@@ -18,6 +18,7 @@ use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
 use crate::sys;
 use crate::users::Users;
+use sixpath_net::tls::TlsAcceptor;
 
 /// Listen queue length, and the TFO queue of pending 0-RTT connections.
 const BACKLOG: i32 = 1024;
@@ -47,6 +48,7 @@ struct Bound {
     listener: TcpListener,
     protocols: Arc<[Protocol]>,
     mptcp: bool,
+    tls: Option<TlsAcceptor>,
 }
 
 /// A server with its listeners open.
@@ -86,6 +88,19 @@ impl Server {
         let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
         let mut listeners = Vec::new();
         for spec in &settings.listen {
+            let tls = match (spec.tls, &settings.tls) {
+                (false, _) => None,
+                (true, Some(config)) => Some(TlsAcceptor::from(Arc::clone(config))),
+                (true, None) => {
+                    return Err(StartError::Config(crate::config::ConfigError::new(
+                        "listen",
+                        format!(
+                            "{} is marked tls but no certificate is configured",
+                            spec.addr
+                        ),
+                    )));
+                }
+            };
             let (listener, mptcp) =
                 listen(spec.addr, settings.tfo).map_err(|source| StartError::Listen {
                     addr: spec.addr,
@@ -95,6 +110,7 @@ impl Server {
                 listener,
                 protocols: spec.protocols.clone().into(),
                 mptcp,
+                tls,
             });
         }
         let limits = Limits::new(
@@ -128,10 +144,11 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             let protocols: Vec<_> = b.protocols.iter().map(|p| p.name()).collect();
+            let tls = b.tls.is_some();
             if b.mptcp {
-                tracing::info!(%addr, ?protocols, "listening (Multipath TCP)");
+                tracing::info!(%addr, ?protocols, tls, "listening (Multipath TCP)");
             } else {
-                tracing::warn!(%addr, ?protocols, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
+                tracing::warn!(%addr, ?protocols, tls, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
             }
         }
         if self.shared.settings.tfo {
@@ -163,7 +180,7 @@ impl Server {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
                 let shared = Arc::clone(&shared);
-                tasks.spawn(accept_loop(b.listener, b.protocols, shared));
+                tasks.spawn(accept_loop(b.listener, b.protocols, shared, b.tls));
             }
             while tasks.join_next().await.is_some() {}
         };
@@ -209,7 +226,12 @@ impl ReloadHandle {
     }
 }
 
-async fn accept_loop(listener: TcpListener, protocols: Arc<[Protocol]>, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    protocols: Arc<[Protocol]>,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -218,6 +240,7 @@ async fn accept_loop(listener: TcpListener, protocols: Arc<[Protocol]>, shared: 
                     peer,
                     Arc::clone(&protocols),
                     Arc::clone(&shared),
+                    tls.clone(),
                 ));
             }
             Err(e) => {

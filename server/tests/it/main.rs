@@ -11,6 +11,7 @@
 mod convert;
 mod handshakes;
 mod robustness;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

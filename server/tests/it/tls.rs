@@ -1,0 +1,255 @@
+//! TLS listeners: SOCKS5 and SOCKS6 through TLS 1.3 with a pinned
+//! certificate, pin mismatches, non-TLS bytes, the handshake deadline, and
+//! `gen-cert` as the real binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sixpath_net::tls::{
+    self, ALPN_SIXPATH, ServerVerification, TlsConnector, client::TlsStream,
+    rustls::pki_types::ServerName,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::{Harness, TempDir};
+
+/// A temporary directory with a self-signed certificate and key.
+struct Cert {
+    dir: TempDir,
+    fingerprint: [u8; 32],
+}
+
+impl Cert {
+    fn new(tag: &str) -> Self {
+        let dir = temp_dir(tag);
+        let (cert, key, fingerprint) =
+            tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.0.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.0.join("key.pem"), key).unwrap();
+        Self { dir, fingerprint }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.0.join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.0.join("key.pem")
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("sixpath-it-tls-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}
+
+/// A server whose only listener is a TLS listener serving `cert`.
+async fn tls_server(
+    cert: &Path,
+    key: &Path,
+    adjust: impl FnOnce(&mut sixpath_server::config::Settings),
+) -> Harness {
+    let config = tls::server_config(cert, key, &[ALPN_SIXPATH]).unwrap();
+    Harness::start_custom(None, |s| {
+        s.listen[0].tls = true;
+        s.tls = Some(config);
+        adjust(s);
+    })
+    .await
+}
+
+/// A TLS client pinning `pin`.
+async fn tls_connect(h: &Harness, pin: [u8; 32]) -> std::io::Result<TlsStream<TcpStream>> {
+    let config =
+        tls::client_config(ServerVerification::Pinned(vec![pin]), &[ALPN_SIXPATH]).unwrap();
+    let tcp = h.connect().await;
+    let name = ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake ends")
+}
+
+async fn read_n<S: AsyncRead + Unpin>(s: &mut S, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut buf))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    buf
+}
+
+async fn read_to_eof<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("server closes")
+        .unwrap();
+    buf
+}
+
+/// SOCKS5 CONNECT to the echo server over `c`: exact replies, data echoed.
+async fn socks5_echo<S>(c: &mut S, echo_port: u16)
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    c.write_all(&[5, 1, 0]).await.unwrap();
+    assert_eq!(read_n(c, 2).await, [5, 0], "method: no authentication");
+    let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+    req.extend(echo_port.to_be_bytes());
+    req.extend(b"ping");
+    c.write_all(&req).await.unwrap();
+    let reply = read_n(c, 10).await;
+    assert_eq!(
+        reply[..8],
+        [5, 0, 0, 1, 127, 0, 0, 1],
+        "succeeded, bound 127.0.0.1"
+    );
+    c.shutdown().await.unwrap();
+    assert_eq!(read_to_eof(c).await, b"ping");
+}
+
+#[tokio::test]
+async fn socks5_connect_through_a_tls_listener_relays_to_the_target() {
+    let cert = Cert::new("socks5");
+    let h = tls_server(&cert.cert(), &cert.key(), |_| {}).await;
+    let mut c = tls_connect(&h, cert.fingerprint).await.unwrap();
+    assert_eq!(c.get_ref().1.alpn_protocol(), Some(ALPN_SIXPATH));
+    assert_eq!(
+        c.get_ref().1.protocol_version(),
+        Some(tls::rustls::ProtocolVersion::TLSv1_3)
+    );
+    socks5_echo(&mut c, h.echo.port()).await;
+}
+
+#[tokio::test]
+async fn socks6_connect_through_a_tls_listener_forwards_initial_data() {
+    let cert = Cert::new("socks6");
+    let h = tls_server(&cert.cert(), &cert.key(), |s| {
+        s.listen[0].protocols = vec![sixpath_server::config::Protocol::Socks6];
+    })
+    .await;
+    let mut c = tls_connect(&h, cert.fingerprint).await.unwrap();
+    // CONNECT 127.0.0.1:echo with an Authentication Method Advertisement
+    // announcing 5 bytes of initial data, then the data and more.
+    let mut req = vec![6, 1, 0, 8];
+    req.extend(h.echo.port().to_be_bytes());
+    req.extend([0, 1, 127, 0, 0, 1]);
+    req.extend([0, 2, 0, 8, 0, 5, 0, 0]);
+    req.extend(b"hello");
+    req.extend(b" world");
+    c.write_all(&req).await.unwrap();
+    assert_eq!(
+        read_n(&mut c, 4).await,
+        [6, 0, 0, 0],
+        "authentication reply: success"
+    );
+    let op = read_n(&mut c, 12).await;
+    assert_eq!(
+        op[..4],
+        [6, 0, 0, 0],
+        "operation reply: success, no options"
+    );
+    assert_eq!(op[6..], [0, 1, 127, 0, 0, 1], "bound 127.0.0.1");
+    c.shutdown().await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await, b"hello world");
+}
+
+#[tokio::test]
+async fn client_pinning_another_certificate_fails_and_the_server_keeps_serving() {
+    let cert = Cert::new("pin");
+    let other = Cert::new("other");
+    let h = tls_server(&cert.cert(), &cert.key(), |_| {}).await;
+    let err = tls_connect(&h, other.fingerprint).await.unwrap_err();
+    assert!(err.to_string().contains("is not the pinned one"), "{err}");
+    let mut c = tls_connect(&h, cert.fingerprint).await.unwrap();
+    socks5_echo(&mut c, h.echo.port()).await;
+}
+
+#[tokio::test]
+async fn plain_bytes_on_a_tls_listener_get_an_alert_and_a_close() {
+    let cert = Cert::new("plain");
+    let h = tls_server(&cert.cert(), &cert.key(), |_| {}).await;
+    let mut c = h.connect().await;
+    // A whole SOCKS5 greeting and request: more than a TLS record header.
+    c.write_all(&[5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, 0, 80])
+        .await
+        .unwrap();
+    // One TLS alert record: fatal (2) decode_error (50), then EOF.
+    assert_eq!(read_to_eof(&mut c).await, [21, 3, 3, 0, 2, 2, 50]);
+    // The server keeps serving.
+    let mut c = tls_connect(&h, cert.fingerprint).await.unwrap();
+    socks5_echo(&mut c, h.echo.port()).await;
+}
+
+#[tokio::test]
+async fn silent_client_on_a_tls_listener_is_closed_at_the_handshake_deadline() {
+    let cert = Cert::new("silent");
+    let h = tls_server(&cert.cert(), &cert.key(), |s| {
+        s.handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut c = h.connect().await;
+    // Closed well before the 10 s read deadline, with nothing sent.
+    assert_eq!(read_to_eof(&mut c).await, b"");
+}
+
+#[test]
+fn gen_cert_writes_a_loadable_pair_and_prints_its_fingerprint() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("gen-cert");
+    let (cert, key) = (dir.0.join("c.pem"), dir.0.join("k.pem"));
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sixpath-server"))
+            .arg("gen-cert")
+            .arg("--out-cert")
+            .arg(&cert)
+            .arg("--out-key")
+            .arg(&key)
+            .args(["--name", "proxy.example", "--name", "192.0.2.7"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let pin = tls::parse_fingerprint(&printed).unwrap();
+    assert_eq!(printed.trim(), tls::format_fingerprint(&pin));
+    let der = tls::load_certs(&cert).unwrap();
+    assert_eq!(der.len(), 1);
+    assert_eq!(
+        tls::fingerprint(&der[0]),
+        pin,
+        "printed fingerprint is the certificate's"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    tls::server_config(&cert, &key, &[ALPN_SIXPATH]).unwrap();
+
+    // The pair serves TLS, and a client pinning the printed fingerprint
+    // gets through.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let h = tls_server(&cert, &key, |_| {}).await;
+        let mut c = tls_connect(&h, pin).await.unwrap();
+        socks5_echo(&mut c, h.echo.port()).await;
+    });
+
+    // Existing files are not overwritten: exit 2, naming the field.
+    let before = std::fs::read(&key).unwrap();
+    let again = run();
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("out-cert"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+}
