@@ -9,3 +9,4 @@
 )]
 
 mod curl;
+mod openssl;
