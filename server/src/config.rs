@@ -49,7 +49,7 @@ pub struct Options {
     /// `[::]:443/tls` or `[::]:443/socks6+tls`; listeners without it are
     /// plain. Repeatable. Sockets are Multipath TCP when the kernel allows,
     /// else TCP.
-    #[arg(long, value_name = "ADDR:PORT[/PROTOS][+tls]")]
+    #[arg(long, value_name = "ADDR:PORT[/PROTOS]")]
     #[serde(default)]
     pub listen: Vec<String>,
 

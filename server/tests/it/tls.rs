@@ -1,6 +1,7 @@
 //! TLS listeners: SOCKS5 and SOCKS6 through TLS 1.3 with a pinned
-//! certificate, pin mismatches, non-TLS bytes, the handshake deadline, and
-//! `gen-cert` as the real binary.
+//! certificate, pin mismatches, non-TLS bytes, the handshake deadline, the
+//! `ClientHello` in a TCP Fast Open SYN (TCP and MPTCP), and `gen-cert` as
+//! the real binary.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -252,4 +253,105 @@ fn gen_cert_writes_a_loadable_pair_and_prints_its_fingerprint() {
         "{again:?}"
     );
     assert_eq!(std::fs::read(&key).unwrap(), before);
+}
+
+/// SOCKS6 NOOP over TLS from a socket that sends the `ClientHello` in its
+/// SYN (`MSG_FASTOPEN`, no cookie): the reply, and whether the server
+/// acknowledged the data in the SYN.
+fn tls_noop_with_hello_in_syn(
+    server: std::net::SocketAddr,
+    pin: [u8; 32],
+    mptcp: bool,
+) -> (Vec<u8>, bool) {
+    use std::io::{Read, Write};
+    let config =
+        tls::client_config(ServerVerification::Pinned(vec![pin]), &[ALPN_SIXPATH]).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = tls::rustls::ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let (sock, _) = sixpath_server::sys::stream_socket(&server, mptcp).unwrap();
+    sixpath_server::sys::enable_connect_fastopen_no_cookie(&sock).unwrap();
+    let sent = sock
+        .send_to_with_flags(&hello, &server.into(), libc::MSG_FASTOPEN)
+        .unwrap();
+    assert_eq!(sent, hello.len(), "the whole ClientHello goes with the SYN");
+    let mut tcp = std::net::TcpStream::from(sock);
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = tls::rustls::Stream::new(&mut conn, &mut tcp);
+    s.write_all(&[6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let options = sixpath_server::sys::tcpi_options(&tcp).unwrap();
+    (reply, options & sixpath_server::sys::TCPI_OPT_SYN_DATA != 0)
+}
+
+/// Runs [`client_hello_rides_in_the_syn_inside`] in a fresh network
+/// namespace (gone when the process exits) with TCP Fast Open enabled.
+#[test]
+fn client_hello_rides_in_the_syn() {
+    const NAME: &str = "client_hello_rides_in_the_syn";
+    // Only root can make a network namespace.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        println!("SKIP {NAME}: needs root for a network namespace");
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .arg("--net")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tls::client_hello_rides_in_the_syn_inside",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            println!("SKIP {NAME}: cannot run unshare: {e}");
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs inside the network namespace client_hello_rides_in_the_syn makes"]
+async fn client_hello_rides_in_the_syn_inside() {
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success());
+    // Client and server TFO as the README asks (3), in this namespace only;
+    // the listener itself takes SYN data without a cookie.
+    std::fs::write("/proc/sys/net/ipv4/tcp_fastopen", "3").unwrap();
+    let cert = Cert::new("syn");
+    let h = tls_server(&cert.cert(), &cert.key(), |_| {}).await;
+    for mptcp in [false, true] {
+        let (server, pin) = (h.server, cert.fingerprint);
+        let (reply, syn_data) =
+            tokio::task::spawn_blocking(move || tls_noop_with_hello_in_syn(server, pin, mptcp))
+                .await
+                .unwrap();
+        assert_eq!(
+            reply,
+            [6, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+            "NOOP replies (mptcp: {mptcp})"
+        );
+        assert!(
+            syn_data,
+            "server acknowledged the ClientHello in the SYN (mptcp: {mptcp})"
+        );
+    }
 }
