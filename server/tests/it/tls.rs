@@ -201,6 +201,30 @@ async fn silent_client_on_a_tls_listener_is_closed_at_the_handshake_deadline() {
     assert_eq!(read_to_eof(&mut c).await, b"");
 }
 
+#[tokio::test]
+async fn client_silent_after_the_tls_handshake_is_closed_at_the_same_deadline() {
+    let cert = Cert::new("silent-after");
+    let h = tls_server(&cert.cert(), &cert.key(), |s| {
+        s.handshake_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut c = tls_connect(&h, cert.fingerprint).await.unwrap();
+    // The TLS handshake used part of the deadline; the SOCKS handshake that
+    // never comes gets the rest. The close may lack close_notify.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf))
+        .await
+        .expect("server closes");
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{read:?}"
+    );
+    assert_eq!(buf, b"");
+}
+
 #[test]
 fn gen_cert_writes_a_loadable_pair_and_prints_its_fingerprint() {
     use std::os::unix::fs::PermissionsExt;
