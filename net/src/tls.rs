@@ -1,7 +1,8 @@
 //! TLS 1.3 between `sixpath-client` and `sixpath-server`: rustls with the
 //! `ring` provider, TLS 1.3 only.
 //!
-//! - [`server_config`]: a certificate chain and key from PEM files.
+//! - [`server_config`]: a certificate chain and key from PEM files;
+//!   [`ServerTls`] the same, re-readable while the server runs.
 //! - [`client_config`]: the server is trusted either by the SHA-256
 //!   fingerprint of its certificate ([`ServerVerification::Pinned`], for
 //!   self-signed certificates from `sixpath-server gen-cert`) or by a CA
@@ -18,12 +19,14 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use sha2::{Digest, Sha256};
 
@@ -37,9 +40,18 @@ pub const ALPN_SIXPATH: &[u8] = b"sixpath";
 /// a file names it.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The file could not be read or holds malformed PEM.
+    /// A certificate file could not be read, holds malformed PEM or no
+    /// usable certificate.
     #[error("{}: {message}", path.display())]
-    File {
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key file could not be read or holds malformed PEM or no key.
+    #[error("{}: {message}", path.display())]
+    Key {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -72,14 +84,14 @@ impl TlsError {
     /// The file at fault, if one is.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::File { path, .. } => Some(path),
+            Self::Cert { path, .. } | Self::Key { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             Self::BadName(_) | Self::Generate(_) | Self::Rustls(_) => None,
         }
     }
 
-    fn file(path: &Path, message: impl Into<String>) -> Self {
-        Self::File {
+    fn cert(path: &Path, message: impl Into<String>) -> Self {
+        Self::Cert {
             path: path.to_path_buf(),
             message: message.into(),
         }
@@ -114,11 +126,11 @@ fn pem_message(e: &pem::Error, what: &str) -> String {
 /// Every certificate in the PEM file `path`, in order; at least one.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::file(path, pem_message(&e, "certificate")))?
+        .map_err(|e| TlsError::cert(path, pem_message(&e, "certificate")))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::file(path, pem_message(&e, "certificate")))?;
+        .map_err(|e| TlsError::cert(path, pem_message(&e, "certificate")))?;
     if certs.is_empty() {
-        return Err(TlsError::file(
+        return Err(TlsError::cert(
             path,
             "no certificate found in PEM (expected a \"BEGIN CERTIFICATE\" section)",
         ));
@@ -128,11 +140,9 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        TlsError::file(
-            path,
-            pem_message(&e, "private key (PKCS#8, RSA or EC PRIVATE KEY)"),
-        )
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Key {
+        path: path.to_path_buf(),
+        message: pem_message(&e, "private key (PKCS#8, RSA or EC PRIVATE KEY)"),
     })
 }
 
@@ -145,28 +155,113 @@ pub fn server_config(
     key_pem: &Path,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = load_certs(cert_pem)?;
-    let key = load_key(key_pem)?;
-    server_config_der(certs, key, alpn).map_err(|source| TlsError::KeyMismatch {
-        cert: cert_pem.to_path_buf(),
-        key: key_pem.to_path_buf(),
-        source,
-    })
+    ServerTls::load(cert_pem, key_pem, alpn).map(|t| t.config)
 }
 
-/// [`server_config`] from a loaded chain and key ([`load_certs`],
-/// [`load_key`]); fails when the key does not fit the certificate.
-pub fn server_config_der(
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    alpn: &[&[u8]],
-) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+/// A server's TLS configuration whose certificate and key can be re-read
+/// from their files while it runs (certificate rotation): handshakes
+/// started after [`ServerTls::reload`] use the new pair.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    certs: Arc<CertFiles>,
+}
+
+impl ServerTls {
+    /// Loads the chain in `cert_pem` (end-entity first) and the key in
+    /// `key_pem`, offering the ALPN protocols `alpn` (see
+    /// [`server_config`]).
+    pub fn load(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<Self, TlsError> {
+        let provider = provider();
+        let current = CertFiles::read(cert_pem, key_pem, &provider)?;
+        let certs = Arc::new(CertFiles {
+            cert: cert_pem.to_path_buf(),
+            key: key_pem.to_path_buf(),
+            provider: Arc::clone(&provider),
+            current: RwLock::new(current),
+        });
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Self {
+            config: Arc::new(config),
+            certs,
+        })
+    }
+
+    /// The rustls configuration.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config)
+    }
+
+    /// An acceptor for this configuration.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config())
+    }
+
+    /// The SHA-256 fingerprint of the end-entity certificate in use.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.certs
+            .current()
+            .end_entity_cert()
+            .map_or([0; 32], |c| fingerprint(c))
+    }
+
+    /// Re-reads both files. On error the pair in use stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = CertFiles::read(&self.certs.cert, &self.certs.key, &self.certs.provider)?;
+        *self
+            .certs
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+/// The certificate files behind a [`ServerTls`], and the pair read last.
+#[derive(Debug)]
+struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertFiles {
+    fn read(
+        cert: &Path,
+        key: &Path,
+        provider: &CryptoProvider,
+    ) -> Result<Arc<CertifiedKey>, TlsError> {
+        let chain = load_certs(cert)?;
+        let der = load_key(key)?;
+        // Checks that the key is the certificate's.
+        CertifiedKey::from_der(chain, der, provider)
+            .map(Arc::new)
+            .map_err(|source| TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                source,
+            })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
 }
 
 /// A TLS 1.3 client configuration trusting the server as `verify` says and
@@ -188,7 +283,7 @@ pub fn client_config(
             let mut roots = RootCertStore::empty();
             for cert in load_certs(&path)? {
                 roots.add(cert).map_err(|e| {
-                    TlsError::file(&path, format!("not a usable CA certificate: {e}"))
+                    TlsError::cert(&path, format!("not a usable CA certificate: {e}"))
                 })?;
             }
             builder.with_root_certificates(roots).with_no_client_auth()
@@ -560,6 +655,43 @@ mod tests {
             "{msg}"
         );
         assert_eq!(e.path(), Some(key.as_path()));
+    }
+
+    #[tokio::test]
+    async fn reload_serves_the_new_pair_and_keeps_the_old_on_error() {
+        let dir = TempDir::new("reload");
+        let (cert, key, old) = self_signed(&dir, &["localhost"]);
+        let tls = ServerTls::load(&cert, &key, &[ALPN_SIXPATH]).unwrap();
+        assert_eq!(tls.fingerprint(), old);
+        let pinned = |fp| client_config(ServerVerification::Pinned(vec![fp]), &[]).unwrap();
+
+        let (new_cert, new_key, new) = generate_self_signed(&[]).unwrap();
+        std::fs::write(&cert, &new_cert).unwrap();
+        std::fs::write(&key, &new_key).unwrap();
+        tls.reload().unwrap();
+        assert_eq!(tls.fingerprint(), new);
+        assert!(
+            handshake(tls.config(), pinned(new), "localhost")
+                .await
+                .is_ok()
+        );
+        assert!(
+            handshake(tls.config(), pinned(old), "localhost")
+                .await
+                .is_err()
+        );
+
+        // A half-written rotation (key of another certificate) is refused;
+        // the pair in use stays.
+        let (_, other_key, _) = generate_self_signed(&[]).unwrap();
+        std::fs::write(&key, other_key).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::KeyMismatch { .. })));
+        assert_eq!(tls.fingerprint(), new);
+        assert!(
+            handshake(tls.config(), pinned(new), "localhost")
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -126,7 +125,7 @@ pub struct Options {
 
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
-    /// --tls-key.
+    /// --tls-key. Both files are re-read on SIGHUP.
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
 
@@ -256,8 +255,9 @@ pub struct Settings {
     pub tfo: bool,
     /// The key behind session IDs, idempotence tokens and cookies.
     pub secret: Secret,
-    /// TLS for listeners marked `tls`, from --tls-cert and --tls-key.
-    pub tls: Option<Arc<sixpath_net::tls::rustls::ServerConfig>>,
+    /// TLS for listeners marked `tls`, from --tls-cert and --tls-key
+    /// (re-read on SIGHUP).
+    pub tls: Option<sixpath_net::tls::ServerTls>,
 }
 
 impl Settings {
@@ -434,8 +434,8 @@ impl Options {
 
 impl Options {
     /// Loads --tls-cert and --tls-key (both or neither).
-    fn tls(&self) -> Result<Option<Arc<sixpath_net::tls::rustls::ServerConfig>>, ConfigError> {
-        use sixpath_net::tls;
+    fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
+        use sixpath_net::tls::{self, TlsError};
         let (cert, key) = match (&self.tls_cert, &self.tls_key) {
             (None, None) => return Ok(None),
             (Some(c), Some(k)) => (c, k),
@@ -452,20 +452,14 @@ impl Options {
                 ));
             }
         };
-        let certs =
-            tls::load_certs(cert).map_err(|e| ConfigError::new("tls-cert", e.to_string()))?;
-        let key_der = tls::load_key(key).map_err(|e| ConfigError::new("tls-key", e.to_string()))?;
-        tls::server_config_der(certs, key_der, &[tls::ALPN_SIXPATH])
+        tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH])
             .map(Some)
             .map_err(|e| {
-                ConfigError::new(
-                    "tls-key",
-                    format!(
-                        "{} does not fit the certificate in {}: {e}",
-                        key.display(),
-                        cert.display()
-                    ),
-                )
+                let field = match e {
+                    TlsError::Cert { .. } => "tls-cert",
+                    _ => "tls-key",
+                };
+                ConfigError::new(field, e.to_string())
             })
     }
 }

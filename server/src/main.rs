@@ -122,6 +122,7 @@ fn main() -> ExitCode {
             };
             while sighup.recv().await.is_some() {
                 hup.reload_users();
+                hup.reload_tls();
             }
         });
         server.run(shutdown_signal()).await;

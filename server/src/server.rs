@@ -90,7 +90,7 @@ impl Server {
         for spec in &settings.listen {
             let tls = match (spec.tls, &settings.tls) {
                 (false, _) => None,
-                (true, Some(config)) => Some(TlsAcceptor::from(Arc::clone(config))),
+                (true, Some(tls)) => Some(tls.acceptor()),
                 (true, None) => {
                     return Err(StartError::Config(crate::config::ConfigError::new(
                         "listen",
@@ -150,6 +150,12 @@ impl Server {
             } else {
                 tracing::warn!(%addr, ?protocols, tls, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
             }
+        }
+        if let Some(tls) = &self.shared.settings.tls {
+            tracing::info!(
+                fingerprint = %sixpath_net::tls::format_fingerprint(&tls.fingerprint()),
+                "TLS certificate loaded (clients pin this fingerprint)"
+            );
         }
         if self.shared.settings.tfo {
             match sys::sysctl_int("net/ipv4/tcp_fastopen") {
@@ -222,6 +228,21 @@ impl ReloadHandle {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = u;
             }
             Err(e) => tracing::error!(error = %e, "users file not reloaded"),
+        }
+    }
+
+    /// Re-reads the TLS certificate and key; handshakes that start later
+    /// use the new pair. On error the old pair stays in force.
+    pub fn reload_tls(&self) {
+        let Some(tls) = &self.shared.settings.tls else {
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                fingerprint = %sixpath_net::tls::format_fingerprint(&tls.fingerprint()),
+                "TLS certificate reloaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded"),
         }
     }
 }

@@ -66,7 +66,7 @@ async fn origin(body: &'static [u8]) -> SocketAddr {
 fn tls_server(cert: &Path, key: &Path) -> SocketAddr {
     let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
     settings.listen[0].tls = true;
-    settings.tls = Some(tls::server_config(cert, key, &[tls::ALPN_SIXPATH]).unwrap());
+    settings.tls = Some(tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH]).unwrap());
     settings.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap()];
     let server = Server::bind(settings).unwrap();
     let addr = server.local_addrs()[0];

@@ -54,7 +54,7 @@ async fn tls_server(
     key: &Path,
     adjust: impl FnOnce(&mut sixpath_server::config::Settings),
 ) -> Harness {
-    let config = tls::server_config(cert, key, &[ALPN_SIXPATH]).unwrap();
+    let config = tls::ServerTls::load(cert, key, &[ALPN_SIXPATH]).unwrap();
     Harness::start_custom(None, |s| {
         s.listen[0].tls = true;
         s.tls = Some(config);
@@ -378,4 +378,100 @@ async fn client_hello_rides_in_the_syn_inside() {
             "server acknowledged the ClientHello in the SYN (mptcp: {mptcp})"
         );
     }
+}
+
+/// A child process killed on drop.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SOCKS6 NOOP over TLS pinned to `pin`: the reply, or the error.
+async fn noop_pinned(server: std::net::SocketAddr, pin: [u8; 32]) -> std::io::Result<Vec<u8>> {
+    let config =
+        tls::client_config(ServerVerification::Pinned(vec![pin]), &[ALPN_SIXPATH]).unwrap();
+    let tcp = TcpStream::connect(server).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut c = TlsConnector::from(config).connect(name, tcp).await?;
+    c.write_all(&[6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]).await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut reply))
+        .await
+        .map_err(|_| std::io::Error::other("no reply"))??;
+    Ok(reply)
+}
+
+#[tokio::test]
+async fn sighup_makes_the_server_binary_serve_a_rotated_certificate() {
+    const NOOP_REPLY: [u8; 16] = [6, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+    let dir = temp_dir("sighup");
+    let (cert, key, log) = (
+        dir.0.join("cert.pem"),
+        dir.0.join("key.pem"),
+        dir.0.join("server.log"),
+    );
+    let write_pair = || {
+        let (c, k, fp) = tls::generate_self_signed(&[]).unwrap();
+        std::fs::write(&cert, c).unwrap();
+        std::fs::write(&key, k).unwrap();
+        fp
+    };
+    let old = write_pair();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sixpath-server"))
+        .arg("--listen")
+        .arg(format!("{server}/tls"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let child = Running(child);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Up within 20 s, serving the first certificate.
+    let mut first = Err(std::io::Error::other("not tried"));
+    for _ in 0..200 {
+        first = noop_pinned(server, old).await;
+        if first.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(first.unwrap(), NOOP_REPLY, "{}", log_text());
+    assert!(
+        log_text().contains(&tls::format_fingerprint(&old)),
+        "startup log names the fingerprint"
+    );
+
+    let new = write_pair();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut rotated = false;
+    for _ in 0..200 {
+        if log_text().contains("TLS certificate reloaded") {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rotated, "{}", log_text());
+    assert_eq!(noop_pinned(server, new).await.unwrap(), NOOP_REPLY);
+    let err = noop_pinned(server, old).await.unwrap_err();
+    assert!(err.to_string().contains("is not the pinned one"), "{err}");
 }
