@@ -6,7 +6,10 @@
 //!   host's own addresses (the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
 //! - [`admin`]: the small HTTP/1.1 server behind the admin endpoints.
+//! - [`tls`]: TLS 1.3 configurations (rustls, ring), certificate pinning,
+//!   self-signed certificates.
 
 pub mod admin;
 pub mod relay;
 pub mod sys;
+pub mod tls;

@@ -46,8 +46,11 @@ impl ConfigError {
 pub struct Options {
     /// Address to accept clients on, as ADDR:PORT, optionally restricted to
     /// some protocols with /PROTO+PROTO (socks6, socks5, socks4, convert),
-    /// e.g. `[::]:1080` or `0.0.0.0:1234/convert`. Repeatable. Sockets are
-    /// Multipath TCP when the kernel allows, else TCP.
+    /// e.g. `[::]:1080` or `0.0.0.0:1234/convert`. Add `tls` to the list
+    /// for a TLS 1.3 listener (needs --tls-cert and --tls-key), e.g.
+    /// `[::]:443/tls` or `[::]:443/socks6+tls`; listeners without it are
+    /// plain. Repeatable. Sockets are Multipath TCP when the kernel allows,
+    /// else TCP.
     #[arg(long, value_name = "ADDR:PORT[/PROTOS]")]
     #[serde(default)]
     pub listen: Vec<String>,
@@ -217,6 +220,15 @@ pub struct Options {
     #[arg(long, value_name = "IP:PORT")]
     #[serde(default)]
     pub dns_server: Vec<SocketAddr>,
+    /// PEM certificate chain (end-entity first) for listeners marked
+    /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
+    /// --tls-key. Both files are re-read on SIGHUP.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, RSA or EC) of --tls-cert. Needs --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A protocol a listener accepts, recognised by the first byte a client
@@ -278,6 +290,8 @@ pub struct ListenSpec {
     pub addr: SocketAddr,
     /// Which protocols it accepts.
     pub protocols: Vec<Protocol>,
+    /// Whether clients speak TLS 1.3 first (the `tls` marker).
+    pub tls: bool,
 }
 
 impl FromStr for ListenSpec {
@@ -290,20 +304,26 @@ impl FromStr for ListenSpec {
         let addr = addr
             .parse::<SocketAddr>()
             .map_err(|_| format!("{addr:?} is not ADDR:PORT (IPv6 in brackets, e.g. [::]:1080)"))?;
-        let protocols = match protos {
-            None => Protocol::ALL.to_vec(),
-            Some(p) => {
-                let mut v = Vec::new();
-                for name in p.split('+') {
-                    let proto = name.parse::<Protocol>()?;
-                    if !v.contains(&proto) {
-                        v.push(proto);
-                    }
-                }
-                v
+        let mut protocols = Vec::new();
+        let mut tls = false;
+        for name in protos.into_iter().flat_map(|p| p.split('+')) {
+            if name.eq_ignore_ascii_case("tls") {
+                tls = true;
+                continue;
             }
-        };
-        Ok(Self { addr, protocols })
+            let proto = name.parse::<Protocol>()?;
+            if !protocols.contains(&proto) {
+                protocols.push(proto);
+            }
+        }
+        if protocols.is_empty() {
+            protocols = Protocol::ALL.to_vec();
+        }
+        Ok(Self {
+            addr,
+            protocols,
+            tls,
+        })
     }
 }
 
@@ -358,6 +378,9 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// DNS servers replacing the system configuration (empty: system).
     pub dns_servers: Vec<SocketAddr>,
+    /// TLS for listeners marked `tls`, from --tls-cert and --tls-key
+    /// (re-read on SIGHUP).
+    pub tls: Option<sixpath_net::tls::ServerTls>,
 }
 
 impl Settings {
@@ -370,6 +393,7 @@ impl Settings {
                 .map(|&addr| ListenSpec {
                     addr,
                     protocols: Protocol::ALL.to_vec(),
+                    tls: false,
                 })
                 .collect(),
             users: None,
@@ -400,6 +424,7 @@ impl Settings {
             max_connections_per_user: usize::MAX,
             admin: None,
             dns_servers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -517,6 +542,8 @@ impl Options {
             } else {
                 self.dns_server
             },
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
         }
     }
 
@@ -576,6 +603,7 @@ impl Options {
             }
         };
 
+        let tls = self.tls()?;
         let settings = Settings {
             listen,
             users: self.users,
@@ -674,13 +702,70 @@ impl Options {
                 a => a,
             },
             dns_servers: self.dns_server,
+            tls,
         };
+        settings.check_tls_listeners()?;
         settings.check_open_proxy()?;
         Ok(settings)
     }
 }
 
+impl Options {
+    /// Loads --tls-cert and --tls-key (both or neither).
+    fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
+        use sixpath_net::tls::{self, TlsError};
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c, k),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "tls-key",
+                    "--tls-cert is set without --tls-key: give both or neither",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls-cert",
+                    "--tls-key is set without --tls-cert: give both or neither",
+                ));
+            }
+        };
+        tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH])
+            .map(Some)
+            .map_err(|e| {
+                let field = match e {
+                    TlsError::Cert { .. } => "tls-cert",
+                    _ => "tls-key",
+                };
+                ConfigError::new(field, e.to_string())
+            })
+    }
+}
+
 impl Settings {
+    /// TLS listeners need a certificate, and a certificate needs a TLS
+    /// listener (a certificate nobody is served with is a mistake, not a
+    /// default).
+    fn check_tls_listeners(&self) -> Result<(), ConfigError> {
+        let marked = self.listen.iter().find(|l| l.tls);
+        match (marked, &self.tls) {
+            (Some(spec), None) => Err(ConfigError::new(
+                "listen",
+                format!(
+                    "{} is marked tls but no certificate is configured: \
+                     give --tls-cert and --tls-key",
+                    spec.addr
+                ),
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "listen",
+                "--tls-cert is set but no listener is marked tls \
+                 (e.g. --listen [::]:443/tls); listeners are plain unless marked",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses an open proxy: a non-loopback listener without
     /// authentication, unless `--allow-anonymous`.
     fn check_open_proxy(&self) -> Result<(), ConfigError> {
@@ -836,6 +921,38 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_tls_marker_in_listen() {
+        let spec: ListenSpec = "[::]:443/tls".parse().expect("valid");
+        assert!(spec.tls);
+        assert_eq!(spec.protocols, Protocol::ALL.to_vec());
+        let spec: ListenSpec = "[::]:443/socks6+TLS".parse().expect("valid");
+        assert!(spec.tls);
+        assert_eq!(spec.protocols, vec![Protocol::Socks6]);
+        let plain: ListenSpec = "[::]:1080/socks6".parse().expect("valid");
+        assert!(!plain.tls);
+    }
+
+    /// A directory with a self-signed certificate and key, removed on drop.
+    struct CertDir(PathBuf);
+
+    impl CertDir {
+        fn new(tag: &str) -> Self {
+            let d = std::env::temp_dir().join(format!("sixpath-cfg-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            let (cert, key, _) = sixpath_net::tls::generate_self_signed(&[]).expect("generate");
+            std::fs::write(d.join("cert.pem"), cert).expect("write");
+            std::fs::write(d.join("key.pem"), key).expect("write");
+            Self(d)
+        }
+    }
+
+    impl Drop for CertDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
     fn reads_bind_and_udp_settings_and_rejects_two_of_one_family() {
         let file: Options = serde_json::from_str(
             r#"{"listen": ["127.0.0.1:1"], "bind-address": ["192.0.2.1", "[2001:db8::1]"],
@@ -873,6 +990,48 @@ mod tests {
         let mut local = opts(&["127.0.0.1:1"]);
         local.admin = Some("[::1]:9090".parse().expect("addr"));
         assert!(local.resolve().is_ok());
+    }
+
+    #[test]
+    fn tls_settings_are_checked_naming_the_field() {
+        let d = CertDir::new("tls");
+        let (cert, key) = (d.0.join("cert.pem"), d.0.join("key.pem"));
+        let with = |listen: &str, c: Option<&Path>, k: Option<&Path>| {
+            let mut o = opts(&[listen]);
+            o.tls_cert = c.map(Path::to_path_buf);
+            o.tls_key = k.map(Path::to_path_buf);
+            o.resolve()
+        };
+        let ok = with("127.0.0.1:1/tls", Some(&cert), Some(&key)).expect("valid");
+        assert!(ok.tls.is_some() && ok.listen[0].tls);
+        let field = |r: Result<Settings, ConfigError>| r.expect_err("invalid").field;
+        assert_eq!(field(with("127.0.0.1:1/tls", Some(&cert), None)), "tls-key");
+        assert_eq!(field(with("127.0.0.1:1/tls", None, Some(&key))), "tls-cert");
+        assert_eq!(field(with("127.0.0.1:1/tls", None, None)), "listen");
+        assert_eq!(
+            field(with("127.0.0.1:1", Some(&cert), Some(&key))),
+            "listen"
+        );
+        // A file that is no key names the key field, and the file.
+        let e = with("127.0.0.1:1/tls", Some(&cert), Some(&cert)).expect_err("no key");
+        assert_eq!(e.field, "tls-key");
+        assert!(e.message.contains("cert.pem"), "{e}");
+        let e = with("127.0.0.1:1/tls", Some(&key), Some(&key)).expect_err("no cert");
+        assert_eq!(e.field, "tls-cert");
+        assert!(e.message.contains("key.pem"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_can_come_from_the_config_file() {
+        let d = CertDir::new("tls-file");
+        let file: Options = serde_json::from_value(serde_json::json!({
+            "listen": ["127.0.0.1:1/socks6+tls"],
+            "tls-cert": d.0.join("cert.pem"),
+            "tls-key": d.0.join("key.pem"),
+        }))
+        .expect("valid");
+        let s = Options::default().or(file).resolve().expect("valid");
+        assert!(s.tls.is_some());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::relay::{self, RelayOptions, RelayStats};
 use crate::stats::Stats;
 use crate::sys::{self, Transport};
 use crate::users::Users;
+use sixpath_net::tls::TlsAcceptor;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -126,6 +127,8 @@ pub struct Outcome {
     pub source: Option<IpAddr>,
     /// The user's connection slot, held until the connection ends.
     pub user_slot: Option<UserSlot>,
+    /// Whether the connection came in on a TLS listener.
+    pub tls: bool,
 }
 
 /// Writes the leftover handshake bytes to the target, then relays.
@@ -151,12 +154,14 @@ where
     stats
 }
 
-/// Serves one accepted connection to the end.
+/// Serves one accepted connection to the end; with `tls`, the TLS 1.3
+/// handshake comes first, under the same deadline as the protocol's.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     protocols: Arc<[Protocol]>,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
 ) {
     let started = Instant::now();
     let transport = sys::transport(&stream);
@@ -175,21 +180,73 @@ pub async fn serve(
     };
     let deadline = started + shared.settings.handshake_timeout;
     let local = stream.local_addr().ok();
-    let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
+    match tls {
+        None => {
+            serve_protocols(
+                stream,
+                (local, peer),
+                &protocols,
+                &shared,
+                deadline,
+                &mut outcome,
+            )
+            .await;
+        }
+        Some(acceptor) => {
+            outcome.tls = true;
+            let accept = acceptor.accept(stream).into_fallible();
+            match tokio::time::timeout_at(deadline, accept).await {
+                Ok(Ok(stream)) => {
+                    // Boxed: the TLS state makes this future large.
+                    Box::pin(serve_protocols(
+                        stream,
+                        (local, peer),
+                        &protocols,
+                        &shared,
+                        deadline,
+                        &mut outcome,
+                    ))
+                    .await;
+                }
+                Ok(Err((e, stream))) => {
+                    // rustls has sent its alert; close without a reset.
+                    outcome.reply = format!("TLS handshake failed: {e}");
+                    Framed::new(stream).reject(&[]).await;
+                }
+                Err(_) => outcome.reply = "TLS handshake timeout".into(),
+            }
+        }
+    }
+    shared.stats.record(transport, &outcome);
+    log(peer, transport, started, &outcome);
+}
 
+/// Protocol detection on the first byte and the protocol's handshake, on
+/// the plain or decrypted stream.
+async fn serve_protocols<S>(
+    stream: S,
+    (local, peer): (Option<SocketAddr>, SocketAddr),
+    protocols: &[Protocol],
+    shared: &Shared,
+    deadline: Instant,
+    outcome: &mut Outcome,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
-        Ok(Ok(first)) => match detect(first, &protocols) {
+        Ok(Ok(first)) => match detect(first, protocols) {
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
-                handshake::socks5::serve(framed, &shared, deadline, &mut outcome).await;
+                handshake::socks5::serve(framed, shared, deadline, outcome).await;
             }
             Some(Protocol::Socks6) => {
                 outcome.protocol = Some("socks6");
-                handshake::socks6::serve(framed, &shared, deadline, &mut outcome).await;
+                handshake::socks6::serve(framed, shared, deadline, outcome).await;
             }
             Some(Protocol::Convert) => {
                 outcome.protocol = Some("convert");
-                handshake::convert::serve(framed, &shared, deadline, &mut outcome).await;
+                handshake::convert::serve(framed, shared, deadline, outcome).await;
             }
             None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch
@@ -201,8 +258,6 @@ pub async fn serve(
         Ok(Err(e)) => outcome.reply = e.to_string(),
         Err(_) => outcome.reply = "handshake timeout".into(),
     }
-    shared.stats.record(transport, &outcome);
-    log(peer, transport, started, &outcome);
 }
 
 /// The protocol a first byte selects on a listener serving `protocols`. A
@@ -225,6 +280,7 @@ fn log(peer: SocketAddr, transport: Transport, started: Instant, o: &Outcome) {
         user = o.user.as_deref().unwrap_or("-"),
         target = o.target.as_deref().unwrap_or("-"),
         reply = %o.reply,
+        tls = o.tls,
         bytes_up = up,
         bytes_down = down,
         end,

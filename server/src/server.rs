@@ -21,6 +21,7 @@ use crate::policy::EgressPolicy;
 use crate::stats::Stats;
 use crate::sys;
 use crate::users::Users;
+use sixpath_net::tls::TlsAcceptor;
 
 /// Listen queue length, and the TFO queue of pending 0-RTT connections.
 const BACKLOG: i32 = 1024;
@@ -52,6 +53,7 @@ struct Bound {
     mptcp: bool,
     /// SOCKS6 datagrams over UDP, on the TCP listener's address and port.
     udp: Option<tokio::net::UdpSocket>,
+    tls: Option<TlsAcceptor>,
 }
 
 /// A server with its listeners open.
@@ -97,6 +99,19 @@ impl Server {
         let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
         let mut listeners = Vec::new();
         for spec in &settings.listen {
+            let tls = match (spec.tls, &settings.tls) {
+                (false, _) => None,
+                (true, Some(tls)) => Some(tls.acceptor()),
+                (true, None) => {
+                    return Err(StartError::Config(crate::config::ConfigError::new(
+                        "listen",
+                        format!(
+                            "{} is marked tls but no certificate is configured",
+                            spec.addr
+                        ),
+                    )));
+                }
+            };
             let (listener, mptcp) =
                 listen(spec.addr, settings.tfo).map_err(|source| StartError::Listen {
                     addr: spec.addr,
@@ -112,6 +127,7 @@ impl Server {
                 protocols: spec.protocols.clone().into(),
                 mptcp,
                 udp,
+                tls,
             });
         }
         let limits = Limits::new(
@@ -171,11 +187,18 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             let protocols: Vec<_> = b.protocols.iter().map(|p| p.name()).collect();
+            let tls = b.tls.is_some();
             if b.mptcp {
-                tracing::info!(%addr, ?protocols, "listening (Multipath TCP)");
+                tracing::info!(%addr, ?protocols, tls, "listening (Multipath TCP)");
             } else {
-                tracing::warn!(%addr, ?protocols, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
+                tracing::warn!(%addr, ?protocols, tls, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
             }
+        }
+        if let Some(tls) = &self.shared.settings.tls {
+            tracing::info!(
+                fingerprint = %sixpath_net::tls::format_fingerprint(&tls.fingerprint()),
+                "TLS certificate loaded (clients pin this fingerprint)"
+            );
         }
         if self.shared.settings.tfo {
             match sys::sysctl_int("net/ipv4/tcp_fastopen") {
@@ -217,7 +240,7 @@ impl Server {
                     tasks.spawn(crate::udp::serve_listener(Arc::new(udp), shared));
                 }
                 let shared = Arc::clone(&shared);
-                tasks.spawn(accept_loop(b.listener, b.protocols, shared));
+                tasks.spawn(accept_loop(b.listener, b.protocols, shared, b.tls));
             }
             while tasks.join_next().await.is_some() {}
         };
@@ -259,6 +282,21 @@ impl ReloadHandle {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = u;
             }
             Err(e) => tracing::error!(error = %e, "users file not reloaded"),
+        }
+    }
+
+    /// Re-reads the TLS certificate and key; handshakes that start later
+    /// use the new pair. On error the old pair stays in force.
+    pub fn reload_tls(&self) {
+        let Some(tls) = &self.shared.settings.tls else {
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                fingerprint = %sixpath_net::tls::format_fingerprint(&tls.fingerprint()),
+                "TLS certificate reloaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded"),
         }
     }
 }
@@ -308,7 +346,12 @@ fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
     }
 }
 
-async fn accept_loop(listener: TcpListener, protocols: Arc<[Protocol]>, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    protocols: Arc<[Protocol]>,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -317,6 +360,7 @@ async fn accept_loop(listener: TcpListener, protocols: Arc<[Protocol]>, shared: 
                     peer,
                     Arc::clone(&protocols),
                     Arc::clone(&shared),
+                    tls.clone(),
                 ));
             }
             Err(e) => {

@@ -9,4 +9,5 @@
 )]
 
 mod curl;
+mod openssl;
 mod socksify;

@@ -17,6 +17,7 @@ mod netns;
 mod outbound;
 mod robustness;
 mod sessions;
+mod tls;
 mod udp;
 
 use std::net::SocketAddr;
