@@ -5,6 +5,8 @@
 //!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
 //!   host's own addresses (the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
+//! - [`mptcp`]: per-subflow statistics (`MPTCP_FULL_INFO`), per interface.
 
+pub mod mptcp;
 pub mod relay;
 pub mod sys;
