@@ -381,7 +381,7 @@ fn check_paths(args: &PathArgs, insp: Option<&paths::Inspection>) -> Vec<Check> 
             "endpoints",
             Status::Ok,
             if have.is_empty() {
-                "none needed".to_owned()
+                "no usable path to install endpoints for".to_owned()
             } else {
                 format!("subflow endpoints: {}", have.join(", "))
             },
