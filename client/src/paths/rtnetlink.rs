@@ -31,10 +31,10 @@ const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
-/// `RTNLGRP_IPV4_IFADDR` (group mask `RTMGRP_IPV4_IFADDR` = 0x10).
-const RTNLGRP_IPV4_IFADDR: u32 = 5;
-/// `RTNLGRP_IPV6_IFADDR` (group mask `RTMGRP_IPV6_IFADDR` = 0x100).
-const RTNLGRP_IPV6_IFADDR: u32 = 9;
+/// `RTMGRP_IPV4_IFADDR` (group `RTNLGRP_IPV4_IFADDR` = 5).
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+/// `RTMGRP_IPV6_IFADDR` (group `RTNLGRP_IPV6_IFADDR` = 9).
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 
 /// `IFA_F_SECONDARY` / `IFA_F_TEMPORARY`.
 pub const IFA_F_SECONDARY: u32 = 0x01;
@@ -248,8 +248,7 @@ impl AddrWatch {
     /// Subscribes in the caller's network namespace. Needs a tokio runtime.
     pub fn open() -> io::Result<Self> {
         let sock = socket::open_raw(libc::NETLINK_ROUTE)?;
-        socket::add_membership(&sock, RTNLGRP_IPV4_IFADDR)?;
-        socket::add_membership(&sock, RTNLGRP_IPV6_IFADDR)?;
+        socket::bind_groups(&sock, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)?;
         // Roaming can bring bursts of changes; lost events force a resync.
         let _ = sock.set_recv_buffer_size(1 << 20);
         sock.set_nonblocking(true)?;

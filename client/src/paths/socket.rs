@@ -16,14 +16,13 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::wire::{self, Message, NLM_F_ACK, NLM_F_DUMP, NLMSG_DONE, NLMSG_ERROR, NlError};
 
 const SOL_NETLINK: i32 = 270;
-const NETLINK_ADD_MEMBERSHIP: i32 = 1;
 const NETLINK_EXT_ACK: i32 = 11;
 /// How long a request waits for the kernel's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,14 +56,21 @@ pub(super) fn open_raw(protocol: i32) -> io::Result<Socket> {
     Ok(sock)
 }
 
-/// Subscribes `sock` to multicast group number `group` (`RTNLGRP_*`).
-pub(super) fn add_membership(sock: &Socket, group: u32) -> io::Result<()> {
-    setsockopt_int(
-        sock.as_raw_fd(),
-        SOL_NETLINK,
-        NETLINK_ADD_MEMBERSHIP,
-        i32::try_from(group).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
-    )
+/// Binds `sock` to a kernel-chosen port id, subscribed to the multicast
+/// groups in the `groups` mask (`RTMGRP_*`). Subscribing an unbound
+/// socket with `NETLINK_ADD_MEMBERSHIP` delivered no notifications on
+/// 6.18; binding with the group mask does.
+pub(super) fn bind_groups(sock: &Socket, groups: u32) -> io::Result<()> {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_nl` is smaller than `sockaddr_storage`, whose
+    // alignment suits it, and all-zero bytes are a valid `sockaddr_nl`.
+    let nl: &mut libc::sockaddr_nl = unsafe { storage.view_as() };
+    nl.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    nl.nl_groups = groups;
+    let len = size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `storage` holds an initialised `sockaddr_nl` of `len` bytes.
+    let addr = unsafe { SockAddr::new(storage, len) };
+    sock.bind(&addr)
 }
 
 /// Registers a non-blocking netlink socket with the tokio reactor for

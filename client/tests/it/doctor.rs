@@ -1,0 +1,1 @@
+//! `sixpath-client doctor` run as a program inside a namespace.
