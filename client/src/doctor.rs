@@ -186,7 +186,7 @@ impl Report {
             for p in &self.paths {
                 let _ = writeln!(
                     s,
-                    "  {:<10} {} subflow(s), {} B sent, {} B received, rtt {:.1} ms",
+                    "  {:<10} {} subflow(s), {} B sent, {} B received, rtt {:.2} ms",
                     p.iface,
                     p.subflows,
                     p.bytes_sent,
@@ -696,7 +696,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("wlan0      1 subflow(s), 1 B sent, 0 B received, rtt 1.5 ms"),
+            text.contains("wlan0      1 subflow(s), 1 B sent, 0 B received, rtt 1.50 ms"),
             "{text}"
         );
     }
