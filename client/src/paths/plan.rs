@@ -98,7 +98,7 @@ pub struct LimitsChange {
 pub enum Unusable {
     /// No interface of that name.
     NoSuchInterface(String),
-    /// The interface is down.
+    /// The interface is down (its endpoints are still planned).
     Down(String),
     /// The interface has no usable (global) address.
     NoAddress(String),
@@ -212,9 +212,11 @@ pub fn plan(
                 .push(Unusable::NoSuchInterface(spec.iface.clone()));
             continue;
         };
+        // A down interface keeps its endpoints: IPv4 addresses survive
+        // down/up without an address event, and an endpoint on a down
+        // link is harmless (its subflows fail until the link is back).
         if !link.up {
             out.unusable.push(Unusable::Down(spec.iface.clone()));
-            continue;
         }
         let mut any = false;
         for a in addrs
@@ -249,7 +251,7 @@ pub fn plan(
                 action,
             });
         }
-        if !any {
+        if !any && link.up {
             out.unusable.push(Unusable::NoAddress(spec.iface.clone()));
         }
     }
@@ -449,6 +451,31 @@ mod tests {
             ]
         );
         assert_eq!(p.endpoints.len(), 1);
+
+        // A down interface with an address keeps its endpoint.
+        let mut with_addr = addrs();
+        with_addr.push(addr(4, "198.18.4.2"));
+        let p = plan(
+            &[spec("eth9")],
+            PathPolicy::Aggregate,
+            &links(),
+            &with_addr,
+            &[],
+            DEFAULT_LIMITS,
+        );
+        assert_eq!(p.unusable, [Unusable::Down("eth9".into())]);
+        assert_eq!(
+            p.commands()[1],
+            "ip mptcp endpoint add 198.18.4.2 dev eth9 subflow"
+        );
+        let p = plan(
+            &specs,
+            PathPolicy::Aggregate,
+            &links(),
+            &addrs(),
+            &[],
+            DEFAULT_LIMITS,
+        );
         assert_eq!(
             p.limits.map(|l| l.to),
             Some(Limits {
