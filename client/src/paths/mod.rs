@@ -253,7 +253,8 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 /// Whether the path manager changes the kernel or only gives advice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
-    /// Endpoints are installed and followed.
+    /// The path manager can change the kernel (`CAP_NET_ADMIN`) and keeps
+    /// the endpoints in line with the paths and the policy.
     Installed,
     /// Nothing can be installed (no `CAP_NET_ADMIN`, or no MPTCP path
     /// manager in the kernel); the reason. The plan's commands were
@@ -503,7 +504,6 @@ impl Inner {
 pub struct PathManager {
     inner: Arc<Mutex<Inner>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    primary: Option<String>,
 }
 
 impl PathManager {
@@ -514,15 +514,7 @@ impl PathManager {
     /// Must be called within a tokio runtime. Fails only when the
     /// interfaces cannot be read at all.
     pub fn start(specs: Vec<PathSpec>, policy: PathPolicy) -> io::Result<Self> {
-        let primary = match policy {
-            PathPolicy::Aggregate => None,
-            PathPolicy::Backup | PathPolicy::Single => specs
-                .iter()
-                .find(|s| !s.backup)
-                .or(specs.first())
-                .map(|s| s.iface.clone()),
-        };
-        let active = policy != PathPolicy::Single && !specs.is_empty();
+        let active = !specs.is_empty();
         let route = RouteSocket::open()?;
         let watch = if active {
             Some(AddrWatch::open()?)
@@ -538,10 +530,7 @@ impl PathManager {
                 }
             }
         } else {
-            (
-                None,
-                Mode::Advisory(format!("policy {policy}: nothing to install")),
-            )
+            (None, Mode::Advisory("no paths configured".to_owned()))
         };
         let mut inner = Inner {
             specs,
@@ -561,11 +550,19 @@ impl PathManager {
         }
         let inner = Arc::new(Mutex::new(inner));
         let task = watch.map(|watch| tokio::spawn(follow(watch, Arc::downgrade(&inner))));
-        Ok(Self {
-            inner,
-            task,
-            primary,
-        })
+        Ok(Self { inner, task })
+    }
+
+    /// Switches to `policy` at run time: endpoints are added, removed or
+    /// get their backup flag changed accordingly (a flag change sends
+    /// `MP_PRIO` on live subflows, so open connections follow at once).
+    pub fn set_policy(&self, policy: PathPolicy) -> io::Result<()> {
+        let mut inner = self.lock();
+        inner.policy = policy;
+        if inner.specs.is_empty() {
+            return Ok(());
+        }
+        inner.reconcile()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -590,9 +587,19 @@ impl PathManager {
     }
 
     /// The interface the initial subflow should be bound to (`backup` and
-    /// `single` policies): the first path not marked backup.
-    pub fn primary(&self) -> Option<&str> {
-        self.primary.as_deref()
+    /// `single` policies): the first path not marked backup (or the first
+    /// path). `None` under `aggregate`.
+    pub fn primary(&self) -> Option<String> {
+        let inner = self.lock();
+        match inner.policy {
+            PathPolicy::Aggregate => None,
+            PathPolicy::Backup | PathPolicy::Single => inner
+                .specs
+                .iter()
+                .find(|s| !s.backup)
+                .or(inner.specs.first())
+                .map(|s| s.iface.clone()),
+        }
     }
 
     /// Checks the kernel state again now (as on an address change).

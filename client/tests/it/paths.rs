@@ -267,7 +267,7 @@ fn backup_policy_flags_secondary_path_and_restores_existing_endpoint() {
         runtime().block_on(async {
             let pm =
                 PathManager::start(specs(&["wlan0", "lte0"]), PathPolicy::Backup).expect("start");
-            assert_eq!(pm.primary(), Some("wlan0"));
+            assert_eq!(pm.primary().as_deref(), Some("wlan0"));
             let eps = ns.endpoints();
             assert!(
                 eps.contains(&"198.18.2.2 id 9 subflow backup dev lte0".to_owned()),
@@ -354,7 +354,7 @@ fn single_policy_installs_nothing() {
         runtime().block_on(async {
             let pm =
                 PathManager::start(specs(&["wlan0", "lte0"]), PathPolicy::Single).expect("start");
-            assert_eq!(pm.primary(), Some("wlan0"));
+            assert_eq!(pm.primary().as_deref(), Some("wlan0"));
             assert!(pm.installed().is_empty());
             assert!(pm.plan().commands().is_empty());
         });
@@ -364,4 +364,91 @@ fn single_policy_installs_nothing() {
         ns.ip(&["mptcp", "limits", "show"]).trim(),
         "add_addr_accepted 0 subflows 2"
     );
+}
+
+/// `MPTcpExt` counter `name` (e.g. `MPPrioTx`) in the namespace
+/// (`/proc/net/netstat`; `nstat` shows it as `MPTcpExtMPPrioTx`).
+fn mptcp_counter(ns: &netns::Netns, name: &str) -> u64 {
+    let out = ns.exec(&["cat", "/proc/net/netstat"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("MPTcpExt:"));
+    let (names, values) = (lines.next().expect("names"), lines.next().expect("values"));
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("no such MPTcpExt counter")
+}
+
+/// Waits until counter `name` reaches `want`; it must not pass it.
+async fn wait_counter(ns: &netns::Netns, name: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = mptcp_counter(ns, name);
+        if got == want {
+            return;
+        }
+        assert!(
+            got < want && Instant::now() < deadline,
+            "{name} = {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn switching_to_backup_policy_sends_mp_prio_on_live_subflow() {
+    use std::io::Write;
+    if !netns::can_run("switching_to_backup_policy_sends_mp_prio_on_live_subflow") {
+        return;
+    }
+    let t = Topology::new("prio");
+    let sink = crate::sink::Sink::start(&t.server, "198.18.1.1");
+    let server = sink.addr;
+    let phone = &t.phone;
+    phone.run(|| {
+        runtime().block_on(async {
+            let pm = PathManager::start(specs(&["wlan0", "lte0"]), PathPolicy::Aggregate)
+                .expect("start");
+            let (sock, _) = sixpath_net::sys::stream_socket(&server, true).expect("socket");
+            sock.connect_timeout(&server.into(), Duration::from_secs(10))
+                .expect("connect");
+            let mut stream = std::net::TcpStream::from(sock);
+            stream.write_all(b"hello").expect("write");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while sixpath_net::sys::transport(&stream).subflows() < 2 {
+                assert!(Instant::now() < deadline, "no second subflow");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(mptcp_counter(phone, "MPPrioTx"), 0);
+
+            pm.set_policy(PathPolicy::Backup).expect("backup policy");
+            assert_eq!(pm.primary().as_deref(), Some("wlan0"));
+            let eps = phone.endpoints();
+            assert!(
+                eps.iter()
+                    .any(|l| l.starts_with("198.18.2.2 ") && l.ends_with("subflow backup dev lte0")),
+                "{eps:?}"
+            );
+            wait_counter(phone, "MPPrioTx", 1).await;
+
+            pm.set_policy(PathPolicy::Aggregate).expect("aggregate again");
+            assert!(
+                phone
+                    .endpoints()
+                    .iter()
+                    .all(|l| !l.contains("backup")),
+                "{:?}",
+                phone.endpoints()
+            );
+            wait_counter(phone, "MPPrioTx", 2).await;
+            drop(stream);
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mptcp_counter(&t.server, "MPPrioRx") < 2 {
+        assert!(Instant::now() < deadline, "server saw no MP_PRIO");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
