@@ -383,17 +383,22 @@ impl Inner {
         self.owned = keep;
 
         if let Some(change) = plan.limits {
-            pm.set_limits(change.to)?;
-            tracing::info!(
-                "MPTCP limits raised to {} (were {})",
-                change.to,
-                change.from
-            );
-            let from = self.limits.map_or(change.from, |l| l.from);
-            self.limits = Some(plan::LimitsChange {
-                from,
-                to: change.to,
-            });
+            match pm.set_limits(change.to) {
+                Ok(()) => {
+                    tracing::info!(
+                        "MPTCP limits raised to {} (were {})",
+                        change.to,
+                        change.from
+                    );
+                    let from = self.limits.map_or(change.from, |l| l.from);
+                    self.limits = Some(plan::LimitsChange {
+                        from,
+                        to: change.to,
+                    });
+                }
+                Err(e) if is_eperm(&e) => return Err(e),
+                Err(e) => tracing::warn!("{e}"),
+            }
         }
         let mut added = false;
         for e in &plan.endpoints {
@@ -402,10 +407,20 @@ impl Inner {
                     Ok(()) => added = true,
                     // Someone else added it since the dump; theirs.
                     Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(err) => return Err(err),
+                    Err(err) if is_eperm(&err) => return Err(err),
+                    // One bad address (say IPv6 without CONFIG_MPTCP_IPV6)
+                    // must not cost the others.
+                    Err(err) => tracing::warn!("{err}"),
                 },
                 Action::SetBackup { id, from } => {
-                    pm.set_flags(id, e.flags())?;
+                    match pm.set_flags(id, e.flags()) {
+                        Ok(()) => {}
+                        Err(err) if is_eperm(&err) => return Err(err),
+                        Err(err) => {
+                            tracing::warn!("{err}");
+                            continue;
+                        }
+                    }
                     tracing::info!(
                         "MPTCP endpoint {} id {id}: {}",
                         e.addr,
