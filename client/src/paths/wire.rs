@@ -351,4 +351,46 @@ mod tests {
         };
         assert_eq!(parse_error(&msg), Ok(()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+        ) {
+            use crate::paths::{netlink, rtnetlink};
+            for msg in messages(&bytes).flatten() {
+                let _ = parse_error(&msg);
+                let _ = netlink::decode_endpoint(msg.payload);
+                let _ = netlink::decode_limits(msg.payload);
+                let _ = netlink::decode_family(msg.payload);
+                let _ = rtnetlink::decode_event(&msg);
+                let _ = rtnetlink::decode_link(msg.payload);
+            }
+            for (_, p) in attrs(&bytes) {
+                let _ = (as_u8(p), as_u16(p), as_u32(p), as_str(p));
+            }
+            let _ = netlink::decode_endpoint(&bytes);
+            let _ = rtnetlink::decode_address(&bytes);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_well_framed_garbage(
+            ty in proptest::sample::select(vec![NLMSG_ERROR, 20, 21, 16, 0x1c]),
+            flags in proptest::prelude::any::<u16>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)
+        ) {
+            use crate::paths::{netlink, rtnetlink};
+            let mut w = MsgWriter::new(ty, flags, 1);
+            w.header(&payload);
+            let bytes = w.finish();
+            let msg = messages(&bytes).next().expect("one message").expect("framed");
+            proptest::prop_assert_eq!(msg.payload.len(), align4(payload.len()));
+            let _ = parse_error(&msg);
+            let _ = netlink::decode_endpoint(msg.payload);
+            let _ = netlink::decode_limits(msg.payload);
+            let _ = netlink::decode_family(msg.payload);
+            let _ = rtnetlink::decode_event(&msg);
+            let _ = rtnetlink::decode_link(msg.payload);
+        }
+    }
 }

@@ -230,6 +230,20 @@ fn path_manager_reinstalls_endpoint_when_interface_address_changes() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert_eq!(sorted(ns.endpoints()), shown(&pm.installed(), dev_of));
+            // An IPv6 address (RFC 5180 benchmarking range) gets its
+            // endpoint once duplicate address detection is done; while
+            // tentative it is skipped.
+            ns.ip(&["addr", "add", "2001:2:0:2::2/64", "dev", "lte0"]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !ns
+                .endpoints()
+                .iter()
+                .any(|l| l.starts_with("2001:2:0:2::2 ") && l.ends_with("subflow dev lte0"))
+            {
+                assert!(Instant::now() < deadline, "{:?}", ns.endpoints());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(pm.installed().len(), 3);
             // An interface losing its last address loses its endpoint.
             ns.ip(&["addr", "flush", "dev", "wlan0"]);
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -237,7 +251,7 @@ fn path_manager_reinstalls_endpoint_when_interface_address_changes() {
                 assert!(Instant::now() < deadline, "{:?}", ns.endpoints());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert_eq!(pm.installed().len(), 1);
+            assert_eq!(pm.installed().len(), 2, "lte0's IPv4 and IPv6");
             drop(pm);
         });
     });
