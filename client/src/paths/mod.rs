@@ -324,8 +324,10 @@ impl Inner {
             &endpoints,
             limits,
         );
-        for u in &plan.unusable {
-            tracing::debug!("path {u}");
+        if plan.unusable != self.plan.unusable {
+            for u in &plan.unusable {
+                tracing::warn!("path {u}");
+            }
         }
         self.plan = plan.clone();
         if self.mode == Mode::Installed
@@ -589,7 +591,8 @@ impl PathManager {
         self.lock().mode.clone()
     }
 
-    /// The plan computed at the last check: in advisory mode,
+    /// The plan computed at the last check, from the kernel state found
+    /// then (before this manager acted on it): in advisory mode,
     /// [`Plan::commands`] are what an administrator should run.
     pub fn plan(&self) -> Plan {
         self.lock().plan.clone()
