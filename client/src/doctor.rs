@@ -516,7 +516,8 @@ fn check_mptcp(
         ),
         Ok((sys::Transport::Mptcp { subflows }, stats)) => {
             let per_if = mptcp::by_interface(&stats, |ip| {
-                insp.and_then(|i| i.iface_of(ip)).map(str::to_owned)
+                insp.and_then(|i| i.interfaces.iface_of(ip))
+                    .map(str::to_owned)
             });
             let paths: Vec<PathStats> = per_if
                 .iter()

@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 pub use netlink::{Endpoint, EndpointFlags, Limits, MptcpPm};
 pub use plan::{Action, Plan, PlannedEndpoint};
-pub use rtnetlink::{AddrEvent, AddrWatch, Address, Link, RouteSocket};
+pub use rtnetlink::{AddrEvent, AddrWatch, Address, Interfaces, Link, RouteSocket};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ - 1`).
 const IFNAME_MAX: usize = 15;
@@ -189,10 +189,8 @@ impl PathArgs {
 /// What the kernel has now, and what the configured paths need.
 #[derive(Debug, Clone)]
 pub struct Inspection {
-    /// Interfaces.
-    pub links: Vec<Link>,
-    /// Addresses.
-    pub addresses: Vec<Address>,
+    /// Interfaces and addresses.
+    pub interfaces: Interfaces,
     /// Endpoints, or why they could not be read (no MPTCP in the kernel).
     pub endpoints: Result<Vec<Endpoint>, String>,
     /// Limits, when they could be read.
@@ -201,28 +199,10 @@ pub struct Inspection {
     pub plan: Plan,
 }
 
-impl Inspection {
-    /// The name of interface `index`.
-    pub fn iface_name(&self, index: u32) -> Option<&str> {
-        self.links
-            .iter()
-            .find(|l| l.index == index)
-            .map(|l| l.name.as_str())
-    }
-
-    /// The interface holding local address `addr`.
-    pub fn iface_of(&self, addr: IpAddr) -> Option<&str> {
-        let a = self.addresses.iter().find(|a| a.addr == addr)?;
-        self.iface_name(a.ifindex)
-    }
-}
-
 /// Reads the kernel state and plans what `specs` need, changing nothing
 /// (no privilege needed). For `doctor`.
 pub fn inspect(specs: &[PathSpec], policy: PathPolicy) -> io::Result<Inspection> {
-    let mut route = RouteSocket::open()?;
-    let links = route.links()?;
-    let addresses = route.addresses()?;
+    let interfaces = RouteSocket::open()?.snapshot()?;
     let (endpoints, limits) = match MptcpPm::open() {
         Ok(mut pm) => (pm.endpoints().map_err(|e| e.to_string()), pm.limits().ok()),
         Err(e) => (Err(e.to_string()), None),
@@ -230,14 +210,13 @@ pub fn inspect(specs: &[PathSpec], policy: PathPolicy) -> io::Result<Inspection>
     let plan = plan::plan(
         specs,
         policy,
-        &links,
-        &addresses,
+        &interfaces.links,
+        &interfaces.addresses,
         endpoints.as_deref().unwrap_or_default(),
         limits.unwrap_or(DEFAULT_LIMITS),
     );
     Ok(Inspection {
-        links,
-        addresses,
+        interfaces,
         endpoints,
         limits,
         plan,
@@ -290,6 +269,7 @@ struct Inner {
     pm: Option<MptcpPm>,
     mode: Mode,
     plan: Plan,
+    interfaces: Interfaces,
     owned: Vec<Owned>,
     /// Limits as they were before, and as set.
     limits: Option<plan::LimitsChange>,
@@ -310,8 +290,7 @@ impl Inner {
     /// logs what to run). Idempotent; run at start and on every address
     /// change.
     fn reconcile(&mut self) -> io::Result<()> {
-        let links = self.route.links()?;
-        let addresses = self.route.addresses()?;
+        let interfaces = self.route.snapshot()?;
         let (endpoints, limits) = match &mut self.pm {
             Some(pm) => (pm.endpoints()?, pm.limits()?),
             None => (Vec::new(), DEFAULT_LIMITS),
@@ -319,11 +298,12 @@ impl Inner {
         let plan = plan::plan(
             &self.specs,
             self.policy,
-            &links,
-            &addresses,
+            &interfaces.links,
+            &interfaces.addresses,
             &endpoints,
             limits,
         );
+        self.interfaces = interfaces;
         if plan.unusable != self.plan.unusable {
             for u in &plan.unusable {
                 tracing::warn!("path {u}");
@@ -556,6 +536,7 @@ impl PathManager {
             pm,
             mode,
             plan: Plan::default(),
+            interfaces: Interfaces::default(),
             owned: Vec::new(),
             limits: None,
             advised: Vec::new(),
@@ -618,6 +599,13 @@ impl PathManager {
                 .or(inner.specs.first())
                 .map(|s| s.iface.clone()),
         }
+    }
+
+    /// The interfaces and addresses as of the last check (kept current by
+    /// the address watch): `iface_of` names the interface of a subflow's
+    /// local address for per-interface statistics.
+    pub fn interfaces(&self) -> Interfaces {
+        self.lock().interfaces.clone()
     }
 
     /// Checks the kernel state again now (as on an address change).

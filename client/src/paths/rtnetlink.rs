@@ -184,6 +184,32 @@ pub fn decode_event(msg: &Message<'_>) -> Option<AddrEvent> {
     }
 }
 
+/// A snapshot of the interfaces and their addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interfaces {
+    /// Every interface.
+    pub links: Vec<Link>,
+    /// Every address.
+    pub addresses: Vec<Address>,
+}
+
+impl Interfaces {
+    /// The name of interface `index`.
+    pub fn name_of(&self, index: u32) -> Option<&str> {
+        self.links
+            .iter()
+            .find(|l| l.index == index)
+            .map(|l| l.name.as_str())
+    }
+
+    /// The interface that holds local address `addr` (to name the
+    /// interface of an MPTCP subflow).
+    pub fn iface_of(&self, addr: IpAddr) -> Option<&str> {
+        let a = self.addresses.iter().find(|a| a.addr == addr)?;
+        self.name_of(a.ifindex)
+    }
+}
+
 /// A request/reply rtnetlink socket in the opener's network namespace.
 #[derive(Debug)]
 pub struct RouteSocket {
@@ -220,6 +246,14 @@ impl RouteSocket {
                 }
             })?;
         Ok(out)
+    }
+
+    /// Interfaces and addresses, read now.
+    pub fn snapshot(&mut self) -> io::Result<Interfaces> {
+        Ok(Interfaces {
+            links: self.links()?,
+            addresses: self.addresses()?,
+        })
     }
 
     /// The interface called `name`.
@@ -335,6 +369,25 @@ mod tests {
         p[8 + 5] = 0x80;
         p[3] = 253; // RT_SCOPE_LINK
         assert!(!decode_address(&p).expect("address").usable());
+    }
+
+    #[test]
+    fn interfaces_name_the_holder_of_an_address() {
+        let p = hex("02 18 80 00 03 00 00 00 08 00 02 00 c6 12 02 02");
+        let snap = Interfaces {
+            links: vec![Link {
+                index: 3,
+                name: "lte0".into(),
+                up: true,
+                loopback: false,
+            }],
+            addresses: vec![decode_address(&p).expect("address")],
+        };
+        assert_eq!(
+            snap.iface_of("198.18.2.2".parse().expect("ip")),
+            Some("lte0")
+        );
+        assert_eq!(snap.iface_of("198.18.1.2".parse().expect("ip")), None);
     }
 
     #[test]

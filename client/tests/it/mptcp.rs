@@ -100,16 +100,10 @@ fn two_subflow_connection_reports_subflows_and_bytes_per_interface() {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let mut route = RouteSocket::open().expect("rtnetlink");
-        let links = route.links().expect("links");
-        let addrs = route.addresses().expect("addresses");
-        let per_if = mptcp::by_interface(&stats, |ip| {
-            let a = addrs.iter().find(|a| a.addr == ip)?;
-            links
-                .iter()
-                .find(|l| l.index == a.ifindex)
-                .map(|l| l.name.clone())
-        });
+        let snapshot = RouteSocket::open()
+            .and_then(|mut r| r.snapshot())
+            .expect("rtnetlink");
+        let per_if = mptcp::by_interface(&stats, |ip| snapshot.iface_of(ip).map(str::to_owned));
         (stats, per_if)
     });
 

@@ -230,6 +230,12 @@ fn path_manager_reinstalls_endpoint_when_interface_address_changes() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             assert_eq!(sorted(ns.endpoints()), shown(&pm.installed(), dev_of));
+            let snapshot = pm.interfaces();
+            assert_eq!(
+                snapshot.iface_of("198.18.3.2".parse().expect("ip")),
+                Some("lte0")
+            );
+            assert_eq!(snapshot.iface_of("198.18.2.2".parse().expect("ip")), None);
             // An IPv6 address (RFC 5180 benchmarking range) gets its
             // endpoint once duplicate address detection is done; while
             // tentative it is skipped.
