@@ -494,15 +494,20 @@ fn check_mptcp(
             ),
             Vec::new(),
         ),
-        Ok((sys::Transport::Tcp, _)) => (
-            Check::new(
+        Ok((sys::Transport::Tcp, _)) => {
+            let c = Check::new(
                 name,
                 Status::Fail,
                 "the kernel refused an MPTCP socket; the connection used plain TCP",
-            )
-            .fix(["sysctl -w net.mptcp.enabled=1".to_owned()]),
-            Vec::new(),
-        ),
+            );
+            // The sysctl only helps a kernel that has MPTCP.
+            let c = if read_sysctl("net/mptcp/enabled").is_some() {
+                c.fix(["sysctl -w net.mptcp.enabled=1".to_owned()])
+            } else {
+                c
+            };
+            (c, Vec::new())
+        }
         Ok((sys::Transport::Fallback, _)) => (
             Check::new(
                 name,
