@@ -6,3 +6,11 @@
 //!
 //! Front-ends, the upstream dialer and the path manager land here as the
 //! client is built; wire formats live in `sixpath-protocol`.
+//!
+//! - [`paths`]: the path manager (MPTCP endpoints per interface over
+//!   generic netlink, address-change following, `ip mptcp` advice).
+//! - [`doctor`]: `sixpath-client doctor`, checks of the host and the path
+//!   to the server, each problem with the command that fixes it.
+
+pub mod doctor;
+pub mod paths;

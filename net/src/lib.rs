@@ -3,13 +3,15 @@
 //!
 //! - [`sys`]: Multipath TCP sockets with TCP fallback, TCP Fast Open, MPTCP
 //!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
-//!   host's own addresses (the crate's only unsafe code).
+//!   host's own addresses (with [`mptcp`], the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
 //! - [`admin`]: the small HTTP/1.1 server behind the admin endpoints.
 //! - [`tls`]: TLS 1.3 configurations (rustls, ring), certificate pinning,
 //!   self-signed certificates.
+//! - [`mptcp`]: per-subflow statistics (`MPTCP_FULL_INFO`), per interface.
 
 pub mod admin;
+pub mod mptcp;
 pub mod relay;
 pub mod sys;
 pub mod tls;

@@ -1,0 +1,749 @@
+//! `sixpath-client doctor`: checks that this host can carry sixpath
+//! connections over Multipath TCP on every configured path, and prints,
+//! for each problem, the exact command that fixes it.
+//!
+//! Checks, in order:
+//!
+//! 1. `net.mptcp.enabled` is 1 (and the kernel has MPTCP at all);
+//! 2. the in-kernel path manager is selected (`net.mptcp.path_manager`);
+//! 3. the client bit of `net.ipv4.tcp_fastopen` is set (0-RTT);
+//! 4. reverse-path filtering is not strict on a configured interface;
+//! 5. the MPTCP endpoints and limits match the configured paths (the plan
+//!    of [`crate::paths`]);
+//! 6. the server is reachable over each configured interface (plain TCP,
+//!    `SO_BINDTODEVICE`);
+//! 7. an MPTCP connection to the server stays MPTCP and gets one subflow
+//!    per path. The probe sends one byte (the SOCKS6 version, so the
+//!    connection becomes fully established and the path manager adds
+//!    subflows), waits `--wait` seconds, reads the per-subflow statistics
+//!    and closes; the server logs an incomplete handshake.
+//!
+//! Nothing is changed. The exit status is 0 when no check failed
+//! (warnings allowed) and 1 otherwise.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sixpath_net::{mptcp, sys};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::paths::{self, PathArgs, PathPolicy, plan::Unusable};
+
+/// `sixpath-client doctor` options.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DoctorArgs {
+    /// The sixpath server to test the paths against, as HOST:PORT. Without
+    /// it only the host is checked.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// The paths to check (as for the client).
+    #[command(flatten)]
+    pub paths: PathArgs,
+
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds the test connection waits for its extra subflows.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    pub wait: f64,
+
+    /// Seconds each connection attempt may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// Works, but not as well as it could.
+    Warn,
+    /// Broken: sixpath cannot use multipath (or the server) this way.
+    Fail,
+    /// Not checked (nothing configured to check).
+    Skip,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "WARN",
+            Self::Fail => "FAIL",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// One check: name, status, what was found, and the commands that fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Short name (`mptcp-enabled`, `endpoints`, `reach wlan0`, ...).
+    pub name: String,
+    /// Outcome.
+    pub status: Status,
+    /// What was found.
+    pub detail: String,
+    /// Commands that fix the problem, to run as root, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fix: Vec<String>,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, status: Status, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+            fix: Vec::new(),
+        }
+    }
+
+    fn fix(mut self, cmds: impl IntoIterator<Item = String>) -> Self {
+        self.fix.extend(cmds);
+        self
+    }
+}
+
+/// Statistics of one interface on the test connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathStats {
+    /// Interface name (or local address when unknown).
+    pub iface: String,
+    /// Subflows over it.
+    pub subflows: usize,
+    /// Bytes sent over it.
+    pub bytes_sent: u64,
+    /// Bytes received over it.
+    pub bytes_received: u64,
+    /// Lowest subflow RTT in microseconds.
+    pub rtt_us: u32,
+}
+
+/// The overall verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    Ok,
+    /// Only warnings.
+    Degraded,
+    /// At least one check failed.
+    Broken,
+}
+
+/// The full report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Overall verdict.
+    pub verdict: Verdict,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// Per-interface statistics of the test MPTCP connection.
+    pub paths: Vec<PathStats>,
+}
+
+impl Report {
+    /// Every fix command, in check order, without duplicates.
+    pub fn fixes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for c in &self.checks {
+            for f in &c.fix {
+                if !out.contains(&f.as_str()) {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+
+    /// The report as text, one line per check and its fixes.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("sixpath-client doctor\n");
+        let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for c in &self.checks {
+            let _ = writeln!(
+                s,
+                "  {:<4}  {:<width$}  {}",
+                c.status.label(),
+                c.name,
+                c.detail
+            );
+            for f in &c.fix {
+                let _ = writeln!(s, "        {:<width$}  fix: {f}", "");
+            }
+        }
+        if !self.paths.is_empty() {
+            s.push_str("test connection per interface:\n");
+            for p in &self.paths {
+                let _ = writeln!(
+                    s,
+                    "  {:<10} {} subflow(s), {} B sent, {} B received, rtt {:.2} ms",
+                    p.iface,
+                    p.subflows,
+                    p.bytes_sent,
+                    p.bytes_received,
+                    f64::from(p.rtt_us) / 1000.0
+                );
+            }
+        }
+        let problems = self
+            .checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Warn))
+            .count();
+        let _ = match self.verdict {
+            Verdict::Ok => writeln!(s, "verdict: OK"),
+            Verdict::Degraded => writeln!(s, "verdict: DEGRADED ({problems} warning(s))"),
+            Verdict::Broken => writeln!(s, "verdict: BROKEN ({problems} problem(s))"),
+        };
+        let fixes = self.fixes();
+        if !fixes.is_empty() {
+            s.push_str("to fix, run as root:\n");
+            for f in fixes {
+                let _ = writeln!(s, "  {f}");
+            }
+        }
+        s
+    }
+}
+
+fn read_sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{path}"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn check_enabled() -> Check {
+    match read_sysctl("net/mptcp/enabled").as_deref() {
+        None => Check::new(
+            "mptcp-enabled",
+            Status::Fail,
+            "this kernel has no Multipath TCP (CONFIG_MPTCP); connections use plain TCP",
+        ),
+        Some("1") => Check::new("mptcp-enabled", Status::Ok, "net.mptcp.enabled = 1"),
+        Some(v) => Check::new(
+            "mptcp-enabled",
+            Status::Fail,
+            format!(
+                "net.mptcp.enabled = {v}: MPTCP sockets are refused, connections use plain TCP"
+            ),
+        )
+        .fix(["sysctl -w net.mptcp.enabled=1".to_owned()]),
+    }
+}
+
+fn check_path_manager() -> Check {
+    let name = "path-manager";
+    let pm = read_sysctl("net/mptcp/path_manager").or_else(|| {
+        read_sysctl("net/mptcp/pm_type").map(|t| {
+            if t == "1" {
+                "userspace".into()
+            } else {
+                "kernel".into()
+            }
+        })
+    });
+    match pm.as_deref() {
+        None => Check::new(name, Status::Skip, "no MPTCP sysctls"),
+        Some("kernel") => Check::new(name, Status::Ok, "in-kernel path manager"),
+        Some(other) => Check::new(
+            name,
+            Status::Fail,
+            format!("net.mptcp.path_manager = {other}: endpoints are ignored, no extra subflows"),
+        )
+        .fix(["sysctl -w net.mptcp.path_manager=kernel".to_owned()]),
+    }
+}
+
+fn check_fastopen() -> Check {
+    let name = "tcp-fastopen";
+    match read_sysctl("net/ipv4/tcp_fastopen").and_then(|v| v.parse::<i64>().ok()) {
+        None => Check::new(name, Status::Skip, "net.ipv4.tcp_fastopen not readable"),
+        Some(v) if v & 1 == 1 => Check::new(
+            name,
+            Status::Ok,
+            format!("net.ipv4.tcp_fastopen = {v} (client bit set)"),
+        ),
+        Some(v) => Check::new(
+            name,
+            Status::Warn,
+            format!("net.ipv4.tcp_fastopen = {v}: no data in the SYN, every connection costs one more round trip"),
+        )
+        .fix([format!("sysctl -w net.ipv4.tcp_fastopen={}", v | 1)]),
+    }
+}
+
+fn check_rp_filter(args: &PathArgs) -> Option<Check> {
+    if args.paths.is_empty() {
+        return None;
+    }
+    let all = read_sysctl("net/ipv4/conf/all/rp_filter").and_then(|v| v.parse::<i64>().ok())?;
+    // The kernel uses max(all, iface): 1 is strict, 2 loose.
+    let strict: Vec<&str> = args
+        .paths
+        .iter()
+        .filter(|p| {
+            let dev = read_sysctl(&format!("net/ipv4/conf/{}/rp_filter", p.iface))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            all.max(dev) == 1
+        })
+        .map(|p| p.iface.as_str())
+        .collect();
+    Some(if strict.is_empty() {
+        Check::new(
+            "rp-filter",
+            Status::Ok,
+            "no strict reverse-path filter on the paths",
+        )
+    } else {
+        Check::new(
+            "rp-filter",
+            Status::Warn,
+            format!(
+                "strict reverse-path filtering on {}: replies to subflows on other interfaces may be dropped",
+                strict.join(", ")
+            ),
+        )
+        .fix(["sysctl -w net.ipv4.conf.all.rp_filter=2".to_owned()])
+    })
+}
+
+fn check_paths(args: &PathArgs, insp: Option<&paths::Inspection>) -> Vec<Check> {
+    let policy = args.policy();
+    if args.paths.is_empty() {
+        return vec![Check::new(
+            "endpoints",
+            Status::Skip,
+            "no --path given: subflows come from the system's endpoints",
+        )];
+    }
+    if policy == PathPolicy::Single {
+        return vec![Check::new(
+            "endpoints",
+            Status::Ok,
+            "policy single: no endpoints needed",
+        )];
+    }
+    let Some(insp) = insp else {
+        return vec![Check::new(
+            "endpoints",
+            Status::Fail,
+            "cannot read interfaces over rtnetlink",
+        )];
+    };
+    let mut out = Vec::new();
+    for u in &insp.plan.unusable {
+        let iface = match u {
+            Unusable::NoSuchInterface(i) | Unusable::Down(i) | Unusable::NoAddress(i) => i,
+        };
+        let c = Check::new(format!("path {iface}"), Status::Fail, u.to_string());
+        out.push(match u {
+            Unusable::Down(i) => c.fix([format!("ip link set {i} up")]),
+            _ => c,
+        });
+    }
+    if let Err(e) = &insp.endpoints {
+        out.push(Check::new(
+            "endpoints",
+            Status::Fail,
+            format!("cannot read MPTCP endpoints: {e}"),
+        ));
+        return out;
+    }
+    let mut endpoint_plan = insp.plan.clone();
+    endpoint_plan.limits = None;
+    let cmds = endpoint_plan.commands();
+    let have: Vec<String> = insp
+        .plan
+        .endpoints
+        .iter()
+        .map(|e| {
+            format!(
+                "{} dev {}{}",
+                e.addr,
+                e.iface,
+                if e.backup { " backup" } else { "" }
+            )
+        })
+        .collect();
+    out.push(if cmds.is_empty() {
+        Check::new(
+            "endpoints",
+            Status::Ok,
+            if have.is_empty() {
+                "no usable path to install endpoints for".to_owned()
+            } else {
+                format!("subflow endpoints: {}", have.join(", "))
+            },
+        )
+    } else {
+        Check::new(
+            "endpoints",
+            Status::Warn,
+            format!(
+                "{} endpoint change(s) needed for subflows over every path \
+                 (sixpath-client makes them itself when run with CAP_NET_ADMIN)",
+                cmds.len()
+            ),
+        )
+        .fix(cmds)
+    });
+    let limits = insp.limits.unwrap_or(paths::DEFAULT_LIMITS);
+    out.push(match insp.plan.limits {
+        None => Check::new("limits", Status::Ok, limits.to_string()),
+        Some(change) => Check::new(
+            "limits",
+            Status::Warn,
+            format!("{} (need {})", change.from, change.to),
+        )
+        .fix([format!("ip mptcp limits set {}", change.to)]),
+    });
+    out
+}
+
+fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let mut addrs = server
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {server}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{server} resolves to no address"))
+}
+
+fn check_reach(server: SocketAddr, iface: Option<&str>, timeout: Duration) -> Check {
+    let name = iface.map_or_else(|| "reach".to_owned(), |i| format!("reach {i}"));
+    let attempt = || -> std::io::Result<Duration> {
+        let sock = Socket::new(
+            Domain::for_address(server),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
+        if let Some(i) = iface {
+            sock.bind_device(Some(i.as_bytes()))?;
+        }
+        let start = Instant::now();
+        sock.connect_timeout(&server.into(), timeout)?;
+        Ok(start.elapsed())
+    };
+    match attempt() {
+        Ok(t) => Check::new(
+            name,
+            Status::Ok,
+            format!("TCP to {server} in {:.1} ms", t.as_secs_f64() * 1000.0),
+        ),
+        Err(e) => Check::new(
+            name,
+            Status::Fail,
+            match iface {
+                Some(i) => format!(
+                    "cannot reach {server} over {i}: {e} (see `ip route get {} oif {i}`)",
+                    server.ip()
+                ),
+                None => format!("cannot reach {server}: {e}"),
+            },
+        ),
+    }
+}
+
+/// Opens the probe connection, waits for `expect` subflows (at most
+/// `wait`), and reports what carried it.
+fn check_mptcp(
+    server: SocketAddr,
+    expect: usize,
+    expect_ifaces: &[String],
+    wait: Duration,
+    timeout: Duration,
+    insp: Option<&paths::Inspection>,
+) -> (Check, Vec<PathStats>) {
+    let name = "mptcp-e2e";
+    let probe = || -> std::io::Result<(sys::Transport, Vec<mptcp::SubflowStats>)> {
+        let (sock, _) = sys::stream_socket(&server, true)?;
+        sock.connect_timeout(&server.into(), timeout)?;
+        // The SOCKS6 version byte: data makes the connection fully
+        // established, which is when the path manager adds subflows.
+        (&sock).write_all(&[6])?;
+        let deadline = Instant::now() + wait;
+        loop {
+            let t = sys::transport(&sock);
+            let enough = usize::from(t.subflows()) >= expect;
+            if enough || Instant::now() >= deadline || !matches!(t, sys::Transport::Mptcp { .. }) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let t = sys::transport(&sock);
+        let stats = mptcp::subflows(&sock).unwrap_or_default();
+        Ok((t, stats))
+    };
+    match probe() {
+        Err(e) => (
+            Check::new(
+                name,
+                Status::Fail,
+                format!("cannot connect to {server}: {e}"),
+            ),
+            Vec::new(),
+        ),
+        Ok((sys::Transport::Tcp, _)) => {
+            let c = Check::new(
+                name,
+                Status::Fail,
+                "the kernel refused an MPTCP socket; the connection used plain TCP",
+            );
+            // The sysctl only helps a kernel that has MPTCP.
+            let c = if read_sysctl("net/mptcp/enabled").is_some() {
+                c.fix(["sysctl -w net.mptcp.enabled=1".to_owned()])
+            } else {
+                c
+            };
+            (c, Vec::new())
+        }
+        Ok((sys::Transport::Fallback, _)) => (
+            Check::new(
+                name,
+                Status::Fail,
+                format!(
+                    "the connection to {server} fell back to TCP: the server does not speak MPTCP \
+                     or a middlebox on the path strips the MPTCP options"
+                ),
+            ),
+            Vec::new(),
+        ),
+        Ok((sys::Transport::Mptcp { subflows }, stats)) => {
+            let per_if = mptcp::by_interface(&stats, |ip| {
+                insp.and_then(|i| i.interfaces.iface_of(ip))
+                    .map(str::to_owned)
+            });
+            let paths: Vec<PathStats> = per_if
+                .iter()
+                .map(|p| PathStats {
+                    iface: p.iface.clone(),
+                    subflows: p.subflows,
+                    bytes_sent: p.bytes_sent,
+                    bytes_received: p.bytes_received,
+                    rtt_us: p.min_rtt_us,
+                })
+                .collect();
+            let missing: Vec<&str> = expect_ifaces
+                .iter()
+                .filter(|i| !per_if.iter().any(|p| &p.iface == *i))
+                .map(String::as_str)
+                .collect();
+            let over = if per_if.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " over {}",
+                    per_if
+                        .iter()
+                        .map(|p| p.iface.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let detail = format!("MPTCP to {server} with {subflows} subflow(s){over}");
+            let check = if usize::from(subflows) >= expect && missing.is_empty() {
+                Check::new(name, Status::Ok, detail)
+            } else {
+                Check::new(
+                    name,
+                    Status::Warn,
+                    format!(
+                        "{detail}; expected {expect}{}: check the endpoints and limits above, \
+                         and that the server allows joins (`ip mptcp limits` on the server)",
+                        if missing.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", none over {}", missing.join(", "))
+                        }
+                    ),
+                )
+            };
+            (check, paths)
+        }
+    }
+}
+
+fn secs(v: f64, default: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or_else(|_| Duration::from_secs_f64(default))
+}
+
+/// Runs every check and returns the report.
+pub fn check(args: &DoctorArgs) -> Report {
+    let timeout = secs(args.timeout, 5.0);
+    let wait = secs(args.wait, 2.0);
+    let policy = args.paths.policy();
+    let mut checks = vec![check_enabled(), check_path_manager(), check_fastopen()];
+    checks.extend(check_rp_filter(&args.paths));
+    let insp = paths::inspect(&args.paths.paths, policy).ok();
+    checks.extend(check_paths(&args.paths, insp.as_ref()));
+    let mut path_stats = Vec::new();
+    match args.server.as_deref() {
+        None => checks.push(Check::new(
+            "server",
+            Status::Skip,
+            "no --server given: paths to the server not checked",
+        )),
+        Some(server) => match resolve(server) {
+            Err(e) => checks.push(Check::new("server", Status::Fail, e)),
+            Ok(addr) => {
+                if args.paths.paths.is_empty() {
+                    checks.push(check_reach(addr, None, timeout));
+                } else {
+                    for p in &args.paths.paths {
+                        checks.push(check_reach(addr, Some(&p.iface), timeout));
+                    }
+                }
+                // One subflow per path that has an address of the
+                // server's family (single: just one).
+                let expect_ifaces: Vec<String> = match (&insp, policy) {
+                    (Some(i), PathPolicy::Aggregate | PathPolicy::Backup) => {
+                        let mut v: Vec<String> = Vec::new();
+                        for e in &i.plan.endpoints {
+                            if e.addr.is_ipv4() == addr.is_ipv4() && !v.contains(&e.iface) {
+                                v.push(e.iface.clone());
+                            }
+                        }
+                        v
+                    }
+                    _ => Vec::new(),
+                };
+                let expect = expect_ifaces.len().max(1);
+                let (c, stats) =
+                    check_mptcp(addr, expect, &expect_ifaces, wait, timeout, insp.as_ref());
+                checks.push(c);
+                path_stats = stats;
+            }
+        },
+    }
+    let verdict = if checks.iter().any(|c| c.status == Status::Fail) {
+        Verdict::Broken
+    } else if checks.iter().any(|c| c.status == Status::Warn) {
+        Verdict::Degraded
+    } else {
+        Verdict::Ok
+    };
+    Report {
+        verdict,
+        checks,
+        paths: path_stats,
+    }
+}
+
+/// `sixpath-client doctor`: prints the report (text or `--json`) and
+/// returns exit status 0 when nothing failed, 1 otherwise.
+pub fn run(args: &DoctorArgs) -> ExitCode {
+    let report = check(args);
+    let out = if args.json {
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        report.to_text()
+    };
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    if report.verdict == Verdict::Broken {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(checks: Vec<Check>, verdict: Verdict) -> Report {
+        Report {
+            verdict,
+            checks,
+            paths: vec![PathStats {
+                iface: "wlan0".into(),
+                subflows: 1,
+                bytes_sent: 1,
+                bytes_received: 0,
+                rtt_us: 1500,
+            }],
+        }
+    }
+
+    #[test]
+    fn text_report_lists_problems_and_fix_commands_once() {
+        let r = report(
+            vec![
+                Check::new("mptcp-enabled", Status::Fail, "net.mptcp.enabled = 0")
+                    .fix(["sysctl -w net.mptcp.enabled=1".to_owned()]),
+                Check::new("tcp-fastopen", Status::Ok, "net.ipv4.tcp_fastopen = 1"),
+                Check::new("mptcp-e2e", Status::Fail, "plain TCP")
+                    .fix(["sysctl -w net.mptcp.enabled=1".to_owned()]),
+            ],
+            Verdict::Broken,
+        );
+        let text = r.to_text();
+        assert!(
+            text.contains("  FAIL  mptcp-enabled  net.mptcp.enabled = 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fix: sysctl -w net.mptcp.enabled=1"),
+            "{text}"
+        );
+        assert!(text.contains("verdict: BROKEN (2 problem(s))"), "{text}");
+        assert!(
+            text.ends_with("to fix, run as root:\n  sysctl -w net.mptcp.enabled=1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wlan0      1 subflow(s), 1 B sent, 0 B received, rtt 1.50 ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_report_uses_lowercase_status_and_omits_empty_fixes() {
+        let r = report(
+            vec![Check::new("tcp-fastopen", Status::Ok, "fine")],
+            Verdict::Ok,
+        );
+        let v: serde_json::Value = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["verdict"], "ok");
+        assert_eq!(v["checks"][0]["status"], "ok");
+        assert!(v["checks"][0].get("fix").is_none());
+        assert_eq!(v["paths"][0]["iface"], "wlan0");
+    }
+
+    #[test]
+    fn doctor_args_parse_paths_and_json() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            doctor: DoctorArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--server",
+            "198.18.9.2:1080",
+            "--path",
+            "wlan0",
+            "--path",
+            "lte0=backup",
+            "--json",
+            "--wait",
+            "0.5",
+        ])
+        .expect("parse");
+        assert_eq!(cli.doctor.server.as_deref(), Some("198.18.9.2:1080"));
+        assert_eq!(cli.doctor.paths.paths.len(), 2);
+        assert!(cli.doctor.json);
+        assert!((cli.doctor.wait - 0.5).abs() < f64::EPSILON);
+    }
+}

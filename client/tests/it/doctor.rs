@@ -1,0 +1,182 @@
+//! `sixpath-client doctor` run as a program inside a namespace
+//! (`ip netns exec`), against an MPTCP server in another one.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::netns::{self, Netns, Topology};
+use crate::sink::Sink;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sixpath-client");
+
+/// Runs the doctor for wlan0 and lte0; `wait` is `--wait` in seconds.
+fn doctor(ns: &Netns, server: &str, wait: &str, extra: &[&str]) -> Output {
+    let mut cmd = vec![
+        BIN, "doctor", "--server", server, "--path", "wlan0", "--path", "lte0", "--wait", wait,
+    ];
+    cmd.extend_from_slice(extra);
+    ns.exec(&cmd)
+}
+
+fn json(out: &Output) -> Value {
+    let parsed = serde_json::from_slice(&out.stdout);
+    assert!(
+        parsed.is_ok(),
+        "not JSON: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parsed.expect("JSON")
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let found = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["name"] == name);
+    assert!(found.is_some(), "no check {name}: {report:#}");
+    found.expect("check")
+}
+
+#[test]
+fn doctor_reports_ok_with_two_subflows_when_mptcp_is_set_up() {
+    if !netns::can_run("doctor_reports_ok_with_two_subflows_when_mptcp_is_set_up") {
+        return;
+    }
+    let t = Topology::new("doc");
+    let phone = &t.phone;
+    phone.ip(&[
+        "mptcp",
+        "limits",
+        "set",
+        "subflows",
+        "2",
+        "add_addr_accepted",
+        "1",
+    ]);
+    phone.ip(&[
+        "mptcp",
+        "endpoint",
+        "add",
+        "198.18.1.2",
+        "dev",
+        "wlan0",
+        "subflow",
+    ]);
+    phone.ip(&[
+        "mptcp",
+        "endpoint",
+        "add",
+        "198.18.2.2",
+        "dev",
+        "lte0",
+        "subflow",
+    ]);
+    let sink = Sink::start(&t.server, "198.18.1.1");
+    let server = sink.addr.to_string();
+
+    let out = doctor(phone, &server, "10", &["--json"]);
+    let report = json(&out);
+    assert_eq!(report["verdict"], "ok", "{report:#}");
+    assert_eq!(out.status.code(), Some(0));
+    for name in [
+        "mptcp-enabled",
+        "path-manager",
+        "endpoints",
+        "limits",
+        "reach wlan0",
+        "reach lte0",
+    ] {
+        assert_eq!(check(&report, name)["status"], "ok", "{name}: {report:#}");
+    }
+    let e2e = check(&report, "mptcp-e2e");
+    assert_eq!(e2e["status"], "ok", "{report:#}");
+    let detail = e2e["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("with 2 subflow(s) over wlan0, lte0"),
+        "{detail}"
+    );
+    let ifaces: Vec<&str> = report["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| p["iface"].as_str().expect("iface"))
+        .collect();
+    assert_eq!(ifaces, ["wlan0", "lte0"]);
+
+    let text = doctor(phone, &server, "10", &[]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("verdict: OK"), "{text}");
+    assert!(!text.contains("fix:"), "{text}");
+}
+
+#[test]
+fn doctor_reports_disabled_mptcp_and_missing_endpoints_with_fix_commands() {
+    if !netns::can_run("doctor_reports_disabled_mptcp_and_missing_endpoints_with_fix_commands") {
+        return;
+    }
+    let t = Topology::new("docoff");
+    let phone = &t.phone;
+    phone.sysctl("net.mptcp.enabled", "0");
+    let sink = Sink::start(&t.server, "198.18.1.1");
+    let server = sink.addr.to_string();
+
+    let out = doctor(phone, &server, "1", &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "a failed check exits 1");
+    let report = json(&out);
+    assert_eq!(report["verdict"], "broken", "{report:#}");
+    let enabled = check(&report, "mptcp-enabled");
+    assert_eq!(enabled["status"], "fail");
+    assert_eq!(enabled["fix"][0], "sysctl -w net.mptcp.enabled=1");
+    let e2e = check(&report, "mptcp-e2e");
+    assert_eq!(
+        e2e["status"], "fail",
+        "the probe ran over plain TCP: {report:#}"
+    );
+    let endpoints = check(&report, "endpoints");
+    assert_eq!(endpoints["status"], "warn");
+    assert_eq!(
+        endpoints["fix"],
+        serde_json::json!([
+            "ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow",
+            "ip mptcp endpoint add 198.18.2.2 dev lte0 subflow"
+        ])
+    );
+    // Reaching the server over each interface does not need MPTCP.
+    assert_eq!(check(&report, "reach lte0")["status"], "ok", "{report:#}");
+
+    let text = doctor(phone, &server, "1", &[]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains("FAIL  mptcp-enabled  net.mptcp.enabled = 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: sysctl -w net.mptcp.enabled=1"),
+        "{text}"
+    );
+    assert!(text.contains("verdict: BROKEN"), "{text}");
+    let fixes = text
+        .split("to fix, run as root:\n")
+        .nth(1)
+        .expect("fix list");
+    assert_eq!(
+        fixes,
+        "  sysctl -w net.mptcp.enabled=1\n  \
+         ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow\n  \
+         ip mptcp endpoint add 198.18.2.2 dev lte0 subflow\n  \
+         ip mptcp limits set subflows 2 add_addr_accepted 1\n"
+    );
+
+    // Running the fixes makes the doctor happy.
+    phone.sysctl("net.mptcp.enabled", "1");
+    for line in fixes.lines().skip(1) {
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        phone.ip(&args);
+    }
+    let out = doctor(phone, &server, "10", &["--json"]);
+    let report = json(&out);
+    assert_eq!(report["verdict"], "ok", "{report:#}");
+}
