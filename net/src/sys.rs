@@ -350,6 +350,16 @@ pub fn sysctl_int(path: &str) -> Option<i64> {
         .ok()
 }
 
+/// Like [`enable_connect_fastopen`], but data rides in the SYN only once
+/// the server has handed out a TFO cookie (RFC 7413): the first connection
+/// asks for one, and a server without TFO never gets data in a SYN. Use it
+/// for Multipath TCP: when a server acknowledges only the SYN of a SYN with
+/// data, Linux (6.18 measured) falls back to TCP, and such fallen-back
+/// connections can miss the peer's FIN.
+pub fn enable_connect_fastopen_with_cookie(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+}
+
 /// The destination an application originally dialled, for a connection
 /// that an `nft`/`iptables` `REDIRECT` rule sent to a local listener
 /// (`SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`, read from conntrack).

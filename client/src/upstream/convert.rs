@@ -96,10 +96,11 @@ pub async fn open(
         let probe = probe(f.get_ref());
         let connect_timeout = upstream.settings().connect_timeout;
         let read = f.next(Reply::decode);
-        match await_reply(probe, connect_timeout, deadline, converter, read).await {
+        let replied = await_reply(probe, connect_timeout, deadline, converter, read).await;
+        let syn_data = upstream.check_syn_data(f.get_ref());
+        match replied {
             Ok(_reply) => {
                 let (stream, from_server) = f.into_parts();
-                let syn_data = upstream.check_syn_data(&stream);
                 return Ok(Opened {
                     stream,
                     from_server,

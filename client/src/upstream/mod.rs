@@ -97,13 +97,14 @@ pub struct Upstream {
     cookies: Mutex<HashMap<SocketAddr, Cookie>>,
     /// Server reachability.
     pub health: Health,
-    /// When TCP Fast Open towards the server was found to break Multipath
-    /// TCP (see [`Upstream::check_syn_data`]); retried after
+    /// When cookie-less TCP Fast Open towards the server was found to break
+    /// Multipath TCP (see [`Upstream::check_syn_data`]); retried after
     /// [`TFO_RETRY`].
     tfo_broken: Mutex<Option<Instant>>,
 }
 
-/// How long TCP Fast Open stays off after it made Multipath TCP fall back.
+/// How long cookie-less TCP Fast Open stays off after it made Multipath
+/// TCP fall back.
 const TFO_RETRY: Duration = Duration::from_secs(600);
 
 impl Upstream {
@@ -124,7 +125,7 @@ impl Upstream {
     }
 
     /// The server's address: the literal, or the name resolved at most
-    /// [`RESOLVE_TTL`] ago (the first address the system resolver gives).
+    /// 30 s ago (the first address the system resolver gives).
     pub async fn server_addr(&self) -> Result<SocketAddr, Failure> {
         let server = &self.settings.server;
         if let Some(sa) = server.literal() {
@@ -212,10 +213,18 @@ impl Upstream {
         let (sock, _) = sys::stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
         sock.set_nonblocking(true).map_err(|e| fail(&e))?;
         sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
-        if self.use_tfo()
-            && let Err(e) = sys::enable_connect_fastopen(&sock)
-        {
-            tracing::debug!(error = %e, "TCP_FASTOPEN_CONNECT not available; request sent after the handshake");
+        if self.settings.tfo {
+            // Data in every SYN (no cookie needed, 0-RTT from the first
+            // connection); after a server dropped such data, only with a
+            // cookie it handed out (see `check_syn_data`).
+            let set = if self.cookieless_tfo() {
+                sys::enable_connect_fastopen(&sock)
+            } else {
+                sys::enable_connect_fastopen_with_cookie(&sock)
+            };
+            if let Err(e) = set {
+                tracing::debug!(error = %e, "TCP_FASTOPEN_CONNECT not available; request sent after the handshake");
+            }
         }
         match sock.connect(&server.into()) {
             Ok(()) => {}
@@ -231,7 +240,7 @@ impl Upstream {
         }
     }
 
-    fn use_tfo(&self) -> bool {
+    fn cookieless_tfo(&self) -> bool {
         if !self.settings.tfo {
             return false;
         }
@@ -249,15 +258,18 @@ impl Upstream {
         }
     }
 
-    /// Looks at a fresh connection to the server: returns whether the SYN's
-    /// data was acknowledged, and turns TCP Fast Open off for a while when
-    /// the server did not take the data and Multipath TCP fell back to TCP
-    /// because of it. Linux does that when a server without TFO
-    /// (`net.ipv4.tcp_fastopen` lacking 0x2) acknowledges only the SYN;
-    /// one round trip more beats losing every subflow.
+    /// Looks at a connection to the server once it answered: returns
+    /// whether the SYN's data was acknowledged, and stops sending data in
+    /// SYNs without a cookie for a while when the server did not take the
+    /// data and Multipath TCP fell back to TCP because of it. Linux (6.18
+    /// measured) does that when a server without TFO (`net.ipv4.tcp_fastopen`
+    /// lacking 0x2) acknowledges only the SYN, and such a fallen-back
+    /// connection can even miss the server's FIN; one round trip more beats
+    /// losing every subflow.
     pub fn check_syn_data(&self, stream: &TcpStream) -> bool {
         let syn_data = sys::tcpi_options(stream).is_ok_and(|o| o & sys::TCPI_OPT_SYN_DATA != 0);
-        if self.use_tfo() && !syn_data && sys::transport(stream) == sys::Transport::Fallback {
+        if self.cookieless_tfo() && !syn_data && sys::transport(stream) == sys::Transport::Fallback
+        {
             *self
                 .tfo_broken
                 .lock()
@@ -265,7 +277,7 @@ impl Upstream {
             tracing::warn!(
                 server = %self.settings.server,
                 "the server did not accept data in the SYN and Multipath TCP fell back to TCP: \
-                 TCP Fast Open to the server is off for 10 minutes. Fix on the server: \
+                 for 10 minutes data rides in SYNs only with a TFO cookie. Fix on the server: \
                  sysctl -w net.ipv4.tcp_fastopen=3"
             );
         }

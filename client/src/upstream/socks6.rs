@@ -91,6 +91,7 @@ pub async fn open(
         Ok::<_, ReadError<sixpath_protocol::socks6::Error>>(Ok(op))
     };
     let replies = await_reply(probe, connect_timeout, deadline, server, read).await;
+    let syn_data = upstream.check_syn_data(f.get_ref());
     let op = match replies {
         Ok(Ok(op)) => op,
         Ok(Err(auth)) => {
@@ -114,7 +115,6 @@ pub async fn open(
         return Err(Failure::from_socks6(op.code));
     }
     let (stream, from_server) = f.into_parts();
-    let syn_data = upstream.check_syn_data(&stream);
     Ok(Opened {
         stream,
         from_server,
