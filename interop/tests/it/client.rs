@@ -654,3 +654,125 @@ fn initial_data_reaches_the_origin_in_the_syn_end_to_end() {
         println!("SKIP initial_data_reaches_the_origin_in_the_syn_end_to_end: needs root");
     }
 }
+
+/// Runs `nft` with `args`, inside the calling thread's namespace.
+fn nft(args: &str) -> Result<(), String> {
+    let out = Command::new("nft")
+        .args(args.split_whitespace())
+        .output()
+        .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn transparent_redirect_reaches_the_original_destination() {
+    if !have("nft") {
+        println!("SKIP transparent_redirect_reaches_the_original_destination: nft not installed");
+        return;
+    }
+    // Inside the namespace: the app (198.18.0.1) dials the origin
+    // (198.18.0.2:port); an nftables REDIRECT sends it to the client's
+    // transparent front-end, which must find 198.18.0.2:port with
+    // SO_ORIGINAL_DST and reach it through the server.
+    let ran = in_netns(|| async {
+        for a in ["198.18.0.1/32", "198.18.0.2/32"] {
+            let ok = Command::new("ip")
+                .args(["addr", "add", a, "dev", "lo"])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ip addr add {a}");
+        }
+        let l = TcpListener::bind("198.18.0.2:0").await.unwrap();
+        let origin = l.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let (mut s, peer) = l.accept().await.unwrap();
+            let mut b = [0u8; 64];
+            let n = s.read(&mut b).await.unwrap();
+            s.write_all(b"from the origin").await.unwrap();
+            s.shutdown().await.unwrap();
+            tx.send((b[..n].to_vec(), peer)).await.unwrap();
+        });
+        let server = start_server(|s| {
+            s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+        });
+        let front = start_client(server, |s| {
+            s.listen = vec![(
+                "127.0.0.1:0".parse().unwrap(),
+                sixpath_client::config::FrontEnd::Transparent,
+            )];
+        });
+        nft("add table ip sixpath_test").unwrap();
+        nft("add chain ip sixpath_test out { type nat hook output priority -100 ; }").unwrap();
+        nft(&format!(
+            "add rule ip sixpath_test out ip saddr 198.18.0.1 ip daddr 198.18.0.2 tcp dport {} redirect to :{}",
+            origin.port(),
+            front.port()
+        ))
+        .unwrap();
+
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("198.18.0.1:0".parse().unwrap()).unwrap();
+        let mut app = sock.connect(origin).await.unwrap();
+        app.write_all(b"hello origin").await.unwrap();
+        assert_eq!(read_until_closed(&mut app).await, b"from the origin");
+        let (first, peer) = rx.recv().await.unwrap();
+        assert_eq!(first, b"hello origin");
+        assert_ne!(
+            peer.ip(),
+            "198.18.0.1".parse::<std::net::IpAddr>().unwrap(),
+            "the origin was reached through the server, not directly"
+        );
+    });
+    if ran.is_none() {
+        println!("SKIP transparent_redirect_reaches_the_original_destination: needs root");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_speaks_first_protocol_works_after_early_reply() {
+    // An SMTP-like origin greets first; the app sends nothing until it has
+    // read the greeting. After the early reply the client waits only
+    // `early_data_wait`, then sends the request without initial data.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                s.write_all(b"220 ready\r\n").await.unwrap();
+                let mut b = [0u8; 64];
+                let n = s.read(&mut b).await.unwrap_or(0);
+                let mut reply = b"250 ".to_vec();
+                reply.extend_from_slice(&b[..n]);
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |_| {});
+    for round in ["first (no early reply yet)", "second (early reply)"] {
+        let (mut s, reply) = socks5_connect(proxy, Endpoint::from(origin)).await;
+        assert_eq!(reply.code, socks5::ReplyCode::SUCCEEDED, "{round}");
+        let mut greeting = [0u8; 11];
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut greeting))
+            .await
+            .expect("greeting in time")
+            .unwrap();
+        assert_eq!(&greeting, b"220 ready\r\n", "{round}");
+        s.write_all(b"HELO x\r\n").await.unwrap();
+        let mut answer = [0u8; 12];
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut answer))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert_eq!(&answer, b"250 HELO x\r\n", "{round}");
+    }
+}
