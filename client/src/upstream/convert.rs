@@ -7,11 +7,11 @@
 //! cookie once it has given us one. The application's first bytes follow
 //! the message and ride in the SYN with it ("If the initial SYN message
 //! contains user data in its payload ... that data MUST be placed right
-//! after the Convert TLVs", RFC 8803 §4.1). The converter's reply is read
+//! after the Convert TLVs", digest §2.1). The converter's reply is read
 //! before anything is relayed.
 //!
 //! Errors: "Upon reception of an Error TLV, a Client MUST reset the
-//! associated connection" (§5.2.8), so every refused connection is closed
+//! associated connection" (digest §2.9), so every refused connection is closed
 //! with a reset. A Missing Cookie error carries the cookie to use: it is
 //! remembered for this converter and the connection retried once with it
 //! (§3.6 of the digest).

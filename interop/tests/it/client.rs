@@ -401,7 +401,7 @@ async fn local_credentials_are_required_from_applications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn convert_upstream_maps_converter_errors_to_application_errors() {
     // The converter refuses loopback destinations as Malformed Message
-    // (RFC 8803 §5.2.3): SOCKS5 general failure, HTTP 502.
+    // (RFC 8803 Connect TLV rules): SOCKS5 general failure, HTTP 502.
     let server = start_server(|_| {});
     let proxy = start_client(server, |s| {
         s.upstream = UpstreamProtocol::Convert;
