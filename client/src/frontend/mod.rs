@@ -188,3 +188,74 @@ pub async fn handshake(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::Kind;
+
+    #[test]
+    fn early_success_answers_have_unspecified_bind() {
+        assert_eq!(Answer::Socks5.success(None), [5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(Answer::Socks4.success(None), [0, 90, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            Answer::HttpConnect.success(None),
+            b"HTTP/1.1 200 Connection established\r\n\r\n"
+        );
+        assert!(Answer::HttpForward.success(None).is_empty());
+        assert!(Answer::Transparent.success(None).is_empty());
+    }
+
+    #[test]
+    fn socks_success_carries_the_servers_bind_address() {
+        let bind = Endpoint::new(Ipv4Addr::new(192, 0, 2, 2), 49152);
+        let reply = OperationReply::new(sixpath_protocol::socks6::ReplyCode::SUCCESS, bind);
+        assert_eq!(
+            Answer::Socks5.success(Some(&reply)),
+            [5, 0, 0, 1, 192, 0, 2, 2, 0xc0, 0x00]
+        );
+        assert_eq!(
+            Answer::Socks4.success(Some(&reply)),
+            [0, 90, 0xc0, 0x00, 192, 0, 2, 2]
+        );
+        // SOCKS6 vector V21: the server's Operation Reply passed on.
+        assert_eq!(
+            Answer::Socks6.success(Some(&reply)),
+            [6, 0, 0, 0, 0xc0, 0x00, 0, 1, 192, 0, 2, 2]
+        );
+    }
+
+    #[test]
+    fn failures_answer_in_each_protocol() {
+        let refused = Failure::new(Kind::Refused, "x");
+        assert_eq!(
+            Answer::Socks5.failure(&refused),
+            Some(vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(
+            Answer::Socks4.failure(&refused),
+            Some(vec![0, 91, 0, 0, 0, 0, 0, 0])
+        );
+        assert_eq!(
+            Answer::Socks6.failure(&refused),
+            Some(vec![6, 5, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+        );
+        let http = Answer::HttpConnect
+            .failure(&Failure::new(Kind::TimedOut, "x"))
+            .expect("answer");
+        assert!(http.starts_with(b"HTTP/1.1 504 Gateway Timeout\r\n"));
+        assert_eq!(Answer::Transparent.failure(&refused), None, "reset instead");
+    }
+
+    #[test]
+    fn only_socks5_socks4_and_http_connect_reply_early() {
+        for a in [Answer::Socks5, Answer::Socks4, Answer::HttpConnect] {
+            assert!(a.can_reply_early(), "{a:?}");
+        }
+        for a in [Answer::HttpForward, Answer::Socks6, Answer::Transparent] {
+            assert!(!a.can_reply_early(), "{a:?}");
+        }
+        assert!(Answer::Transparent.waits_for_data(false));
+        assert!(!Answer::Socks5.waits_for_data(false));
+    }
+}

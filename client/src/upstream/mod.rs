@@ -191,10 +191,21 @@ impl Upstream {
         initial: &[u8],
         deadline: Instant,
     ) -> Result<Opened, Failure> {
-        let result = match self.settings.upstream {
-            UpstreamProtocol::Socks6 => socks6::open(self, target, initial, deadline).await,
-            UpstreamProtocol::Convert => convert::open(self, target, initial, deadline).await,
+        let attempt = async {
+            match self.settings.upstream {
+                UpstreamProtocol::Socks6 => socks6::open(self, target, initial, deadline).await,
+                UpstreamProtocol::Convert => convert::open(self, target, initial, deadline).await,
+            }
         };
+        // Name resolution included: nothing may outlast the deadline.
+        let result = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::server_timeout(
+                    &self.settings.server.to_string(),
+                    "answer",
+                ))
+            });
         // A failure the server reported means it is up; the target is not.
         if result.as_ref().is_err_and(|f| f.server_fault) {
             self.health.down();

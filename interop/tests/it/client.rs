@@ -776,3 +776,143 @@ async fn server_speaks_first_protocol_works_after_early_reply() {
         assert_eq!(&answer, b"250 HELO x\r\n", "{round}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_that_never_answers_gets_socks5_host_unreachable_and_http_504() {
+    // A "server" that accepts and then says nothing: the client gives up
+    // at the handshake deadline and maps it to a timeout.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = start_client(silent, |s| {
+        s.handshake_timeout = Duration::from_secs(1);
+    });
+    let started = Instant::now();
+    let (_s, reply) = socks5_connect(proxy, localhost(80)).await;
+    assert_eq!(reply.code, socks5::ReplyCode::HOST_UNREACHABLE);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut h = TcpStream::connect(proxy).await.unwrap();
+    h.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_until_closed(&mut h).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 504 "),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+}
+
+#[test]
+fn server_behind_a_syn_blackhole_gets_socks5_host_unreachable_after_the_connect_timeout() {
+    // SYNs to the server are dropped: the TCP handshake never completes,
+    // and the connect timeout (1 s here), not the 15 s handshake timeout,
+    // ends the wait.
+    if !have("nft") {
+        println!(
+            "SKIP server_behind_a_syn_blackhole_gets_socks5_host_unreachable_after_the_connect_timeout: nft not installed"
+        );
+        return;
+    }
+    let ran = in_netns(|| async {
+        let server = start_server(|_| {});
+        nft("add table ip sixpath_test").unwrap();
+        nft("add chain ip sixpath_test in { type filter hook input priority 0 ; }").unwrap();
+        nft(&format!(
+            "add rule ip sixpath_test in tcp dport {} drop",
+            server.port()
+        ))
+        .unwrap();
+        let proxy = start_client(server, |s| {
+            s.connect_timeout = Duration::from_secs(1);
+        });
+        let started = Instant::now();
+        let (_s, reply) = socks5_connect(proxy, localhost(80)).await;
+        assert_eq!(reply.code, socks5::ReplyCode::HOST_UNREACHABLE);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "ended by the connect timeout, took {took:?}"
+        );
+    });
+    if ran.is_none() {
+        println!(
+            "SKIP server_behind_a_syn_blackhole_gets_socks5_host_unreachable_after_the_connect_timeout: needs root"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_credentials_are_accepted_by_the_server_and_wrong_ones_refused() {
+    if !have("curl") {
+        println!(
+            "SKIP upstream_credentials_are_accepted_by_the_server_and_wrong_ones_refused: curl not installed"
+        );
+        return;
+    }
+    let expected = body(64 * 1024);
+    let origin = http_origin(expected.clone()).await;
+    let dir = std::env::temp_dir().join(format!("sixpath-client-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let users = dir.join("users.json");
+    std::fs::write(
+        &users,
+        r#"{"users": [{"username": "alice", "password": "wonderland"}]}"#,
+    )
+    .unwrap();
+    let server = start_server(|s| s.users = Some(users.clone()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let creds = |pw: &str| Credentials {
+        username: "alice".into(),
+        password: Password(pw.as_bytes().to_vec()),
+    };
+    let good = start_client(server, |s| {
+        s.upstream_credentials = Some(creds("wonderland"));
+    });
+    let out = curl(vec![
+        "--socks5-hostname".into(),
+        good.to_string(),
+        format!("http://localhost:{}/", origin.port()),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == expected, "body differs");
+
+    let bad = start_client(server, |s| {
+        s.upstream_credentials = Some(creds("wrong"));
+        s.early_reply = false;
+    });
+    let (_s, reply) = socks5_connect(bad, Endpoint::from(origin)).await;
+    assert_eq!(reply.code, socks5::ReplyCode::GENERAL_SOCKS_SERVER_FAILURE);
+    let none = start_client(server, |s| s.early_reply = false);
+    let (_s, reply) = socks5_connect(none, Endpoint::from(origin)).await;
+    assert_eq!(reply.code, socks5::ReplyCode::GENERAL_SOCKS_SERVER_FAILURE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_only_front_end_answers_other_protocols_with_400() {
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |s| {
+        s.listen = vec![(
+            "127.0.0.1:0".parse().unwrap(),
+            sixpath_client::config::FrontEnd::Http,
+        )];
+    });
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&[5, 1, 0]).await.unwrap();
+    let resp = read_until_closed(&mut s).await;
+    assert!(
+        resp.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+}
