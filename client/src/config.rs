@@ -63,7 +63,7 @@ pub struct Options {
     /// Transparent front-end as ADDR:PORT for connections diverted by
     /// nftables REDIRECT (original destination from `SO_ORIGINAL_DST`) or
     /// TPROXY (the listener gets `IP_TRANSPARENT` when permitted).
-    /// Repeatable. See the README for the nft rules.
+    /// Repeatable. `docs/client.md` has the nft rules.
     #[arg(long, value_name = "ADDR:PORT")]
     #[serde(default)]
     pub transparent: Vec<String>,
@@ -116,17 +116,17 @@ pub struct Options {
     #[serde(default)]
     pub no_early_reply: bool,
 
-    /// Seconds to wait for the TCP connection to the server.
+    /// Seconds to wait for the TCP connection to the server. Default 10.
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
 
     /// Seconds an application has for its handshake, and the server has to
-    /// answer a request.
+    /// answer a request. Default 15.
     #[arg(long, value_name = "SECS")]
     pub handshake_timeout: Option<u64>,
 
     /// Seconds a relayed connection may stay idle in both directions before
-    /// it is closed.
+    /// it is closed. Default 300.
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 
