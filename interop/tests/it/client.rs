@@ -586,8 +586,8 @@ struct Seen {
 
 /// A Multipath TCP origin with TCP Fast Open that records, per connection,
 /// the first bytes, whether they came in the SYN, and the transport.
-fn tfo_origin() -> (SocketAddr, mpsc::Receiver<Seen>) {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+fn tfo_origin(ip: &str) -> (SocketAddr, mpsc::Receiver<Seen>) {
+    let addr: SocketAddr = format!("{ip}:0").parse().unwrap();
     let (sock, _) = sys::stream_socket(&addr, true).unwrap();
     sock.set_reuse_address(true).unwrap();
     sock.set_nonblocking(true).unwrap();
@@ -626,7 +626,7 @@ fn initial_data_reaches_the_origin_in_the_syn_end_to_end() {
     // goes after the handshake). The warm-up connection, answered without
     // early reply, shows the same check failing when the data comes later.
     let ran = in_netns(|| async {
-        let (origin, mut seen) = tfo_origin();
+        let (origin, mut seen) = tfo_origin("127.0.0.1");
         let server = start_server(|_| {});
         let proxy = start_client(server, |s| {
             // The app below writes right after the reply; a long wait only
@@ -931,4 +931,88 @@ async fn http_only_front_end_answers_other_protocols_with_400() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
+}
+
+#[test]
+fn convert_upstream_relays_with_first_bytes_in_the_origins_syn() {
+    // Convert forbids loopback destinations, so the origin gets a
+    // benchmarking address (198.18.0.2) on the namespace's loopback device.
+    let ran = in_netns(|| async {
+        let ok = Command::new("ip")
+            .args(["addr", "add", "198.18.0.2/32", "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let (origin, mut seen) = tfo_origin("198.18.0.2");
+        let server = start_server(|s| {
+            s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+        });
+        let proxy = start_client(server, |s| s.upstream = UpstreamProtocol::Convert);
+        // An HTTP forward request: its rewritten head is the first data,
+        // right after the Convert message.
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("GET http://{origin}/c HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.write_all(req.as_bytes()).await.unwrap();
+        assert_eq!(read_until_closed(&mut h).await, b"world");
+        let z = seen.recv().await.unwrap();
+        let head = String::from_utf8(z.first).unwrap();
+        assert!(head.starts_with("GET /c HTTP/1.1\r\n"), "{head}");
+        assert!(
+            z.syn_data,
+            "the converter sent the first bytes in its SYN (Extended Connect asked for TFO)"
+        );
+        assert!(
+            matches!(z.transport, sys::Transport::Mptcp { .. }),
+            "Extended Connect asked for MPTCP: {:?}",
+            z.transport
+        );
+    });
+    if ran.is_none() {
+        println!("SKIP convert_upstream_relays_with_first_bytes_in_the_origins_syn: needs root");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socks6_application_must_give_local_credentials() {
+    let target = echo().await;
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |s| {
+        s.local_credentials = Some(Credentials {
+            username: "user".into(),
+            password: Password(b"pass".to_vec()),
+        });
+    });
+    let request = |creds: Option<(&str, &str)>| {
+        let mut req = Socks6Request::new(Socks6Command::CONNECT, Endpoint::from(target));
+        if let Some((u, p)) = creds {
+            let up = sixpath_protocol::socks6::UsernamePassword::new(u, p).unwrap();
+            req.options.push(up.to_option()).unwrap();
+        }
+        let mut bytes = Vec::new();
+        req.encode(&mut bytes);
+        bytes
+    };
+    // No credentials: failure, Method Selection 2, no continuation.
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&request(None)).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut s).await,
+        [6, 1, 0, 8, 0, 3, 0, 8, 2, 0, 0, 0]
+    );
+    // Wrong password: failure with the RFC 1929-style status 1 (V12 layout).
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&request(Some(("user", "nope")))).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut s).await,
+        [6, 1, 0, 8, 0, 4, 0, 8, 2, 1, 1, 0]
+    );
+    // Right password: success with status 0, then the Operation Reply.
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&request(Some(("user", "pass")))).await.unwrap();
+    let mut auth = [0u8; 12];
+    s.read_exact(&mut auth).await.unwrap();
+    assert_eq!(auth, [6, 0, 0, 8, 0, 4, 0, 8, 2, 1, 0, 0]);
+    let mut buf = Vec::new();
+    let op = read_msg(&mut s, &mut buf, OperationReply::decode).await;
+    assert_eq!(op.code, ReplyCode::SUCCESS);
 }
