@@ -163,6 +163,12 @@ async fn accept_loop(listener: TcpListener, kind: FrontEnd, addr: SocketAddr, sh
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let max = shared.upstream.settings().max_connections;
+                if shared.active.fetch_add(1, Ordering::Relaxed) >= max {
+                    shared.active.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, max, "connection refused: connection limit reached");
+                    continue;
+                }
                 tokio::spawn(conn::serve(stream, peer, kind, addr, Arc::clone(&shared)));
             }
             Err(e) => {

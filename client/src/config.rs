@@ -130,6 +130,11 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 
+    /// Maximum concurrent application connections; more are closed at
+    /// once. Default 4096.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Connect to the server with plain TCP instead of Multipath TCP, and
     /// do not ask the server for Multipath TCP towards targets.
     #[arg(long)]
@@ -325,6 +330,8 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Idle timeout for relayed connections.
     pub idle_timeout: Duration,
+    /// Cap on concurrent application connections.
+    pub max_connections: usize,
     /// Multipath TCP to the server.
     pub mptcp: bool,
     /// TCP Fast Open to the server.
@@ -345,6 +352,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default connection cap.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 impl Settings {
     /// Settings for tests and embedding: server `server`, one mixed
@@ -365,6 +374,7 @@ impl Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             mptcp: true,
             tfo: true,
         }
@@ -412,6 +422,7 @@ impl Options {
             connect_timeout: self.connect_timeout.or(file.connect_timeout),
             handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
             no_mptcp: self.no_mptcp || file.no_mptcp,
             no_tfo: self.no_tfo || file.no_tfo,
             config: self.config,
@@ -518,6 +529,11 @@ impl Options {
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
             idle_timeout: secs("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            max_connections: match self.max_connections {
+                None => DEFAULT_MAX_CONNECTIONS,
+                Some(0) => return Err(ConfigError::new("max-connections", "must be at least 1")),
+                Some(n) => n,
+            },
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,
         };

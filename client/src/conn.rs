@@ -70,7 +70,8 @@ impl Drop for ActiveGuard<'_> {
     }
 }
 
-/// Serves one accepted application connection to the end.
+/// Serves one accepted application connection to the end. The caller has
+/// already added it to `shared.active`.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -78,7 +79,7 @@ pub async fn serve(
     listener: SocketAddr,
     shared: Arc<Shared>,
 ) {
-    shared.active.fetch_add(1, Ordering::Relaxed);
+    // Counted by the accept loop; uncounted when this ends.
     let _guard = ActiveGuard(&shared.active);
     let started = Instant::now();
     let mut out = Outcome::default();

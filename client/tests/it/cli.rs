@@ -49,6 +49,7 @@ fn help_documents_every_flag() {
         "--connect-timeout",
         "--handshake-timeout",
         "--idle-timeout",
+        "--max-connections",
         "--no-mptcp",
         "--no-tfo",
         "--config",
@@ -103,7 +104,7 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
                 "local-user": "bob", "local-password-file": {pw:?},
                 "allow-anonymous": false, "upstream": "socks6", "early-data-wait": 10,
                 "no-early-reply": false, "connect-timeout": 5, "handshake-timeout": 10,
-                "idle-timeout": 60, "no-mptcp": false, "no-tfo": false, "log": "debug"}}"#
+                "idle-timeout": 60, "max-connections": 100, "no-mptcp": false, "no-tfo": false, "log": "debug"}}"#
         ),
     )
     .unwrap();

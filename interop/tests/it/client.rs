@@ -1016,3 +1016,43 @@ async fn socks6_application_must_give_local_credentials() {
     let op = read_msg(&mut s, &mut buf, OperationReply::decode).await;
     assert_eq!(op.code, ReplyCode::SUCCESS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |s| s.max_connections = 1);
+    // The first connection holds the only slot (its handshake is pending);
+    // connections are accepted in order, so the second is over the cap.
+    let first = TcpStream::connect(proxy).await.unwrap();
+    let mut second = TcpStream::connect(proxy).await.unwrap();
+    let _ = second.write_all(&[5, 1, 0]).await;
+    assert!(read_until_closed(&mut second).await.is_empty());
+    // The slot is free again once the first connection is gone.
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        if read_until_closed_or(&mut s, 2).await == [5, 0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads up to `n` bytes, stopping early at EOF or reset.
+async fn read_until_closed_or(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while got.len() < n {
+        match tokio::time::timeout(PATIENCE, s.read(&mut b))
+            .await
+            .expect("answer in time")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got.extend_from_slice(&b[..k]),
+        }
+    }
+    got
+}
