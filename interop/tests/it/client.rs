@@ -683,23 +683,47 @@ fn nft(args: &str) -> Result<(), String> {
 
 #[test]
 fn transparent_redirect_reaches_the_original_destination() {
+    transparent_redirect(
+        "ip",
+        "198.18.0.1",
+        "198.18.0.2",
+        "198.18.0.0/15",
+        "127.0.0.1:0",
+    );
+}
+
+#[test]
+fn transparent_redirect_reaches_the_original_ipv6_destination() {
+    transparent_redirect("ip6", "fd00::1", "fd00::2", "fd00::/8", "[::1]:0");
+}
+
+/// Inside a namespace: the app (`app_ip`) dials the origin
+/// (`origin_ip`:port); an nftables REDIRECT in `family` sends it to the
+/// client's transparent front-end (on `front`), which must find the
+/// origin with `SO_ORIGINAL_DST` (`IP6T_SO_ORIGINAL_DST`) and reach it
+/// through the server.
+fn transparent_redirect(
+    family: &'static str,
+    app_ip: &'static str,
+    origin_ip: &'static str,
+    egress: &'static str,
+    front: &'static str,
+) {
+    let name = format!("transparent_redirect ({family})");
     if !have("nft") {
-        println!("SKIP transparent_redirect_reaches_the_original_destination: nft not installed");
+        println!("SKIP {name}: nft not installed");
         return;
     }
-    // Inside the namespace: the app (198.18.0.1) dials the origin
-    // (198.18.0.2:port); an nftables REDIRECT sends it to the client's
-    // transparent front-end, which must find 198.18.0.2:port with
-    // SO_ORIGINAL_DST and reach it through the server.
-    let ran = in_netns(|| async {
-        for a in ["198.18.0.1/32", "198.18.0.2/32"] {
+    let ran = in_netns(move || async move {
+        for a in [app_ip, origin_ip] {
             let ok = Command::new("ip")
                 .args(["addr", "add", a, "dev", "lo"])
                 .status()
                 .unwrap();
             assert!(ok.success(), "ip addr add {a}");
         }
-        let l = TcpListener::bind("198.18.0.2:0").await.unwrap();
+        let bind = SocketAddr::new(origin_ip.parse().unwrap(), 0);
+        let l = TcpListener::bind(bind).await.unwrap();
         let origin = l.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         tokio::spawn(async move {
@@ -711,25 +735,34 @@ fn transparent_redirect_reaches_the_original_destination() {
             tx.send((b[..n].to_vec(), peer)).await.unwrap();
         });
         let server = start_server(|s| {
-            s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+            s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, egress).unwrap()];
         });
         let front = start_client(server, |s| {
             s.listen = vec![(
-                "127.0.0.1:0".parse().unwrap(),
+                front.parse().unwrap(),
                 sixpath_client::config::FrontEnd::Transparent,
             )];
         });
-        nft("add table ip sixpath_test").unwrap();
-        nft("add chain ip sixpath_test out { type nat hook output priority -100 ; }").unwrap();
+        let addr_kw = if family == "ip6" { "ip6" } else { "ip" };
+        nft(&format!("add table {family} sixpath_test")).unwrap();
         nft(&format!(
-            "add rule ip sixpath_test out ip saddr 198.18.0.1 ip daddr 198.18.0.2 tcp dport {} redirect to :{}",
+            "add chain {family} sixpath_test out {{ type nat hook output priority -100 ; }}"
+        ))
+        .unwrap();
+        nft(&format!(
+            "add rule {family} sixpath_test out {addr_kw} saddr {app_ip} {addr_kw} daddr {origin_ip} tcp dport {} redirect to :{}",
             origin.port(),
             front.port()
         ))
         .unwrap();
 
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind("198.18.0.1:0".parse().unwrap()).unwrap();
+        let sock = if origin.is_ipv6() {
+            tokio::net::TcpSocket::new_v6().unwrap()
+        } else {
+            tokio::net::TcpSocket::new_v4().unwrap()
+        };
+        sock.bind(SocketAddr::new(app_ip.parse().unwrap(), 0))
+            .unwrap();
         let mut app = sock.connect(origin).await.unwrap();
         app.write_all(b"hello origin").await.unwrap();
         assert_eq!(read_until_closed(&mut app).await, b"from the origin");
@@ -737,12 +770,12 @@ fn transparent_redirect_reaches_the_original_destination() {
         assert_eq!(first, b"hello origin");
         assert_ne!(
             peer.ip(),
-            "198.18.0.1".parse::<std::net::IpAddr>().unwrap(),
+            app_ip.parse::<std::net::IpAddr>().unwrap(),
             "the origin was reached through the server, not directly"
         );
     });
     if ran.is_none() {
-        println!("SKIP transparent_redirect_reaches_the_original_destination: needs root");
+        println!("SKIP {name}: needs root");
     }
 }
 
