@@ -1,16 +1,36 @@
-//! sixpath-client: the handset-side local proxy. Accepts SOCKS5/4a, HTTP proxy
-//! and SOCKS6 from applications and carries each connection over one
-//! Multipath TCP connection to sixpath-server.
+//! sixpath-client: the handset-side local proxy. Accepts SOCKS5/4a, HTTP
+//! proxy, SOCKS6 and transparently diverted connections from applications
+//! and carries each one over its own Multipath TCP connection to
+//! sixpath-server, speaking SOCKS6 (0-RTT: request, credentials and the
+//! application's first bytes in the SYN) or RFC 8803 Convert.
 //!
 //! # Layout
 //!
-//! Front-ends, the upstream dialer and the path manager land here as the
-//! client is built; wire formats live in `sixpath-protocol`.
-//!
+//! - [`client`]: front-end listeners and the accept loop.
+//! - [`conn`]: one application connection: handshake, early reply, the
+//!   server connection, relay, log line.
+//! - [`frontend`]: SOCKS5, SOCKS4/4a, HTTP, SOCKS6 and transparent
+//!   front-ends.
+//! - [`upstream`]: the MPTCP + TFO connection to the server, SOCKS6 and
+//!   Convert.
+//! - [`failure`]: failure classes and their reply in every protocol.
+//! - [`framed`]: the buffered handshake reader.
+//! - [`config`]: command line and JSON configuration, validated into
+//!   [`config::Settings`].
 //! - [`paths`]: the path manager (MPTCP endpoints per interface over
 //!   generic netlink, address-change following, `ip mptcp` advice).
 //! - [`doctor`]: `sixpath-client doctor`, checks of the host and the path
 //!   to the server, each problem with the command that fixes it.
+//!
+//! Wire formats live in `sixpath-protocol`; socket helpers and the relay in
+//! `sixpath-net`.
 
+pub mod client;
+pub mod config;
+pub mod conn;
 pub mod doctor;
+pub mod failure;
+pub mod framed;
+pub mod frontend;
 pub mod paths;
+pub mod upstream;

@@ -387,6 +387,42 @@ pub fn no_fragmentation(sock: &impl AsRawFd, ipv6: bool) -> io::Result<bool> {
     })
 }
 
+/// Like [`enable_connect_fastopen`], but data rides in the SYN only once
+/// the server has handed out a TFO cookie (RFC 7413): the first connection
+/// asks for one, and a server without TFO never gets data in a SYN. Use it
+/// for Multipath TCP: when a server acknowledges only the SYN of a SYN with
+/// data, Linux (6.18 measured) falls back to TCP, and such fallen-back
+/// connections can miss the peer's FIN.
+pub fn enable_connect_fastopen_with_cookie(sock: &impl AsRawFd) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+}
+
+/// The destination an application originally dialled, for a connection
+/// that an `nft`/`iptables` `REDIRECT` rule sent to a local listener
+/// (`SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`, read from conntrack).
+/// Fails with `ENOENT` when the connection was not redirected.
+pub fn original_dst(sock: &impl std::os::fd::AsFd, ipv6: bool) -> io::Result<SocketAddr> {
+    let sock = socket2::SockRef::from(sock);
+    let addr = if ipv6 {
+        sock.original_dst_v6()?
+    } else {
+        sock.original_dst_v4()?
+    };
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))
+}
+
+/// Sets `IP_TRANSPARENT` (`IPV6_TRANSPARENT`) on a listener so that it
+/// accepts connections a `TPROXY` rule diverts to it; the accepted socket's
+/// local address is then the original destination. Needs `CAP_NET_ADMIN`.
+pub fn set_transparent(sock: &Socket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        sock.set_ip_transparent_v6(true)
+    } else {
+        sock.set_ip_transparent_v4(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

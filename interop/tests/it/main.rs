@@ -8,6 +8,7 @@
     missing_docs
 )]
 
+mod client;
 mod curl;
 mod openssl;
 mod socksify;

@@ -1,0 +1,754 @@
+//! Command line and JSON configuration.
+//!
+//! As in the server, one struct, [`Options`], is both the clap argument set
+//! and the serde shape of the JSON config file, so every flag can be set in
+//! the file under the same (kebab-case) name. The file is read first and
+//! flags override it. [`Options::resolve`] validates everything into
+//! [`Settings`]; every error names the field, and the binary exits with 2.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// A configuration problem, naming the field. The binary exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The flag or config-file field at fault (`server`, `listen`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every client setting, as flags and as JSON config fields.
+// Each bool is an independent on/off flag of the command line.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Options {
+    /// The sixpath server (or RFC 8803 converter) as HOST:PORT, e.g.
+    /// `proxy.example.net:1080` or `[2001:db8::1]:1080`. Names are resolved
+    /// again every 30 s, so a changed address is picked up.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// Mixed front-end for applications as ADDR:PORT: SOCKS5, SOCKS4/4a,
+    /// HTTP proxy and SOCKS6 on one port, told apart by the first byte.
+    /// Repeatable. Default 127.0.0.1:1080 when no front-end is given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    #[serde(default)]
+    pub listen: Vec<String>,
+
+    /// HTTP-proxy-only front-end as ADDR:PORT (CONNECT tunnels and
+    /// absolute-form `http://` requests). Repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    #[serde(default)]
+    pub http_listen: Vec<String>,
+
+    /// Transparent front-end as ADDR:PORT for connections diverted by
+    /// nftables REDIRECT (original destination from `SO_ORIGINAL_DST`) or
+    /// TPROXY (the listener gets `IP_TRANSPARENT` when permitted).
+    /// Repeatable. `docs/client.md` has the nft rules.
+    #[arg(long, value_name = "ADDR:PORT")]
+    #[serde(default)]
+    pub transparent: Vec<String>,
+
+    /// Username for the server (SOCKS6 username/password, sent 0-RTT in
+    /// the request). Needs --password-file.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// File whose first line is the password for --user.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Username applications must give this client (SOCKS5 RFC 1929,
+    /// SOCKS6 username/password, HTTP `Proxy-Authorization: Basic`).
+    /// Needs --local-password-file. Required when a front-end listens on a
+    /// non-loopback address.
+    #[arg(long, value_name = "NAME")]
+    pub local_user: Option<String>,
+
+    /// File whose first line is the password for --local-user.
+    #[arg(long, value_name = "FILE")]
+    pub local_password_file: Option<PathBuf>,
+
+    /// Serve applications without authentication on non-loopback
+    /// front-ends. Without this the client refuses to start as an open
+    /// proxy.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_anonymous: bool,
+
+    /// Protocol spoken to the server: `socks6` (default) or `convert`
+    /// (RFC 8803; names are resolved on this host, no credentials).
+    #[arg(long, value_name = "socks6|convert")]
+    pub upstream: Option<String>,
+
+    /// Milliseconds to wait, after answering an application at once, for
+    /// its first bytes so they ride in the request (and the SYN) to the
+    /// server. Protocols where the server speaks first (SMTP) get the
+    /// request with no data after this wait. 0 to 1000; default 20.
+    #[arg(long, value_name = "MS")]
+    pub early_data_wait: Option<u64>,
+
+    /// Answer applications only after the server has answered, with the
+    /// server's result mapped onto the application's protocol (SOCKS5
+    /// reply code, SOCKS4 0x5B, HTTP 502/503/504/403). Costs one round
+    /// trip to the server per connection, and the application's first
+    /// bytes no longer ride in the SYN.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_early_reply: bool,
+
+    /// Seconds to wait for the TCP connection to the server. Default 10.
+    #[arg(long, value_name = "SECS")]
+    pub connect_timeout: Option<u64>,
+
+    /// Seconds an application has for its handshake, and the server has to
+    /// answer a request. Default 15.
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Seconds a relayed connection may stay idle in both directions before
+    /// it is closed. Default 300.
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Maximum concurrent application connections; more are closed at
+    /// once. Default 4096.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Connect to the server with plain TCP instead of Multipath TCP, and
+    /// do not ask the server for Multipath TCP towards targets.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_mptcp: bool,
+
+    /// Do not use TCP Fast Open: no data in the SYN to the server, and the
+    /// server is not asked for it towards targets.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_tfo: bool,
+
+    /// JSON file with the same settings as these flags (kebab-case names);
+    /// flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive
+    /// such as `sixpath_client=debug`). Overridden by `RUST_LOG`.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The protocol spoken to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// SOCKS6 (draft -11) with 0-RTT initial data.
+    Socks6,
+    /// RFC 8803 Convert.
+    Convert,
+}
+
+impl UpstreamProtocol {
+    /// The name used in logs and `--upstream`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Socks6 => "socks6",
+            Self::Convert => "convert",
+        }
+    }
+}
+
+impl FromStr for UpstreamProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "socks6" => Ok(Self::Socks6),
+            "convert" => Ok(Self::Convert),
+            _ => Err(format!(
+                "unknown upstream {s:?} (expected socks6 or convert)"
+            )),
+        }
+    }
+}
+
+/// The server as configured: a name or an address, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// Host name or IP literal (without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl ServerAddr {
+    /// The address, if the host is an IP literal.
+    pub fn literal(&self) -> Option<SocketAddr> {
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return Ok(Self {
+                host: sa.ip().to_string(),
+                port: sa.port(),
+            });
+        }
+        let bad = || format!("{s:?} is not HOST:PORT (IPv6 in brackets, e.g. [2001:db8::1]:1080)");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !valid || port == 0 {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// A password read from a file; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub Vec<u8>);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A username and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: Password,
+}
+
+impl Credentials {
+    /// True if `username` and `password` match, compared in constant time
+    /// for equal lengths.
+    pub fn matches(&self, username: &[u8], password: &[u8]) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        };
+        // Both comparisons always run.
+        let user_ok = eq(self.username.as_bytes(), username);
+        let pass_ok = eq(&self.password.0, password);
+        user_ok & pass_ok
+    }
+}
+
+/// What a front-end listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontEnd {
+    /// SOCKS5, SOCKS4/4a, HTTP proxy and SOCKS6, by first byte.
+    Mixed,
+    /// HTTP proxy only.
+    Http,
+    /// Redirected or TPROXY-diverted connections.
+    Transparent,
+}
+
+impl FrontEnd {
+    /// The name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mixed => "mixed",
+            Self::Http => "http",
+            Self::Transparent => "transparent",
+        }
+    }
+}
+
+/// The validated configuration the client runs with.
+// Independent switches, one per flag.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The server.
+    pub server: ServerAddr,
+    /// Front-end listeners.
+    pub listen: Vec<(SocketAddr, FrontEnd)>,
+    /// Credentials for the server.
+    pub upstream_credentials: Option<Credentials>,
+    /// Credentials applications must give.
+    pub local_credentials: Option<Credentials>,
+    /// Serve anonymous applications on non-loopback front-ends.
+    pub allow_anonymous: bool,
+    /// SOCKS6 or Convert.
+    pub upstream: UpstreamProtocol,
+    /// How long to wait for an application's first bytes after an early
+    /// reply.
+    pub early_data_wait: Duration,
+    /// Answer applications before the server has answered.
+    pub early_reply: bool,
+    /// Deadline for the TCP connection to the server.
+    pub connect_timeout: Duration,
+    /// Deadline for handshakes (application's, and the server's answer).
+    pub handshake_timeout: Duration,
+    /// Idle timeout for relayed connections.
+    pub idle_timeout: Duration,
+    /// Cap on concurrent application connections.
+    pub max_connections: usize,
+    /// Multipath TCP to the server.
+    pub mptcp: bool,
+    /// TCP Fast Open to the server.
+    pub tfo: bool,
+}
+
+/// Default mixed front-end.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1080";
+/// Default wait for an application's first bytes after an early reply:
+/// long enough for a local application to write the request it has ready
+/// (microseconds on an idle host, a few milliseconds on a loaded phone),
+/// well under a cellular round trip (30–80 ms), so a server-speaks-first
+/// protocol loses less to the wait than early reply saves.
+pub const DEFAULT_EARLY_DATA_WAIT: Duration = Duration::from_millis(20);
+/// Default server connect deadline.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default handshake deadline.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default idle timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default connection cap.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+impl Settings {
+    /// Settings for tests and embedding: server `server`, one mixed
+    /// front-end on `listen`, everything else at its default.
+    pub fn new(server: SocketAddr, listen: SocketAddr) -> Self {
+        Self {
+            server: ServerAddr {
+                host: server.ip().to_string(),
+                port: server.port(),
+            },
+            listen: vec![(listen, FrontEnd::Mixed)],
+            upstream_credentials: None,
+            local_credentials: None,
+            allow_anonymous: false,
+            upstream: UpstreamProtocol::Socks6,
+            early_data_wait: DEFAULT_EARLY_DATA_WAIT,
+            early_reply: true,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            mptcp: true,
+            tfo: true,
+        }
+    }
+}
+
+impl Options {
+    /// Reads `path` as a JSON config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            ConfigError::new(
+                "config",
+                format!(
+                    "{}: {e} (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })
+    }
+
+    /// Fills every setting not given on the command line from `file`.
+    #[must_use]
+    pub fn or(self, file: Self) -> Self {
+        fn vec_or(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+            if a.is_empty() { b } else { a }
+        }
+        Self {
+            server: self.server.or(file.server),
+            listen: vec_or(self.listen, file.listen),
+            http_listen: vec_or(self.http_listen, file.http_listen),
+            transparent: vec_or(self.transparent, file.transparent),
+            user: self.user.or(file.user),
+            password_file: self.password_file.or(file.password_file),
+            local_user: self.local_user.or(file.local_user),
+            local_password_file: self.local_password_file.or(file.local_password_file),
+            allow_anonymous: self.allow_anonymous || file.allow_anonymous,
+            upstream: self.upstream.or(file.upstream),
+            early_data_wait: self.early_data_wait.or(file.early_data_wait),
+            no_early_reply: self.no_early_reply || file.no_early_reply,
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
+            no_mptcp: self.no_mptcp || file.no_mptcp,
+            no_tfo: self.no_tfo || file.no_tfo,
+            config: self.config,
+            log: self.log.or(file.log),
+        }
+    }
+
+    /// Validates the options into [`Settings`].
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let server = self
+            .server
+            .as_deref()
+            .ok_or_else(|| ConfigError::new("server", "missing: give --server HOST:PORT"))?
+            .parse::<ServerAddr>()
+            .map_err(|e| ConfigError::new("server", e))?;
+
+        let mut listen = Vec::new();
+        for (field, kind, list) in [
+            ("listen", FrontEnd::Mixed, &self.listen),
+            ("http-listen", FrontEnd::Http, &self.http_listen),
+            ("transparent", FrontEnd::Transparent, &self.transparent),
+        ] {
+            for s in list {
+                let addr = s.parse::<SocketAddr>().map_err(|_| {
+                    ConfigError::new(
+                        field,
+                        format!("{s:?} is not ADDR:PORT (IPv6 in brackets, e.g. [::1]:1080)"),
+                    )
+                })?;
+                if listen.iter().any(|(a, _)| *a == addr) {
+                    return Err(ConfigError::new(field, format!("{addr} given twice")));
+                }
+                listen.push((addr, kind));
+            }
+        }
+        if listen.is_empty() {
+            let addr = DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::new("listen", "bad default"))?;
+            listen.push((addr, FrontEnd::Mixed));
+        }
+
+        let upstream_credentials =
+            credentials("user", "password-file", self.user, self.password_file)?;
+        let local_credentials = credentials(
+            "local-user",
+            "local-password-file",
+            self.local_user,
+            self.local_password_file,
+        )?;
+
+        let upstream = match &self.upstream {
+            None => UpstreamProtocol::Socks6,
+            Some(s) => s
+                .parse::<UpstreamProtocol>()
+                .map_err(|e| ConfigError::new("upstream", e))?,
+        };
+        if upstream == UpstreamProtocol::Convert && upstream_credentials.is_some() {
+            return Err(ConfigError::new(
+                "user",
+                "Convert (RFC 8803) carries no credentials: --user needs --upstream socks6",
+            ));
+        }
+
+        let early_data_wait = match self.early_data_wait {
+            None => DEFAULT_EARLY_DATA_WAIT,
+            Some(ms) if ms > 1000 => {
+                return Err(ConfigError::new(
+                    "early-data-wait",
+                    "must be at most 1000 ms",
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+        let secs =
+            |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                    None => Ok(default),
+                    Some(0) => Err(ConfigError::new(field, "must be at least 1 second")),
+                    Some(s) if s > 86_400 * 7 => {
+                        Err(ConfigError::new(field, "must be at most 604800 seconds"))
+                    }
+                    Some(s) => Ok(Duration::from_secs(s)),
+                }
+            };
+
+        let settings = Settings {
+            server,
+            listen,
+            upstream_credentials,
+            local_credentials,
+            allow_anonymous: self.allow_anonymous,
+            upstream,
+            early_data_wait,
+            early_reply: !self.no_early_reply,
+            connect_timeout: secs(
+                "connect-timeout",
+                self.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            handshake_timeout: secs(
+                "handshake-timeout",
+                self.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            idle_timeout: secs("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            max_connections: match self.max_connections {
+                None => DEFAULT_MAX_CONNECTIONS,
+                Some(0) => return Err(ConfigError::new("max-connections", "must be at least 1")),
+                Some(n) => n,
+            },
+            mptcp: !self.no_mptcp,
+            tfo: !self.no_tfo,
+        };
+        settings.check_open_proxy()?;
+        Ok(settings)
+    }
+}
+
+impl Settings {
+    /// Refuses an open proxy: a non-loopback SOCKS or HTTP front-end
+    /// without local authentication, unless `--allow-anonymous`.
+    /// Transparent front-ends only carry connections the firewall diverts
+    /// to them (a direct connection has no other destination), so they
+    /// are exempt.
+    fn check_open_proxy(&self) -> Result<(), ConfigError> {
+        if self.local_credentials.is_some() || self.allow_anonymous {
+            return Ok(());
+        }
+        let open = self
+            .listen
+            .iter()
+            .find(|(a, k)| *k != FrontEnd::Transparent && !a.ip().is_loopback());
+        if let Some((addr, kind)) = open {
+            let field = if *kind == FrontEnd::Http {
+                "http-listen"
+            } else {
+                "listen"
+            };
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "{addr} is not a loopback address and no --local-user is configured: \
+                     this would be an open proxy. Configure --local-user and \
+                     --local-password-file, or pass --allow-anonymous if that is really intended"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a username/password pair; both or neither must be given.
+fn credentials(
+    user_field: &str,
+    file_field: &str,
+    user: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<Credentials>, ConfigError> {
+    match (user, file) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::new(
+            file_field,
+            format!("missing: --{user_field} needs --{file_field}"),
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            user_field,
+            format!("missing: --{file_field} needs --{user_field}"),
+        )),
+        (Some(username), Some(path)) => {
+            if username.is_empty() || username.len() > 255 {
+                return Err(ConfigError::new(user_field, "must be 1 to 255 bytes"));
+            }
+            let password = read_password(&path).map_err(|e| ConfigError::new(file_field, e))?;
+            Ok(Some(Credentials {
+                username,
+                password: Password(password),
+            }))
+        }
+    }
+}
+
+/// The first line of `path`, without its line ending; 1 to 255 bytes.
+fn read_password(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() || line.len() > 255 {
+        return Err(format!(
+            "{}: the first line must hold a password of 1 to 255 bytes",
+            path.display()
+        ));
+    }
+    Ok(line.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(server: &str) -> Options {
+        Options {
+            server: Some(server.into()),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn defaults_to_a_mixed_front_end_on_loopback_1080() {
+        let s = opts("198.18.0.1:1080").resolve().expect("valid");
+        assert_eq!(
+            s.listen,
+            vec![("127.0.0.1:1080".parse().expect("addr"), FrontEnd::Mixed)]
+        );
+        assert_eq!(s.upstream, UpstreamProtocol::Socks6);
+        assert_eq!(s.early_data_wait, Duration::from_millis(20));
+        assert!(s.early_reply && s.mptcp && s.tfo);
+    }
+
+    #[test]
+    fn requires_a_server_naming_the_field() {
+        let e = Options::default().resolve().expect_err("no server");
+        assert_eq!(e.field, "server");
+        assert_eq!(
+            opts("no-port").resolve().expect_err("no port").field,
+            "server"
+        );
+        assert_eq!(opts("a b:1").resolve().expect_err("space").field, "server");
+    }
+
+    #[test]
+    fn parses_server_names_and_literals() {
+        let s: ServerAddr = "proxy.example.net:1080".parse().expect("name");
+        assert_eq!((s.host.as_str(), s.port), ("proxy.example.net", 1080));
+        assert_eq!(s.literal(), None);
+        let v6: ServerAddr = "[2001:db8::1]:443".parse().expect("v6");
+        assert_eq!(
+            v6.literal(),
+            Some("[2001:db8::1]:443".parse().expect("addr"))
+        );
+        assert_eq!(v6.to_string(), "[2001:db8::1]:443");
+    }
+
+    #[test]
+    fn refuses_open_proxy_on_public_address() {
+        let mut o = opts("198.18.0.1:1080");
+        o.http_listen = vec!["0.0.0.0:8080".into()];
+        let e = o.clone().resolve().expect_err("open proxy");
+        assert_eq!(e.field, "http-listen");
+        assert!(e.message.contains("open proxy"), "{e}");
+        o.allow_anonymous = true;
+        assert!(o.resolve().is_ok());
+        let mut t = opts("198.18.0.1:1080");
+        t.transparent = vec!["0.0.0.0:1081".into()];
+        assert!(t.resolve().is_ok(), "transparent front-ends are exempt");
+    }
+
+    #[test]
+    fn credentials_need_both_halves() {
+        let mut o = opts("198.18.0.1:1080");
+        o.user = Some("alice".into());
+        assert_eq!(o.resolve().expect_err("no file").field, "password-file");
+        let mut o = opts("198.18.0.1:1080");
+        o.local_password_file = Some("/nonexistent".into());
+        assert_eq!(o.resolve().expect_err("no user").field, "local-user");
+    }
+
+    #[test]
+    fn reads_the_first_line_of_the_password_file() {
+        let dir = std::env::temp_dir().join(format!("sixpath-client-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("pw");
+        std::fs::write(&path, b"s3cret\r\nignored\n").expect("write");
+        let mut o = opts("198.18.0.1:1080");
+        o.user = Some("alice".into());
+        o.password_file = Some(path.clone());
+        let s = o.resolve().expect("valid");
+        let c = s.upstream_credentials.expect("creds");
+        assert!(c.matches(b"alice", b"s3cret"));
+        assert!(!c.matches(b"alice", b"s3cret\r"));
+        std::fs::write(&path, b"\n").expect("write");
+        let mut o = opts("198.18.0.1:1080");
+        o.user = Some("alice".into());
+        o.password_file = Some(path);
+        assert_eq!(o.resolve().expect_err("empty").field, "password-file");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn rejects_unknown_config_field_by_name() {
+        let e = serde_json::from_str::<Options>(r#"{"server": "a:1", "early-dat-wait": 5}"#)
+            .expect_err("typo");
+        assert!(e.to_string().contains("early-dat-wait"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: Options = serde_json::from_str(
+            r#"{"server": "198.18.0.1:1", "early-data-wait": 5, "upstream": "convert",
+                "listen": ["127.0.0.1:9"], "no-early-reply": true}"#,
+        )
+        .expect("valid");
+        let cli = Options {
+            early_data_wait: Some(7),
+            ..Options::default()
+        };
+        let s = cli.or(file).resolve().expect("valid");
+        assert_eq!(s.early_data_wait, Duration::from_millis(7));
+        assert_eq!(s.upstream, UpstreamProtocol::Convert);
+        assert_eq!(s.listen[0].0.port(), 9);
+        assert!(!s.early_reply);
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let mut o = opts("198.18.0.1:1");
+        o.early_data_wait = Some(5000);
+        assert_eq!(o.resolve().expect_err("wait").field, "early-data-wait");
+        let mut o = opts("198.18.0.1:1");
+        o.upstream = Some("socks7".into());
+        assert_eq!(o.resolve().expect_err("upstream").field, "upstream");
+        let mut o = opts("198.18.0.1:1");
+        o.handshake_timeout = Some(0);
+        assert_eq!(o.resolve().expect_err("zero").field, "handshake-timeout");
+        let mut o = opts("198.18.0.1:1");
+        o.listen = vec!["localhost:1080".into()];
+        assert_eq!(o.resolve().expect_err("name").field, "listen");
+    }
+}

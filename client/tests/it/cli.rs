@@ -1,0 +1,130 @@
+//! The binary's contract: `--help` documents every flag, bad configuration
+//! exits 2 naming the field, `--check-config` validates a config file.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn client(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sixpath-client"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("sixpath-client-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = client(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--server",
+        "--listen",
+        "--http-listen",
+        "--transparent",
+        "--user",
+        "--password-file",
+        "--local-user",
+        "--local-password-file",
+        "--allow-anonymous",
+        "--upstream",
+        "--early-data-wait",
+        "--no-early-reply",
+        "--connect-timeout",
+        "--handshake-timeout",
+        "--idle-timeout",
+        "--max-connections",
+        "--no-mptcp",
+        "--no-tfo",
+        "--config",
+        "--log",
+        "--check-config",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_field() {
+    for (args, field) in [
+        (&["--listen", "127.0.0.1:0"][..], "server:"),
+        (&["--server", "nowhere"][..], "server:"),
+        (
+            &["--server", "198.18.0.1:1", "--upstream", "socks7"][..],
+            "upstream:",
+        ),
+        (
+            &["--server", "198.18.0.1:1", "--listen", "0.0.0.0:1080"][..],
+            "listen:",
+        ),
+        (
+            &["--server", "198.18.0.1:1", "--early-data-wait", "9999"][..],
+            "early-data-wait:",
+        ),
+        (
+            &["--server", "198.18.0.1:1", "--user", "alice"][..],
+            "password-file:",
+        ),
+    ] {
+        let out = client(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn config_file_sets_every_flag_and_typos_exit_2() {
+    let dir = TempDir::new("cfg");
+    let pw = dir.0.join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let good = dir.0.join("good.json");
+    std::fs::write(
+        &good,
+        format!(
+            r#"{{"server": "proxy.example.net:1080", "listen": ["127.0.0.1:1080"],
+                "http-listen": ["127.0.0.1:8080"], "transparent": ["127.0.0.1:1081"],
+                "user": "alice", "password-file": {pw:?},
+                "local-user": "bob", "local-password-file": {pw:?},
+                "allow-anonymous": false, "upstream": "socks6", "early-data-wait": 10,
+                "no-early-reply": false, "connect-timeout": 5, "handshake-timeout": 10,
+                "idle-timeout": 60, "max-connections": 100, "no-mptcp": false, "no-tfo": false, "log": "debug"}}"#
+        ),
+    )
+    .unwrap();
+    let out = client(&["--config", good.to_str().unwrap(), "--check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let typo = dir.0.join("typo.json");
+    std::fs::write(
+        &typo,
+        r#"{"server": "198.18.0.1:1", "no-early-replies": true}"#,
+    )
+    .unwrap();
+    let out = client(&["--config", typo.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config:") && err.contains("no-early-replies"),
+        "{err}"
+    );
+}
