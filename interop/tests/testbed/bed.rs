@@ -171,6 +171,35 @@ impl Testbed {
             .expect("stats64.rx.bytes")
     }
 
+    /// `scripts/testbed backup on|off`.
+    pub fn backup(&self, on: bool) {
+        self.script(&["backup", if on { "on" } else { "off" }]);
+    }
+
+    /// Packets dropped so far by the testbed's random-loss rules (both
+    /// directions, both links).
+    pub fn loss_drops(&self) -> u64 {
+        [Ns::Operator, Ns::Phone]
+            .iter()
+            .map(|&ns| {
+                let out = run(self.command(ns, "iptables").args([
+                    "-t",
+                    "mangle",
+                    "-L",
+                    "PREROUTING",
+                    "-v",
+                    "-n",
+                    "-x",
+                ]));
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.contains("DROP") && l.contains("statistic"))
+                    .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// The log of a testbed process (`linkem-operator`, `linkem-phone` or
     /// `server`), for failures.
     pub fn log(&self, which: &str) -> String {

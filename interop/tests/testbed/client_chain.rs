@@ -15,7 +15,10 @@
 //! | `client_chain_download_with_loss_keeps_the_bytes` | `--loss 0.005`, then [`crate::mptcp::assert_download_aggregates`]'s byte and SHA-256 checks |
 
 /// The names of the chain tests still to write (see the module docs).
-#[expect(dead_code, reason = "a checklist for people; each entry becomes a test")]
+#[expect(
+    dead_code,
+    reason = "a checklist for people; each entry becomes a test"
+)]
 pub const CLIENT_CHAIN_TESTS_TO_ADD: &[&str] = &[
     "client_chain_curl_gets_identical_1k_and_64m_bodies",
     "client_chain_download_uses_both_links_at_90_percent_of_their_sum",

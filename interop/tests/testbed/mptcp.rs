@@ -166,3 +166,89 @@ fn direct_mptcp_download_survives_wifi_down_and_finishes_on_lte() {
     let blast = Blast::start(&tb.ns(Ns::Operator), addr);
     assert_wifi_failover(&tb, "direct MPTCP failover", Route::Direct(addr), &blast);
 }
+
+/// Downloads `size` bytes directly from a blast server in the operator;
+/// returns the download and the wlan0/lte0 received-byte deltas.
+fn direct_download(
+    tb: &Testbed,
+    blast: &Blast,
+    addr: SocketAddr,
+    size: u64,
+) -> (flows::Download, u64, u64) {
+    let (w0, l0) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
+    let (tx, _rx) = mpsc::channel();
+    let d = flows::download(
+        &tb.ns(Ns::Phone),
+        Route::Direct(addr),
+        true,
+        size,
+        u64::MAX,
+        tx,
+    )
+    .join()
+    .expect("download thread");
+    let (sent, _) = blast
+        .sent
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the sender reported its digest");
+    assert_eq!(d.bytes, size, "byte count");
+    assert_eq!(flows::hex(&d.sha), flows::hex(&sent), "SHA-256");
+    (
+        d,
+        tb.phone_rx_bytes("wlan0") - w0,
+        tb.phone_rx_bytes("lte0") - l0,
+    )
+}
+
+#[test]
+fn direct_mptcp_download_leaves_a_backup_lte_link_unused() {
+    if !bed::can_run("direct_mptcp_download_leaves_a_backup_lte_link_unused") {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server"]);
+    tb.backup(true);
+    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
+    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let size = 16 * MIB;
+    let (d, w, l) = direct_download(&tb, &blast, addr, size);
+    println!(
+        "LTE as backup: {} MiB in {:.2} s = {:.2} Mbit/s; wlan0 {:.1} MB, lte0 {} bytes (must be < 1 % = {} bytes); phone {:?}",
+        size / MIB,
+        d.elapsed.as_secs_f64(),
+        flows::mbit_s(d.bytes, d.elapsed),
+        w as f64 / 1e6,
+        l,
+        size / 100,
+        d.transport
+    );
+    assert!(
+        matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
+        "the backup subflow exists: {:?}",
+        d.transport
+    );
+    assert!(l < size / 100, "lte0 carried {l} bytes as a backup");
+}
+
+#[test]
+fn direct_mptcp_download_keeps_every_byte_under_random_loss() {
+    if !bed::can_run("direct_mptcp_download_keeps_every_byte_under_random_loss") {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server", "--loss", "0.005"]);
+    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
+    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let size = 16 * MIB;
+    let (d, w, l) = direct_download(&tb, &blast, addr, size);
+    let drops = tb.loss_drops();
+    println!(
+        "0.5 % loss: {} MiB intact in {:.2} s = {:.2} Mbit/s (limit 60 s); {drops} packets dropped \
+         (must be > 0); wlan0 {:.1} MB, lte0 {:.1} MB",
+        size / MIB,
+        d.elapsed.as_secs_f64(),
+        flows::mbit_s(d.bytes, d.elapsed),
+        w as f64 / 1e6,
+        l as f64 / 1e6,
+    );
+    assert!(drops > 0, "the loss rules dropped nothing");
+    assert!(d.elapsed < Duration::from_secs(60), "took {:?}", d.elapsed);
+}
