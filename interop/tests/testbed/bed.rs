@@ -155,6 +155,15 @@ impl Testbed {
 
     /// Received bytes of a phone interface (`ip -s -j link`).
     pub fn phone_rx_bytes(&self, dev: &str) -> u64 {
+        self.phone_stat(dev, "rx")
+    }
+
+    /// Sent bytes of a phone interface.
+    pub fn phone_tx_bytes(&self, dev: &str) -> u64 {
+        self.phone_stat(dev, "tx")
+    }
+
+    fn phone_stat(&self, dev: &str, dir: &str) -> u64 {
         let out = run(Command::new("ip").args([
             "-n",
             &self.ns(Ns::Phone),
@@ -166,9 +175,9 @@ impl Testbed {
             dev,
         ]));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-        v[0]["stats64"]["rx"]["bytes"]
+        v[0]["stats64"][dir]["bytes"]
             .as_u64()
-            .expect("stats64.rx.bytes")
+            .expect("stats64 bytes")
     }
 
     /// `scripts/testbed backup on|off`.

@@ -86,8 +86,10 @@ pub fn hex(sha: &Sha) -> String {
 }
 
 /// A blast server: each connection sends an 8-byte big-endian length, gets
-/// that many pattern bytes, then EOF. The SHA-256 of what each connection
-/// sent goes to `sent`.
+/// that many pattern bytes, then EOF. With [`UPLOAD`] set in the length the
+/// client sends the bytes instead, then half-closes; the server answers
+/// with the 8-byte count it received. The SHA-256 of what the server sent
+/// (or received) goes to `sent`.
 pub struct Blast {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -147,6 +149,9 @@ impl Drop for Blast {
     }
 }
 
+/// Length flag of a blast request: the client uploads.
+pub const UPLOAD: u64 = 1 << 63;
+
 fn serve(mut s: TcpStream) -> Option<(Sha, Transport)> {
     s.set_nonblocking(false).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok()?;
@@ -154,6 +159,9 @@ fn serve(mut s: TcpStream) -> Option<(Sha, Transport)> {
     let mut len = [0u8; 8];
     s.read_exact(&mut len).ok()?;
     let len = u64::from_be_bytes(len);
+    if len & UPLOAD != 0 {
+        return sink(s);
+    }
     let mut hash = Sha256::new();
     let mut ok = true;
     Pattern::new().for_each(len, |c| {
@@ -168,6 +176,25 @@ fn serve(mut s: TcpStream) -> Option<(Sha, Transport)> {
     s.shutdown(Shutdown::Write).ok()?;
     // Wait for the peer's close so every byte is delivered before we drop.
     let _ = s.read(&mut [0u8; 1]);
+    Some((hash.finalize().into(), transport))
+}
+
+/// The upload side of [`serve`]: hash until EOF, answer the count.
+fn sink(mut s: TcpStream) -> Option<(Sha, Transport)> {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    loop {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        got += n as u64;
+    }
+    let transport = sys::transport(&s);
+    s.write_all(&got.to_be_bytes()).ok()?;
+    s.shutdown(Shutdown::Write).ok()?;
     Some((hash.finalize().into(), transport))
 }
 
@@ -257,6 +284,50 @@ pub fn download(
             sha: hash.finalize().into(),
             elapsed: start.elapsed(),
             longest_stall: stall,
+            transport,
+        }
+    })
+}
+
+/// Uploads `size` pattern bytes over `route` from inside namespace `ns` on
+/// an MPTCP socket; the result's `bytes` is the count the server confirmed,
+/// `sha` the digest of what was sent, `elapsed` runs from connect to the
+/// server's confirmation.
+pub fn upload(ns: &str, route: Route, size: u64) -> JoinHandle<Download> {
+    netns::spawn_in(ns, move || {
+        let first = match route {
+            Route::Direct(a) | Route::Socks5 { proxy: a, .. } => a,
+        };
+        let start = Instant::now();
+        let (sock, _) = sys::stream_socket(&first, true).expect("socket");
+        sock.connect_timeout(&first.into(), Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("connect {first}: {e}"));
+        let mut s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        if let Route::Socks5 { target, .. } = route {
+            socks5_connect(&mut s, target);
+        }
+        s.write_all(&(size | UPLOAD).to_be_bytes()).unwrap();
+        let mut hash = Sha256::new();
+        let mut transport = sys::transport(&s);
+        let mut sent = 0u64;
+        Pattern::new().for_each(size, |c| {
+            s.write_all(c).expect("upload write");
+            hash.update(c);
+            sent += c.len() as u64;
+            if sent == size / 2 {
+                transport = sys::transport(&s);
+            }
+            true
+        });
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut count = [0u8; 8];
+        s.read_exact(&mut count).expect("the server's byte count");
+        Download {
+            bytes: u64::from_be_bytes(count),
+            sha: hash.finalize().into(),
+            elapsed: start.elapsed(),
+            longest_stall: Duration::ZERO,
             transport,
         }
     })

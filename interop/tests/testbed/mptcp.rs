@@ -167,6 +167,71 @@ fn direct_mptcp_download_survives_wifi_down_and_finishes_on_lte() {
     assert_wifi_failover(&tb, "direct MPTCP failover", Route::Direct(addr), &blast);
 }
 
+/// Uploads 32 MiB from the phone over `route` on an MPTCP socket; asserts
+/// the bytes, the `simult_flows` deadline and that both interfaces sent a
+/// share (each at least 15 %). Reusable for the client's entry point.
+pub fn assert_upload_aggregates(tb: &Testbed, label: &str, route: Route, blast: &Blast) {
+    let size = 32 * MIB;
+    let (w0, l0) = (tb.phone_tx_bytes("wlan0"), tb.phone_tx_bytes("lte0"));
+    let d = flows::upload(&tb.ns(Ns::Phone), route, size)
+        .join()
+        .expect("upload thread");
+    let (received, server_side) = blast
+        .sent
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the receiver reported its digest");
+    let (w, l) = (
+        tb.phone_tx_bytes("wlan0") - w0,
+        tb.phone_tx_bytes("lte0") - l0,
+    );
+    let limit = deadline(size, LINK_SUM);
+    let share = |b: u64| b as f64 / size as f64 * 100.0;
+    println!(
+        "{label}: {} MiB in {:.2} s = {:.2} Mbit/s; deadline {:.2} s (90 % of 30 Mbit/s + 450 ms); \
+         wlan0 sent {:.1} MB ({:.0} %), lte0 {:.1} MB ({:.0} %), each must be >= 15 %; phone {:?}, receiver {:?}",
+        size / MIB,
+        d.elapsed.as_secs_f64(),
+        flows::mbit_s(size, d.elapsed),
+        limit.as_secs_f64(),
+        w as f64 / 1e6,
+        share(w),
+        l as f64 / 1e6,
+        share(l),
+        d.transport,
+        server_side,
+    );
+    assert_eq!(d.bytes, size, "{label}: bytes the receiver counted");
+    assert_eq!(
+        flows::hex(&received),
+        flows::hex(&d.sha),
+        "{label}: SHA-256"
+    );
+    assert!(
+        matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
+        "{label}: phone socket is {:?}, expected MPTCP with 2 subflows",
+        d.transport
+    );
+    assert!(
+        d.elapsed <= limit,
+        "{label}: {:.2} s > deadline {:.2} s",
+        d.elapsed.as_secs_f64(),
+        limit.as_secs_f64()
+    );
+    assert!(share(w) >= 15.0, "{label}: wlan0 sent {:.1} %", share(w));
+    assert!(share(l) >= 15.0, "{label}: lte0 sent {:.1} %", share(l));
+}
+
+#[test]
+fn direct_mptcp_upload_uses_both_links_at_90_percent_of_their_sum() {
+    if !bed::can_run("direct_mptcp_upload_uses_both_links_at_90_percent_of_their_sum") {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server"]);
+    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
+    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    assert_upload_aggregates(&tb, "direct MPTCP upload", Route::Direct(addr), &blast);
+}
+
 /// Downloads `size` bytes directly from a blast server in the operator;
 /// returns the download and the wlan0/lte0 received-byte deltas.
 fn direct_download(
