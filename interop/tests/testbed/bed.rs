@@ -209,6 +209,16 @@ impl Testbed {
             .sum()
     }
 
+    /// A pid the testbed recorded (`LINKEM_OPERATOR_PID`, `LINKEM_PHONE_PID`,
+    /// `SERVER_PID`).
+    pub fn pid(&self, key: &str) -> Option<u32> {
+        let state =
+            std::fs::read_to_string(format!("/run/sixpath-testbed/{}.env", self.name)).ok()?;
+        state
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    }
+
     /// The log of a testbed process (`linkem-operator`, `linkem-phone` or
     /// `server`), for failures.
     pub fn log(&self, which: &str) -> String {

@@ -66,3 +66,58 @@ fn linkem_delay_adds_twice_the_one_way_delay_to_each_links_rtt() {
         );
     }
 }
+
+#[test]
+fn linkem_releases_parked_packets_when_terminated() {
+    if !bed::can_run("linkem_releases_parked_packets_when_terminated") {
+        return;
+    }
+    // 3 s each way on Wi-Fi: a handshake would take 6 s.
+    let tb = Testbed::up(&["--no-server", "--wlan-delay", "3000", "--lte-delay", "0"]);
+    let dst: SocketAddr = format!("{}:7000", bed::SERVER).parse().unwrap();
+    let _sink = Blast::start(&tb.ns(Ns::Operator), dst);
+    let pids: Vec<u32> = ["LINKEM_OPERATOR_PID", "LINKEM_PHONE_PID"]
+        .iter()
+        .map(|k| tb.pid(k).unwrap_or_else(|| panic!("{k} in the state file")))
+        .collect();
+    let connect = netns::spawn_in(&tb.ns(Ns::Phone), move || {
+        connect_rtt(bed::PHONE_WLAN, dst, 1)
+    });
+    // The SYN waits in the operator's queue, then the SYN-ACK in the phone's:
+    // SIGTERM releases each at once.
+    for pid in &pids {
+        std::thread::sleep(Duration::from_millis(300));
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+    }
+    let took = connect.join().unwrap();
+    println!(
+        "handshake with 3000 ms each way, both delay lines terminated after 300 and 600 ms: {:.0} ms (must be < 2000 ms)",
+        took.as_secs_f64() * 1e3
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "parked packets were not released: {took:?}"
+    );
+    for pid in pids {
+        // Exited (or a zombie waiting to be reaped) within 3 s.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|s| !s.contains("State:\tZ"))
+        };
+        let t = Instant::now();
+        while running() && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !running(),
+            "sixpath-linkem {pid} still runs after SIGTERM\n{}{}",
+            tb.log("linkem-operator"),
+            tb.log("linkem-phone")
+        );
+    }
+}
