@@ -1,3 +1,5 @@
 //! End-to-end test harness for sixpath: runs the real binaries beside
 //! third-party programs (curl, iperf3, proxychains, dante) on loopback or in
 //! network namespaces it creates.
+
+pub mod linkem;
