@@ -97,6 +97,14 @@ pub fn enable_listener_fastopen(sock: &impl AsRawFd, qlen: i32) -> io::Result<()
     )
 }
 
+/// Enables TCP Fast Open on a listener the RFC 7413 way: data in a SYN is
+/// accepted only with a valid cookie, and SYNs asking for a cookie get one
+/// (`TCP_FASTOPEN` without `TCP_FASTOPEN_NO_COOKIE`), as ordinary TFO
+/// servers on the Internet do.
+pub fn enable_listener_fastopen_with_cookies(sock: &impl AsRawFd, qlen: i32) -> io::Result<()> {
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_TCP, TCP_FASTOPEN, qlen)
+}
+
 /// Lets an outgoing SYN carry data without a TFO cookie
 /// (`TCP_FASTOPEN_NO_COOKIE`, Linux 4.15+; MPTCP 6.2+).
 pub fn enable_connect_fastopen_no_cookie(sock: &impl AsRawFd) -> io::Result<()> {

@@ -394,7 +394,8 @@ async fn connect_one(
     syn_data: bool,
     opts: &ConnectOptions,
 ) -> Result<Connected, ConnectError> {
-    let (sock, _) = sys::stream_socket(&addr, opts.mptcp).map_err(|e| classify(e, addr, None))?;
+    let (sock, mptcp) =
+        sys::stream_socket(&addr, opts.mptcp).map_err(|e| classify(e, addr, None))?;
     sock.set_nonblocking(true).map_err(ConnectError::Other)?;
     if opts.nodelay {
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
@@ -410,7 +411,15 @@ async fn connect_one(
     let mut sent = 0;
     let mut connecting = false;
     if syn_data && !initial.is_empty() {
-        let _ = sys::enable_connect_fastopen_no_cookie(&sock);
+        // Plain TCP: data in the SYN without waiting for a cookie. Multipath
+        // TCP: only once the target has issued a TFO cookie, because a
+        // target that acknowledges just the SYN of a SYN with data makes
+        // Linux fall back to TCP, and such connections can miss the
+        // target's FIN (measured on 6.18). The first connection asks for
+        // the cookie; later ones carry the data in the SYN.
+        if !mptcp {
+            let _ = sys::enable_connect_fastopen_no_cookie(&sock);
+        }
         match sock.send_to_with_flags(initial, &addr.into(), libc::MSG_FASTOPEN) {
             Ok(n) => {
                 sent = n;

@@ -603,7 +603,10 @@ fn tfo_origin(ip: &str) -> (SocketAddr, mpsc::Receiver<Seen>) {
     sock.set_nonblocking(true).unwrap();
     sock.bind(&addr.into()).unwrap();
     sock.listen(16).unwrap();
-    sys::enable_listener_fastopen(&sock, 16).unwrap();
+    // An ordinary TFO server: it hands out cookies and takes data in a SYN
+    // only with one. The server's Multipath TCP leg sends data in the SYN
+    // only once it holds a cookie.
+    sys::enable_listener_fastopen_with_cookies(&sock, 16).unwrap();
     let l = TcpListener::from_std(sock.into()).unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = mpsc::channel(8);
@@ -656,6 +659,19 @@ fn initial_data_reaches_the_origin_in_the_syn_end_to_end() {
         let w = seen.recv().await.unwrap();
         assert_eq!(w.first, b"warm-up");
         assert!(!w.syn_data, "data sent after the reply is not in the SYN");
+
+        // The first request with Initial Data gets the origin's TFO cookie
+        // for the server (its SYN asks for one); the next carries the data.
+        let (mut c, reply) = socks5_connect(proxy, target.clone()).await;
+        assert_eq!(reply.bind, Endpoint::unspecified(), "early reply");
+        c.write_all(b"cookie").await.unwrap();
+        assert_eq!(read_until_closed(&mut c).await, b"world");
+        let cookie = seen.recv().await.unwrap();
+        assert_eq!(cookie.first, b"cookie");
+        assert!(
+            !cookie.syn_data,
+            "no cookie yet: the data follows the handshake"
+        );
 
         let (mut s, reply) = socks5_connect(proxy, target).await;
         assert_eq!(reply.bind, Endpoint::unspecified(), "early reply");
@@ -997,6 +1013,13 @@ fn convert_upstream_relays_with_first_bytes_in_the_origins_syn() {
             s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
         });
         let proxy = start_client(server, |s| s.upstream = UpstreamProtocol::Convert);
+        // The first request gets the origin's TFO cookie for the converter's
+        // Multipath TCP leg; the data rides in the SYN from then on.
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("GET http://{origin}/cookie HTTP/1.1\r\nHost: x\r\n\r\n");
+        h.write_all(req.as_bytes()).await.unwrap();
+        assert_eq!(read_until_closed(&mut h).await, b"world");
+        assert!(!seen.recv().await.unwrap().syn_data, "no cookie yet");
         // An HTTP forward request: its rewritten head is the first data,
         // right after the Convert message.
         let mut h = TcpStream::connect(proxy).await.unwrap();
