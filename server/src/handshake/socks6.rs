@@ -81,7 +81,7 @@ fn authenticate(
 /// Serves a SOCKS6 client (first byte 6).
 pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let read = async {
         let req = f.next(Request::decode).await?;
@@ -156,7 +156,7 @@ async fn connect<S>(
     initial: &[u8],
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     // Stack options for the proxy-remote leg that this server honours.
     let remote = |s: &&StackOption| s.leg.0 & Leg::PROXY_REMOTE.0 != 0;

@@ -1,0 +1,207 @@
+//! The zero-copy relay between two plain TCP sockets: each direction moves
+//! bytes socket → pipe → socket with `splice(2)`, so they are never copied
+//! into user space.
+//!
+//! Both calls are nonblocking (`SPLICE_F_NONBLOCK`, and both sockets are
+//! nonblocking under tokio) and driven by the streams' own readiness:
+//! `readable()`/`writable()` wait, `try_io` runs the call and clears the
+//! readiness on `EAGAIN`. A direction fills its pipe from the source, then
+//! drains the pipe into the destination before reading again, so at most
+//! one pipe's worth (64 KiB) is in flight per direction, as with a buffer.
+//! The pipe is created when the first byte is ready to move, so idle
+//! connections hold no pipe.
+//!
+//! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
+//! socket family without `splice_read`) or no pipe can be made, that
+//! direction falls back to a buffered copy through the same readiness
+//! calls, and the relay reports [`RelayPath::Copy`].
+//!
+//! This is the only module of the crate besides `sys` with `unsafe` code:
+//! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
+//! owns (the pipe) or borrows for the call (the sockets).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::{Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
+
+/// Pipe capacity per direction: the most bytes in flight inside the relay.
+const PIPE_SIZE: usize = 64 * 1024;
+/// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
+const PIPE_SIZE_INT: libc::c_int = 64 * 1024;
+
+/// A nonblocking pipe; both ends close on drop.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Self> {
+        let mut fds: [RawFd; 2] = [-1, -1];
+        // SAFETY: `fds` is a valid array of two descriptors for the kernel to
+        // fill; nothing else is passed.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let [r, w] = fds;
+        // SAFETY: pipe2 succeeded, so `r` and `w` are open descriptors that
+        // nothing else owns; each OwnedFd takes sole ownership of one.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
+        // Bound what one direction holds. The default is already 64 KiB on
+        // Linux; a failure (e.g. a lowered pipe-max-size) keeps the default.
+        // SAFETY: F_SETPIPE_SZ takes an int argument; `write` is open.
+        let _ = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE_INT) };
+        Ok(Self { read, write })
+    }
+}
+
+/// One nonblocking `splice` call, without offsets.
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // caller borrows their owners); null offsets mean "use the file
+    // position", which is what pipes and sockets require.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether `e` says splice cannot work for these descriptors at all.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
+}
+
+/// Shuts down the sending direction of `s`: the peer sees FIN. A peer that
+/// is already gone cannot be told; that is not an error of this direction.
+fn half_close(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).shutdown(Shutdown::Write);
+}
+
+/// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
+/// Sets `fell_back` if this direction had to copy instead.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    meter: &Meter,
+    count: &AtomicU64,
+    fell_back: &AtomicBool,
+    buffer_size: usize,
+) -> Result<(), (Side, io::Error)> {
+    let read_err = |e| (Side::Read, e);
+    let write_err = |e| (Side::Write, e);
+    // Wait for the first byte (or EOF, or an error) before making a pipe.
+    src.readable().await.map_err(read_err)?;
+    let Ok(pipe) = Pipe::new() else {
+        fell_back.store(true, Ordering::Relaxed);
+        return copy(src, dst, meter, count, buffer_size).await;
+    };
+    let mut moved_any = false;
+    loop {
+        src.readable().await.map_err(read_err)?;
+        let n = match src.try_io(Interest::READABLE, || {
+            splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
+        }) {
+            Ok(0) => {
+                half_close(dst);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if !moved_any && unsupported(&e) => {
+                fell_back.store(true, Ordering::Relaxed);
+                drop(pipe);
+                return copy(src, dst, meter, count, buffer_size).await;
+            }
+            Err(e) => return Err(read_err(e)),
+        };
+        moved_any = true;
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await.map_err(write_err)?;
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+            }) {
+                Ok(m) => {
+                    left = left.saturating_sub(m);
+                    meter.moved(count, m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(write_err(e)),
+            }
+        }
+    }
+}
+
+/// The buffered fallback for one direction, on the same readiness calls.
+async fn copy(
+    src: &TcpStream,
+    dst: &TcpStream,
+    meter: &Meter,
+    count: &AtomicU64,
+    buffer_size: usize,
+) -> Result<(), (Side, io::Error)> {
+    let mut buf = vec![0u8; buffer_size.max(1)];
+    loop {
+        src.readable().await.map_err(|e| (Side::Read, e))?;
+        let n = match src.try_read(&mut buf) {
+            Ok(0) => {
+                half_close(dst);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err((Side::Read, e)),
+        };
+        let mut chunk = buf.get(..n).unwrap_or_default();
+        while !chunk.is_empty() {
+            dst.writable().await.map_err(|e| (Side::Write, e))?;
+            match dst.try_write(chunk) {
+                Ok(m) => {
+                    chunk = chunk.get(m..).unwrap_or_default();
+                    meter.moved(count, m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err((Side::Write, e)),
+            }
+        }
+    }
+}
+
+/// Relays between two plain TCP streams with `splice(2)`.
+pub(super) async fn relay(
+    client: &TcpStream,
+    target: &TcpStream,
+    opts: RelayOptions,
+) -> RelayStats {
+    let meter = Meter::new();
+    let fell_back = AtomicBool::new(false);
+    let size = opts.buffer_size;
+    let upstream = pump(client, target, &meter, &meter.up, &fell_back, size);
+    let downstream = pump(target, client, &meter, &meter.down, &fell_back, size);
+    let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
+    RelayStats {
+        client_to_target: meter.up.load(Ordering::Relaxed),
+        target_to_client: meter.down.load(Ordering::Relaxed),
+        end,
+        path: if fell_back.load(Ordering::Relaxed) {
+            RelayPath::Copy
+        } else {
+            RelayPath::Splice
+        },
+    }
+}
