@@ -87,10 +87,13 @@ pub enum RelayEnd {
 /// Which implementation moved the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayPath {
-    /// `splice(2)` through a pipe, in both directions.
+    /// `splice(2)` through a pipe moved bytes (a direction switches to it
+    /// on its first read that fills a whole buffer; shorter transfers use
+    /// read/write).
     Splice,
-    /// The buffered copy (in at least one direction: `splice` falls back
-    /// per direction when the kernel refuses it for a socket).
+    /// Read/write through a buffer only: other stream types, transfers too
+    /// short to switch, [`RelayMode::Copy`], or a kernel that refused
+    /// `splice` for one of the sockets.
     Copy,
 }
 
@@ -206,9 +209,18 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; size];
+    // An idle connection holds no buffer: until the first bytes arrive,
+    // reads go into a small one inside the task, then the full buffer is
+    // allocated.
+    let mut first = [0u8; 512];
+    let mut buf = Vec::new();
     loop {
-        let n = r.read(&mut buf).await.map_err(|e| (Side::Read, e))?;
+        let dest = if buf.is_empty() {
+            &mut first[..]
+        } else {
+            &mut buf[..]
+        };
+        let n = r.read(dest).await.map_err(|e| (Side::Read, e))?;
         if n == 0 {
             // Half-close: the peer sees FIN, our other direction continues.
             // A peer that is already gone cannot be told; that is not an
@@ -216,9 +228,18 @@ where
             let _ = w.shutdown().await;
             return Ok(());
         }
-        let chunk = buf.get(..n).unwrap_or_default();
-        w.write_all(chunk).await.map_err(|e| (Side::Write, e))?;
+        let chunk = if buf.is_empty() {
+            first.get(..n)
+        } else {
+            buf.get(..n)
+        };
+        w.write_all(chunk.unwrap_or_default())
+            .await
+            .map_err(|e| (Side::Write, e))?;
         meter.moved(count, n);
+        if buf.is_empty() {
+            buf = vec![0u8; size.max(1)];
+        }
     }
 }
 
@@ -548,16 +569,81 @@ mod tests {
         );
     }
 
-    /// Runs a scenario once over splice(2) and once over the copy.
-    macro_rules! both_paths {
-        ($($name:ident),* $(,)?) => {$(
+    /// Sends `len` bytes of the stream with `seed` and checks them on the
+    /// other side.
+    async fn bulk(w: &mut TcpStream, r: &mut TcpStream, len: usize) {
+        let mut data = vec![0u8; len];
+        Stream(7).fill(&mut data);
+        let mut got = vec![0u8; len];
+        let (sent, read) = tokio::join!(w.write_all(&data), r.read_exact(&mut got));
+        sent.expect("send");
+        read.expect("receive");
+        assert!(got == data, "bytes identical");
+    }
+
+    /// Half-close after the upstream direction has switched to splice.
+    async fn splice_half_close_from_client(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        bulk(&mut app, &mut origin, 1 << 20).await;
+        app.shutdown().await.expect("shutdown");
+        let mut rest = Vec::new();
+        origin
+            .read_to_end(&mut rest)
+            .await
+            .expect("origin sees EOF");
+        assert!(rest.is_empty());
+        origin
+            .write_all(b"response after FIN")
+            .await
+            .expect("write");
+        origin.shutdown().await.expect("shutdown");
+        let mut resp = Vec::new();
+        app.read_to_end(&mut resp).await.expect("read");
+        assert_eq!(resp, b"response after FIN");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (
+                stats.client_to_target,
+                stats.target_to_client,
+                stats.end,
+                stats.path
+            ),
+            (1 << 20, 18, RelayEnd::Closed, path)
+        );
+    }
+
+    /// A reset from the target while the downstream direction splices.
+    async fn splice_target_reset_is_a_target_error(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        bulk(&mut origin, &mut app, 1 << 20).await;
+        reset(origin);
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (stats.end, stats.target_to_client, stats.path),
+            (RelayEnd::TargetError, 1 << 20, path)
+        );
+    }
+
+    /// Runs a scenario in both modes. `$auto` is the path the automatic
+    /// mode must report on Linux: `Splice` once a transfer is big enough to
+    /// switch, `Copy` for short ones.
+    macro_rules! both_modes {
+        ($($name:ident => $auto:ident),* $(,)?) => {$(
             mod $name {
                 use super::*;
 
                 #[tokio::test]
-                async fn splice() {
+                async fn auto() {
                     let want = if cfg!(target_os = "linux") {
-                        RelayPath::Splice
+                        RelayPath::$auto
                     } else {
                         RelayPath::Copy
                     };
@@ -572,12 +658,14 @@ mod tests {
         )*};
     }
 
-    both_paths!(
-        half_close_from_client,
-        half_close_from_target,
-        large_transfer_both_ways,
-        idle_timeout_ends_a_silent_connection,
-        target_reset_is_a_target_error,
-        client_reset_is_a_client_error,
+    both_modes!(
+        half_close_from_client => Copy,
+        half_close_from_target => Copy,
+        large_transfer_both_ways => Splice,
+        idle_timeout_ends_a_silent_connection => Copy,
+        target_reset_is_a_target_error => Copy,
+        client_reset_is_a_client_error => Copy,
+        splice_half_close_from_client => Splice,
+        splice_target_reset_is_a_target_error => Splice,
     );
 }

@@ -8,13 +8,17 @@
 //! readiness on `EAGAIN`. A direction fills its pipe from the source, then
 //! drains the pipe into the destination before reading again, so at most
 //! one pipe's worth (64 KiB) is in flight per direction, as with a buffer.
-//! The pipe is created when the first byte is ready to move, so idle
-//! connections hold no pipe.
+//!
+//! A direction starts with plain read/write through a buffer that exists
+//! only while bytes are in hand, and switches to splice on the first read
+//! that fills the buffer: short requests and responses do not pay the five
+//! system calls of a pipe, and idle connections hold neither pipe nor
+//! buffer.
 //!
 //! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
 //! socket family without `splice_read`) or no pipe can be made, that
-//! direction falls back to a buffered copy through the same readiness
-//! calls, and the relay reports [`RelayPath::Copy`].
+//! direction stays on read/write, and the relay reports
+//! [`RelayPath::Copy`].
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -92,27 +96,63 @@ fn half_close(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).shutdown(Shutdown::Write);
 }
 
+/// How one direction moves bytes at the moment.
+enum Mode {
+    /// Nothing big seen yet: read/write through a buffer that lives only
+    /// for one transfer. A pipe costs five system calls to make, size and
+    /// close, more than a short request or response saves.
+    Small,
+    /// Bulk: socket → pipe → socket.
+    Splice(Pipe),
+    /// The kernel refused splice or a pipe: read/write to the end.
+    Copy,
+}
+
 /// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
-/// Sets `fell_back` if this direction had to copy instead.
+/// Starts with read/write; the first read that fills the whole buffer
+/// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
+/// if splice could not be used.
 async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     meter: &Meter,
     count: &AtomicU64,
+    spliced_any: &AtomicBool,
     fell_back: &AtomicBool,
     buffer_size: usize,
 ) -> Result<(), (Side, io::Error)> {
     let read_err = |e| (Side::Read, e);
     let write_err = |e| (Side::Write, e);
-    // Wait for the first byte (or EOF, or an error) before making a pipe.
-    src.readable().await.map_err(read_err)?;
-    let Ok(pipe) = Pipe::new() else {
-        fell_back.store(true, Ordering::Relaxed);
-        return copy(src, dst, meter, count, buffer_size).await;
-    };
-    let mut moved_any = false;
+    let size = buffer_size.max(1);
+    let mut mode = Mode::Small;
+    let mut spliced = false;
     loop {
         src.readable().await.map_err(read_err)?;
+        let pipe = match &mode {
+            Mode::Splice(pipe) => pipe,
+            Mode::Small | Mode::Copy => {
+                let mut buf = Vec::with_capacity(size);
+                let n = match src.try_read_buf(&mut buf) {
+                    Ok(0) => {
+                        half_close(dst);
+                        return Ok(());
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(read_err(e)),
+                };
+                write_all(dst, &buf, meter, count).await?;
+                if n == size && matches!(mode, Mode::Small) {
+                    mode = if let Ok(pipe) = Pipe::new() {
+                        Mode::Splice(pipe)
+                    } else {
+                        fell_back.store(true, Ordering::Relaxed);
+                        Mode::Copy
+                    };
+                }
+                continue;
+            }
+        };
         let n = match src.try_io(Interest::READABLE, || {
             splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
         }) {
@@ -122,14 +162,16 @@ async fn pump(
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) if !moved_any && unsupported(&e) => {
+            Err(e) if !spliced && unsupported(&e) => {
+                // The pipe is empty: nothing is lost by switching.
                 fell_back.store(true, Ordering::Relaxed);
-                drop(pipe);
-                return copy(src, dst, meter, count, buffer_size).await;
+                mode = Mode::Copy;
+                continue;
             }
             Err(e) => return Err(read_err(e)),
         };
-        moved_any = true;
+        spliced = true;
+        spliced_any.store(true, Ordering::Relaxed);
         let mut left = n;
         while left > 0 {
             dst.writable().await.map_err(write_err)?;
@@ -147,39 +189,25 @@ async fn pump(
     }
 }
 
-/// The buffered fallback for one direction, on the same readiness calls.
-async fn copy(
-    src: &TcpStream,
+/// Writes all of `chunk` to `dst`, counting as it goes.
+async fn write_all(
     dst: &TcpStream,
+    mut chunk: &[u8],
     meter: &Meter,
     count: &AtomicU64,
-    buffer_size: usize,
 ) -> Result<(), (Side, io::Error)> {
-    let mut buf = vec![0u8; buffer_size.max(1)];
-    loop {
-        src.readable().await.map_err(|e| (Side::Read, e))?;
-        let n = match src.try_read(&mut buf) {
-            Ok(0) => {
-                half_close(dst);
-                return Ok(());
+    while !chunk.is_empty() {
+        dst.writable().await.map_err(|e| (Side::Write, e))?;
+        match dst.try_write(chunk) {
+            Ok(m) => {
+                chunk = chunk.get(m..).unwrap_or_default();
+                meter.moved(count, m);
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err((Side::Read, e)),
-        };
-        let mut chunk = buf.get(..n).unwrap_or_default();
-        while !chunk.is_empty() {
-            dst.writable().await.map_err(|e| (Side::Write, e))?;
-            match dst.try_write(chunk) {
-                Ok(m) => {
-                    chunk = chunk.get(m..).unwrap_or_default();
-                    meter.moved(count, m);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err((Side::Write, e)),
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err((Side::Write, e)),
         }
     }
+    Ok(())
 }
 
 /// Relays between two plain TCP streams with `splice(2)`.
@@ -189,19 +217,29 @@ pub(super) async fn relay(
     opts: RelayOptions,
 ) -> RelayStats {
     let meter = Meter::new();
-    let fell_back = AtomicBool::new(false);
+    let (spliced, fell_back) = (AtomicBool::new(false), AtomicBool::new(false));
     let size = opts.buffer_size;
-    let upstream = pump(client, target, &meter, &meter.up, &fell_back, size);
-    let downstream = pump(target, client, &meter, &meter.down, &fell_back, size);
+    let upstream = pump(
+        client, target, &meter, &meter.up, &spliced, &fell_back, size,
+    );
+    let downstream = pump(
+        target,
+        client,
+        &meter,
+        &meter.down,
+        &spliced,
+        &fell_back,
+        size,
+    );
     let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),
         target_to_client: meter.down.load(Ordering::Relaxed),
         end,
-        path: if fell_back.load(Ordering::Relaxed) {
-            RelayPath::Copy
-        } else {
+        path: if spliced.load(Ordering::Relaxed) && !fell_back.load(Ordering::Relaxed) {
             RelayPath::Splice
+        } else {
+            RelayPath::Copy
         },
     }
 }
