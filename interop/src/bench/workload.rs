@@ -225,15 +225,18 @@ pub fn tree_rss_kib(roots: &[u32]) -> io::Result<u64> {
 
 /// Opens `conns` connections through the proxy (whose processes are
 /// `pids`, with their children), all relayed to the sink and idle, and
-/// measures the proxy's RSS growth. Connections open `parallel` at a time.
+/// measures the proxy's RSS against `rss_before_kib`, taken from the fresh
+/// proxy before its first run: allocators keep freed memory, so a later
+/// run's own "before" would hide what holding the connections costs.
+/// Connections open `parallel` at a time.
 pub async fn idle(
     proxy: Option<SocketAddr>,
     sink: SocketAddr,
     pids: &[u32],
+    rss_before_kib: u64,
     conns: usize,
     parallel: usize,
 ) -> io::Result<Idle> {
-    let rss_before_kib = tree_rss_kib(pids)?;
     let mut held: Vec<TcpStream> = Vec::with_capacity(conns);
     while held.len() < conns {
         let batch = parallel.min(conns - held.len());

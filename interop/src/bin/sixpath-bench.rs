@@ -52,7 +52,8 @@ enum Cmd {
         secs: f64,
     },
     /// Idle connections held open through the proxy; proxy RSS per
-    /// connection.
+    /// connection, against the RSS before the first run (start the proxy
+    /// fresh for a meaningful figure).
     Idle {
         #[command(flatten)]
         common: Common,
@@ -220,9 +221,10 @@ async fn run(cmd: Cmd) -> Result<()> {
                 _ => {}
             }
             let sink = sink::start().await?;
+            let before = workload::tree_rss_kib(&pid).context("reading the proxy's RSS")?;
             let mut runs = Vec::new();
             for i in 0..common.runs {
-                let r = workload::idle(common.proxy, sink, &pid, conns, parallel)
+                let r = workload::idle(common.proxy, sink, &pid, before, conns, parallel)
                     .await
                     .with_context(|| format!("{} idle run {i}", common.label))?;
                 let b = r.bytes_per_conn();
