@@ -7,7 +7,7 @@
 //! `readable()`/`writable()` wait, `try_io` runs the call and clears the
 //! readiness on `EAGAIN`. A direction fills its pipe from the source, then
 //! drains the pipe into the destination before reading again, so at most
-//! one pipe's worth (64 KiB) is in flight per direction, as with a buffer.
+//! one pipe's worth (256 KiB) is in flight per direction, as with a buffer.
 //!
 //! A direction starts with plain read/write through a buffer that exists
 //! only while bytes are in hand, and switches to splice on the first read
@@ -36,9 +36,12 @@ use tokio::net::TcpStream;
 use super::{Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
 
 /// Pipe capacity per direction: the most bytes in flight inside the relay.
-const PIPE_SIZE: usize = 64 * 1024;
+/// 256 KiB moved more per system call than the 64 KiB default in
+/// `scripts/bench` (docs/benchmarks.md); only bulk directions make a pipe,
+/// and its pages hold only bytes in flight.
+const PIPE_SIZE: usize = 256 * 1024;
 /// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
-const PIPE_SIZE_INT: libc::c_int = 64 * 1024;
+const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
 
 /// A nonblocking pipe; both ends close on drop.
 struct Pipe {
@@ -59,8 +62,9 @@ impl Pipe {
         // SAFETY: pipe2 succeeded, so `r` and `w` are open descriptors that
         // nothing else owns; each OwnedFd takes sole ownership of one.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
-        // Bound what one direction holds. The default is already 64 KiB on
-        // Linux; a failure (e.g. a lowered pipe-max-size) keeps the default.
+        // Bound what one direction holds. A failure (pipe-max-size lowered,
+        // or the user over fs.pipe-user-pages-soft) keeps the kernel's size,
+        // which splice copes with: it moves at most what the pipe takes.
         // SAFETY: F_SETPIPE_SZ takes an int argument; `write` is open.
         let _ = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE_INT) };
         Ok(Self { read, write })
