@@ -5,7 +5,22 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-/// One proxy's medians, by label.
+use super::median;
+
+/// One path's runs, by label.
+#[derive(Debug, Default, Clone)]
+struct Runs {
+    label: String,
+    pending: Option<String>,
+    thr1: Vec<f64>,
+    thr8: Vec<f64>,
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    idle: Vec<f64>,
+}
+
+/// One path's medians.
 #[derive(Debug, Default, Clone)]
 struct Row {
     label: String,
@@ -16,11 +31,16 @@ struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
     idle: Option<f64>,
-    runs: Option<u64>,
 }
 
+fn med(v: &[f64]) -> Option<f64> {
+    if v.is_empty() { None } else { Some(median(v)) }
+}
+
+/// Medians per path from the `run` lines (summary lines are ignored, so
+/// runs of one path spread over several invocations count together).
 fn rows(lines: &str) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
+    let mut all: Vec<Runs> = Vec::new();
     for line in lines.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -29,43 +49,54 @@ fn rows(lines: &str) -> Vec<Row> {
         let Some(label) = v.get("label").and_then(Value::as_str) else {
             continue;
         };
-        if !matches!(kind, Some("summary" | "pending")) {
+        if !matches!(kind, Some("run" | "pending")) {
             continue;
         }
-        let i = if let Some(i) = rows.iter().position(|r| r.label == label) {
+        let i = if let Some(i) = all.iter().position(|r| r.label == label) {
             i
         } else {
-            rows.push(Row {
+            all.push(Runs {
                 label: label.to_owned(),
-                ..Row::default()
+                ..Runs::default()
             });
-            rows.len() - 1
+            all.len() - 1
         };
-        let Some(r) = rows.get_mut(i) else { continue };
-        let f = |k: &str| v.get(k).and_then(Value::as_f64);
+        let Some(r) = all.get_mut(i) else { continue };
         if kind == Some("pending") {
             r.pending = v.get("reason").and_then(Value::as_str).map(str::to_owned);
             continue;
         }
-        r.runs = v
-            .get("runs")
-            .and_then(Value::as_array)
-            .map(|a| a.len() as u64);
+        let push = |to: &mut Vec<f64>, key: &str| {
+            if let Some(x) = v.get(key).and_then(Value::as_f64) {
+                to.push(x);
+            }
+        };
         match v.get("workload").and_then(Value::as_str) {
             Some("throughput") => match v.get("conns").and_then(Value::as_u64) {
-                Some(1) => r.thr1 = f("median_gbit_per_s"),
-                _ => r.thr8 = f("median_gbit_per_s"),
+                Some(1) => push(&mut r.thr1, "gbit_per_s"),
+                _ => push(&mut r.thr8, "gbit_per_s"),
             },
             Some("rate") => {
-                r.rate = f("median_conn_per_s");
-                r.p50 = f("median_p50_ms");
-                r.p99 = f("median_p99_ms");
+                push(&mut r.rate, "conn_per_s");
+                push(&mut r.p50, "p50_ms");
+                push(&mut r.p99, "p99_ms");
             }
-            Some("idle") => r.idle = f("median_bytes_per_conn"),
+            Some("idle") => push(&mut r.idle, "bytes_per_conn"),
             _ => {}
         }
     }
-    rows
+    all.into_iter()
+        .map(|r| Row {
+            thr1: med(&r.thr1),
+            thr8: med(&r.thr8),
+            rate: med(&r.rate),
+            p50: med(&r.p50),
+            p99: med(&r.p99),
+            idle: med(&r.idle),
+            label: r.label,
+            pending: r.pending,
+        })
+        .collect()
 }
 
 fn num(v: Option<f64>, digits: usize) -> String {
@@ -253,9 +284,12 @@ pub fn svg(input: &str, baseline: &str) -> String {
 mod tests {
     use super::*;
 
-    const INPUT: &str = r#"{"kind":"summary","workload":"throughput","label":"direct","conns":1,"median_gbit_per_s":10.0,"runs":[10.0]}
-{"kind":"summary","workload":"throughput","label":"proxy","conns":1,"median_gbit_per_s":5.0,"runs":[5.0]}
-{"kind":"summary","workload":"rate","label":"proxy","median_conn_per_s":1000.0,"median_p50_ms":1.5,"median_p99_ms":4.0,"runs":[1000.0]}
+    const INPUT: &str = r#"{"kind":"run","workload":"throughput","label":"direct","conns":1,"gbit_per_s":10.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":5.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":4.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":6.0}
+{"kind":"summary","workload":"throughput","label":"proxy","conns":1,"median_gbit_per_s":99.0}
+{"kind":"run","workload":"rate","label":"proxy","conn_per_s":1000.0,"p50_ms":1.5,"p99_ms":4.0}
 {"kind":"pending","label":"chain","reason":"not yet available"}
 "#;
 
