@@ -2,7 +2,7 @@
 //! third-party programs (curl, iperf3, proxychains, dante) on loopback or in
 //! network namespaces it creates.
 //!
-//! [`bench`] is the load generator behind the `sixpath-bench` binary and
+//! [`bench`](mod@bench) is the load generator behind the `sixpath-bench` binary and
 //! `scripts/bench`.
 
 pub mod bench;

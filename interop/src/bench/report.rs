@@ -99,6 +99,17 @@ fn rows(lines: &str) -> Vec<Row> {
         .collect()
 }
 
+/// The baseline first, measured paths in the order they first appear, paths
+/// that could not run last.
+fn ordered(mut rows: Vec<Row>, baseline: &str) -> Vec<Row> {
+    rows.sort_by_key(|r| match (r.label == baseline, r.pending.is_some()) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    });
+    rows
+}
+
 fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_owned(), |x| format!("{x:.digits$}"))
 }
@@ -113,7 +124,7 @@ fn ratio(v: Option<f64>, base: Option<f64>) -> String {
 /// Markdown tables from the JSON lines in `input`, ratios against the row
 /// labelled `baseline`.
 pub fn markdown(input: &str, baseline: &str) -> String {
-    let rows = rows(input);
+    let rows = ordered(rows(input), baseline);
     let base = rows
         .iter()
         .find(|r| r.label == baseline)
@@ -193,7 +204,7 @@ const COLOURS: [&str; 8] = [
 /// A grouped bar chart: throughput (1 and 8 connections) and connection
 /// rate of every measured row, as a percentage of `baseline`.
 pub fn svg(input: &str, baseline: &str) -> String {
-    let rows: Vec<Row> = rows(input)
+    let rows: Vec<Row> = ordered(rows(input), baseline)
         .into_iter()
         .filter(|r| r.pending.is_none())
         .collect();
@@ -292,6 +303,19 @@ mod tests {
 {"kind":"run","workload":"rate","label":"proxy","conn_per_s":1000.0,"p50_ms":1.5,"p99_ms":4.0}
 {"kind":"pending","label":"chain","reason":"not yet available"}
 "#;
+
+    #[test]
+    fn baseline_comes_first_and_pending_rows_last() {
+        let input = format!(
+            "{}\n{INPUT}",
+            r#"{"kind":"pending","label":"early","reason":"not yet available"}"#
+        );
+        let md = markdown(&input, "proxy");
+        let at = |s: &str| md.find(s).expect(s);
+        assert!(at("| proxy |") < at("| direct |"));
+        assert!(at("| direct |") < at("| early |"));
+        assert!(at("| early |") < at("| chain |"));
+    }
 
     #[test]
     fn markdown_reports_ratio_to_baseline() {
