@@ -10,6 +10,7 @@
 
 mod convert;
 mod handshakes;
+mod relay_path;
 mod robustness;
 
 use std::net::SocketAddr;
