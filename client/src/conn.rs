@@ -196,7 +196,7 @@ async fn run(
         idle_timeout: settings.idle_timeout,
         ..RelayOptions::default()
     };
-    let mut stats = relay::relay(&mut app, &mut server, opts).await;
+    let mut stats = relay::relay_borrowed(&mut app, &mut server, opts).await;
     out.transport = Some(sys::transport(&server));
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;

@@ -6,22 +6,59 @@
 //! timeout after the first FIN loses data). Only an idle timeout — no byte
 //! in either direction for `idle_timeout` — or an error ends the relay
 //! early. Byte counts come back for the connection's log line.
+//!
+//! When both sides are plain [`tokio::net::TcpStream`]s on Linux the bytes
+//! never enter user space: each direction moves them socket → pipe → socket
+//! with `splice(2)` (module `splice`). Every other stream type (TLS, test
+//! pipes) takes the buffered copy. [`RelayStats::path`] says which one ran;
+//! [`RelayMode::Copy`] (or `SIXPATH_RELAY=copy` in the environment) forces
+//! the copy, for comparison.
 
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+#[cfg(target_os = "linux")]
+mod splice;
+
+/// Which relay implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayMode {
+    /// `splice(2)` when both sides are plain TCP streams on Linux, the
+    /// buffered copy otherwise.
+    #[default]
+    Auto,
+    /// Always the buffered copy.
+    Copy,
+}
+
+impl RelayMode {
+    /// The mode named by the `SIXPATH_RELAY` environment variable, read once
+    /// per process: `copy` forces the buffered copy; `auto`, `splice`, unset
+    /// or anything else means [`RelayMode::Auto`].
+    pub fn from_env() -> Self {
+        static MODE: OnceLock<RelayMode> = OnceLock::new();
+        *MODE.get_or_init(|| match std::env::var("SIXPATH_RELAY").as_deref() {
+            Ok("copy") => Self::Copy,
+            _ => Self::Auto,
+        })
+    }
+}
 
 /// Relay settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayOptions {
     /// Close after this long without a byte in either direction.
     pub idle_timeout: Duration,
-    /// Buffer size per direction.
+    /// Buffer size per direction of the buffered copy.
     pub buffer_size: usize,
+    /// `splice(2)` or the buffered copy; the default comes from
+    /// [`RelayMode::from_env`].
+    pub mode: RelayMode,
 }
 
 impl Default for RelayOptions {
@@ -29,6 +66,7 @@ impl Default for RelayOptions {
         Self {
             idle_timeout: Duration::from_secs(300),
             buffer_size: 16 * 1024,
+            mode: RelayMode::from_env(),
         }
     }
 }
@@ -46,6 +84,29 @@ pub enum RelayEnd {
     TargetError,
 }
 
+/// Which implementation moved the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayPath {
+    /// `splice(2)` through a pipe moved bytes (a direction switches to it
+    /// on its first read that fills a whole buffer; shorter transfers use
+    /// read/write).
+    Splice,
+    /// Read/write through a buffer only: other stream types, transfers too
+    /// short to switch, [`RelayMode::Copy`], or a kernel that refused
+    /// `splice` for one of the sockets.
+    Copy,
+}
+
+impl RelayPath {
+    /// The name used in log lines: `splice` or `copy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Splice => "splice",
+            Self::Copy => "copy",
+        }
+    }
+}
+
 /// What a relay moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayStats {
@@ -55,6 +116,8 @@ pub struct RelayStats {
     pub target_to_client: u64,
     /// Why it ended.
     pub end: RelayEnd,
+    /// Which implementation ran.
+    pub path: RelayPath,
 }
 
 /// Which side of a direction failed.
@@ -63,23 +126,101 @@ enum Side {
     Write,
 }
 
-/// Copies until EOF, then shuts down `w`. Counts into `count` and stamps
-/// `activity` (milliseconds since `epoch`) on every transfer.
+/// Progress shared by both directions of one relay: byte counts and the
+/// time of the last transfer (milliseconds since `epoch`).
+struct Meter {
+    up: AtomicU64,
+    down: AtomicU64,
+    activity: AtomicU64,
+    epoch: Instant,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Self {
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            activity: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn moved(&self, count: &AtomicU64, n: usize) {
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.store(now, Ordering::Relaxed);
+    }
+
+    /// Completes when nothing has moved for `timeout`.
+    async fn idle(&self, timeout: Duration) -> RelayEnd {
+        loop {
+            let last = Duration::from_millis(self.activity.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            match deadline.checked_sub(self.epoch.elapsed()) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return RelayEnd::Idle,
+            }
+        }
+    }
+}
+
+/// Runs both directions and the idle timer; the first error or the idle
+/// timeout ends the relay. An error in one direction ends the relay: the
+/// other direction is dropped and the caller closes (or resets) both
+/// sockets.
+async fn drive<U, D>(meter: &Meter, upstream: U, downstream: D, idle_timeout: Duration) -> RelayEnd
+where
+    U: Future<Output = Result<(), (Side, io::Error)>>,
+    D: Future<Output = Result<(), (Side, io::Error)>>,
+{
+    let both = async {
+        // try_join: the first error ends both directions at once.
+        let r = tokio::try_join!(
+            async {
+                upstream.await.map_err(|(side, _)| match side {
+                    Side::Read => RelayEnd::ClientError,
+                    Side::Write => RelayEnd::TargetError,
+                })
+            },
+            async {
+                downstream.await.map_err(|(side, _)| match side {
+                    Side::Read => RelayEnd::TargetError,
+                    Side::Write => RelayEnd::ClientError,
+                })
+            }
+        );
+        r.err().unwrap_or(RelayEnd::Closed)
+    };
+    tokio::select! {
+        end = both => end,
+        end = meter.idle(idle_timeout) => end,
+    }
+}
+
+/// Copies until EOF, then shuts down `w`, counting into `count`.
 async fn pump<R, W>(
     mut r: R,
     mut w: W,
     size: usize,
+    meter: &Meter,
     count: &AtomicU64,
-    activity: &AtomicU64,
-    epoch: Instant,
 ) -> Result<(), (Side, io::Error)>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; size];
+    // An idle connection holds no buffer: until the first bytes arrive,
+    // reads go into a small one inside the task, then the full buffer is
+    // allocated.
+    let mut first = [0u8; 512];
+    let mut buf = Vec::new();
     loop {
-        let n = r.read(&mut buf).await.map_err(|e| (Side::Read, e))?;
+        let dest = if buf.is_empty() {
+            &mut first[..]
+        } else {
+            &mut buf[..]
+        };
+        let n = r.read(dest).await.map_err(|e| (Side::Read, e))?;
         if n == 0 {
             // Half-close: the peer sees FIN, our other direction continues.
             // A peer that is already gone cannot be told; that is not an
@@ -87,85 +228,82 @@ where
             let _ = w.shutdown().await;
             return Ok(());
         }
-        let chunk = buf.get(..n).unwrap_or_default();
-        w.write_all(chunk).await.map_err(|e| (Side::Write, e))?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        activity.store(millis_since(epoch), Ordering::Relaxed);
+        let chunk = if buf.is_empty() {
+            first.get(..n)
+        } else {
+            buf.get(..n)
+        };
+        w.write_all(chunk.unwrap_or_default())
+            .await
+            .map_err(|e| (Side::Write, e))?;
+        meter.moved(count, n);
+        if buf.is_empty() {
+            buf = vec![0u8; size.max(1)];
+        }
     }
-}
-
-fn millis_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Relays between `client` and `target` until both directions are closed,
 /// the connection is idle for `opts.idle_timeout`, or one side fails.
-pub async fn relay<C, T>(client: C, target: T, opts: RelayOptions) -> RelayStats
+///
+/// Two plain [`tokio::net::TcpStream`]s are relayed with `splice(2)` on Linux unless
+/// `opts.mode` is [`RelayMode::Copy`]; anything else is copied through a
+/// buffer of `opts.buffer_size` per direction.
+pub async fn relay<C, T>(mut client: C, mut target: T, opts: RelayOptions) -> RelayStats
+where
+    C: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    relay_borrowed(&mut client, &mut target, opts).await
+}
+
+/// [`relay`] on borrowed streams, so the caller can still inspect them
+/// afterwards (for example the MPTCP subflow count at the end).
+pub async fn relay_borrowed<C, T>(client: &mut C, target: &mut T, opts: RelayOptions) -> RelayStats
+where
+    C: AsyncRead + AsyncWrite + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    #[cfg(target_os = "linux")]
+    if opts.mode == RelayMode::Auto {
+        use std::any::Any;
+        use tokio::net::TcpStream;
+        let c = (&*client as &dyn Any).downcast_ref::<TcpStream>();
+        let t = (&*target as &dyn Any).downcast_ref::<TcpStream>();
+        if let (Some(c), Some(t)) = (c, t) {
+            return splice::relay(c, t, opts).await;
+        }
+    }
+    copy(client, target, opts).await
+}
+
+/// The buffered copy, whatever the stream types.
+async fn copy<C, T>(client: C, target: T, opts: RelayOptions) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let (cr, cw) = tokio::io::split(client);
     let (tr, tw) = tokio::io::split(target);
-    let up = AtomicU64::new(0);
-    let down = AtomicU64::new(0);
-    let activity = AtomicU64::new(0);
-    let epoch = Instant::now();
-
-    let upstream = pump(cr, tw, opts.buffer_size, &up, &activity, epoch);
-    let downstream = pump(tr, cw, opts.buffer_size, &down, &activity, epoch);
-    let both = async {
-        let (a, b) = tokio::join!(
-            async {
-                let r = upstream.await;
-                if let Err((side, _)) = &r {
-                    return Err(match side {
-                        Side::Read => RelayEnd::ClientError,
-                        Side::Write => RelayEnd::TargetError,
-                    });
-                }
-                Ok(())
-            },
-            async {
-                let r = downstream.await;
-                if let Err((side, _)) = &r {
-                    return Err(match side {
-                        Side::Read => RelayEnd::TargetError,
-                        Side::Write => RelayEnd::ClientError,
-                    });
-                }
-                Ok(())
-            }
-        );
-        a.and(b).err().unwrap_or(RelayEnd::Closed)
-    };
-    let idle = async {
-        loop {
-            let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-            let deadline = last + opts.idle_timeout;
-            match deadline.checked_sub(epoch.elapsed()) {
-                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
-                _ => return RelayEnd::Idle,
-            }
-        }
-    };
-    // An error in one direction ends the relay: the other direction is
-    // dropped and the caller closes (or resets) both sockets.
-    let end = tokio::select! {
-        end = both => end,
-        end = idle => end,
-    };
+    let meter = Meter::new();
+    let upstream = pump(cr, tw, opts.buffer_size, &meter, &meter.up);
+    let downstream = pump(tr, cw, opts.buffer_size, &meter, &meter.down);
+    let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
     RelayStats {
-        client_to_target: up.load(Ordering::Relaxed),
-        target_to_client: down.load(Ordering::Relaxed),
+        client_to_target: meter.up.load(Ordering::Relaxed),
+        target_to_client: meter.down.load(Ordering::Relaxed),
         end,
+        path: RelayPath::Copy,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::duplex;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
 
     #[tokio::test]
     async fn half_close_keeps_the_other_direction_flowing() {
@@ -193,6 +331,11 @@ mod tests {
         assert_eq!(stats.client_to_target, 7);
         assert_eq!(stats.target_to_client, 18);
         assert_eq!(stats.end, RelayEnd::Closed);
+        assert_eq!(
+            stats.path,
+            RelayPath::Copy,
+            "in-memory streams cannot splice"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,4 +349,333 @@ mod tests {
         let stats = relay(client, target, opts).await;
         assert_eq!(stats.end, RelayEnd::Idle);
     }
+
+    // The same behaviour over real loopback TCP, once through splice(2) and
+    // once through the buffered copy.
+
+    /// A connected loopback pair.
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (a, b) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (a.expect("connect"), b.expect("accept").0)
+    }
+
+    /// app ⇄ [client | relay | target] ⇄ origin.
+    struct Rig {
+        app: TcpStream,
+        origin: TcpStream,
+        task: JoinHandle<RelayStats>,
+    }
+
+    async fn rig(mode: RelayMode, idle_timeout: Duration) -> Rig {
+        let (app, client) = tcp_pair().await;
+        let (target, origin) = tcp_pair().await;
+        let opts = RelayOptions {
+            idle_timeout,
+            mode,
+            ..RelayOptions::default()
+        };
+        let task = tokio::spawn(relay(client, target, opts));
+        Rig { app, origin, task }
+    }
+
+    const LONG: Duration = Duration::from_secs(120);
+
+    async fn half_close_from_client(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        app.write_all(b"request").await.expect("write");
+        app.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        origin.read_to_end(&mut got).await.expect("origin sees EOF");
+        assert_eq!(got, b"request");
+        origin
+            .write_all(b"response after FIN")
+            .await
+            .expect("write");
+        origin.shutdown().await.expect("shutdown");
+        let mut resp = Vec::new();
+        app.read_to_end(&mut resp).await.expect("read");
+        assert_eq!(resp, b"response after FIN");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (
+                stats.client_to_target,
+                stats.target_to_client,
+                stats.end,
+                stats.path
+            ),
+            (7, 18, RelayEnd::Closed, path)
+        );
+    }
+
+    async fn half_close_from_target(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        origin.write_all(b"banner").await.expect("write");
+        origin.shutdown().await.expect("shutdown");
+        let mut got = Vec::new();
+        app.read_to_end(&mut got).await.expect("app sees EOF");
+        assert_eq!(got, b"banner");
+        app.write_all(b"request after FIN").await.expect("write");
+        app.shutdown().await.expect("shutdown");
+        let mut req = Vec::new();
+        origin.read_to_end(&mut req).await.expect("read");
+        assert_eq!(req, b"request after FIN");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (
+                stats.client_to_target,
+                stats.target_to_client,
+                stats.end,
+                stats.path
+            ),
+            (17, 6, RelayEnd::Closed, path)
+        );
+    }
+
+    /// A deterministic byte stream (xorshift64), so the receiver can check
+    /// every byte without keeping a copy.
+    struct Stream(u64);
+
+    impl Stream {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for chunk in buf.chunks_mut(8) {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                let bytes = self.0.to_le_bytes();
+                chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
+            }
+        }
+    }
+
+    const BIG: usize = 64 << 20;
+    const CHUNK: usize = 64 << 10;
+
+    async fn send(mut w: tokio::net::tcp::OwnedWriteHalf, seed: u64) {
+        let mut g = Stream(seed);
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..BIG / CHUNK {
+            g.fill(&mut buf);
+            w.write_all(&buf).await.expect("send");
+        }
+        w.shutdown().await.expect("shutdown");
+    }
+
+    /// Reads to EOF; returns how many bytes matched the stream before the
+    /// first difference (all of them when the transfer is byte-identical).
+    async fn receive(mut r: tokio::net::tcp::OwnedReadHalf, seed: u64) -> usize {
+        let mut g = Stream(seed);
+        let mut want = vec![0u8; CHUNK];
+        let mut got = vec![0u8; CHUNK];
+        let mut total = 0;
+        loop {
+            // Read exactly one generator chunk (or what is left before EOF).
+            let mut have = 0;
+            while have < CHUNK {
+                let n = r.read(&mut got[have..]).await.expect("receive");
+                if n == 0 {
+                    break;
+                }
+                have += n;
+            }
+            if have == 0 {
+                return total;
+            }
+            g.fill(&mut want);
+            if got[..have] != want[..have] {
+                return total;
+            }
+            total += have;
+        }
+    }
+
+    async fn large_transfer_both_ways(mode: RelayMode, path: RelayPath) {
+        let Rig { app, origin, task } = rig(mode, LONG).await;
+        let (app_r, app_w) = app.into_split();
+        let (origin_r, origin_w) = origin.into_split();
+        let ((), (), up, down) = tokio::join!(
+            send(app_w, 0x5158_5e55_0000_0001),
+            send(origin_w, 0x5158_5e55_0000_0002),
+            receive(origin_r, 0x5158_5e55_0000_0001),
+            receive(app_r, 0x5158_5e55_0000_0002),
+        );
+        assert_eq!((up, down), (BIG, BIG), "bytes identical in both directions");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (
+                stats.client_to_target,
+                stats.target_to_client,
+                stats.end,
+                stats.path
+            ),
+            (BIG as u64, BIG as u64, RelayEnd::Closed, path)
+        );
+    }
+
+    async fn idle_timeout_ends_a_silent_connection(mode: RelayMode, _path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, Duration::from_millis(300)).await;
+        let stats = tokio::time::timeout(LONG, task)
+            .await
+            .expect("relay ends")
+            .expect("relay");
+        assert_eq!((stats.end, stats.client_to_target), (RelayEnd::Idle, 0));
+        // Both sockets were closed by the relay.
+        let mut b = [0u8; 1];
+        assert_eq!(app.read(&mut b).await.expect("EOF"), 0);
+        assert_eq!(origin.read(&mut b).await.expect("EOF"), 0);
+    }
+
+    fn reset(s: TcpStream) {
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(s);
+    }
+
+    async fn target_reset_is_a_target_error(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        app.write_all(b"hello").await.expect("write");
+        let mut b = [0u8; 5];
+        origin.read_exact(&mut b).await.expect("read");
+        reset(origin);
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (stats.end, stats.client_to_target, stats.path),
+            (RelayEnd::TargetError, 5, path)
+        );
+    }
+
+    async fn client_reset_is_a_client_error(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        origin.write_all(b"hello").await.expect("write");
+        let mut b = [0u8; 5];
+        app.read_exact(&mut b).await.expect("read");
+        reset(app);
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (stats.end, stats.target_to_client, stats.path),
+            (RelayEnd::ClientError, 5, path)
+        );
+    }
+
+    /// Sends `len` bytes of the stream with `seed` and checks them on the
+    /// other side.
+    async fn bulk(w: &mut TcpStream, r: &mut TcpStream, len: usize) {
+        let mut data = vec![0u8; len];
+        Stream(7).fill(&mut data);
+        let mut got = vec![0u8; len];
+        let (sent, read) = tokio::join!(w.write_all(&data), r.read_exact(&mut got));
+        sent.expect("send");
+        read.expect("receive");
+        assert!(got == data, "bytes identical");
+    }
+
+    /// Half-close after the upstream direction has switched to splice.
+    async fn splice_half_close_from_client(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        bulk(&mut app, &mut origin, 1 << 20).await;
+        app.shutdown().await.expect("shutdown");
+        let mut rest = Vec::new();
+        origin
+            .read_to_end(&mut rest)
+            .await
+            .expect("origin sees EOF");
+        assert!(rest.is_empty());
+        origin
+            .write_all(b"response after FIN")
+            .await
+            .expect("write");
+        origin.shutdown().await.expect("shutdown");
+        let mut resp = Vec::new();
+        app.read_to_end(&mut resp).await.expect("read");
+        assert_eq!(resp, b"response after FIN");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (
+                stats.client_to_target,
+                stats.target_to_client,
+                stats.end,
+                stats.path
+            ),
+            (1 << 20, 18, RelayEnd::Closed, path)
+        );
+    }
+
+    /// A reset from the target while the downstream direction splices.
+    async fn splice_target_reset_is_a_target_error(mode: RelayMode, path: RelayPath) {
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        bulk(&mut origin, &mut app, 1 << 20).await;
+        reset(origin);
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (stats.end, stats.target_to_client, stats.path),
+            (RelayEnd::TargetError, 1 << 20, path)
+        );
+    }
+
+    /// Runs a scenario in both modes. `$auto` is the path the automatic
+    /// mode must report on Linux: `Splice` once a transfer is big enough to
+    /// switch, `Copy` for short ones.
+    macro_rules! both_modes {
+        ($($name:ident => $auto:ident),* $(,)?) => {$(
+            mod $name {
+                use super::*;
+
+                #[tokio::test]
+                async fn auto() {
+                    let want = if cfg!(target_os = "linux") {
+                        RelayPath::$auto
+                    } else {
+                        RelayPath::Copy
+                    };
+                    super::$name(RelayMode::Auto, want).await;
+                }
+
+                #[tokio::test]
+                async fn copy() {
+                    super::$name(RelayMode::Copy, RelayPath::Copy).await;
+                }
+            }
+        )*};
+    }
+
+    both_modes!(
+        half_close_from_client => Copy,
+        half_close_from_target => Copy,
+        large_transfer_both_ways => Splice,
+        idle_timeout_ends_a_silent_connection => Copy,
+        target_reset_is_a_target_error => Copy,
+        client_reset_is_a_client_error => Copy,
+        splice_half_close_from_client => Splice,
+        splice_target_reset_is_a_target_error => Splice,
+    );
 }

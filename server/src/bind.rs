@@ -315,7 +315,7 @@ fn control_local<S: AsyncRead + AsyncWrite + Unpin>(f: &Framed<S>) -> IpAddr {
 /// Serves a SOCKS5 BIND: `hint` is DST.ADDR/DST.PORT of the request.
 pub async fn serve_socks5<S>(mut f: Framed<S>, shared: &Shared, hint: &Endpoint, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let fail = |e: &BindError| encode(|b| Reply::failure(ReplyCode(e.code(false))).encode(b));
     let local = control_local(&f);
@@ -360,7 +360,7 @@ where
 /// Serves a SOCKS4 BIND: `hint` is DSTIP (or the 4A name) and DSTPORT.
 pub async fn serve_socks4<S>(mut f: Framed<S>, shared: &Shared, hint: &Endpoint, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let rejected =
         || encode(|b| Socks4Reply::unbound(Socks4ReplyCode::REJECTED_OR_FAILED).encode(b));
@@ -423,7 +423,7 @@ pub async fn serve_socks6<S>(
     req: &Socks6Request,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let fail = |e: &BindError| {
         let reply = OperationReply::new(Socks6ReplyCode(e.code(true)), Endpoint::unspecified());

@@ -139,7 +139,7 @@ pub async fn relay_with_leftover<S>(
     opts: RelayOptions,
 ) -> RelayStats
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let pre = leftover.len() as u64;
     if !leftover.is_empty() && target.write_all(leftover).await.is_err() {
@@ -147,6 +147,7 @@ where
             client_to_target: 0,
             target_to_client: 0,
             end: relay::RelayEnd::TargetError,
+            path: relay::RelayPath::Copy,
         };
     }
     let mut stats = relay::relay(client, target, opts).await;
@@ -271,8 +272,13 @@ fn detect(first: u8, protocols: &[Protocol]) -> Option<Protocol> {
 }
 
 fn log(peer: SocketAddr, transport: Transport, started: Instant, o: &Outcome) {
-    let (up, down, end) = o.relay.map_or((0, 0, "none"), |r| {
-        (r.client_to_target, r.target_to_client, end_name(r.end))
+    let (up, down, end, path) = o.relay.map_or((0, 0, "none", "-"), |r| {
+        (
+            r.client_to_target,
+            r.target_to_client,
+            end_name(r.end),
+            r.path.name(),
+        )
     });
     tracing::info!(
         %peer,
@@ -284,6 +290,7 @@ fn log(peer: SocketAddr, transport: Transport, started: Instant, o: &Outcome) {
         bytes_up = up,
         bytes_down = down,
         end,
+        relay = path,
         duration_ms = started.elapsed().as_millis() as u64,
         transport = transport.name(),
         subflows = transport.subflows(),

@@ -496,6 +496,7 @@ impl Engine {
             client_to_target: UdpStats::get(&s.bytes_out),
             target_to_client: UdpStats::get(&s.bytes_in),
             end,
+            path: crate::relay::RelayPath::Copy,
         });
         s.merge_into(&shared.udp.stats);
     }
@@ -509,7 +510,7 @@ pub async fn serve_socks5<S>(
     declared: &Endpoint,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let failure = |code| encode(|b| Reply::failure(code).encode(b));
     let (Some(local), Some(peer)) = (f.local_addr(), f.peer_addr()) else {
@@ -624,7 +625,7 @@ impl Mapping {
 /// `want` is the Request's desired bind address.
 pub async fn serve_socks6<S>(mut f: Framed<S>, shared: &Shared, req: &Request, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let want = &req.endpoint;
     // Port Parity (proxy-remote leg): honoured without reservation.

@@ -177,7 +177,7 @@ fn negotiated_options(stream: &TcpStream) -> Vec<u8> {
 /// Serves a Convert client (first byte 1).
 pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let req =
         match tokio::time::timeout_at(deadline, f.next(|b| Request::decode(b, &SUPPORTED))).await {

@@ -27,7 +27,7 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 /// Serves a SOCKS5 or SOCKS4 client (first byte 5 or 4).
 pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let first = f.peek_u8().await.unwrap_or_default();
     if first == 4 {
@@ -178,7 +178,7 @@ fn socks5_code(e: &ConnectError) -> ReplyCode {
 
 async fn serve_socks4<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let rejected = |code| encode(|b| Socks4Reply::unbound(code).encode(b));
     let req = match tokio::time::timeout_at(deadline, f.next(Socks4Request::decode)).await {

@@ -15,6 +15,7 @@ mod handshakes;
 mod logins;
 mod netns;
 mod outbound;
+mod relay_path;
 mod robustness;
 mod sessions;
 mod tls;

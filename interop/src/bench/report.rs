@@ -1,0 +1,336 @@
+//! Turns the JSON lines of `sixpath-bench` runs into Markdown tables (with
+//! ratios to the baseline row) and an SVG bar chart.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::median;
+
+/// One path's runs, by label.
+#[derive(Debug, Default, Clone)]
+struct Runs {
+    label: String,
+    pending: Option<String>,
+    thr1: Vec<f64>,
+    thr8: Vec<f64>,
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    idle: Vec<f64>,
+}
+
+/// One path's medians.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    label: String,
+    pending: Option<String>,
+    thr1: Option<f64>,
+    thr8: Option<f64>,
+    rate: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    idle: Option<f64>,
+}
+
+fn med(v: &[f64]) -> Option<f64> {
+    if v.is_empty() { None } else { Some(median(v)) }
+}
+
+/// Medians per path from the `run` lines (summary lines are ignored, so
+/// runs of one path spread over several invocations count together).
+fn rows(lines: &str) -> Vec<Row> {
+    let mut all: Vec<Runs> = Vec::new();
+    for line in lines.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let kind = v.get("kind").and_then(Value::as_str);
+        let Some(label) = v.get("label").and_then(Value::as_str) else {
+            continue;
+        };
+        if !matches!(kind, Some("run" | "pending")) {
+            continue;
+        }
+        let i = if let Some(i) = all.iter().position(|r| r.label == label) {
+            i
+        } else {
+            all.push(Runs {
+                label: label.to_owned(),
+                ..Runs::default()
+            });
+            all.len() - 1
+        };
+        let Some(r) = all.get_mut(i) else { continue };
+        if kind == Some("pending") {
+            r.pending = v.get("reason").and_then(Value::as_str).map(str::to_owned);
+            continue;
+        }
+        let push = |to: &mut Vec<f64>, key: &str| {
+            if let Some(x) = v.get(key).and_then(Value::as_f64) {
+                to.push(x);
+            }
+        };
+        match v.get("workload").and_then(Value::as_str) {
+            Some("throughput") => match v.get("conns").and_then(Value::as_u64) {
+                Some(1) => push(&mut r.thr1, "gbit_per_s"),
+                _ => push(&mut r.thr8, "gbit_per_s"),
+            },
+            Some("rate") => {
+                push(&mut r.rate, "conn_per_s");
+                push(&mut r.p50, "p50_ms");
+                push(&mut r.p99, "p99_ms");
+            }
+            Some("idle") => push(&mut r.idle, "bytes_per_conn"),
+            _ => {}
+        }
+    }
+    all.into_iter()
+        .map(|r| Row {
+            thr1: med(&r.thr1),
+            thr8: med(&r.thr8),
+            rate: med(&r.rate),
+            p50: med(&r.p50),
+            p99: med(&r.p99),
+            idle: med(&r.idle),
+            label: r.label,
+            pending: r.pending,
+        })
+        .collect()
+}
+
+/// The baseline first, measured paths in the order they first appear, paths
+/// that could not run last.
+fn ordered(mut rows: Vec<Row>, baseline: &str) -> Vec<Row> {
+    rows.sort_by_key(|r| match (r.label == baseline, r.pending.is_some()) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    });
+    rows
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+fn ratio(v: Option<f64>, base: Option<f64>) -> String {
+    match (v, base) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.0} %", v / b * 100.0),
+        _ => "–".to_owned(),
+    }
+}
+
+/// Markdown tables from the JSON lines in `input`, ratios against the row
+/// labelled `baseline`.
+pub fn markdown(input: &str, baseline: &str) -> String {
+    let rows = ordered(rows(input), baseline);
+    let base = rows
+        .iter()
+        .find(|r| r.label == baseline)
+        .cloned()
+        .unwrap_or_default();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "#### Bulk download throughput (Gbit/s, median)\n\n\
+         | Path | 1 connection | vs {baseline} | 8 connections | vs {baseline} |\n\
+         |---|---:|---:|---:|---:|"
+    );
+    for r in &rows {
+        if let Some(p) = &r.pending {
+            let _ = writeln!(md, "| {} | {p} | | | |", r.label);
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.label,
+            num(r.thr1, 2),
+            ratio(r.thr1, base.thr1),
+            num(r.thr8, 2),
+            ratio(r.thr8, base.thr8)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n#### Connection rate (100 B up, 1 KiB down, one connection each; median)\n\n\
+         | Path | conn/s | vs {baseline} | latency p50 (ms) | latency p99 (ms) |\n\
+         |---|---:|---:|---:|---:|"
+    );
+    for r in rows.iter().filter(|r| r.pending.is_none()) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.label,
+            num(r.rate, 0),
+            ratio(r.rate, base.rate),
+            num(r.p50, 2),
+            num(r.p99, 2)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n#### Idle relayed connections (proxy RSS growth per connection, median)\n\n\
+         | Path | bytes per connection |\n|---|---:|"
+    );
+    for r in rows.iter().filter(|r| r.idle.is_some()) {
+        let _ = writeln!(md, "| {} | {} |", r.label, num(r.idle, 0));
+    }
+    let notes: Vec<String> = input
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("kind").and_then(Value::as_str) == Some("note"))
+        .filter_map(|v| {
+            let label = v.get("label")?.as_str()?;
+            let text = v.get("text")?.as_str()?;
+            Some(format!("- {label}: {text}"))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\nNotes from the run:\n\n{}", notes.join("\n"));
+    }
+    md
+}
+
+/// Reads one value out of a row.
+type Metric = fn(&Row) -> Option<f64>;
+
+/// Colours for the bars, one per row, in order.
+const COLOURS: [&str; 8] = [
+    "#7f7f7f", "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+];
+
+/// A grouped bar chart: throughput (1 and 8 connections) and connection
+/// rate of every measured row, as a percentage of `baseline`.
+pub fn svg(input: &str, baseline: &str) -> String {
+    let rows: Vec<Row> = ordered(rows(input), baseline)
+        .into_iter()
+        .filter(|r| r.pending.is_none())
+        .collect();
+    let base = rows
+        .iter()
+        .find(|r| r.label == baseline)
+        .cloned()
+        .unwrap_or_default();
+    let groups: [(&str, Metric); 3] = [
+        ("throughput, 1 connection", |r| r.thr1),
+        ("throughput, 8 connections", |r| r.thr8),
+        ("connections per second", |r| r.rate),
+    ];
+    let (bar_w, gap, left, top, plot_h) = (26.0, 40.0, 60.0, 40.0, 260.0);
+    let group_w = bar_w * rows.len() as f64 + gap;
+    let width = left + group_w * groups.len() as f64 + 20.0;
+    let legend_h = 18.0 * rows.len() as f64;
+    let height = top + plot_h + 50.0 + legend_h;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"22\" font-size=\"14\">Percent of {baseline} (median of runs; higher is better)</text>"
+    );
+    for pct in [0, 25, 50, 75, 100] {
+        let y = top + plot_h * (1.0 - f64::from(pct) / 100.0);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{pct} %</text>",
+            width - 20.0,
+            left - 6.0,
+            y + 4.0
+        );
+    }
+    for (g, (name, get)) in groups.iter().enumerate() {
+        let gx = left + gap / 2.0 + group_w * g as f64;
+        for (i, r) in rows.iter().enumerate() {
+            let (Some(value), Some(reference)) = (get(r), get(&base)) else {
+                continue;
+            };
+            if reference <= 0.0 {
+                continue;
+            }
+            let pct = value / reference * 100.0;
+            let h = plot_h * pct.min(110.0) / 100.0;
+            let x = gx + bar_w * i as f64;
+            let y = top + plot_h - h;
+            let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{colour}\">\
+                 <title>{}: {pct:.0} %</title></rect>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{pct:.0}</text>",
+                bar_w - 3.0,
+                r.label,
+                x + (bar_w - 3.0) / 2.0,
+                y - 3.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{name}</text>",
+            gx + bar_w * rows.len() as f64 / 2.0,
+            top + plot_h + 18.0
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y = top + plot_h + 40.0 + 18.0 * i as f64;
+        let colour = COLOURS.get(i % COLOURS.len()).copied().unwrap_or("#000");
+        let _ = writeln!(
+            s,
+            "<rect x=\"{left}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
+             <text x=\"{:.0}\" y=\"{:.1}\">{}</text>",
+            y - 10.0,
+            left + 18.0,
+            y,
+            r.label
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INPUT: &str = r#"{"kind":"run","workload":"throughput","label":"direct","conns":1,"gbit_per_s":10.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":5.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":4.0}
+{"kind":"run","workload":"throughput","label":"proxy","conns":1,"gbit_per_s":6.0}
+{"kind":"summary","workload":"throughput","label":"proxy","conns":1,"median_gbit_per_s":99.0}
+{"kind":"run","workload":"rate","label":"proxy","conn_per_s":1000.0,"p50_ms":1.5,"p99_ms":4.0}
+{"kind":"pending","label":"chain","reason":"not yet available"}
+"#;
+
+    #[test]
+    fn baseline_comes_first_and_pending_rows_last() {
+        let input = format!(
+            "{}\n{INPUT}",
+            r#"{"kind":"pending","label":"early","reason":"not yet available"}"#
+        );
+        let md = markdown(&input, "proxy");
+        let at = |s: &str| md.find(s).expect(s);
+        assert!(at("| proxy |") < at("| direct |"));
+        assert!(at("| direct |") < at("| early |"));
+        assert!(at("| early |") < at("| chain |"));
+    }
+
+    #[test]
+    fn markdown_reports_ratio_to_baseline() {
+        let md = markdown(INPUT, "direct");
+        assert!(md.contains("| direct | 10.00 | 100 % | – | – |"), "{md}");
+        assert!(md.contains("| proxy | 5.00 | 50 % | – | – |"), "{md}");
+        assert!(md.contains("| proxy | 1000 | – | 1.50 | 4.00 |"), "{md}");
+        assert!(md.contains("| chain | not yet available | | | |"), "{md}");
+    }
+
+    #[test]
+    fn svg_has_one_bar_per_measured_value() {
+        let svg = svg(INPUT, "direct");
+        assert!(svg.starts_with("<svg "));
+        assert_eq!(svg.matches("<title>").count(), 2, "{svg}");
+        assert!(svg.contains("<title>proxy: 50 %</title>"));
+    }
+}

@@ -1,0 +1,254 @@
+//! `sixpath-bench`: load generator for SOCKS5 proxies and the direct path.
+//!
+//! Every workload talks to a sink/source server this program runs on
+//! loopback, either directly (`--proxy` omitted: the limit) or through the
+//! SOCKS5 proxy at `--proxy`. Each run prints one JSON line on stdout, then
+//! a `summary` line with the medians; a human summary goes to stderr.
+//!
+//! The idle workload holds two descriptors per connection in this process
+//! (client socket and sink socket): raise the open-files limit first, e.g.
+//! `ulimit -n 65536` (the program refuses to start a run the limit cannot
+//! hold).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use sixpath_interop::bench::{median, quantile, report, sink, workload};
+
+/// Load generator for SOCKS5 proxies: bulk throughput, connection rate,
+/// idle connections, and the Markdown/SVG report.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Bulk download throughput over parallel connections.
+    Throughput {
+        #[command(flatten)]
+        common: Common,
+        /// Parallel connections.
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Seconds measured per run (after a 0.3 s warm-up).
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Connection rate: one connection per exchange of 100 B up, 1 KiB down.
+    Rate {
+        #[command(flatten)]
+        common: Common,
+        /// Exchanges in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+    },
+    /// Idle connections held open through the proxy; proxy RSS per
+    /// connection, against the RSS before the first run (start the proxy
+    /// fresh for a meaningful figure).
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// Process id of the proxy; `VmRSS` is summed over it and its
+        /// children. Repeat for a chain of processes.
+        #[arg(long, required = true)]
+        pid: Vec<u32>,
+        /// Connections to hold.
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        /// Connections opened at once.
+        #[arg(long, default_value_t = 64)]
+        parallel: usize,
+    },
+    /// Markdown tables (stdout) and an SVG chart from JSON lines.
+    Report {
+        /// File of JSON lines written by the other subcommands.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Label of the row the ratios compare against.
+        #[arg(long, default_value = "direct")]
+        baseline: String,
+        /// Write the bar chart here.
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// SOCKS5 proxy to go through; direct when omitted.
+    #[arg(long)]
+    proxy: Option<SocketAddr>,
+    /// Name of this path in the output.
+    #[arg(long, default_value = "direct")]
+    label: String,
+    /// Repetitions; the summary reports medians.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The soft open-files limit of this process, from `/proc/self/limits`.
+fn nofile_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Report {
+            input,
+            baseline,
+            svg,
+        } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            print!("{}", report::markdown(&text, &baseline));
+            if let Some(path) = svg {
+                std::fs::write(&path, report::svg(&text, &baseline))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Cmd::Throughput {
+            common,
+            conns,
+            secs,
+        } => {
+            let sink = sink::start().await?;
+            let mut runs = Vec::new();
+            for i in 0..common.runs {
+                let t = workload::throughput(common.proxy, sink, conns, secs)
+                    .await
+                    .with_context(|| format!("{} throughput run {i}", common.label))?;
+                let g = t.gbit_per_s();
+                println!(
+                    "{}",
+                    json!({"kind": "run", "workload": "throughput", "label": common.label,
+                           "conns": conns, "bytes": t.bytes, "secs": t.secs, "gbit_per_s": g})
+                );
+                runs.push(g);
+            }
+            let m = median(&runs);
+            println!(
+                "{}",
+                json!({"kind": "summary", "workload": "throughput", "label": common.label,
+                       "conns": conns, "median_gbit_per_s": m, "runs": runs})
+            );
+            eprintln!(
+                "{:<28} throughput {conns} conn: {m:7.2} Gbit/s (median of {})",
+                common.label, common.runs
+            );
+        }
+        Cmd::Rate {
+            common,
+            concurrency,
+            secs,
+        } => {
+            let sink = sink::start().await?;
+            let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+            let mut failed = 0;
+            for i in 0..common.runs {
+                let r = workload::rate(common.proxy, sink, concurrency, secs)
+                    .await
+                    .with_context(|| format!("{} rate run {i}", common.label))?;
+                let (p50, p99) = (
+                    quantile(&r.latencies_ms, 0.5),
+                    quantile(&r.latencies_ms, 0.99),
+                );
+                println!(
+                    "{}",
+                    json!({"kind": "run", "workload": "rate", "label": common.label,
+                           "concurrency": concurrency, "done": r.done, "failed": r.failed,
+                           "secs": r.secs, "conn_per_s": r.per_sec(), "p50_ms": p50, "p99_ms": p99})
+                );
+                failed += r.failed;
+                rates.push(r.per_sec());
+                p50s.push(p50);
+                p99s.push(p99);
+            }
+            let (m, m50, m99) = (median(&rates), median(&p50s), median(&p99s));
+            println!(
+                "{}",
+                json!({"kind": "summary", "workload": "rate", "label": common.label,
+                       "concurrency": concurrency, "median_conn_per_s": m,
+                       "median_p50_ms": m50, "median_p99_ms": m99, "failed": failed, "runs": rates})
+            );
+            eprintln!(
+                "{:<28} rate: {m:7.0} conn/s  p50 {m50:.2} ms  p99 {m99:.2} ms  ({failed} failed)",
+                common.label
+            );
+        }
+        Cmd::Idle {
+            common,
+            pid,
+            conns,
+            parallel,
+        } => {
+            let need = 2 * conns as u64 + 64;
+            match nofile_limit() {
+                Some(n) if n < need => bail!(
+                    "open-files limit {n} is below the {need} this run needs; raise it (ulimit -n {need})"
+                ),
+                _ => {}
+            }
+            let sink = sink::start().await?;
+            let before = workload::tree_rss_kib(&pid).context("reading the proxy's RSS")?;
+            let mut runs = Vec::new();
+            for i in 0..common.runs {
+                let r = workload::idle(common.proxy, sink, &pid, before, conns, parallel)
+                    .await
+                    .with_context(|| format!("{} idle run {i}", common.label))?;
+                let b = r.bytes_per_conn();
+                println!(
+                    "{}",
+                    json!({"kind": "run", "workload": "idle", "label": common.label, "conns": conns,
+                           "rss_before_kib": r.rss_before_kib, "rss_after_kib": r.rss_after_kib,
+                           "bytes_per_conn": b})
+                );
+                runs.push(b);
+                // Let the proxy close the previous run's connections.
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            let m = median(&runs);
+            println!(
+                "{}",
+                json!({"kind": "summary", "workload": "idle", "label": common.label, "conns": conns,
+                       "median_bytes_per_conn": m, "runs": runs})
+            );
+            eprintln!(
+                "{:<28} idle: {m:7.0} bytes per connection ({conns} connections)",
+                common.label
+            );
+        }
+    }
+    Ok(())
+}

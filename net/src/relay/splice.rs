@@ -1,0 +1,249 @@
+//! The zero-copy relay between two plain TCP sockets: each direction moves
+//! bytes socket → pipe → socket with `splice(2)`, so they are never copied
+//! into user space.
+//!
+//! Both calls are nonblocking (`SPLICE_F_NONBLOCK`, and both sockets are
+//! nonblocking under tokio) and driven by the streams' own readiness:
+//! `readable()`/`writable()` wait, `try_io` runs the call and clears the
+//! readiness on `EAGAIN`. A direction fills its pipe from the source, then
+//! drains the pipe into the destination before reading again, so at most
+//! one pipe's worth (256 KiB) is in flight per direction, as with a buffer.
+//!
+//! A direction starts with plain read/write through a buffer that exists
+//! only while bytes are in hand, and switches to splice on the first read
+//! that fills the buffer: short requests and responses do not pay the five
+//! system calls of a pipe, and idle connections hold neither pipe nor
+//! buffer.
+//!
+//! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
+//! socket family without `splice_read`) or no pipe can be made, that
+//! direction stays on read/write, and the relay reports
+//! [`RelayPath::Copy`].
+//!
+//! This is the only module of the crate besides `sys` with `unsafe` code:
+//! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
+//! owns (the pipe) or borrows for the call (the sockets).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::{Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
+
+/// Pipe capacity per direction: the most bytes in flight inside the relay.
+/// 256 KiB moved more per system call than the 64 KiB default in
+/// `scripts/bench` (docs/benchmarks.md); only bulk directions make a pipe,
+/// and its pages hold only bytes in flight.
+const PIPE_SIZE: usize = 256 * 1024;
+/// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
+const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
+
+/// A nonblocking pipe; both ends close on drop.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Self> {
+        let mut fds: [RawFd; 2] = [-1, -1];
+        // SAFETY: `fds` is a valid array of two descriptors for the kernel to
+        // fill; nothing else is passed.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let [r, w] = fds;
+        // SAFETY: pipe2 succeeded, so `r` and `w` are open descriptors that
+        // nothing else owns; each OwnedFd takes sole ownership of one.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
+        // Bound what one direction holds. A failure (pipe-max-size lowered,
+        // or the user over fs.pipe-user-pages-soft) keeps the kernel's size,
+        // which splice copes with: it moves at most what the pipe takes.
+        // SAFETY: F_SETPIPE_SZ takes an int argument; `write` is open.
+        let _ = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE_INT) };
+        Ok(Self { read, write })
+    }
+}
+
+/// One nonblocking `splice` call, without offsets.
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // caller borrows their owners); null offsets mean "use the file
+    // position", which is what pipes and sockets require.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether `e` says splice cannot work for these descriptors at all.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
+}
+
+/// Shuts down the sending direction of `s`: the peer sees FIN. A peer that
+/// is already gone cannot be told; that is not an error of this direction.
+fn half_close(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).shutdown(Shutdown::Write);
+}
+
+/// How one direction moves bytes at the moment.
+enum Mode {
+    /// Nothing big seen yet: read/write through a buffer that lives only
+    /// for one transfer. A pipe costs five system calls to make, size and
+    /// close, more than a short request or response saves.
+    Small,
+    /// Bulk: socket → pipe → socket.
+    Splice(Pipe),
+    /// The kernel refused splice or a pipe: read/write to the end.
+    Copy,
+}
+
+/// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
+/// Starts with read/write; the first read that fills the whole buffer
+/// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
+/// if splice could not be used.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    meter: &Meter,
+    count: &AtomicU64,
+    spliced_any: &AtomicBool,
+    fell_back: &AtomicBool,
+    buffer_size: usize,
+) -> Result<(), (Side, io::Error)> {
+    let read_err = |e| (Side::Read, e);
+    let write_err = |e| (Side::Write, e);
+    let size = buffer_size.max(1);
+    let mut mode = Mode::Small;
+    let mut spliced = false;
+    loop {
+        src.readable().await.map_err(read_err)?;
+        let pipe = match &mode {
+            Mode::Splice(pipe) => pipe,
+            Mode::Small | Mode::Copy => {
+                let mut buf = Vec::with_capacity(size);
+                let n = match src.try_read_buf(&mut buf) {
+                    Ok(0) => {
+                        half_close(dst);
+                        return Ok(());
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(read_err(e)),
+                };
+                write_all(dst, &buf, meter, count).await?;
+                if n == size && matches!(mode, Mode::Small) {
+                    mode = if let Ok(pipe) = Pipe::new() {
+                        Mode::Splice(pipe)
+                    } else {
+                        fell_back.store(true, Ordering::Relaxed);
+                        Mode::Copy
+                    };
+                }
+                continue;
+            }
+        };
+        let n = match src.try_io(Interest::READABLE, || {
+            splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
+        }) {
+            Ok(0) => {
+                half_close(dst);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if !spliced && unsupported(&e) => {
+                // The pipe is empty: nothing is lost by switching.
+                fell_back.store(true, Ordering::Relaxed);
+                mode = Mode::Copy;
+                continue;
+            }
+            Err(e) => return Err(read_err(e)),
+        };
+        spliced = true;
+        spliced_any.store(true, Ordering::Relaxed);
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await.map_err(write_err)?;
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+            }) {
+                Ok(m) => {
+                    left = left.saturating_sub(m);
+                    meter.moved(count, m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(write_err(e)),
+            }
+        }
+    }
+}
+
+/// Writes all of `chunk` to `dst`, counting as it goes.
+async fn write_all(
+    dst: &TcpStream,
+    mut chunk: &[u8],
+    meter: &Meter,
+    count: &AtomicU64,
+) -> Result<(), (Side, io::Error)> {
+    while !chunk.is_empty() {
+        dst.writable().await.map_err(|e| (Side::Write, e))?;
+        match dst.try_write(chunk) {
+            Ok(m) => {
+                chunk = chunk.get(m..).unwrap_or_default();
+                meter.moved(count, m);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err((Side::Write, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Relays between two plain TCP streams with `splice(2)`.
+pub(super) async fn relay(
+    client: &TcpStream,
+    target: &TcpStream,
+    opts: RelayOptions,
+) -> RelayStats {
+    let meter = Meter::new();
+    let (spliced, fell_back) = (AtomicBool::new(false), AtomicBool::new(false));
+    let size = opts.buffer_size;
+    let upstream = pump(
+        client, target, &meter, &meter.up, &spliced, &fell_back, size,
+    );
+    let downstream = pump(
+        target,
+        client,
+        &meter,
+        &meter.down,
+        &spliced,
+        &fell_back,
+        size,
+    );
+    let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
+    RelayStats {
+        client_to_target: meter.up.load(Ordering::Relaxed),
+        target_to_client: meter.down.load(Ordering::Relaxed),
+        end,
+        path: if spliced.load(Ordering::Relaxed) && !fell_back.load(Ordering::Relaxed) {
+            RelayPath::Splice
+        } else {
+            RelayPath::Copy
+        },
+    }
+}
