@@ -181,15 +181,33 @@ pub async fn serve(
         Ok(Ok(first)) => match detect(first, &protocols) {
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
-                handshake::socks5::serve(framed, &shared, deadline, &mut outcome).await;
+                Box::pin(handshake::socks5::serve(
+                    framed,
+                    &shared,
+                    deadline,
+                    &mut outcome,
+                ))
+                .await;
             }
             Some(Protocol::Socks6) => {
                 outcome.protocol = Some("socks6");
-                handshake::socks6::serve(framed, &shared, deadline, &mut outcome).await;
+                Box::pin(handshake::socks6::serve(
+                    framed,
+                    &shared,
+                    deadline,
+                    &mut outcome,
+                ))
+                .await;
             }
             Some(Protocol::Convert) => {
                 outcome.protocol = Some("convert");
-                handshake::convert::serve(framed, &shared, deadline, &mut outcome).await;
+                Box::pin(handshake::convert::serve(
+                    framed,
+                    &shared,
+                    deadline,
+                    &mut outcome,
+                ))
+                .await;
             }
             None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch
