@@ -43,7 +43,7 @@ use bytes::BytesMut;
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
 use sixpath_protocol::socks6::{
     Availability, Leg, OperationReply, ReplyCode as Socks6ReplyCode, Request as Socks6Request,
-    SocksOption, StackOption, StackValue,
+    SessionId, SocksOption, StackOption, StackValue,
 };
 use sixpath_protocol::{Address, Endpoint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -416,11 +416,14 @@ where
     }
 }
 
-/// Serves a SOCKS6 BIND after a successful Authentication Reply.
+/// Serves a SOCKS6 BIND after a successful Authentication Reply. A Session
+/// ID the request created (`new_session`) goes into the first (successful)
+/// Operation Reply.
 pub async fn serve_socks6<S>(
     mut f: Framed<S>,
     shared: &Shared,
     req: &Socks6Request,
+    new_session: Option<&SessionId>,
     out: &mut Outcome,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -491,6 +494,7 @@ pub async fn serve_socks6<S>(
     if backlog {
         let _ = first.options.push(stack(StackValue::ListenBacklog(0)));
     }
+    crate::handshake::socks6::push_session_id(&mut first, new_session);
     if f.send(&encode(|b| first.encode(b))).await.is_err() {
         out.reply = "client gone before reply".into();
         return;

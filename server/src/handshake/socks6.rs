@@ -224,8 +224,12 @@ where
             f.reject(&encode(|b| reply.encode(b))).await;
         }
         Command::CONNECT => connect(f, shared, &req, &initial, new_session.as_ref(), out).await,
-        Command::BIND => crate::bind::serve_socks6(f, shared, &req, out).await,
-        Command::UDP_ASSOCIATE => crate::udp::serve_socks6(f, shared, &req, out).await,
+        Command::BIND => {
+            crate::bind::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
+        }
+        Command::UDP_ASSOCIATE => {
+            crate::udp::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
+        }
         _ => {
             out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
             let reply =
@@ -237,7 +241,7 @@ where
 
 /// A new Session ID goes into the successful Operation Reply too: "Session
 /// ID Option in the successful Operation Reply" (-11 text; digest §5.2).
-fn push_session_id(reply: &mut OperationReply, id: Option<&SessionId>) {
+pub(crate) fn push_session_id(reply: &mut OperationReply, id: Option<&SessionId>) {
     if let Some(id) = id {
         let _ = reply.options.push(SocksOption::SessionId(id.clone()));
     }
