@@ -11,6 +11,7 @@
 mod admin;
 mod bind;
 mod convert;
+mod coverage;
 mod handshakes;
 mod logins;
 mod netns;
