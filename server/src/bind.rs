@@ -306,6 +306,44 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     v
 }
 
+/// The second half of every BIND, after the first reply went out: waits
+/// for the peer; then sends the second reply `second` builds (its bytes
+/// and the log text) and relays, or on failure the answer and log text
+/// `failure` gives, and closes.
+async fn accept_then_relay<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    listening: Listening,
+    expected: &[IpAddr],
+    out: &mut Outcome,
+    second: impl FnOnce(&TcpStream, SocketAddr) -> (Vec<u8>, String),
+    failure: impl FnOnce(&BindError) -> (Vec<u8>, String),
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client, mut early) = f.into_parts();
+    match wait_for_peer(shared, &listening, expected, &mut client, &mut early).await {
+        Ok((peer_stream, peer)) => {
+            drop(listening);
+            let (reply, why) = second(&peer_stream, peer);
+            out.reply = why;
+            if tokio::io::AsyncWriteExt::write_all(&mut client, &reply)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let opts = shared.relay_options();
+            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
+        }
+        Err(e) => {
+            let (reply, why) = failure(&e);
+            out.reply = why;
+            Framed::new(client).reject(&reply).await;
+        }
+    }
+}
+
 /// The control connection's local address, unmapped.
 fn control_local<S: AsyncRead + AsyncWrite + Unpin>(f: &Framed<S>) -> IpAddr {
     f.local_addr()
@@ -335,26 +373,15 @@ where
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &plan.expected, &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let second = encode(|b| Reply::new(ReplyCode::SUCCEEDED, peer).encode(b));
-            out.reply = format!("BIND {:?}, peer {peer}", ReplyCode::SUCCEEDED);
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &second)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
-        }
-        Err(e) => {
-            out.reply = format!("BIND: {e}");
-            Framed::new(client).reject(&fail(&e)).await;
-        }
-    }
+    let second = |_: &TcpStream, peer| {
+        let bytes = encode(|b| Reply::new(ReplyCode::SUCCEEDED, peer).encode(b));
+        (
+            bytes,
+            format!("BIND {:?}, peer {peer}", ReplyCode::SUCCEEDED),
+        )
+    };
+    let failure = |e: &BindError| (fail(e), format!("BIND: {e}"));
+    accept_then_relay(f, shared, listening, &plan.expected, out, second, failure).await;
 }
 
 /// Serves a SOCKS4 BIND: `hint` is DSTIP (or the 4A name) and DSTPORT.
@@ -394,26 +421,12 @@ where
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &plan.expected, &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let second = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, v4(peer)).encode(b));
-            out.reply = format!("BIND GRANTED, peer {peer}");
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &second)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
-        }
-        Err(e) => {
-            out.reply = format!("BIND REJECTED_OR_FAILED: {e}");
-            Framed::new(client).reject(&rejected()).await;
-        }
-    }
+    let second = |_: &TcpStream, peer| {
+        let bytes = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, v4(peer)).encode(b));
+        (bytes, format!("BIND GRANTED, peer {peer}"))
+    };
+    let failure = |e: &BindError| (rejected(), format!("BIND REJECTED_OR_FAILED: {e}"));
+    accept_then_relay(f, shared, listening, &plan.expected, out, second, failure).await;
 }
 
 /// Serves a SOCKS6 BIND after a successful Authentication Reply. A Session
@@ -499,29 +512,19 @@ pub async fn serve_socks6<S>(
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &[], &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let mut second = OperationReply::new(Socks6ReplyCode::SUCCESS, peer.into());
-            // In the second reply: "whether the connection uses MPTCP".
-            if want_mptcp {
-                let used = matches!(sys::transport(&peer_stream), sys::Transport::Mptcp { .. });
-                let _ = second.options.push(stack(StackValue::Mptcp(avail(used))));
-            }
-            out.reply = format!("BIND {:?}, peer {peer}", Socks6ReplyCode::SUCCESS);
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &encode(|b| second.encode(b)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
+    let second = |peer_stream: &TcpStream, peer: SocketAddr| {
+        let mut second = OperationReply::new(Socks6ReplyCode::SUCCESS, peer.into());
+        // In the second reply: "whether the connection uses MPTCP".
+        if want_mptcp {
+            let used = matches!(sys::transport(peer_stream), sys::Transport::Mptcp { .. });
+            let _ = second.options.push(stack(StackValue::Mptcp(avail(used))));
         }
-        Err(e) => {
-            out.reply = format!("BIND: {e}");
-            Framed::new(client).reject(&fail(&e)).await;
-        }
-    }
+        let bytes = encode(|b| second.encode(b));
+        (
+            bytes,
+            format!("BIND {:?}, peer {peer}", Socks6ReplyCode::SUCCESS),
+        )
+    };
+    let failure = |e: &BindError| (fail(e), format!("BIND: {e}"));
+    accept_then_relay(f, shared, listening, &[], out, second, failure).await;
 }

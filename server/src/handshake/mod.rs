@@ -187,6 +187,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     }
 }
 
+/// Runs a handshake read until `deadline`: the message, or `Err(Some(e))`
+/// for an invalid one (the caller sends the protocol's answer), or
+/// `Err(None)` when there is nothing to answer (the client closed, the
+/// message is too large, a read failed, or the deadline passed); then `out`
+/// already says why.
+pub async fn read_by<T, E: std::fmt::Display>(
+    deadline: tokio::time::Instant,
+    out: &mut crate::conn::Outcome,
+    read: impl Future<Output = Result<T, ReadError<E>>>,
+) -> Result<T, Option<E>> {
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(msg)) => Ok(msg),
+        Ok(Err(ReadError::Invalid(e))) => Err(Some(e)),
+        Ok(Err(e)) => {
+            out.reply = e.to_string();
+            Err(None)
+        }
+        Err(_) => {
+            out.reply = "handshake timeout".into();
+            Err(None)
+        }
+    }
+}
+
 fn widen<E>(e: ReadError<std::convert::Infallible>) -> ReadError<E> {
     match e {
         ReadError::Invalid(never) => match never {},

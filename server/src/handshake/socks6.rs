@@ -30,7 +30,7 @@ use sixpath_protocol::socks6::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, socks_reply_code};
+use super::{Framed, ReadError, read_by, socks_reply_code};
 use crate::conn::{Outcome, Shared, relay_with_leftover};
 use crate::session::Admission;
 
@@ -125,22 +125,15 @@ where
         })?;
         Ok::<_, ReadError<sixpath_protocol::socks6::Error>>((req, initial))
     };
-    let (req, initial) = match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(ReadError::Invalid(e))) => {
+    let (req, initial) = match read_by(deadline, out, read).await {
+        Ok(r) => r,
+        Err(Some(e)) => {
             out.reply = format!("bad request: {e}");
             let resp = e.response();
             f.reject(&encode(|b| resp.encode(b))).await;
             return;
         }
-        Ok(Err(e)) => {
-            out.reply = e.to_string();
-            return;
-        }
-        Err(_) => {
-            out.reply = "handshake timeout".into();
-            return;
-        }
+        Err(None) => return,
     };
     out.target = Some(req.endpoint.to_string());
 
