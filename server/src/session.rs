@@ -221,6 +221,7 @@ pub struct Sessions {
     serial: AtomicU64,
     limits: SessionLimits,
     table: Mutex<Table>,
+    backlogs: crate::bind::Backlogs,
 }
 
 /// A request's place in a session, once [`Sessions::admit`] has read its
@@ -281,7 +282,13 @@ impl Sessions {
                 ended: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            backlogs: crate::bind::Backlogs::default(),
         }
+    }
+
+    /// BIND listeners kept open for the sessions' Listen Backlogs.
+    pub fn backlogs(&self) -> &crate::bind::Backlogs {
+        &self.backlogs
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {

@@ -200,6 +200,7 @@ where
         out.reply = "client gone".into();
         return;
     }
+    let session = member.as_ref().map(|m| m.id.clone());
     let new_session = member.filter(|m| m.created).map(|m| m.id);
     if !shared.hold_user_slot(out) {
         let code = ReplyCode::CONNECTION_NOT_ALLOWED;
@@ -218,7 +219,8 @@ where
         }
         Command::CONNECT => connect(f, shared, &req, &initial, new_session.as_ref(), out).await,
         Command::BIND => {
-            crate::bind::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
+            let (s, new) = (session.as_ref(), new_session.as_ref());
+            crate::bind::serve_socks6(f, shared, &req, s, new, out).await;
         }
         Command::UDP_ASSOCIATE => {
             crate::udp::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;

@@ -476,3 +476,131 @@ fn decoders_used_here_agree_with_the_wire() {
         Ok(Decoded::Complete { len: 24, .. })
     ));
 }
+
+/// A SOCKS6 request in session `id`, read up to its Operation Reply.
+async fn in_session(
+    h: &Harness,
+    command: Command,
+    target: Endpoint,
+    id: &socks6::SessionId,
+    extra: Vec<SocksOption>,
+) -> (TcpStream, Vec<u8>) {
+    let mut c = h.connect().await;
+    let mut opts = vec![SocksOption::SessionId(id.clone())];
+    opts.extend(extra);
+    c.write_all(&bytes(&request(command, target, opts)))
+        .await
+        .unwrap();
+    let (_, auth) = auth_reply(&mut c).await;
+    assert_eq!(auth, [6, 0, 0, 4, 0, 8, 0, 4], "Session OK");
+    let (_, op) = op_reply(&mut c).await;
+    (c, op)
+}
+
+#[tokio::test]
+async fn socks6_bind_with_listen_backlog_in_a_session_serves_queued_peers_to_further_binds() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start(None).await;
+    let mut c = h.connect().await;
+    c.write_all(&bytes(&request(
+        Command::NOOP,
+        Endpoint::unspecified(),
+        vec![SocksOption::SessionRequest],
+    )))
+    .await
+    .unwrap();
+    let (auth, _) = auth_reply(&mut c).await;
+    let id = auth.options.session_id().unwrap().clone();
+    drop(c);
+    // The initial BIND asks for a backlog of 3 on the proxy-remote leg.
+    let backlog = crate::sessions::stack(
+        socks6::Leg::PROXY_REMOTE,
+        socks6::StackValue::ListenBacklog(3),
+    );
+    let any = Endpoint::new(Ipv4Addr::UNSPECIFIED, 0);
+    let (mut initial, op) = in_session(&h, Command::BIND, any, &id, vec![backlog]).await;
+    let port = [op[4], op[5]];
+    // 06 00 00 08 | port | 00 01 127.0.0.1 | Stack: leg 2, level 4, code 3, 3
+    assert_eq!(
+        op,
+        [
+            6, 0, 0, 8, port[0], port[1], 0, 1, 127, 0, 0, 1, 0, 1, 0, 8, 0x84, 3, 0, 3
+        ]
+    );
+    let listen = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, u16::from_be_bytes(port)));
+    // Two peers queue before anyone accepts them.
+    let mut first_peer = TcpStream::connect(listen).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut second_peer = TcpStream::connect(listen).await.unwrap();
+    for (n, peer) in [(1u8, &mut first_peer), (2, &mut second_peer)] {
+        let (mut b, op) = in_session(&h, Command::BIND, Endpoint::from(listen), &id, vec![]).await;
+        assert_eq!(op, [6, 0, 0, 0, port[0], port[1], 0, 1, 127, 0, 0, 1]);
+        let from = peer.local_addr().unwrap().port().to_be_bytes();
+        let (_, second) = op_reply(&mut b).await;
+        assert_eq!(
+            second,
+            [6, 0, 0, 0, from[0], from[1], 0, 1, 127, 0, 0, 1],
+            "further BIND {n} gets the peer that queued {n}th"
+        );
+        peer.write_all(&[n; 3]).await.unwrap();
+        let mut got = [0u8; 3];
+        b.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [n; 3]);
+        b.write_all(b"back").await.unwrap();
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"back");
+    }
+    // The initial connection carries no data: nothing comes back on it.
+    initial.write_all(b"ignored").await.unwrap();
+    let mut buf = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), initial.read(&mut buf))
+            .await
+            .is_err()
+    );
+    // Closing it closes the listener.
+    drop(initial);
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(listen).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "listener closed with the initial connection");
+}
+
+#[tokio::test]
+async fn socks6_further_bind_from_another_session_does_not_reach_the_backlog() {
+    let h = Harness::start(None).await;
+    let open = |h: &Harness| {
+        let server = h.server;
+        async move {
+            let mut c = TcpStream::connect(server).await.unwrap();
+            c.write_all(&bytes(&request(
+                Command::NOOP,
+                Endpoint::unspecified(),
+                vec![SocksOption::SessionRequest],
+            )))
+            .await
+            .unwrap();
+            let (auth, _) = auth_reply(&mut c).await;
+            auth.options.session_id().unwrap().clone()
+        }
+    };
+    let (a, b) = (open(&h).await, open(&h).await);
+    let backlog = crate::sessions::stack(
+        socks6::Leg::PROXY_REMOTE,
+        socks6::StackValue::ListenBacklog(2),
+    );
+    let any = Endpoint::new(Ipv4Addr::LOCALHOST, 0);
+    let (_initial, op) = in_session(&h, Command::BIND, any, &a, vec![backlog]).await;
+    let listen =
+        std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, u16::from_be_bytes([op[4], op[5]])));
+    // Session b asks for the same address: an ordinary BIND there, which
+    // cannot listen on a port in use: general failure.
+    let (_, op) = in_session(&h, Command::BIND, Endpoint::from(listen), &b, vec![]).await;
+    assert_eq!(op, [6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+}
