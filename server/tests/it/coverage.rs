@@ -604,3 +604,99 @@ async fn socks6_further_bind_from_another_session_does_not_reach_the_backlog() {
     let (_, op) = in_session(&h, Command::BIND, Endpoint::from(listen), &b, vec![]).await;
     assert_eq!(op, [6, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
 }
+
+#[tokio::test]
+async fn socks4_connect_by_address_gets_90_and_relays() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start(None).await;
+    let mut c = h.connect().await;
+    let mut msg = socks4_connect(1, h.echo.port(), [127, 0, 0, 1], b"bob");
+    msg.extend(b"early");
+    c.write_all(&msg).await.unwrap();
+    let mut reply = [0u8; 8];
+    c.read_exact(&mut reply).await.unwrap();
+    // VN 0, CD 90, the outbound connection's local port and address.
+    assert_eq!(reply[..2], [0, 90]);
+    assert_eq!(reply[4..], [127, 0, 0, 1]);
+    c.shutdown().await.unwrap();
+    assert_eq!(read_to_eof(&mut c).await, b"early");
+}
+
+#[test]
+fn socks4_connect_timeout_gets_91() {
+    const TEST: &str = "socks4_connect_timeout_gets_91";
+    // 198.18.1.0/24 routed to `lo`, where nothing answers the SYN.
+    in_netns(TEST, &["route add 198.18.1.0/24 dev lo"], || async {
+        let h = Harness::start_custom(None, |s| {
+            s.connect_timeout = Duration::from_secs(1);
+            s.egress_rules
+                .push(EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap());
+        })
+        .await;
+        let started = Instant::now();
+        let msg = socks4_connect(1, 80, [198, 18, 1, 2], b"");
+        assert_eq!(send_then_wait(&h, &msg).await, SOCKS4_REJECTED);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    });
+}
+
+#[test]
+fn convert_connect_and_extended_connect_relay_the_first_data_after_their_reply() {
+    const TEST: &str =
+        "convert_connect_and_extended_connect_relay_the_first_data_after_their_reply";
+    in_netns(TEST, &["addr add 198.18.0.1/32 dev lo"], || async {
+        use sixpath_protocol::convert::Reply;
+        use tokio::io::AsyncReadExt;
+        let h = Harness::start_custom(None, |s| {
+            s.egress_rules
+                .push(EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap());
+        })
+        .await;
+        let echo = tokio::net::TcpListener::bind("198.18.0.1:0").await.unwrap();
+        let port = echo.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    let _ = w.shutdown().await;
+                });
+            }
+        });
+        let target = Ipv4Addr::new(198, 18, 0, 1);
+        // Base Connect: the reply is the bare header, then the target's
+        // bytes (the echo of the data that followed the Convert message).
+        let mut c = h.connect().await;
+        let mut msg = convert_connect(target, port);
+        msg.extend(b"hello");
+        c.write_all(&msg).await.unwrap();
+        let mut reply = [0u8; 4];
+        c.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply, [0x01, 0x01, 0x22, 0x63]);
+        c.shutdown().await.unwrap();
+        assert_eq!(read_to_eof(&mut c).await, b"hello");
+        // Extended Connect asking for TFO (34) and MPTCP (30): the reply
+        // carries an Extended TCP Header with the SYN+ACK's options.
+        let mut c = h.connect().await;
+        let mut msg = vec![0x01, 0x07, 0x22, 0x63, 0x0a, 0x06];
+        msg.extend(port.to_be_bytes());
+        msg.extend([0; 10]);
+        msg.extend([0xff, 0xff]);
+        msg.extend(target.octets());
+        msg.extend([34, 2, 30, 2]);
+        msg.extend(b"world");
+        c.write_all(&msg).await.unwrap();
+        let (reply, wire) = read_msg(&mut c, Reply::decode).await;
+        assert_eq!(wire[..6], [0x01, wire[1], 0x22, 0x63, 0x14, wire[5]]);
+        let header = reply.extended_tcp_header.expect("Extended TCP Header TLV");
+        let opts = header.as_bytes();
+        // MSS first (kind 2, length 4); SACK-permitted and timestamps are
+        // on by default in a fresh namespace.
+        assert_eq!(opts[..2], [2, 4]);
+        assert!(opts.windows(2).any(|w| w == [4, 2]), "SACK in {opts:02x?}");
+        assert!(opts.windows(2).any(|w| w == [8, 10]), "TS in {opts:02x?}");
+        c.shutdown().await.unwrap();
+        assert_eq!(read_to_eof(&mut c).await, b"world");
+    });
+}
