@@ -367,6 +367,9 @@ async fn socks4_failures_get_91() {
     long_user.push(0);
     let mut unresolvable = socks4_connect(1, 80, [0, 0, 0, 1], b"");
     unresolvable.extend(b"no-such-host.invalid\0");
+    let mut long_name = socks4_connect(1, 80, [0, 0, 0, 1], b"");
+    long_name.extend(vec![b'a'; 300]);
+    long_name.push(0);
     for (what, msg) in [
         ("refused", socks4_connect(1, refused, local, b"")),
         ("denied by policy", socks4_connect(1, 9, local, b"")),
@@ -374,6 +377,7 @@ async fn socks4_failures_get_91() {
         ("unknown command", socks4_connect(3, 80, local, b"")),
         ("user id over 255", socks4_connect(1, 80, local, &long_user)),
         ("name does not resolve", unresolvable),
+        ("name over 255", long_name),
     ] {
         assert_eq!(send_then_wait(&h, &msg).await, SOCKS4_REJECTED, "{what}");
     }
