@@ -192,6 +192,43 @@ async fn socks6_options_of_exactly_16384_bytes_are_accepted() {
     );
 }
 
+/// An Authentication Data option (method 2) for `user`/`pass` (5 and 6
+/// bytes: 20 bytes padded).
+fn userpass_option(user: [u8; 5], pass: [u8; 6]) -> Vec<u8> {
+    let mut o = vec![0, 4, 0, 20, 2, 1, 5];
+    o.extend(user);
+    o.push(6);
+    o.extend(pass);
+    o.push(0);
+    o
+}
+
+#[tokio::test]
+async fn socks6_duplicate_auth_data_is_read_first_wins() {
+    let h = Harness::start(Some(USERS)).await;
+    let right = userpass_option(*b"alice", *b"secret");
+    let wrong = userpass_option(*b"alice", *b"wrong!");
+    let noop = |first: &[u8], second: &[u8]| {
+        let mut req = vec![6, 0, 0, 40, 0, 0, 0, 1, 0, 0, 0, 0];
+        req.extend(first);
+        req.extend(second);
+        req
+    };
+    // Duplicates are tolerated (digest §3.1 robust parsing); the first
+    // Authentication Data of a method is the one checked.
+    assert_eq!(
+        send_then_wait(&h, &noop(&right, &wrong)).await,
+        [
+            6, 0, 0, 8, 0, 4, 0, 8, 2, 1, 0, 0, // success, status 0
+            6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, // NOOP done
+        ]
+    );
+    assert_eq!(
+        send_then_wait(&h, &noop(&wrong, &right)).await,
+        [6, 1, 0, 8, 0, 4, 0, 8, 2, 1, 1, 0]
+    );
+}
+
 #[tokio::test]
 async fn socks6_without_credentials_on_a_password_server_gets_method_2_selected_in_a_failure() {
     let h = Harness::start(Some(USERS)).await;
