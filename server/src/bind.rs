@@ -34,8 +34,10 @@
 //! - **SOCKS6 Listen Backlog** is for BIND "only inside a Session" (digest
 //!   §2.4, §3.2). Inside a session, a BIND with Listen Backlog N keeps its
 //!   listener open with a queue of `min(N, 128)` (the value reported) for
-//!   as long as that initial connection stays open; the initial connection
-//!   carries no data (what the client sends on it is discarded). "Each
+//!   as long as that initial connection stays open and the session lives
+//!   (a teardown or the session's expiry closes both); the initial
+//!   connection carries no data (what the client sends on it is
+//!   discarded). "Each
 //!   further BIND Request from the same session, using the bind address and
 //!   port from the first Reply, accepts one queued connection": it gets a
 //!   first reply naming that address, a second naming the peer, then the
@@ -640,36 +642,52 @@ pub async fn serve_socks6<S>(
         return;
     }
     match session {
-        Some(id) if granted > 0 => hold_backlog(f, shared, id, &listening, out).await,
+        Some(id) if granted > 0 => hold_backlog(f, shared, id, listening, out).await,
         _ => accept_then_relay(f, shared, listening, &[], out, second, failure).await,
     }
 }
 
 /// The initial connection of a BIND with Listen Backlog: "only keeps the
 /// listener alive and carries no data" (digest §2.4). The listener is
-/// offered to further BINDs of `session` until the client closes.
+/// offered to further BINDs of `session` until the client closes or the
+/// session ends (teardown, idle timeout, lifetime); then the server closes
+/// the initial connection.
 async fn hold_backlog<S>(
     f: Framed<S>,
     shared: &Shared,
     session: &SessionId,
-    listening: &Arc<Listening>,
+    listening: Arc<Listening>,
     out: &mut Outcome,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let backlogs = shared.sessions.backlogs();
-    backlogs.insert(session, listening);
+    backlogs.insert(session, &listening);
     out.reply = format!(
         "BIND {:?}, listen backlog at {}",
         Socks6ReplyCode::SUCCESS,
         listening.advertised
     );
-    let (mut client, _) = f.into_parts();
+    let mut client = f;
     let mut sink = [0u8; 1024];
-    while let Ok(n) = client.read(&mut sink).await {
-        if n == 0 {
-            break;
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    loop {
+        tokio::select! {
+            r = client.read_discard(&mut sink) => if !r {
+                break;
+            },
+            _ = check.tick() => if !shared.sessions.is_live(session) {
+                out.reply.push_str(", session ended");
+                break;
+            },
         }
     }
     backlogs.remove(session, listening.advertised);
+    // The listener closes now (BINDs still waiting on it keep it until
+    // they are done), not after the initial connection's close.
+    drop(listening);
+    client.reject(&[]).await;
 }
+
+/// How often a held Listen Backlog checks that its session is alive.
+const SESSION_CHECK: Duration = Duration::from_secs(1);

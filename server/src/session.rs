@@ -291,6 +291,19 @@ impl Sessions {
         &self.backlogs
     }
 
+    /// Whether the session `id` is alive here: in the table and not idle
+    /// past `--session-timeout`. Does not count as a use of the session.
+    pub fn is_live(&self, id: &SessionId) -> bool {
+        let Some((key, _, _)) = self.check(id) else {
+            return false;
+        };
+        let idle = self.limits.idle_timeout;
+        self.table()
+            .live
+            .get(&key)
+            .is_some_and(|l| l.last_used.elapsed() < idle)
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table
             .lock()

@@ -170,6 +170,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
+    /// Reads into `sink` and drops what was read; false once the client
+    /// closed or the read failed.
+    pub async fn read_discard(&mut self, sink: &mut [u8]) -> bool {
+        matches!(self.io.read(sink).await, Ok(n) if n > 0)
+    }
+
     /// The client stream.
     pub fn get_ref(&self) -> &S {
         &self.io

@@ -741,3 +741,53 @@ fn convert_connect_and_extended_connect_relay_the_first_data_after_their_reply()
         assert_eq!(read_to_eof(&mut c).await, b"world");
     });
 }
+
+#[tokio::test]
+async fn socks6_listen_backlog_ends_with_its_session() {
+    let h = Harness::start_custom(None, |s| {
+        s.sessions.idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let open = || async {
+        let mut c = h.connect().await;
+        c.write_all(&bytes(&request(
+            Command::NOOP,
+            Endpoint::unspecified(),
+            vec![SocksOption::SessionRequest],
+        )))
+        .await
+        .unwrap();
+        let (auth, _) = auth_reply(&mut c).await;
+        auth.options.session_id().unwrap().clone()
+    };
+    let backlog = || {
+        crate::sessions::stack(
+            socks6::Leg::PROXY_REMOTE,
+            socks6::StackValue::ListenBacklog(1),
+        )
+    };
+    let any = Endpoint::new(Ipv4Addr::LOCALHOST, 0);
+    // Teardown: the server closes the initial connection, with nothing
+    // more on it, and the listener.
+    let id = open().await;
+    let (mut initial, op) = in_session(&h, Command::BIND, any.clone(), &id, vec![backlog()]).await;
+    let listen =
+        std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, u16::from_be_bytes([op[4], op[5]])));
+    let mut c = h.connect().await;
+    c.write_all(&bytes(&request(
+        Command::NOOP,
+        Endpoint::unspecified(),
+        vec![SocksOption::SessionId(id), SocksOption::SessionTeardown],
+    )))
+    .await
+    .unwrap();
+    assert_eq!(read_to_eof(&mut initial).await, b"");
+    assert!(TcpStream::connect(listen).await.is_err(), "listener closed");
+    // Idle timeout: the same, once the session has been idle for 2 s.
+    let id = open().await;
+    let started = Instant::now();
+    let (mut initial, _) = in_session(&h, Command::BIND, any, &id, vec![backlog()]).await;
+    assert_eq!(read_to_eof(&mut initial).await, b"");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(1), "closed after {waited:?}");
+}
