@@ -518,6 +518,20 @@ fn decoders_used_here_agree_with_the_wire() {
     ));
 }
 
+/// A new anonymous session (NOOP with a Session Request): its ID.
+async fn new_session(h: &Harness) -> socks6::SessionId {
+    let mut c = h.connect().await;
+    c.write_all(&bytes(&request(
+        Command::NOOP,
+        Endpoint::unspecified(),
+        vec![SocksOption::SessionRequest],
+    )))
+    .await
+    .unwrap();
+    let (auth, _) = auth_reply(&mut c).await;
+    auth.options.session_id().unwrap().clone()
+}
+
 /// A SOCKS6 request in session `id`, read up to its Operation Reply.
 async fn in_session(
     h: &Harness,
@@ -542,17 +556,7 @@ async fn in_session(
 async fn socks6_bind_with_listen_backlog_in_a_session_serves_queued_peers_to_further_binds() {
     use tokio::io::AsyncReadExt;
     let h = Harness::start(None).await;
-    let mut c = h.connect().await;
-    c.write_all(&bytes(&request(
-        Command::NOOP,
-        Endpoint::unspecified(),
-        vec![SocksOption::SessionRequest],
-    )))
-    .await
-    .unwrap();
-    let (auth, _) = auth_reply(&mut c).await;
-    let id = auth.options.session_id().unwrap().clone();
-    drop(c);
+    let id = new_session(&h).await;
     // The initial BIND asks for a backlog of 3 on the proxy-remote leg.
     let backlog = crate::sessions::stack(
         socks6::Leg::PROXY_REMOTE,
@@ -616,22 +620,7 @@ async fn socks6_bind_with_listen_backlog_in_a_session_serves_queued_peers_to_fur
 #[tokio::test]
 async fn socks6_further_bind_from_another_session_does_not_reach_the_backlog() {
     let h = Harness::start(None).await;
-    let open = |h: &Harness| {
-        let server = h.server;
-        async move {
-            let mut c = TcpStream::connect(server).await.unwrap();
-            c.write_all(&bytes(&request(
-                Command::NOOP,
-                Endpoint::unspecified(),
-                vec![SocksOption::SessionRequest],
-            )))
-            .await
-            .unwrap();
-            let (auth, _) = auth_reply(&mut c).await;
-            auth.options.session_id().unwrap().clone()
-        }
-    };
-    let (a, b) = (open(&h).await, open(&h).await);
+    let (a, b) = (new_session(&h).await, new_session(&h).await);
     let backlog = crate::sessions::stack(
         socks6::Leg::PROXY_REMOTE,
         socks6::StackValue::ListenBacklog(2),
@@ -694,17 +683,7 @@ fn convert_connect_and_extended_connect_relay_the_first_data_after_their_reply()
                 .push(EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap());
         })
         .await;
-        let echo = tokio::net::TcpListener::bind("198.18.0.1:0").await.unwrap();
-        let port = echo.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = echo.accept().await {
-                tokio::spawn(async move {
-                    let (mut r, mut w) = s.split();
-                    let _ = tokio::io::copy(&mut r, &mut w).await;
-                    let _ = w.shutdown().await;
-                });
-            }
-        });
+        let port = crate::echo_on("198.18.0.1:0").await.port();
         let target = Ipv4Addr::new(198, 18, 0, 1);
         // Base Connect: the reply is the bare header, then the target's
         // bytes (the echo of the data that followed the Convert message).
@@ -748,18 +727,6 @@ async fn socks6_listen_backlog_ends_with_its_session() {
         s.sessions.idle_timeout = Duration::from_secs(2);
     })
     .await;
-    let open = || async {
-        let mut c = h.connect().await;
-        c.write_all(&bytes(&request(
-            Command::NOOP,
-            Endpoint::unspecified(),
-            vec![SocksOption::SessionRequest],
-        )))
-        .await
-        .unwrap();
-        let (auth, _) = auth_reply(&mut c).await;
-        auth.options.session_id().unwrap().clone()
-    };
     let backlog = || {
         crate::sessions::stack(
             socks6::Leg::PROXY_REMOTE,
@@ -769,7 +736,7 @@ async fn socks6_listen_backlog_ends_with_its_session() {
     let any = Endpoint::new(Ipv4Addr::LOCALHOST, 0);
     // Teardown: the server closes the initial connection, with nothing
     // more on it, and the listener.
-    let id = open().await;
+    let id = new_session(&h).await;
     let (mut initial, op) = in_session(&h, Command::BIND, any.clone(), &id, vec![backlog()]).await;
     let listen =
         std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, u16::from_be_bytes([op[4], op[5]])));
@@ -784,7 +751,7 @@ async fn socks6_listen_backlog_ends_with_its_session() {
     assert_eq!(read_to_eof(&mut initial).await, b"");
     assert!(TcpStream::connect(listen).await.is_err(), "listener closed");
     // Idle timeout: the same, once the session has been idle for 2 s.
-    let id = open().await;
+    let id = new_session(&h).await;
     let started = Instant::now();
     let (mut initial, _) = in_session(&h, Command::BIND, any, &id, vec![backlog()]).await;
     assert_eq!(read_to_eof(&mut initial).await, b"");
