@@ -1,7 +1,7 @@
 //! Socket options and kernel facts that need `libc`: Multipath TCP socket
 //! creation with fallback, TCP Fast Open, MPTCP introspection
 //! (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the host's own
-//! addresses.
+//! addresses, the open-file limit.
 //!
 //! This is the only module of the crate with `unsafe` code. Every unsafe
 //! block is a single `getsockopt`/`setsockopt`/`recvmsg`/`getifaddrs` call on
@@ -431,6 +431,35 @@ pub fn set_transparent(sock: &Socket, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// The open-file limit (`RLIMIT_NOFILE`) after raising the soft limit to the
+/// hard limit: `(soft, hard)`. Every client connection and every outbound
+/// connection costs a file descriptor, and the usual soft default (1024)
+/// would refuse connections long before memory runs short.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively
+    // borrowed struct passed to it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the `rlimit` it is given, which
+        // lives for the duration of the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,5 +504,16 @@ mod tests {
             set_no_fragmentation(&sock, v6).expect("set");
             assert!(no_fragmentation(&sock, v6).expect("get"));
         }
+    }
+
+    #[test]
+    fn nofile_soft_limit_is_raised_to_the_hard_limit() {
+        let (soft, hard) = raise_nofile_limit().expect("rlimit");
+        assert_eq!(soft, hard);
+        assert_eq!(
+            raise_nofile_limit().expect("rlimit"),
+            (hard, hard),
+            "idempotent"
+        );
     }
 }

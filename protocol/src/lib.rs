@@ -23,6 +23,8 @@
 //!   messages.
 //! - [`socks5`]: SOCKS5 method negotiation, RFC 1929, requests, replies, UDP
 //!   headers, and SOCKS4/4a.
+//! - `rfc1929`: the username/password wire format both SOCKS versions
+//!   carry, with the empty-field policy as a parameter.
 //! - [`convert`]: RFC 8803 header and TLVs, error codes and the echo rule.
 //! - [`http`]: HTTP/1.x proxy request heads (`CONNECT` and absolute-form).
 #![forbid(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod addr;
 pub mod codec;
 pub mod convert;
 pub mod http;
+mod rfc1929;
 pub mod socks5;
 pub mod socks6;
 

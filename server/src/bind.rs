@@ -31,19 +31,31 @@
 //!   asked; the first reply says whether an MPTCP connection will be
 //!   accepted, the second whether the peer's connection uses it. TFO: the
 //!   listener accepts data in the SYN when asked, and the option is echoed.
-//!   Listen Backlog is for BIND "only inside a Session"; this server keeps
-//!   no backlog and answers a requested one with Backlog 0 ("If it provides
-//!   no backlog it signals 0 and BIND behaves normally").
+//! - **SOCKS6 Listen Backlog** is for BIND "only inside a Session" (digest
+//!   §2.4, §3.2). Inside a session, a BIND with Listen Backlog N keeps its
+//!   listener open with a queue of `min(N, 128)` (the value reported) for
+//!   as long as that initial connection stays open and the session lives
+//!   (a teardown or the session's expiry closes both); the initial
+//!   connection carries no data (what the client sends on it is
+//!   discarded). "Each
+//!   further BIND Request from the same session, using the bind address and
+//!   port from the first Reply, accepts one queued connection": it gets a
+//!   first reply naming that address, a second naming the peer, then the
+//!   relay. Outside a session a requested backlog is answered with Backlog
+//!   0 ("If it provides no backlog it signals 0 and BIND behaves
+//!   normally").
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
 use sixpath_protocol::socks6::{
     Availability, Leg, OperationReply, ReplyCode as Socks6ReplyCode, Request as Socks6Request,
-    SocksOption, StackOption, StackValue,
+    SessionId, SocksOption, StackOption, StackValue,
 };
 use sixpath_protocol::{Address, Endpoint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -124,6 +136,56 @@ pub struct ListenOptions {
     pub mptcp: bool,
     /// Accept data in the SYN.
     pub fast_open: bool,
+    /// The accept queue; 0 for the default of a one-connection BIND (4).
+    pub backlog: u16,
+}
+
+/// The largest Listen Backlog this server grants.
+pub const MAX_LISTEN_BACKLOG: u16 = 128;
+
+/// Listeners kept open by SOCKS6 BINDs with Listen Backlog, by session and
+/// advertised address. Entries are weak: the initial BIND connection owns
+/// its listener, and further BINDs borrow it while they wait for a peer.
+#[derive(Debug, Default)]
+pub struct Backlogs {
+    map: Mutex<BacklogMap>,
+}
+
+/// Session ID bytes and advertised address → the listener.
+type BacklogMap = HashMap<(Vec<u8>, SocketAddr), Weak<Listening>>;
+
+impl Backlogs {
+    fn map(&self) -> std::sync::MutexGuard<'_, BacklogMap> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, session: &SessionId, listening: &Arc<Listening>) {
+        let key = (session.as_bytes().to_vec(), listening.advertised);
+        let mut map = self.map();
+        map.retain(|_, l| l.strong_count() > 0);
+        map.insert(key, Arc::downgrade(listening));
+    }
+
+    fn remove(&self, session: &SessionId, addr: SocketAddr) {
+        self.map().remove(&(session.as_bytes().to_vec(), addr));
+    }
+
+    /// The backlog listener of `session` at `addr`, if it is still open.
+    fn find(&self, session: &SessionId, addr: SocketAddr) -> Option<Arc<Listening>> {
+        self.map()
+            .get(&(session.as_bytes().to_vec(), addr))
+            .and_then(Weak::upgrade)
+    }
+
+    /// Open backlog listeners.
+    pub fn len(&self) -> usize {
+        self.map().values().filter(|l| l.strong_count() > 0).count()
+    }
+
+    /// Whether no backlog listener is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The configured IP of `v6`'s family in `list`.
@@ -177,8 +239,10 @@ pub fn listen(
         let _ = sock.set_only_v6(true);
     }
     sock.bind(&local.into()).map_err(BindError::Listen)?;
-    // One connection is accepted; a small queue is enough.
-    sock.listen(4).map_err(BindError::Listen)?;
+    // One connection is accepted; a small queue is enough, unless a
+    // Listen Backlog asks for more.
+    let backlog = if opts.backlog == 0 { 4 } else { opts.backlog };
+    sock.listen(i32::from(backlog)).map_err(BindError::Listen)?;
     if opts.fast_open {
         let _ = sys::enable_listener_fastopen(&sock, 4);
     }
@@ -306,6 +370,44 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     v
 }
 
+/// The second half of every BIND, after the first reply went out: waits
+/// for the peer; then sends the second reply `second` builds (its bytes
+/// and the log text) and relays, or on failure the answer and log text
+/// `failure` gives, and closes.
+async fn accept_then_relay<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    listening: Arc<Listening>,
+    expected: &[IpAddr],
+    out: &mut Outcome,
+    second: impl FnOnce(&TcpStream, SocketAddr) -> (Vec<u8>, String),
+    failure: impl FnOnce(&BindError) -> (Vec<u8>, String),
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (mut client, mut early) = f.into_parts();
+    match wait_for_peer(shared, &listening, expected, &mut client, &mut early).await {
+        Ok((peer_stream, peer)) => {
+            drop(listening);
+            let (reply, why) = second(&peer_stream, peer);
+            out.reply = why;
+            if tokio::io::AsyncWriteExt::write_all(&mut client, &reply)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let opts = shared.relay_options();
+            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
+        }
+        Err(e) => {
+            let (reply, why) = failure(&e);
+            out.reply = why;
+            Framed::new(client).reject(&reply).await;
+        }
+    }
+}
+
 /// The control connection's local address, unmapped.
 fn control_local<S: AsyncRead + AsyncWrite + Unpin>(f: &Framed<S>) -> IpAddr {
     f.local_addr()
@@ -335,26 +437,24 @@ where
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &plan.expected, &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let second = encode(|b| Reply::new(ReplyCode::SUCCEEDED, peer).encode(b));
-            out.reply = format!("BIND {:?}, peer {peer}", ReplyCode::SUCCEEDED);
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &second)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
-        }
-        Err(e) => {
-            out.reply = format!("BIND: {e}");
-            Framed::new(client).reject(&fail(&e)).await;
-        }
-    }
+    let second = |_: &TcpStream, peer| {
+        let bytes = encode(|b| Reply::new(ReplyCode::SUCCEEDED, peer).encode(b));
+        (
+            bytes,
+            format!("BIND {:?}, peer {peer}", ReplyCode::SUCCEEDED),
+        )
+    };
+    let failure = |e: &BindError| (fail(e), format!("BIND: {e}"));
+    accept_then_relay(
+        f,
+        shared,
+        Arc::new(listening),
+        &plan.expected,
+        out,
+        second,
+        failure,
+    )
+    .await;
 }
 
 /// Serves a SOCKS4 BIND: `hint` is DSTIP (or the 4A name) and DSTPORT.
@@ -394,33 +494,33 @@ where
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &plan.expected, &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let second = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, v4(peer)).encode(b));
-            out.reply = format!("BIND GRANTED, peer {peer}");
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &second)
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
-        }
-        Err(e) => {
-            out.reply = format!("BIND REJECTED_OR_FAILED: {e}");
-            Framed::new(client).reject(&rejected()).await;
-        }
-    }
+    let second = |_: &TcpStream, peer| {
+        let bytes = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, v4(peer)).encode(b));
+        (bytes, format!("BIND GRANTED, peer {peer}"))
+    };
+    let failure = |e: &BindError| (rejected(), format!("BIND REJECTED_OR_FAILED: {e}"));
+    accept_then_relay(
+        f,
+        shared,
+        Arc::new(listening),
+        &plan.expected,
+        out,
+        second,
+        failure,
+    )
+    .await;
 }
 
-/// Serves a SOCKS6 BIND after a successful Authentication Reply.
+/// Serves a SOCKS6 BIND after a successful Authentication Reply. `session`
+/// is the request's session, if any (created by it or joined); a Session ID
+/// the request created (`new_session`) goes into the first (successful)
+/// Operation Reply.
 pub async fn serve_socks6<S>(
     mut f: Framed<S>,
     shared: &Shared,
     req: &Socks6Request,
+    session: Option<&SessionId>,
+    new_session: Option<&SessionId>,
     out: &mut Outcome,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -429,6 +529,7 @@ pub async fn serve_socks6<S>(
         let reply = OperationReply::new(Socks6ReplyCode(e.code(true)), Endpoint::unspecified());
         encode(|b| reply.encode(b))
     };
+    let failure = |e: &BindError| (fail(e), format!("BIND: {e}"));
     let remote = |s: &&StackOption| s.leg.0 & Leg::PROXY_REMOTE.0 != 0;
     let want_mptcp = req
         .options
@@ -447,22 +548,10 @@ pub async fn serve_socks6<S>(
         .options
         .stack()
         .filter(remote)
-        .any(|s| matches!(s.value, StackValue::ListenBacklog(_)));
-    let local = control_local(&f);
-    let opts = ListenOptions {
-        mptcp: want_mptcp,
-        fast_open: tfo.is_some(),
-    };
-    let listening = match plan_for_bind_address(shared, &req.endpoint, local)
-        .and_then(|plan| listen(shared, plan.local, local, opts))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            out.reply = format!("BIND: {e}");
-            f.reject(&fail(&e)).await;
-            return;
-        }
-    };
+        .find_map(|s| match s.value {
+            StackValue::ListenBacklog(n) => Some(n),
+            _ => None,
+        });
     let stack = |v| {
         SocksOption::Stack(StackOption {
             leg: Leg::PROXY_REMOTE,
@@ -474,6 +563,59 @@ pub async fn serve_socks6<S>(
             Availability::AVAILABLE
         } else {
             Availability::UNAVAILABLE
+        }
+    };
+    let second = |peer_stream: &TcpStream, peer: SocketAddr| {
+        let mut second = OperationReply::new(Socks6ReplyCode::SUCCESS, peer.into());
+        // In the second reply: "whether the connection uses MPTCP".
+        if want_mptcp {
+            let used = matches!(sys::transport(peer_stream), sys::Transport::Mptcp { .. });
+            let _ = second.options.push(stack(StackValue::Mptcp(avail(used))));
+        }
+        let bytes = encode(|b| second.encode(b));
+        (
+            bytes,
+            format!("BIND {:?}, peer {peer}", Socks6ReplyCode::SUCCESS),
+        )
+    };
+
+    // "Each further BIND Request from the same session, using the bind
+    // address and port from the first Reply, accepts one queued
+    // connection" (digest §2.4).
+    let queued = session.zip(req.endpoint.addr.ip()).and_then(|(id, ip)| {
+        let addr = SocketAddr::new(ip, req.endpoint.port);
+        shared.sessions.backlogs().find(id, addr)
+    });
+    if let Some(listening) = queued {
+        let mut first = OperationReply::new(Socks6ReplyCode::SUCCESS, listening.advertised.into());
+        crate::handshake::socks6::push_session_id(&mut first, new_session);
+        if f.send(&encode(|b| first.encode(b))).await.is_err() {
+            out.reply = "client gone before reply".into();
+            return;
+        }
+        accept_then_relay(f, shared, listening, &[], out, second, failure).await;
+        return;
+    }
+
+    // Listen Backlog only inside a session; elsewhere 0, BIND as usual.
+    let granted = match (session, backlog) {
+        (Some(_), Some(n)) => n.min(MAX_LISTEN_BACKLOG),
+        _ => 0,
+    };
+    let local = control_local(&f);
+    let opts = ListenOptions {
+        mptcp: want_mptcp,
+        fast_open: tfo.is_some(),
+        backlog: granted,
+    };
+    let listening = match plan_for_bind_address(shared, &req.endpoint, local)
+        .and_then(|plan| listen(shared, plan.local, local, opts))
+    {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            out.reply = format!("BIND: {e}");
+            f.reject(&fail(&e)).await;
+            return;
         }
     };
     let mut first = OperationReply::new(Socks6ReplyCode::SUCCESS, listening.advertised.into());
@@ -488,36 +630,64 @@ pub async fn serve_socks6<S>(
     if let Some(size) = tfo {
         let _ = first.options.push(stack(StackValue::Tfo(size)));
     }
-    if backlog {
-        let _ = first.options.push(stack(StackValue::ListenBacklog(0)));
+    if backlog.is_some() {
+        // "The proxy replies with the backlog actually used."
+        let _ = first
+            .options
+            .push(stack(StackValue::ListenBacklog(granted)));
     }
+    crate::handshake::socks6::push_session_id(&mut first, new_session);
     if f.send(&encode(|b| first.encode(b))).await.is_err() {
         out.reply = "client gone before reply".into();
         return;
     }
-    let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, &[], &mut client, &mut early).await {
-        Ok((peer_stream, peer)) => {
-            drop(listening);
-            let mut second = OperationReply::new(Socks6ReplyCode::SUCCESS, peer.into());
-            // In the second reply: "whether the connection uses MPTCP".
-            if want_mptcp {
-                let used = matches!(sys::transport(&peer_stream), sys::Transport::Mptcp { .. });
-                let _ = second.options.push(stack(StackValue::Mptcp(avail(used))));
-            }
-            out.reply = format!("BIND {:?}, peer {peer}", Socks6ReplyCode::SUCCESS);
-            if tokio::io::AsyncWriteExt::write_all(&mut client, &encode(|b| second.encode(b)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
-        }
-        Err(e) => {
-            out.reply = format!("BIND: {e}");
-            Framed::new(client).reject(&fail(&e)).await;
-        }
+    match session {
+        Some(id) if granted > 0 => hold_backlog(f, shared, id, listening, out).await,
+        _ => accept_then_relay(f, shared, listening, &[], out, second, failure).await,
     }
 }
+
+/// The initial connection of a BIND with Listen Backlog: "only keeps the
+/// listener alive and carries no data" (digest §2.4). The listener is
+/// offered to further BINDs of `session` until the client closes or the
+/// session ends (teardown, idle timeout, lifetime); then the server closes
+/// the initial connection.
+async fn hold_backlog<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    session: &SessionId,
+    listening: Arc<Listening>,
+    out: &mut Outcome,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let backlogs = shared.sessions.backlogs();
+    backlogs.insert(session, &listening);
+    out.reply = format!(
+        "BIND {:?}, listen backlog at {}",
+        Socks6ReplyCode::SUCCESS,
+        listening.advertised
+    );
+    let mut client = f;
+    let mut sink = [0u8; 1024];
+    let mut check = tokio::time::interval(SESSION_CHECK);
+    loop {
+        tokio::select! {
+            r = client.read_discard(&mut sink) => if !r {
+                break;
+            },
+            _ = check.tick() => if !shared.sessions.is_live(session) {
+                out.reply.push_str(", session ended");
+                break;
+            },
+        }
+    }
+    backlogs.remove(session, listening.advertised);
+    // The listener closes now (BINDs still waiting on it keep it until
+    // they are done), not after the initial connection's close.
+    drop(listening);
+    client.reject(&[]).await;
+}
+
+/// How often a held Listen Backlog checks that its session is alive.
+const SESSION_CHECK: Duration = Duration::from_secs(1);

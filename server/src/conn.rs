@@ -239,15 +239,15 @@ async fn serve_protocols<S>(
         Ok(Ok(first)) => match detect(first, protocols) {
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
-                handshake::socks5::serve(framed, shared, deadline, outcome).await;
+                Box::pin(handshake::socks5::serve(framed, shared, deadline, outcome)).await;
             }
             Some(Protocol::Socks6) => {
                 outcome.protocol = Some("socks6");
-                handshake::socks6::serve(framed, shared, deadline, outcome).await;
+                Box::pin(handshake::socks6::serve(framed, shared, deadline, outcome)).await;
             }
             Some(Protocol::Convert) => {
                 outcome.protocol = Some("convert");
-                handshake::convert::serve(framed, shared, deadline, outcome).await;
+                Box::pin(handshake::convert::serve(framed, shared, deadline, outcome)).await;
             }
             None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch

@@ -93,6 +93,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // One descriptor per client and per outbound connection: use all the
+    // hard limit allows.
+    match sixpath_server::sys::raise_nofile_limit() {
+        Ok((soft, _)) => tracing::info!(limit = soft, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -221,6 +221,7 @@ pub struct Sessions {
     serial: AtomicU64,
     limits: SessionLimits,
     table: Mutex<Table>,
+    backlogs: crate::bind::Backlogs,
 }
 
 /// A request's place in a session, once [`Sessions::admit`] has read its
@@ -281,7 +282,26 @@ impl Sessions {
                 ended: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
+            backlogs: crate::bind::Backlogs::default(),
         }
+    }
+
+    /// BIND listeners kept open for the sessions' Listen Backlogs.
+    pub fn backlogs(&self) -> &crate::bind::Backlogs {
+        &self.backlogs
+    }
+
+    /// Whether the session `id` is alive here: in the table and not idle
+    /// past `--session-timeout`. Does not count as a use of the session.
+    pub fn is_live(&self, id: &SessionId) -> bool {
+        let Some((key, _, _)) = self.check(id) else {
+            return false;
+        };
+        let idle = self.limits.idle_timeout;
+        self.table()
+            .live
+            .get(&key)
+            .is_some_and(|l| l.last_used.elapsed() < idle)
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {

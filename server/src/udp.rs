@@ -52,8 +52,8 @@ use bytes::{Buf, BytesMut};
 use sixpath_protocol::socks5::{Reply, ReplyCode, UdpHeader};
 use sixpath_protocol::socks6::udp::{Datagram, UdpMessage};
 use sixpath_protocol::socks6::{
-    Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SocksOption, StackOption,
-    StackValue,
+    Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SessionId, SocksOption,
+    StackOption, StackValue,
 };
 use sixpath_protocol::{Decoded, Endpoint};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -622,9 +622,16 @@ impl Mapping {
 }
 
 /// Serves a SOCKS6 UDP ASSOCIATE after a successful Authentication Reply;
-/// `want` is the Request's desired bind address.
-pub async fn serve_socks6<S>(mut f: Framed<S>, shared: &Shared, req: &Request, out: &mut Outcome)
-where
+/// the Request's endpoint is the desired bind address. A Session ID the
+/// request created (`new_session`) goes into the successful Operation
+/// Reply.
+pub async fn serve_socks6<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    req: &Request,
+    new_session: Option<&SessionId>,
+    out: &mut Outcome,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let want = &req.endpoint;
@@ -703,6 +710,7 @@ where
             },
         }));
     }
+    crate::handshake::socks6::push_session_id(&mut reply, new_session);
     let mut hello = encode(|b| reply.encode(b));
     let init = UdpMessage::AssociationInit { id };
     let _ = init.encode(&mut hello);

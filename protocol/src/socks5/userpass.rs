@@ -16,12 +16,22 @@ use core::fmt;
 
 use crate::Decoded;
 use crate::codec::{self, Fail, Out, Reader};
+use crate::rfc1929::{self, EmptyFields};
 
 use super::Error;
 
+impl From<rfc1929::Invalid> for Error {
+    fn from(e: rfc1929::Invalid) -> Self {
+        match e {
+            rfc1929::Invalid::Version(v) => Self::UnsupportedUserPassVersion(v),
+            rfc1929::Invalid::EmptyUsername => Self::EmptyUsername,
+        }
+    }
+}
+
 /// The VER byte of RFC 1929 messages: "The VER field contains the current
 /// version of the subnegotiation, which is X'01'."
-pub const USERPASS_VERSION: u8 = 0x01;
+pub const USERPASS_VERSION: u8 = rfc1929::VERSION;
 
 /// Longest username or password: the length fields are one byte.
 pub const MAX_CREDENTIAL_LEN: usize = 255;
@@ -97,35 +107,25 @@ impl UserPassRequest {
     }
 
     fn decode_inner(r: &mut Reader<'_>) -> Result<Self, Fail<Error>> {
-        let version = r.u8()?;
-        if version != USERPASS_VERSION {
-            return Err(Error::UnsupportedUserPassVersion(version).into());
-        }
-        let ulen = usize::from(r.u8()?);
-        if ulen == 0 {
-            return Err(Error::EmptyUsername.into());
-        }
-        let username = r.take(ulen)?.to_vec();
-        // PLEN 0 accepted: see the module documentation.
-        let plen = usize::from(r.u8()?);
-        let password = r.take(plen)?.to_vec();
-        Ok(Self { username, password })
+        // PLEN 0 accepted, ULEN 0 refused: see the module documentation.
+        let (username, password) = rfc1929::read_request(r, EmptyFields::RejectEmptyUsername)
+            .map_err(|f| f.map_err(Error::from))?;
+        Ok(Self {
+            username: username.to_vec(),
+            password: password.to_vec(),
+        })
     }
 
     /// Writes the request. An empty password (only possible in a decoded
     /// request) is written as PLEN 0, as it arrived.
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(USERPASS_VERSION);
         // Both at most 255 by construction.
-        buf.put_u8(self.username.len() as u8);
-        buf.put_slice(&self.username);
-        buf.put_u8(self.password.len() as u8);
-        buf.put_slice(&self.password);
+        rfc1929::write_request(buf, &self.username, &self.password);
     }
 
     /// Bytes [`encode`](Self::encode) writes.
     pub fn encoded_len(&self) -> usize {
-        3 + self.username.len() + self.password.len()
+        rfc1929::request_len(&self.username, &self.password)
     }
 }
 
@@ -163,19 +163,15 @@ impl UserPassReply {
     }
 
     fn decode_inner(r: &mut Reader<'_>) -> Result<Self, Fail<Error>> {
-        let version = r.u8()?;
-        if version != USERPASS_VERSION {
-            return Err(Error::UnsupportedUserPassVersion(version).into());
-        }
+        let status = rfc1929::read_reply(r).map_err(|f| f.map_err(Error::from))?;
         Ok(Self {
-            status: UserPassStatus(r.u8()?),
+            status: UserPassStatus(status),
         })
     }
 
     /// Writes the reply.
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(USERPASS_VERSION);
-        buf.put_u8(self.status.0);
+        rfc1929::write_reply(buf, self.status.0);
     }
 
     /// Bytes [`encode`](Self::encode) writes: always 2.

@@ -16,6 +16,18 @@ use super::error::Error;
 use super::option::SocksOption;
 use super::request::MAX_INITIAL_DATA_LEN;
 use crate::codec::{self, Decoded, Fail, Out, Reader};
+use crate::rfc1929::{self, EmptyFields};
+
+impl From<rfc1929::Invalid> for Error {
+    fn from(e: rfc1929::Invalid) -> Self {
+        match e {
+            rfc1929::Invalid::Version(v) => Self::UsernamePasswordVersion(v),
+            // Not produced under `EmptyFields::Accept`; a zero length is
+            // the closest SOCKS6 error.
+            rfc1929::Invalid::EmptyUsername => Self::CredentialLength(0),
+        }
+    }
+}
 
 crate::code_point! {
     /// An authentication method, from the IANA "SOCKS methods" registry
@@ -114,7 +126,7 @@ impl AuthMethodAdvertisement {
 }
 
 /// The RFC 1929 sub-negotiation version.
-pub const USERNAME_PASSWORD_VERSION: u8 = 0x01;
+pub const USERNAME_PASSWORD_VERSION: u8 = rfc1929::VERSION;
 
 /// A 0-RTT username/password request: the Authentication Data of method 2
 /// (RFC 1929 `VER ULEN UNAME PLEN PASSWD`).
@@ -158,15 +170,13 @@ impl UsernamePassword {
     }
 
     fn decode_inner(r: &mut Reader<'_>) -> Result<Self, Fail<Error>> {
-        let ver = r.u8()?;
-        if ver != USERNAME_PASSWORD_VERSION {
-            return Err(Error::UsernamePasswordVersion(ver).into());
-        }
-        let ulen = r.u8()?;
-        let username = r.take(usize::from(ulen))?.to_vec();
-        let plen = r.u8()?;
-        let password = r.take(usize::from(plen))?.to_vec();
-        Ok(Self { username, password })
+        // Empty fields are read, to be answered with a failure.
+        let (username, password) =
+            rfc1929::read_request(r, EmptyFields::Accept).map_err(|f| f.map_err(Error::from))?;
+        Ok(Self {
+            username: username.to_vec(),
+            password: password.to_vec(),
+        })
     }
 
     /// Reads the whole data of an Authentication Data option of method 2;
@@ -180,18 +190,14 @@ impl UsernamePassword {
 
     /// Writes `VER ULEN UNAME PLEN PASSWD` (no padding).
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(USERNAME_PASSWORD_VERSION);
         // Both fields are at most 255 bytes: checked by `new`, or read
         // after a one-byte length.
-        buf.put_u8(self.username.len() as u8);
-        buf.put_slice(&self.username);
-        buf.put_u8(self.password.len() as u8);
-        buf.put_slice(&self.password);
+        rfc1929::write_request(buf, &self.username, &self.password);
     }
 
     /// Bytes [`UsernamePassword::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        3 + self.username.len() + self.password.len()
+        rfc1929::request_len(&self.username, &self.password)
     }
 
     /// The Authentication Data option that carries these credentials.
@@ -238,11 +244,8 @@ impl UsernamePasswordReply {
     pub fn decode(buf: &[u8]) -> Result<Decoded<Self>, Error> {
         let mut r = Reader::new(buf);
         let inner = |r: &mut Reader<'_>| -> Result<Self, Fail<Error>> {
-            let ver = r.u8()?;
-            if ver != USERNAME_PASSWORD_VERSION {
-                return Err(Error::UsernamePasswordVersion(ver).into());
-            }
-            Ok(Self { status: r.u8()? })
+            let status = rfc1929::read_reply(r).map_err(|f| f.map_err(Error::from))?;
+            Ok(Self { status })
         };
         codec::finish(inner(&mut r).map(|m| (m, r.consumed())))
     }
@@ -258,8 +261,7 @@ impl UsernamePasswordReply {
 
     /// Writes `VER STATUS`.
     pub fn encode<B: Out>(&self, buf: &mut B) {
-        buf.put_u8(USERNAME_PASSWORD_VERSION);
-        buf.put_u8(self.status);
+        rfc1929::write_reply(buf, self.status);
     }
 
     /// Bytes [`UsernamePasswordReply::encode`] writes (2).

@@ -47,7 +47,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::{Framed, ReadError};
+use super::{Framed, read_by};
 use crate::conn::{Outcome, Shared, relay_with_leftover};
 use crate::outbound::{ConnectError, ConnectOptions};
 use crate::secret::Secret;
@@ -179,26 +179,18 @@ pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out:
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let req =
-        match tokio::time::timeout_at(deadline, f.next(|b| Request::decode(b, &SUPPORTED))).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(ReadError::Invalid(e))) => {
-                out.reply = format!("bad Convert message: {e}");
-                // None means the answer is a reset (Total Length 0): close
-                // without a reply.
-                let bytes = e.reply_bytes(f.buffered()).unwrap_or_default();
-                f.reject(&bytes).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                out.reply = e.to_string();
-                return;
-            }
-            Err(_) => {
-                out.reply = "handshake timeout".into();
-                return;
-            }
-        };
+    let req = match read_by(deadline, out, f.next(|b| Request::decode(b, &SUPPORTED))).await {
+        Ok(r) => r,
+        Err(Some(e)) => {
+            out.reply = format!("bad Convert message: {e}");
+            // None means the answer is a reset (Total Length 0): close
+            // without a reply.
+            let bytes = e.reply_bytes(f.buffered()).unwrap_or_default();
+            f.reject(&bytes).await;
+            return;
+        }
+        Err(None) => return,
+    };
     // "A Transport Converter that has been configured to use the optional
     // Cookie TLV MUST verify the presence of this TLV" (digest §2.8).
     if let Some((reply, why)) =

@@ -86,7 +86,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         if self.buf.len() >= MAX_HANDSHAKE {
             return Err(ReadError::TooLarge);
         }
-        let want = (MAX_HANDSHAKE - self.buf.len()).min(16 * 1024);
+        // The buffer grows with what the client sends (doubling, at most
+        // 16 KiB a step) rather than in one 16 KiB step: an idle or slow
+        // client costs its 1 KiB buffer, not the largest handshake.
+        let want = (MAX_HANDSHAKE - self.buf.len())
+            .min(16 * 1024)
+            .min(self.buf.len().max(1024));
         self.buf.reserve(want);
         let n = (&mut self.io)
             .take(want as u64)
@@ -165,6 +170,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
+    /// Reads into `sink` and drops what was read; false once the client
+    /// closed or the read failed.
+    pub async fn read_discard(&mut self, sink: &mut [u8]) -> bool {
+        matches!(self.io.read(sink).await, Ok(n) if n > 0)
+    }
+
     /// The client stream.
     pub fn get_ref(&self) -> &S {
         &self.io
@@ -179,6 +190,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// for the target).
     pub fn into_parts(self) -> (S, BytesMut) {
         (self.io, self.buf)
+    }
+}
+
+/// Runs a handshake read until `deadline`: the message, or `Err(Some(e))`
+/// for an invalid one (the caller sends the protocol's answer), or
+/// `Err(None)` when there is nothing to answer (the client closed, the
+/// message is too large, a read failed, or the deadline passed); then `out`
+/// already says why.
+pub async fn read_by<T, E: std::fmt::Display>(
+    deadline: tokio::time::Instant,
+    out: &mut crate::conn::Outcome,
+    read: impl Future<Output = Result<T, ReadError<E>>>,
+) -> Result<T, Option<E>> {
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(msg)) => Ok(msg),
+        Ok(Err(ReadError::Invalid(e))) => Err(Some(e)),
+        Ok(Err(e)) => {
+            out.reply = e.to_string();
+            Err(None)
+        }
+        Err(_) => {
+            out.reply = "handshake timeout".into();
+            Err(None)
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use sixpath_protocol::socks5::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, socks_reply_code};
+use super::{Framed, ReadError, read_by, socks_reply_code};
 use crate::conn::{Outcome, Shared, relay_with_leftover};
 use crate::outbound::{ConnectError, ConnectOptions};
 
@@ -181,22 +181,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let rejected = |code| encode(|b| Socks4Reply::unbound(code).encode(b));
-    let req = match tokio::time::timeout_at(deadline, f.next(Socks4Request::decode)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(ReadError::Invalid(e))) => {
+    let req = match read_by(deadline, out, f.next(Socks4Request::decode)).await {
+        Ok(r) => r,
+        Err(Some(e)) => {
             out.reply = format!("bad SOCKS4 request: {e}");
             let bytes = e.socks4_reply().map(rejected).unwrap_or_default();
             f.reject(&bytes).await;
             return;
         }
-        Ok(Err(e)) => {
-            out.reply = e.to_string();
-            return;
-        }
-        Err(_) => {
-            out.reply = "handshake timeout".into();
-            return;
-        }
+        Err(None) => return,
     };
     out.target = Some(req.endpoint().to_string());
     out.user = Some(String::from_utf8_lossy(req.user_id()).into_owned()).filter(|u| !u.is_empty());

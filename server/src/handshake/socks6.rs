@@ -30,7 +30,7 @@ use sixpath_protocol::socks6::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, socks_reply_code};
+use super::{Framed, ReadError, read_by, socks_reply_code};
 use crate::conn::{Outcome, Shared, relay_with_leftover};
 use crate::session::Admission;
 
@@ -125,22 +125,15 @@ where
         })?;
         Ok::<_, ReadError<sixpath_protocol::socks6::Error>>((req, initial))
     };
-    let (req, initial) = match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(ReadError::Invalid(e))) => {
+    let (req, initial) = match read_by(deadline, out, read).await {
+        Ok(r) => r,
+        Err(Some(e)) => {
             out.reply = format!("bad request: {e}");
             let resp = e.response();
             f.reject(&encode(|b| resp.encode(b))).await;
             return;
         }
-        Ok(Err(e)) => {
-            out.reply = e.to_string();
-            return;
-        }
-        Err(_) => {
-            out.reply = "handshake timeout".into();
-            return;
-        }
+        Err(None) => return,
     };
     out.target = Some(req.endpoint.to_string());
 
@@ -207,6 +200,7 @@ where
         out.reply = "client gone".into();
         return;
     }
+    let session = member.as_ref().map(|m| m.id.clone());
     let new_session = member.filter(|m| m.created).map(|m| m.id);
     if !shared.hold_user_slot(out) {
         let code = ReplyCode::CONNECTION_NOT_ALLOWED;
@@ -224,8 +218,13 @@ where
             f.reject(&encode(|b| reply.encode(b))).await;
         }
         Command::CONNECT => connect(f, shared, &req, &initial, new_session.as_ref(), out).await,
-        Command::BIND => crate::bind::serve_socks6(f, shared, &req, out).await,
-        Command::UDP_ASSOCIATE => crate::udp::serve_socks6(f, shared, &req, out).await,
+        Command::BIND => {
+            let (s, new) = (session.as_ref(), new_session.as_ref());
+            crate::bind::serve_socks6(f, shared, &req, s, new, out).await;
+        }
+        Command::UDP_ASSOCIATE => {
+            crate::udp::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
+        }
         _ => {
             out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
             let reply =
@@ -237,7 +236,7 @@ where
 
 /// A new Session ID goes into the successful Operation Reply too: "Session
 /// ID Option in the successful Operation Reply" (-11 text; digest §5.2).
-fn push_session_id(reply: &mut OperationReply, id: Option<&SessionId>) {
+pub(crate) fn push_session_id(reply: &mut OperationReply, id: Option<&SessionId>) {
     if let Some(id) = id {
         let _ = reply.options.push(SocksOption::SessionId(id.clone()));
     }

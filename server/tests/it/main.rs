@@ -11,6 +11,7 @@
 mod admin;
 mod bind;
 mod convert;
+mod coverage;
 mod handshakes;
 mod logins;
 mod netns;
@@ -50,7 +51,12 @@ impl Drop for TempDir {
 /// An echo server on loopback: writes back whatever it reads, then closes
 /// after EOF.
 async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    echo_on("127.0.0.1:0").await
+}
+
+/// An echo server on `addr` (e.g. a test address inside a namespace).
+pub async fn echo_on(addr: &str) -> SocketAddr {
+    let l = TcpListener::bind(addr).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {

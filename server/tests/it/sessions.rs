@@ -25,7 +25,7 @@ use crate::{Harness, TempDir, read_to_eof};
 
 const USERS: &[(&str, &str)] = &[("user", "pass")];
 
-fn request(command: Command, target: Endpoint, opts: Vec<SocksOption>) -> Request {
+pub(crate) fn request(command: Command, target: Endpoint, opts: Vec<SocksOption>) -> Request {
     let mut r = Request::new(command, target);
     for o in opts {
         r.options.push(o).unwrap();
@@ -33,7 +33,7 @@ fn request(command: Command, target: Endpoint, opts: Vec<SocksOption>) -> Reques
     r
 }
 
-fn bytes(r: &Request) -> Vec<u8> {
+pub(crate) fn bytes(r: &Request) -> Vec<u8> {
     let mut v = Vec::new();
     r.encode(&mut v);
     v
@@ -58,7 +58,7 @@ fn echo_target(h: &Harness) -> Endpoint {
 
 /// Reads one message decoded by `decode`, byte by byte so nothing after it
 /// is consumed; returns it with its wire bytes.
-async fn read_msg<T, E: std::fmt::Debug>(
+pub(crate) async fn read_msg<T, E: std::fmt::Debug>(
     s: &mut TcpStream,
     decode: impl Fn(&[u8]) -> Result<Decoded<T>, E>,
 ) -> (T, Vec<u8>) {
@@ -78,11 +78,11 @@ async fn read_msg<T, E: std::fmt::Debug>(
     }
 }
 
-async fn auth_reply(s: &mut TcpStream) -> (AuthenticationReply, Vec<u8>) {
+pub(crate) async fn auth_reply(s: &mut TcpStream) -> (AuthenticationReply, Vec<u8>) {
     read_msg(s, AuthenticationReply::decode).await
 }
 
-async fn op_reply(s: &mut TcpStream) -> (OperationReply, Vec<u8>) {
+pub(crate) async fn op_reply(s: &mut TcpStream) -> (OperationReply, Vec<u8>) {
     read_msg(s, OperationReply::decode).await
 }
 
@@ -493,7 +493,7 @@ fn saved_syn(s: &TcpStream) -> Vec<u8> {
     buf
 }
 
-fn stack(leg: Leg, value: StackValue) -> SocksOption {
+pub(crate) fn stack(leg: Leg, value: StackValue) -> SocksOption {
     SocksOption::Stack(StackOption::new(leg, value))
 }
 
@@ -627,7 +627,7 @@ async fn happy_eyeballs_is_reported_for_a_domain_name_target() {
 }
 
 /// Sends a CONNECT to `target` and returns the whole answer.
-async fn connect_answer(h: &Harness, target: Endpoint) -> Vec<u8> {
+pub(crate) async fn connect_answer(h: &Harness, target: Endpoint) -> Vec<u8> {
     let mut c = h.connect().await;
     c.write_all(&bytes(&request(Command::CONNECT, target, vec![])))
         .await
@@ -637,7 +637,7 @@ async fn connect_answer(h: &Harness, target: Endpoint) -> Vec<u8> {
         .expect("answer in time")
 }
 
-fn failure(code: u8) -> [u8; 16] {
+pub(crate) fn failure(code: u8) -> [u8; 16] {
     [6, 0, 0, 0, 6, code, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
 }
 
@@ -745,8 +745,9 @@ async fn idle_session_expires_after_the_session_timeout() {
 /// `198.18.K.0/24` is routed to it; inside, `.0/26` is on a stub link
 /// (reachable, so a TTL of 1 expires on the router), `.64/26` is an
 /// `unreachable` route (ICMP host unreachable) and the rest has no route
-/// (ICMP network unreachable). Removed on drop.
-struct Router {
+/// (ICMP network unreachable). Removed on drop. Each router of the test
+/// process gets its own names and `K`, so tests can run side by side.
+pub(crate) struct Router {
     ns: String,
     host_if: String,
     k: u8,
@@ -771,9 +772,12 @@ fn ip(args: &[&str]) -> Result<(), String> {
 impl Router {
     /// Builds the router; on failure whatever was made is removed (by
     /// `Drop` of the half-built value).
-    fn create() -> Result<Self, String> {
+    pub(crate) fn create() -> Result<Self, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
-        let k = (pid % 251) as u8;
+        let k = ((pid + n * 67) % 251) as u8;
+        let pid = format!("{pid}x{n}");
         let r = Self {
             ns: format!("spx-rt{pid}"),
             host_if: format!("spx-h{pid}"),
@@ -823,6 +827,15 @@ impl Router {
             "-qw",
             "net.ipv4.ip_forward=1",
         ])?;
+        // Every probe gets its ICMP error, however fast tests send them.
+        ip(&[
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.icmp_ratelimit=0",
+        ])?;
         ip(&[
             "route",
             "add",
@@ -833,8 +846,13 @@ impl Router {
         Ok(r)
     }
 
-    fn target(&self, host: u8) -> Endpoint {
-        Endpoint::new(Ipv4Addr::new(198, 18, self.k, host), 80)
+    pub(crate) fn target(&self, host: u8) -> Endpoint {
+        Endpoint::new(self.ip(host), 80)
+    }
+
+    /// The address of `host` in the router's `198.18.K.0/24`.
+    pub(crate) fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, self.k, host)
     }
 }
 
