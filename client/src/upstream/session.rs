@@ -35,13 +35,17 @@
 //! Idempotence Rejected fails the Authentication Reply, so the command was
 //! not performed. The client looks at the window in that reply:
 //!
-//! - the token lies inside the advertised window: the server has seen it
-//!   spent, so this request looks like a replay. It is not retried; the
-//!   application gets "not allowed" (SOCKS5 0x02).
-//! - the token lies outside (the window moved past it) or the reply has no
-//!   window (another process, which has none for this session): the window
-//!   is resynchronised (or asked for again) and the request is retried
-//!   once with a fresh token.
+//! - the token lies inside the advertised window, or at most half a window
+//!   behind the next token to hand out with the base just past it: the
+//!   server has seen it spent (it moves the base past spent tokens at the
+//!   bottom), so a copy of this request got there first. It is not retried
+//!   (that would perform the request twice); the application gets "not
+//!   allowed" (SOCKS5 0x02, SOCKS6 0x02, HTTP 403).
+//! - otherwise the window moved on without it (the server gives up unspent
+//!   tokens more than half a window behind a spent one), the window is one
+//!   this client never used, or the reply has no window (another process,
+//!   which has none for this session): the window is resynchronised (or
+//!   asked for again) and the request is retried once with a fresh token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -92,7 +96,8 @@ pub enum Verdict {
     /// The token was refused because the window moved (or the server has
     /// none): resynchronised; retry with a fresh token.
     TokenStale,
-    /// The token was refused although it lies in the window: a replay.
+    /// The token was refused as already spent: a copy of the request got
+    /// there first.
     TokenReplayed,
 }
 
@@ -173,6 +178,8 @@ impl Sessions {
         op_id: Option<&SessionId>,
     ) -> Verdict {
         self.with(server, |s| {
+            // The next token before this reply's window moves it.
+            let handed_out = s.next;
             let opts = auth.map(|a| &a.options);
             if let Some(w) = opts.and_then(sixpath_protocol::socks6::Options::idempotence_window) {
                 s.advertised(w);
@@ -215,7 +222,7 @@ impl Sessions {
                             return Verdict::TokenReplayed;
                         };
                         return match o.idempotence_window() {
-                            Some(w) if w.contains(t) => Verdict::TokenReplayed,
+                            Some(w) if looks_replayed(handed_out, t, w) => Verdict::TokenReplayed,
                             Some(_) => Verdict::TokenStale,
                             None => {
                                 // The server has no window for the
@@ -241,6 +248,24 @@ impl Sessions {
     pub fn session_id(&self, server: SocketAddr) -> Option<SessionId> {
         self.with(server, |s| s.id.clone())
     }
+}
+
+/// True if the server's refusal of token `t`, with window `w` advertised,
+/// means it saw `t` spent; `next` is the lowest token not handed out. `t`
+/// is in the window (its bit is set), or just below it: the server moves
+/// the base past spent tokens at the bottom, so a replayed lowest token
+/// ends up just below. It also gives up unspent tokens when one in the
+/// upper half of the window is spent, which leaves them more than half a
+/// window behind the newest token handed out. A base beyond every token
+/// handed out is a window this client never used (another process): not
+/// a replay.
+fn looks_replayed(next: u32, t: u32, w: Window) -> bool {
+    if w.contains(t) {
+        return true;
+    }
+    let ours = !token_precedes(next, w.base());
+    let below = token_precedes(t, w.base());
+    ours && below && next.wrapping_sub(t) <= w.size() / 2
 }
 
 impl Server {
@@ -420,6 +445,39 @@ mod tests {
             s.learn(addr(), &p, Some(&rejected(Some(w))), None),
             Verdict::TokenReplayed
         );
+        // The token spent (by a copy) and the base moved just past it.
+        let p = s.plan(addr(), true);
+        assert!(matches!(
+            p,
+            Plan::Use {
+                token: Some(11),
+                ..
+            }
+        ));
+        let shifted = Window::new(12, 4).unwrap();
+        assert_eq!(
+            s.learn(addr(), &p, Some(&rejected(Some(shifted))), None),
+            Verdict::TokenReplayed
+        );
+        // Given up unspent: more than half a window behind.
+        for _ in 0..2 {
+            s.plan(addr(), true);
+        }
+        let p10 = Plan::Use {
+            id: id(),
+            token: Some(10),
+            want_window: false,
+        };
+        assert_eq!(
+            s.learn(
+                addr(),
+                &p10,
+                Some(&rejected(Some(Window::new(13, 4).unwrap()))),
+                None
+            ),
+            Verdict::TokenStale
+        );
+        // A window beyond anything handed out: another lineage, resync.
         let moved = Window::new(20, 4).unwrap();
         assert_eq!(
             s.learn(addr(), &p, Some(&rejected(Some(moved))), None),

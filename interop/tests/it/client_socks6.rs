@@ -9,6 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use sixpath_protocol::socks6::{
 use sixpath_protocol::{Decoded, Endpoint};
 use sixpath_server::config::Settings as ServerSettings;
 use sixpath_server::policy::{EgressRule, RuleAction};
+use sixpath_server::secret::Secret;
 use sixpath_server::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -62,9 +64,17 @@ fn users_file(tag: &str) -> TempDir {
 /// The real server on loopback (a fresh random key each time), egress to
 /// loopback allowed, requiring the users of `users` when given.
 fn start_server(users: Option<&TempDir>) -> (SocketAddr, Task) {
+    start_server_keyed(users, None)
+}
+
+/// [`start_server`] with the key `key` instead of a random one.
+fn start_server_keyed(users: Option<&TempDir>, key: Option<&[u8]>) -> (SocketAddr, Task) {
     let mut settings = ServerSettings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
     settings.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap()];
     settings.users = users.map(|d| d.0.join("users.json"));
+    if let Some(k) = key {
+        settings.secret = Secret::from_bytes(k).unwrap();
+    }
     let server = Server::bind(settings).unwrap();
     let addr = server.local_addrs()[0];
     (addr, Task(tokio::spawn(server.run(std::future::pending()))))
@@ -97,6 +107,9 @@ struct Seen {
 struct Tap {
     addr: SocketAddr,
     backend: Arc<Mutex<SocketAddr>>,
+    /// The next connection's request is first sent to the server on a
+    /// connection of the tap's own (a copy that gets there first).
+    replay_next: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<Arc<Mutex<Seen>>>>>,
     _task: Task,
 }
@@ -135,12 +148,41 @@ impl Tap {
         let addr = l.local_addr().unwrap();
         let backend = Arc::new(Mutex::new(backend));
         let conns: Arc<Mutex<Vec<Arc<Mutex<Seen>>>>> = Arc::default();
-        let (b, c) = (Arc::clone(&backend), Arc::clone(&conns));
+        let replay_next = Arc::new(AtomicBool::new(false));
+        let (b, c, r) = (
+            Arc::clone(&backend),
+            Arc::clone(&conns),
+            Arc::clone(&replay_next),
+        );
         let task = tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
+            while let Ok((mut s, _)) = l.accept().await {
+                let to = *b.lock().unwrap();
+                if r.swap(false, Ordering::SeqCst) {
+                    // The copy: the request and its initial data, sent
+                    // and answered before the original goes on.
+                    let (first, copy) = replay_first(&mut s, to).await;
+                    c.lock().unwrap().push(Arc::new(Mutex::new(copy)));
+                    let seen = Arc::new(Mutex::new(Seen::default()));
+                    c.lock().unwrap().push(Arc::clone(&seen));
+                    tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(to).await else {
+                            return;
+                        };
+                        seen.lock().unwrap().up.extend_from_slice(&first);
+                        if server.write_all(&first).await.is_err() {
+                            return;
+                        }
+                        let (cr, cw) = s.into_split();
+                        let (sr, sw) = server.into_split();
+                        tokio::join!(
+                            copy_recording(cr, sw, Arc::clone(&seen), true),
+                            copy_recording(sr, cw, seen, false),
+                        );
+                    });
+                    continue;
+                }
                 let seen = Arc::new(Mutex::new(Seen::default()));
                 c.lock().unwrap().push(Arc::clone(&seen));
-                let to = *b.lock().unwrap();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(to).await else {
                         return;
@@ -157,6 +199,7 @@ impl Tap {
         Self {
             addr,
             backend,
+            replay_next,
             conns,
             _task: Task(task),
         }
@@ -196,6 +239,42 @@ impl Tap {
     fn count(&self) -> usize {
         self.conns.lock().unwrap().len()
     }
+}
+
+/// Reads a whole Request with its initial data from `app`, sends a copy
+/// to `server` and reads the Authentication Reply; returns the bytes read
+/// and what the copy's connection saw.
+async fn replay_first(app: &mut TcpStream, server: SocketAddr) -> (Vec<u8>, Seen) {
+    let mut up = Vec::new();
+    let mut b = [0u8; 4096];
+    loop {
+        if let Ok(Decoded::Complete { msg, len }) = Request::decode(&up)
+            && up.len() >= len + msg.initial_data_len()
+        {
+            break;
+        }
+        let n = tokio::time::timeout(PATIENCE, app.read(&mut b))
+            .await
+            .expect("request in time")
+            .unwrap();
+        assert!(n > 0, "the client closed before its request");
+        up.extend_from_slice(&b[..n]);
+    }
+    let mut copy = TcpStream::connect(server).await.unwrap();
+    copy.write_all(&up).await.unwrap();
+    let mut down = Vec::new();
+    let auth = read_msg(&mut copy, &mut down, AuthenticationReply::decode).await;
+    let mut wire = Vec::new();
+    auth.encode(&mut wire);
+    let seen_up = up.clone();
+    drop(copy);
+    (
+        up,
+        Seen {
+            up: seen_up,
+            down: wire,
+        },
+    )
 }
 
 /// An echo server.
@@ -407,6 +486,108 @@ async fn session_invalid_after_a_server_restart_with_another_key_is_recovered() 
         "{auth:?}"
     );
     assert_eq!(tap.count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_refused_by_a_restarted_server_with_the_same_key_gets_a_new_window_and_one_retry() {
+    let users = users_file("samekey");
+    let key = [0x5a_u8; 32];
+    let (first, first_task) = start_server_keyed(Some(&users), Some(&key));
+    let tap = Tap::start(first).await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(tap.addr, |s| s.upstream_credentials = Some(alice()));
+    let (code, _) = socks6_echo(proxy, target, b"one").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    let id = tap
+        .exchange(0)
+        .await
+        .2
+        .options
+        .session_id()
+        .cloned()
+        .unwrap();
+
+    // Same key: the session survives (adopted), its token window does not.
+    let (second, _second_task) = start_server_keyed(Some(&users), Some(&key));
+    tap.switch(second);
+    drop(first_task);
+    let (code, got) = socks6_echo(proxy, target, b"two").await;
+    assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, &b"two"[..]));
+    let (req, _, auth) = tap.exchange(1).await;
+    assert_eq!(req.options.session_id(), Some(&id));
+    assert!(req.options.idempotence_expenditure().is_some());
+    assert_eq!(auth.reply_type, AuthReplyType::FAILURE);
+    assert!(
+        has(&auth.options, OptionKind::IDEMPOTENCE_REJECTED),
+        "{auth:?}"
+    );
+    assert!(auth.options.idempotence_window().is_none(), "{auth:?}");
+    // The retry: same session, no token, a new window asked for.
+    let (req, _, auth) = tap.exchange(2).await;
+    assert_eq!(req.options.session_id(), Some(&id));
+    assert_eq!(req.options.idempotence_expenditure(), None);
+    assert_eq!(req.options.idempotence_request(), Some(256));
+    assert_eq!(auth.reply_type, AuthReplyType::SUCCESS);
+    let window = auth.options.idempotence_window().expect("a new window");
+
+    let (code, _) = socks6_echo(proxy, target, b"three").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    let (req, _, auth) = tap.exchange(3).await;
+    assert_eq!(req.options.idempotence_expenditure(), Some(window.base()));
+    assert!(
+        has(&auth.options, OptionKind::IDEMPOTENCE_ACCEPTED),
+        "{auth:?}"
+    );
+    assert_eq!(tap.count(), 4, "exactly one retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_whose_copy_got_there_first_fails_not_allowed_without_a_retry() {
+    let users = users_file("replay");
+    let (server, _server) = start_server(Some(&users));
+    let tap = Tap::start(server).await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(tap.addr, |s| s.upstream_credentials = Some(alice()));
+    let (code, _) = socks6_echo(proxy, target, b"one").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+
+    tap.replay_next.store(true, Ordering::SeqCst);
+    let (code, got) = socks6_echo(proxy, target, b"two").await;
+    assert_eq!(
+        (code, got.as_slice()),
+        (ReplyCode::CONNECTION_NOT_ALLOWED, &b""[..]),
+        "the application is told its request was refused"
+    );
+    // The copy spent the token and was performed once.
+    let (copy, _, auth) = tap.exchange(1).await;
+    let token = copy.options.idempotence_expenditure().expect("a token");
+    assert!(
+        has(&auth.options, OptionKind::IDEMPOTENCE_ACCEPTED),
+        "{auth:?}"
+    );
+    // The original was refused, and not sent again.
+    let (req, _, auth) = tap.exchange(2).await;
+    assert_eq!(req.options.idempotence_expenditure(), Some(token));
+    assert_eq!(auth.reply_type, AuthReplyType::FAILURE);
+    assert!(
+        has(&auth.options, OptionKind::IDEMPOTENCE_REJECTED),
+        "{auth:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(tap.count(), 3, "no retry of a replayed request");
+
+    // The session goes on with the next token.
+    let (code, _) = socks6_echo(proxy, target, b"three").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    let (req, _, auth) = tap.exchange(3).await;
+    assert_eq!(
+        req.options.idempotence_expenditure(),
+        Some(token.wrapping_add(1))
+    );
+    assert!(
+        has(&auth.options, OptionKind::IDEMPOTENCE_ACCEPTED),
+        "{auth:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
