@@ -56,7 +56,9 @@ pub async fn serve(mut f: Framed<TcpStream>, from: Endpoint, shared: &Shared, ou
         out.reply = "control connection gone".into();
         return;
     };
-    let socket = match UdpSocket::bind(SocketAddr::new(local.ip(), 0)).await {
+    // A dual-stack listener sees IPv4 applications as ::ffff:a.b.c.d; they
+    // get a plain IPv4 address to send to.
+    let socket = match UdpSocket::bind(SocketAddr::new(local.ip().to_canonical(), 0)).await {
         Ok(s) => s,
         Err(e) => {
             out.reply = format!("cannot open the UDP socket: {e}");

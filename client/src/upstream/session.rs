@@ -239,6 +239,12 @@ impl Sessions {
         })
     }
 
+    /// Forgets a Session Request that will get no answer (its request was
+    /// cancelled), so the next request may ask again at once.
+    pub fn abandon(&self, server: SocketAddr) {
+        self.with(server, |s| s.creating = None);
+    }
+
     /// The session's current window, for the log and tests.
     pub fn window(&self, server: SocketAddr) -> Option<Window> {
         self.with(server, |s| s.window)
@@ -343,6 +349,15 @@ mod tests {
         assert!(
             matches!(s.plan(addr(), false), Plan::Use { ref id, token: None, .. } if *id == self::id())
         );
+    }
+
+    #[test]
+    fn abandoned_session_request_lets_the_next_request_ask() {
+        let s = Sessions::new();
+        assert_eq!(s.plan(addr(), false), Plan::Create);
+        assert_eq!(s.plan(addr(), false), Plan::Plain);
+        s.abandon(addr());
+        assert_eq!(s.plan(addr(), false), Plan::Create);
     }
 
     #[test]

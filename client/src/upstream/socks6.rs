@@ -154,7 +154,15 @@ pub async fn exchange(
     let mut retried = false;
     loop {
         let plan = sessions.map_or(Plan::Plain, |s| s.plan(server, !initial.is_empty()));
+        // Cancelled by the caller's deadline, a Session Request must not
+        // keep others from asking.
+        let mut guard = Abandon(
+            sessions
+                .filter(|_| plan == Plan::Create)
+                .map(|s| (s, server)),
+        );
         let attempt = once(upstream, server, command, target, initial, deadline, &plan).await;
+        guard.0 = None;
         let (auth, op_id) = match &attempt {
             Ok(o) => (
                 o.auth.as_ref(),
@@ -181,6 +189,18 @@ pub async fn exchange(
                 return Err(f);
             }
             (Err(e), _) => return Err(e.failure),
+        }
+    }
+}
+
+/// Forgets an unanswered Session Request when dropped (the request was
+/// cancelled); disarmed (emptied) once the request has ended.
+struct Abandon<'a>(Option<(&'a super::session::Sessions, SocketAddr)>);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some((s, server)) = self.0 {
+            s.abandon(server);
         }
     }
 }
