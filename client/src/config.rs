@@ -762,4 +762,12 @@ mod tests {
         o.listen = vec!["localhost:1080".into()];
         assert_eq!(o.resolve().expect_err("name").field, "listen");
     }
+
+    #[test]
+    fn sessions_are_on_unless_no_sessions_on_the_command_line_or_in_json() {
+        assert!(opts("198.18.0.1:1").resolve().expect("valid").sessions);
+        let file: Options = serde_json::from_str(r#"{"no-sessions": true}"#).expect("valid");
+        let s = opts("198.18.0.1:1").or(file).resolve().expect("valid");
+        assert!(!s.sessions);
+    }
 }
