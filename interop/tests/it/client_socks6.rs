@@ -591,6 +591,50 @@ async fn request_whose_copy_got_there_first_fails_not_allowed_without_a_retry() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_0rtt_requests_in_a_session_spend_distinct_tokens_all_accepted() {
+    let users = users_file("tokens");
+    let (server, _server) = start_server(Some(&users));
+    let tap = Tap::start(server).await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(tap.addr, |s| s.upstream_credentials = Some(alice()));
+    let (code, _) = socks6_echo(proxy, target, b"first").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    let apps: Vec<_> = (0..16)
+        .map(|i| {
+            tokio::spawn(
+                async move { socks6_echo(proxy, target, format!("app {i}").as_bytes()).await },
+            )
+        })
+        .collect();
+    for (i, a) in apps.into_iter().enumerate() {
+        let (code, got) = a.await.unwrap();
+        assert_eq!(code, ReplyCode::SUCCESS);
+        assert_eq!(got, format!("app {i}").as_bytes());
+    }
+    assert_eq!(tap.count(), 17, "no retries");
+    let mut tokens = Vec::new();
+    for i in 1..17 {
+        let (req, _, auth) = tap.exchange(i).await;
+        tokens.push(req.options.idempotence_expenditure().expect("a token"));
+        assert!(
+            has(&auth.options, OptionKind::IDEMPOTENCE_ACCEPTED),
+            "{auth:?}"
+        );
+    }
+    let base = tap
+        .exchange(0)
+        .await
+        .2
+        .options
+        .idempotence_window()
+        .unwrap()
+        .base();
+    tokens.sort_unstable_by_key(|t| t.wrapping_sub(base));
+    let expected: Vec<u32> = (0..16).map(|k| base.wrapping_add(k)).collect();
+    assert_eq!(tokens, expected, "the 16 lowest tokens, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_sessions_sends_credentials_every_time_and_no_session_options() {
     let users = users_file("nosessions");
     let (server, _server) = start_server(Some(&users));
