@@ -177,16 +177,17 @@ pub async fn exchange(
                 tracing::debug!(%server, ?verdict, "retrying the request once");
                 retried = true;
             }
+            // The server is up and performed nothing; a copy of this
+            // request got there first, so sending it again would perform
+            // it twice.
             (Err(_), Verdict::TokenReplayed) => {
-                let mut f = Failure::new(
+                return Err(Failure::new(
                     Kind::NotAllowed,
                     format!(
                         "server {server} refused the idempotence token as already spent \
                          (a replayed request); not retried"
                     ),
-                );
-                f.server_fault = false;
-                return Err(f);
+                ));
             }
             (Err(e), _) => return Err(e.failure),
         }
