@@ -147,6 +147,12 @@ pub struct Options {
     #[serde(default)]
     pub no_tfo: bool,
 
+    /// Do not use SOCKS6 sessions: every request to the server carries the
+    /// credentials, and no idempotence tokens are spent.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_sessions: bool,
+
     /// JSON file with the same settings as these flags (kebab-case names);
     /// flags given on the command line override it.
     #[arg(long, value_name = "FILE")]
@@ -336,6 +342,8 @@ pub struct Settings {
     pub mptcp: bool,
     /// TCP Fast Open to the server.
     pub tfo: bool,
+    /// SOCKS6 sessions and idempotence tokens.
+    pub sessions: bool,
 }
 
 /// Default mixed front-end.
@@ -377,6 +385,7 @@ impl Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             mptcp: true,
             tfo: true,
+            sessions: true,
         }
     }
 }
@@ -425,6 +434,7 @@ impl Options {
             max_connections: self.max_connections.or(file.max_connections),
             no_mptcp: self.no_mptcp || file.no_mptcp,
             no_tfo: self.no_tfo || file.no_tfo,
+            no_sessions: self.no_sessions || file.no_sessions,
             config: self.config,
             log: self.log.or(file.log),
         }
@@ -536,6 +546,7 @@ impl Options {
             },
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,
+            sessions: !self.no_sessions,
         };
         settings.check_open_proxy()?;
         Ok(settings)
@@ -750,5 +761,13 @@ mod tests {
         let mut o = opts("198.18.0.1:1");
         o.listen = vec!["localhost:1080".into()];
         assert_eq!(o.resolve().expect_err("name").field, "listen");
+    }
+
+    #[test]
+    fn sessions_are_on_unless_no_sessions_on_the_command_line_or_in_json() {
+        assert!(opts("198.18.0.1:1").resolve().expect("valid").sessions);
+        let file: Options = serde_json::from_str(r#"{"no-sessions": true}"#).expect("valid");
+        let s = opts("198.18.0.1:1").or(file).resolve().expect("valid");
+        assert!(!s.sessions);
     }
 }

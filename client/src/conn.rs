@@ -123,6 +123,10 @@ async fn run(
     out.protocol = Some(req.protocol);
     out.user.clone_from(&req.user);
     out.target = Some(req.target.to_string());
+    if req.answer == frontend::Answer::Socks5Udp {
+        crate::udp::serve(f, req.target, shared, out).await;
+        return;
+    }
 
     let early =
         settings.early_reply && req.answer.can_reply_early() && shared.upstream.health.is_good();

@@ -13,6 +13,7 @@
 //!   front-ends.
 //! - [`upstream`]: the MPTCP + TFO connection to the server, SOCKS6 and
 //!   Convert.
+//! - [`udp`]: SOCKS5 UDP ASSOCIATE carried as SOCKS6 UDP ASSOCIATE.
 //! - [`failure`]: failure classes and their reply in every protocol.
 //! - [`framed`]: the buffered handshake reader.
 //! - [`config`]: command line and JSON configuration, validated into
@@ -33,4 +34,5 @@ pub mod failure;
 pub mod framed;
 pub mod frontend;
 pub mod paths;
+pub mod udp;
 pub mod upstream;

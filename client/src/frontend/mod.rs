@@ -36,6 +36,9 @@ use crate::framed::{Framed, ReadError};
 pub enum Answer {
     /// A SOCKS5 Reply.
     Socks5,
+    /// A SOCKS5 UDP ASSOCIATE: served by [`crate::udp`], which replies
+    /// itself; `target` is where the application sends from.
+    Socks5Udp,
     /// A SOCKS4 reply.
     Socks4,
     /// `200 Connection established`, or an error status.
@@ -69,7 +72,9 @@ impl Answer {
         let bind = reply.map_or_else(Endpoint::unspecified, |r| r.bind.clone());
         let mut out = Vec::with_capacity(64);
         match self {
-            Self::Socks5 => Reply::new(ReplyCode::SUCCEEDED, bind).encode(&mut out),
+            Self::Socks5 | Self::Socks5Udp => {
+                Reply::new(ReplyCode::SUCCEEDED, bind).encode(&mut out);
+            }
             Self::Socks4 => {
                 let v4 = match bind.socket_addr() {
                     Some(SocketAddr::V4(a)) => a,
@@ -96,7 +101,7 @@ impl Answer {
     pub fn failure(self, f: &Failure) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
         match self {
-            Self::Socks5 => Reply::failure(f.socks5()).encode(&mut out),
+            Self::Socks5 | Self::Socks5Udp => Reply::failure(f.socks5()).encode(&mut out),
             Self::Socks4 => {
                 Socks4Reply::unbound(Socks4ReplyCode::REJECTED_OR_FAILED).encode(&mut out);
             }

@@ -1,7 +1,8 @@
 //! SOCKS5 (RFC 1928) CONNECT from applications, with RFC 1929
 //! username/password when local credentials are configured. Domain names
 //! go to the server unresolved (`socks5h` semantics), so DNS happens at the
-//! server. BIND and UDP ASSOCIATE answer "command not supported" (0x07).
+//! server. UDP ASSOCIATE is served by [`crate::udp`]; BIND answers
+//! "command not supported" (0x07).
 
 use sixpath_protocol::socks5::{
     Command, Method, MethodRequest, MethodSelection, Reply, ReplyCode, Request, UserPassReply,
@@ -85,6 +86,16 @@ pub async fn handshake(f: &mut Framed<TcpStream>, cx: Context<'_>) -> Result<App
         }
         Err(e) => return Err(Refusal::read(&e)),
     };
+    if req.command == Command::UDP_ASSOCIATE {
+        // The endpoint is where the application will send from.
+        return Ok(AppRequest {
+            protocol: "socks5-udp",
+            target: req.endpoint,
+            user,
+            first: Vec::new(),
+            answer: Answer::Socks5Udp,
+        });
+    }
     if req.command != Command::CONNECT {
         return Err(Refusal::new(
             format!("{:?} not supported", req.command),

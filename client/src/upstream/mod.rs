@@ -8,6 +8,7 @@
 //!   message, and the converter's cookie.
 
 pub mod convert;
+pub mod session;
 pub mod socks6;
 
 use std::collections::HashMap;
@@ -101,6 +102,8 @@ pub struct Upstream {
     /// Multipath TCP (see [`Upstream::check_syn_data`]); retried after
     /// [`TFO_RETRY`].
     tfo_broken: Mutex<Option<Instant>>,
+    /// SOCKS6 sessions and idempotence tokens, per server.
+    sessions: session::Sessions,
 }
 
 /// How long cookie-less TCP Fast Open stays off after it made Multipath
@@ -116,7 +119,13 @@ impl Upstream {
             cookies: Mutex::new(HashMap::new()),
             health: Health::default(),
             tfo_broken: Mutex::new(None),
+            sessions: session::Sessions::new(),
         }
+    }
+
+    /// SOCKS6 sessions and idempotence tokens, per server.
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.sessions
     }
 
     /// The settings.

@@ -9,31 +9,84 @@
 //! first bytes follow as Initial Data, and Request plus data go out in one
 //! write, in the SYN with TCP Fast Open. Then the Authentication Reply and
 //! the Operation Reply are read; bytes after them are the target's.
+//!
+//! Inside a session ([`super::session`]) the Request carries the Session
+//! ID instead of the credentials, and an Idempotence Expenditure when it
+//! carries initial data. A Session Invalid or a stale token is retried
+//! once (the command was not performed; the initial data is still here).
 
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::{
     AuthMethodAdvertisement, AuthReplyType, AuthenticationReply, Availability, Command, Leg,
-    Method, OperationReply, ReplyCode, Request, SocksOption, StackOption, StackValue,
+    Method, OperationReply, OptionKind, ReplyCode, Request, SocksOption, StackOption, StackValue,
     UsernamePassword,
 };
+use std::net::SocketAddr;
 use tokio::time::Instant;
 
+use super::session::{Plan, Verdict, WINDOW_REQUEST};
 use super::{Opened, Upstream, await_reply};
 use crate::failure::{Failure, Kind};
 use crate::framed::{Framed, ReadError};
 
 /// Builds the Request for `target` with `initial_len` bytes of initial
-/// data.
+/// data, outside any session.
 pub fn request(
     upstream: &Upstream,
     target: &Endpoint,
     initial_len: usize,
 ) -> Result<Request, Failure> {
+    request_in(
+        upstream,
+        Command::CONNECT,
+        target,
+        initial_len,
+        &Plan::Plain,
+    )
+}
+
+/// Builds a Request for `command` to `target` with `initial_len` bytes of
+/// initial data, carrying what `plan` says about the session.
+pub fn request_in(
+    upstream: &Upstream,
+    command: Command,
+    target: &Endpoint,
+    initial_len: usize,
+    plan: &Plan,
+) -> Result<Request, Failure> {
     let s = upstream.settings();
-    let mut req = Request::new(Command::CONNECT, target.clone());
+    let mut req = Request::new(command, target.clone());
     let bad = |e: &dyn std::fmt::Display| Failure::new(Kind::General, format!("request: {e}"));
     let idl = u16::try_from(initial_len).map_err(|e| bad(&e))?;
-    let creds = s.upstream_credentials.as_ref();
+    // Inside a session the server ignores credentials: none are sent.
+    let creds = match plan {
+        Plan::Use { .. } => None,
+        Plan::Plain | Plan::Create => s.upstream_credentials.as_ref(),
+    };
+    let mut session = Vec::with_capacity(3);
+    match plan {
+        Plan::Plain => {}
+        Plan::Create => {
+            session.push(SocksOption::SessionRequest);
+            session.push(SocksOption::IdempotenceRequest(WINDOW_REQUEST));
+        }
+        Plan::Use {
+            id,
+            token,
+            want_window,
+        } => {
+            session.push(SocksOption::SessionId(id.clone()));
+            if *want_window {
+                session.push(SocksOption::IdempotenceRequest(WINDOW_REQUEST));
+            }
+            if let Some(t) = token {
+                session.push(SocksOption::IdempotenceExpenditure(*t));
+            }
+        }
+    }
+    for o in session {
+        req.options.push(o).map_err(|e| bad(&e))?;
+    }
     if idl > 0 || creds.is_some() {
         let methods = creds.map(|_| Method::USERNAME_PASSWORD);
         let adv = AuthMethodAdvertisement::new(idl, methods).map_err(|e| bad(&e))?;
@@ -46,7 +99,7 @@ pub fn request(
             .map_err(|e| bad(&e))?;
         req.options.push(up.to_option()).map_err(|e| bad(&e))?;
     }
-    if s.tfo {
+    if s.tfo && command == Command::CONNECT {
         req.options
             .push(SocksOption::Stack(StackOption::new(
                 Leg::PROXY_REMOTE,
@@ -54,7 +107,7 @@ pub fn request(
             )))
             .map_err(|e| bad(&e))?;
     }
-    if s.mptcp {
+    if s.mptcp && command == Command::CONNECT {
         req.options
             .push(SocksOption::Stack(StackOption::new(
                 Leg::PROXY_REMOTE,
@@ -73,7 +126,118 @@ pub async fn open(
     deadline: Instant,
 ) -> Result<Opened, Failure> {
     let server = upstream.server_addr().await?;
-    let req = request(upstream, target, initial.len())?;
+    let (opened, _) = exchange(
+        upstream,
+        server,
+        Command::CONNECT,
+        target,
+        initial,
+        deadline,
+    )
+    .await?;
+    Ok(opened)
+}
+
+/// Sends a Request for `command` and reads the replies, in the session
+/// when there is one; retries once after Session Invalid or a stale
+/// token. Returns the connection past the Operation Reply and the plan
+/// the successful request went with.
+pub async fn exchange(
+    upstream: &Upstream,
+    server: SocketAddr,
+    command: Command,
+    target: &Endpoint,
+    initial: &[u8],
+    deadline: Instant,
+) -> Result<(Opened, Plan), Failure> {
+    let sessions = upstream.settings().sessions.then(|| upstream.sessions());
+    let mut retried = false;
+    loop {
+        let plan = sessions.map_or(Plan::Plain, |s| s.plan(server, !initial.is_empty()));
+        // Cancelled by the caller's deadline, a Session Request must not
+        // keep others from asking.
+        let mut guard = Abandon(
+            sessions
+                .filter(|_| plan == Plan::Create)
+                .map(|s| (s, server)),
+        );
+        let attempt = once(upstream, server, command, target, initial, deadline, &plan).await;
+        guard.0 = None;
+        let (auth, op_id) = match &attempt {
+            Ok(o) => (
+                o.auth.as_ref(),
+                o.reply.as_ref().and_then(|r| r.options.session_id()),
+            ),
+            Err(e) => (e.auth.as_ref(), None),
+        };
+        let verdict = sessions.map_or(Verdict::Fine, |s| s.learn(server, &plan, auth, op_id));
+        match (attempt, verdict) {
+            (Ok(o), _) => return Ok((o.opened, plan)),
+            (Err(_), Verdict::SessionInvalid | Verdict::TokenStale) if !retried => {
+                tracing::debug!(%server, ?verdict, "retrying the request once");
+                retried = true;
+            }
+            // The server is up and performed nothing; a copy of this
+            // request got there first, so sending it again would perform
+            // it twice.
+            (Err(_), Verdict::TokenReplayed) => {
+                return Err(Failure::new(
+                    Kind::NotAllowed,
+                    format!(
+                        "server {server} refused the idempotence token as already spent \
+                         (a replayed request); not retried"
+                    ),
+                ));
+            }
+            (Err(e), _) => return Err(e.failure),
+        }
+    }
+}
+
+/// Forgets an unanswered Session Request when dropped (the request was
+/// cancelled); disarmed (emptied) once the request has ended.
+struct Abandon<'a>(Option<(&'a super::session::Sessions, SocketAddr)>);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if let Some((s, server)) = self.0 {
+            s.abandon(server);
+        }
+    }
+}
+
+/// A request that got through the Operation Reply.
+struct Done {
+    opened: Opened,
+    auth: Option<AuthenticationReply>,
+    reply: Option<OperationReply>,
+}
+
+/// A request that failed, with the Authentication Reply if one came.
+struct Failed {
+    failure: Failure,
+    auth: Option<AuthenticationReply>,
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            auth: None,
+        }
+    }
+}
+
+async fn once(
+    upstream: &Upstream,
+    server: SocketAddr,
+    command: Command,
+    target: &Endpoint,
+    initial: &[u8],
+    deadline: Instant,
+    plan: &Plan,
+) -> Result<Done, Failed> {
+    let req = request_in(upstream, command, target, initial.len(), plan)?;
     let mut first = Vec::with_capacity(req.encoded_len() + initial.len());
     req.encode(&mut first);
     first.extend_from_slice(initial);
@@ -88,38 +252,54 @@ pub async fn open(
             return Ok(Err(auth));
         }
         let op = f.next(OperationReply::decode).await?;
-        Ok::<_, ReadError<sixpath_protocol::socks6::Error>>(Ok(op))
+        Ok::<_, ReadError<sixpath_protocol::socks6::Error>>(Ok((auth, op)))
     };
     let replies = await_reply(probe, connect_timeout, deadline, server, read).await;
     let syn_data = upstream.check_syn_data(f.get_ref());
-    let op = match replies {
-        Ok(Ok(op)) => op,
+    let (auth, op) = match replies {
+        Ok(Ok(r)) => r,
         Ok(Err(auth)) => {
+            let session = auth.options.has(OptionKind::SESSION_INVALID)
+                || auth.options.has(OptionKind::IDEMPOTENCE_REJECTED);
             let mut f = Failure::new(
                 Kind::General,
-                format!(
-                    "server {server} refused the credentials{}",
-                    if auth.options.auth_selection() == Some(Method::USERNAME_PASSWORD) {
-                        " (it requires --user and --password-file)"
-                    } else {
-                        ""
-                    }
-                ),
+                if session {
+                    format!("server {server} refused the session or its idempotence token")
+                } else {
+                    format!(
+                        "server {server} refused the credentials{}",
+                        if auth.options.auth_selection() == Some(Method::USERNAME_PASSWORD) {
+                            " (it requires --user and --password-file)"
+                        } else {
+                            ""
+                        }
+                    )
+                },
             );
             f.server_fault = true;
-            return Err(f);
+            return Err(Failed {
+                failure: f,
+                auth: Some(auth),
+            });
         }
-        Err(e) => return Err(e.into_failure(server, "SOCKS6")),
+        Err(e) => return Err(e.into_failure(server, "SOCKS6").into()),
     };
     if op.code != ReplyCode::SUCCESS {
-        return Err(Failure::from_socks6(op.code));
+        return Err(Failed {
+            failure: Failure::from_socks6(op.code),
+            auth: Some(auth),
+        });
     }
     let (stream, from_server) = f.into_parts();
-    Ok(Opened {
-        stream,
-        from_server,
+    Ok(Done {
+        opened: Opened {
+            stream,
+            from_server,
+            reply: Some(op.clone()),
+            server,
+            syn_data,
+        },
+        auth: Some(auth),
         reply: Some(op),
-        server,
-        syn_data,
     })
 }

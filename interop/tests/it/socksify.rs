@@ -1,6 +1,7 @@
 //! Dante's SOCKS client library (`socksify`, Debian `dante-client`)
 //! carrying an application's UDP through `sixpath-server`'s SOCKS5 UDP
-//! ASSOCIATE.
+//! ASSOCIATE, and through `sixpath-client` (SOCKS5 UDP ASSOCIATE carried
+//! as SOCKS6 UDP ASSOCIATE to the server).
 //!
 //! Dante sends traffic to local networks directly, so the application runs
 //! in a network namespace made for the test, joined to this one by a veth
@@ -14,6 +15,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use sixpath_client::client::Client;
+use sixpath_client::config::Settings as ClientSettings;
 use sixpath_server::config::Settings;
 use sixpath_server::policy::{EgressRule, RuleAction};
 use sixpath_server::server::Server;
@@ -48,13 +51,15 @@ impl Drop for Netns {
 impl Netns {
     /// `here` on this side, `there` inside the namespace, routed to each
     /// other as /32 host routes.
-    fn create(here: Ipv4Addr, there: Ipv4Addr) -> Option<Self> {
+    /// `tag` (one character) tells apart namespaces of tests running at
+    /// the same time.
+    fn create(here: Ipv4Addr, there: Ipv4Addr, tag: char) -> Option<Self> {
         let id = std::process::id();
         let ns = Self {
-            name: format!("sixpath-udp-{id}"),
-            outer: format!("sxu{}a", id % 100_000),
+            name: format!("sixpath-udp-{id}{tag}"),
+            outer: format!("sxu{}{tag}a", id % 100_000),
         };
-        let inner = format!("sxu{}b", id % 100_000);
+        let inner = format!("sxu{}{tag}b", id % 100_000);
         let (h, t) = (format!("{here}/32"), format!("{there}/32"));
         let n = ns.name.as_str();
         let steps: [&[&str]; 10] = [
@@ -137,7 +142,7 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
     let octet = (std::process::id() % 250) as u8 + 1;
     let here = Ipv4Addr::new(198, 19, octet, 1);
     let there = Ipv4Addr::new(198, 19, octet, 2);
-    let Some(ns) = Netns::create(here, there) else {
+    let Some(ns) = Netns::create(here, there, 's') else {
         println!("SKIP {name}: cannot create a network namespace (not root?)");
         return;
     };
@@ -150,7 +155,32 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
     let proxy = server.local_addrs()[0];
     tokio::spawn(server.run(std::future::pending()));
 
-    let dir = std::env::temp_dir().join(format!("sixpath-socksify-{}", std::process::id()));
+    let out = socksify_query(&ns, proxy, dns, "server").await;
+    let expected = format!(
+        "{} {} {}\n",
+        dns.ip(),
+        dns.port(),
+        hex(&dns_answer(&dns_query()).unwrap())
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    // The query reached the responder from the server's relay socket, not
+    // straight from the namespace.
+    let from = sources.lock().unwrap().clone();
+    assert_eq!(from.len(), 1, "{from:?}");
+    assert_eq!(from[0].ip(), here, "relayed by the server");
+    assert_ne!(from[0].port(), proxy.port());
+    drop(ns);
+}
+
+/// Runs the Python sender under `socksify` in `ns`, through the SOCKS5
+/// proxy at `proxy`, querying `dns`; returns its output.
+async fn socksify_query(
+    ns: &Netns,
+    proxy: SocketAddr,
+    dns: SocketAddr,
+    tag: &str,
+) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("sixpath-socksify-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _cleanup = DirGuard(dir.clone());
     let conf = dir.join("dante.conf");
@@ -159,7 +189,7 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
         format!(
             "route {{\n  from: 0.0.0.0/0 to: 0.0.0.0/0 via: {} port = {}\n  \
              proxyprotocol: socks_v5\n  command: connect udpassociate\n  method: none\n}}\n",
-            here,
+            proxy.ip(),
             proxy.port()
         ),
     )
@@ -175,7 +205,7 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
         dns.ip(),
         dns.port()
     );
-    let out = tokio::task::spawn_blocking({
+    tokio::task::spawn_blocking({
         let ns = ns.name.clone();
         move || {
             Command::new("ip")
@@ -187,7 +217,43 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
         }
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socksify_carries_a_dns_query_through_the_client_over_socks6_udp() {
+    let name = "socksify_carries_a_dns_query_through_the_client_over_socks6_udp";
+    for program in ["socksify", "python3", "ip"] {
+        if !in_path(program) {
+            println!("SKIP {name}: {program} not installed");
+            return;
+        }
+    }
+    let octet = (std::process::id() % 250) as u8 + 1;
+    let here = Ipv4Addr::new(198, 19, octet, 5);
+    let there = Ipv4Addr::new(198, 19, octet, 6);
+    let Some(ns) = Netns::create(here, there, 'c') else {
+        println!("SKIP {name}: cannot create a network namespace (not root?)");
+        return;
+    };
+    let (dns, sources) = dns_responder(here).await;
+    // The server on loopback, the client's front-end facing the
+    // namespace.
+    let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
+    settings.egress_rules =
+        vec![EgressRule::parse(RuleAction::Allow, &format!("{here}/32")).unwrap()];
+    let server = Server::bind(settings).unwrap();
+    let server_addr = server.local_addrs()[0];
+    let server_task = tokio::spawn(server.run(std::future::pending()));
+    let mut cs = ClientSettings::new(server_addr, SocketAddr::from((here, 0)));
+    cs.allow_anonymous = true;
+    let client = Client::bind(cs).unwrap();
+    let proxy = client.local_addrs()[0];
+    let client_task = tokio::spawn(client.run(std::future::pending()));
+
+    let out = socksify_query(&ns, proxy, dns, "client").await;
+    client_task.abort();
+    server_task.abort();
     assert!(
         out.status.success(),
         "socksify python3: {}",
@@ -200,12 +266,12 @@ async fn socksify_carries_a_dns_query_over_socks5_udp_associate() {
         hex(&dns_answer(&dns_query()).unwrap())
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
-    // The query reached the responder from the server's relay socket, not
-    // straight from the namespace.
+    // The query reached the responder from the server's relay socket (on
+    // loopback's side of the routing: the host address), not from the
+    // namespace.
     let from = sources.lock().unwrap().clone();
     assert_eq!(from.len(), 1, "{from:?}");
-    assert_eq!(from[0].ip(), here, "relayed by the server");
-    assert_ne!(from[0].port(), proxy.port());
+    assert_ne!(from[0].ip(), there, "relayed, not sent from the namespace");
     drop(ns);
 }
 
