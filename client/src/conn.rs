@@ -22,7 +22,9 @@ use sixpath_net::mptcp::{self, InterfaceStats};
 use sixpath_net::relay::{self, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -330,8 +332,22 @@ async fn run(
         }
         std::future::pending::<std::convert::Infallible>().await
     };
+    // Subflows are torn down with the connection: sample once more when
+    // the server's end of the data arrives and when we send ours.
+    let at_end = || {
+        if let Some(sock) = probe.as_ref() {
+            let now = sample(sock, &shared.interfaces());
+            if !now.is_empty() {
+                shared.stats.sample(id, now);
+            }
+        }
+    };
+    let watched = AtEnd {
+        inner: &mut server,
+        at_end: &at_end,
+    };
     let mut stats = tokio::select! {
-        s = relay::relay(&mut app, &mut server, opts) => s,
+        s = relay::relay(&mut app, watched, opts) => s,
         never = sampler => match never {},
     };
     // The subflows as they ended (a connection shorter than one sample
@@ -344,6 +360,49 @@ async fn run(
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);
+}
+
+/// A stream that calls `at_end` when its read side reaches EOF and when
+/// its write side is shut down.
+struct AtEnd<'a, S> {
+    inner: &'a mut S,
+    at_end: &'a (dyn Fn() + Sync),
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AtEnd<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            (this.at_end)();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AtEnd<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        (this.at_end)();
+        Pin::new(&mut *this.inner).poll_shutdown(cx)
+    }
 }
 
 fn log(peer: SocketAddr, kind: FrontEnd, upstream: &str, started: Instant, o: &Outcome) {

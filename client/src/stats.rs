@@ -243,10 +243,18 @@ impl Stats {
         if let Some(c) = self.total.get(i) {
             add(c, 1);
         }
+        let last = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
         match transport {
             Some(Transport::Mptcp { subflows }) => {
                 add(&self.mptcp, 1);
-                add(&self.subflows, u64::from(subflows));
+                // Subflows may be gone when the relay ends: the largest
+                // count seen.
+                let sampled: usize = last.iter().flatten().map(|i| i.subflows).sum();
+                add(&self.subflows, u64::from(subflows).max(sampled as u64));
             }
             Some(Transport::Fallback) => add(&self.fallback, 1),
             Some(Transport::Tcp) => add(&self.tcp, 1),
@@ -254,11 +262,6 @@ impl Stats {
         }
         add(&self.bytes_up, up);
         add(&self.bytes_down, down);
-        let last = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
         if let Some(last) = last {
             merge(
                 &mut self
@@ -270,12 +273,27 @@ impl Stats {
         }
     }
 
-    /// The latest per-interface sample of open connection `id`.
+    /// The latest per-interface sample of open connection `id`. Subflow
+    /// byte counts only grow, so a sample with fewer bytes than the one
+    /// kept (subflows already gone at the end of the connection) is
+    /// ignored.
     pub fn sample(&self, id: u64, ifaces: Vec<InterfaceStats>) {
-        self.live
+        let total = |v: &[InterfaceStats]| {
+            v.iter()
+                .map(|i| i.bytes_sent + i.bytes_received)
+                .sum::<u64>()
+        };
+        let mut live = self
+            .live
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, ifaces);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match live.get_mut(&id) {
+            Some(kept) if total(kept) > total(&ifaces) => {}
+            Some(kept) => *kept = ifaces,
+            None => {
+                live.insert(id, ifaces);
+            }
+        }
     }
 
     /// An error of class `class` (one of [`ERRORS`]).
@@ -598,6 +616,7 @@ mod tests {
             "open connections count"
         );
         s.sample(a, vec![iface("wlan0", 100, 200), iface("lte0", 1, 2)]);
+        s.sample(a, vec![iface("0.0.0.0", 0, 0)]);
         s.closed(
             a,
             Some("socks5"),
