@@ -9,6 +9,7 @@
 )]
 
 mod client;
+mod client_ops;
 mod curl;
 mod openssl;
 mod socksify;
