@@ -437,3 +437,119 @@ fn client_with_paths_installs_endpoints_counts_bytes_per_interface_and_removes_t
     assert!(err.contains("endpoints removed"), "{err}");
     assert!(t.phone.endpoints().is_empty(), "{:?}", t.phone.endpoints());
 }
+
+#[test]
+fn single_policy_binds_server_connections_to_the_first_path() {
+    if !netns::can_run("single_policy_binds_server_connections_to_the_first_path") {
+        return;
+    }
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP single_policy_binds_server_connections_to_the_first_path: no curl");
+        return;
+    }
+    let t = Topology::new("ops1");
+    t.phone.sysctl("net.ipv4.tcp_fastopen", "3");
+    t.server.sysctl("net.ipv4.tcp_fastopen", "3");
+    let up = Upstream::start(Some(&t.server.name), "198.18.1.1", 1 << 20, None);
+    let (listen, admin) = ("127.0.0.1:1080", "127.0.0.1:1090");
+    // lte0 first: the default route is wlan0's, so only the binding can
+    // put the connection on lte0.
+    let client = Proc::spawn(Command::new("ip").args([
+        "netns",
+        "exec",
+        &t.phone.name,
+        BIN,
+        "--server",
+        &up.server.to_string(),
+        "--listen",
+        listen,
+        "--admin",
+        admin,
+        "--path",
+        "lte0",
+        "--path",
+        "wlan0",
+        "--path-policy",
+        "single",
+        "--no-tfo",
+    ]));
+    wait_for_admin(Some(&t.phone.name), admin);
+    assert!(t.phone.endpoints().is_empty(), "single installs nothing");
+    let out = t.phone.exec(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "60",
+        "--socks5-hostname",
+        listen,
+        &format!("http://{}/", up.origin),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout == body(1 << 20), "body differs");
+    let json = stats_json(Some(&t.phone.name), admin);
+    let ifaces = json["interfaces"].as_object().unwrap();
+    assert_eq!(ifaces.keys().collect::<Vec<_>>(), ["lte0"], "{json}");
+    assert!(
+        ifaces["lte0"]["bytes_received"].as_u64().unwrap() >= 1 << 20,
+        "{json}"
+    );
+    let (st, err) = client.terminate();
+    assert!(st.success(), "exit {st}: {err}");
+    assert!(
+        err.contains("server connections start on the primary path"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_cap_net_admin_the_client_logs_the_ip_mptcp_commands_and_runs() {
+    if !netns::can_run("without_cap_net_admin_the_client_logs_the_ip_mptcp_commands_and_runs") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIP without_cap_net_admin_the_client_logs_the_ip_mptcp_commands_and_runs: no setpriv"
+        );
+        return;
+    }
+    let t = Topology::new("ops2");
+    let admin = "127.0.0.1:1090";
+    let client = Proc::spawn(Command::new("ip").args([
+        "netns",
+        "exec",
+        &t.phone.name,
+        "setpriv",
+        "--bounding-set",
+        "-net_admin",
+        "--inh-caps",
+        "-net_admin",
+        BIN,
+        "--server",
+        "198.18.1.1:1080",
+        "--admin",
+        admin,
+        "--path",
+        "wlan0",
+        "--path",
+        "lte0",
+    ]));
+    wait_for_admin(Some(&t.phone.name), admin);
+    assert!(t.phone.endpoints().is_empty(), "{:?}", t.phone.endpoints());
+    let json = stats_json(Some(&t.phone.name), admin);
+    let paths = json["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 2, "{json}");
+    assert!(
+        paths.iter().all(|p| p["endpoint_installed"] == false),
+        "{json}"
+    );
+    let (st, err) = client.terminate();
+    assert!(st.success(), "exit {st}: {err}");
+    assert!(
+        err.contains("ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow"),
+        "{err}"
+    );
+}
