@@ -79,6 +79,10 @@ pub struct InterfaceBytes {
     pub bytes_sent: u64,
     /// Bytes received from the server over it.
     pub bytes_received: u64,
+    /// The smoothed RTT of its subflows in the latest sample (the lowest
+    /// when several), in microseconds; 0 before any.
+    #[serde(default)]
+    pub rtt_us: u32,
 }
 
 /// One configured path as the path manager sees it.
@@ -185,6 +189,9 @@ fn merge(into: &mut BTreeMap<String, InterfaceBytes>, ifaces: &[InterfaceStats])
         e.subflows += i.subflows as u64;
         e.bytes_sent += i.bytes_sent;
         e.bytes_received += i.bytes_received;
+        if i.min_rtt_us != 0 && i.min_rtt_us != u32::MAX {
+            e.rtt_us = i.min_rtt_us;
+        }
     }
 }
 
@@ -225,7 +232,8 @@ impl Stats {
     }
 
     /// A connection ended: `protocol` as given to [`Stats::opened`] (or
-    /// `None`), the server leg's transport and the bytes each way.
+    /// `None`), the server leg's transport and the bytes each way. Returns
+    /// its per-interface statistics (latest sample) for the log line.
     pub fn closed(
         &self,
         id: u64,
@@ -233,7 +241,7 @@ impl Stats {
         transport: Option<Transport>,
         up: u64,
         down: u64,
-    ) {
+    ) -> Vec<InterfaceStats> {
         let i = index(&PROTOCOLS, protocol.unwrap_or("none"));
         if protocol.is_some()
             && let Some(c) = self.open.get(i)
@@ -262,15 +270,15 @@ impl Stats {
         }
         add(&self.bytes_up, up);
         add(&self.bytes_down, down);
-        if let Some(last) = last {
-            merge(
-                &mut self
-                    .interfaces
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                &last,
-            );
-        }
+        let last = last.unwrap_or_default();
+        merge(
+            &mut self
+                .interfaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            &last,
+        );
+        last
     }
 
     /// The latest per-interface sample of open connection `id`. Subflow
@@ -464,6 +472,12 @@ impl Snapshot {
             &iface(|b| b.subflows),
         );
         metric(
+            "interface_rtt_microseconds",
+            "gauge",
+            "Smoothed RTT of the subflows per local interface in the latest sample.",
+            &iface(|b| u64::from(b.rtt_us)),
+        );
+        metric(
             "errors_total",
             "counter",
             "Errors by class.",
@@ -538,7 +552,7 @@ impl Snapshot {
                     .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "  {:<12} {:<28} endpoint {:<13} {:<7} {} sent, {} received, {} subflows",
+                    "  {:<12} {:<28} endpoint {:<13} {:<7} {} sent, {} received, {} subflows, rtt {:.1} ms",
                     p.interface,
                     p.address.as_deref().unwrap_or("-"),
                     if p.endpoint_installed {
@@ -549,7 +563,8 @@ impl Snapshot {
                     if p.backup { "backup" } else { "active" },
                     b.bytes_sent,
                     b.bytes_received,
-                    b.subflows
+                    b.subflows,
+                    f64::from(b.rtt_us) / 1000.0
                 );
             }
         }
@@ -563,8 +578,11 @@ impl Snapshot {
             for (n, b) in other {
                 let _ = writeln!(
                     s,
-                    "  {n:<12} {} sent, {} received, {} subflows",
-                    b.bytes_sent, b.bytes_received, b.subflows
+                    "  {n:<12} {} sent, {} received, {} subflows, rtt {:.1} ms",
+                    b.bytes_sent,
+                    b.bytes_received,
+                    b.subflows,
+                    f64::from(b.rtt_us) / 1000.0
                 );
             }
         }
@@ -638,7 +656,8 @@ mod tests {
             InterfaceBytes {
                 subflows: 1,
                 bytes_sent: 100,
-                bytes_received: 200
+                bytes_received: 200,
+                rtt_us: 100
             }
         );
         assert_eq!(snap.interfaces["lte0"].bytes_sent, 1);

@@ -435,6 +435,17 @@ fn client_with_paths_installs_endpoints_counts_bytes_per_interface_and_removes_t
     let (st, err) = client.terminate();
     assert!(st.success(), "exit {st}: {err}");
     assert!(err.contains("endpoints removed"), "{err}");
+    assert!(
+        err.lines().any(|l| l.contains("connection closed")
+            && l.contains("paths=wlan0:")
+            && l.contains(",lte0:")
+            || l.contains("paths=lte0:") && l.contains(",wlan0:")),
+        "the log line has per-interface subflows, bytes and RTT: {err}"
+    );
+    assert!(
+        json["interfaces"]["wlan0"]["rtt_us"].as_u64().unwrap() > 0,
+        "{json}"
+    );
     assert!(t.phone.endpoints().is_empty(), "{:?}", t.phone.endpoints());
 }
 
