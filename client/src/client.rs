@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{FrontEnd, Settings};
 use crate::conn::{self, Shared};
+use crate::paths::{Mode, PathManager};
 use crate::upstream::Upstream;
-use sixpath_net::sys;
+use sixpath_net::{admin, sys};
 
 /// Listen queue length.
 const BACKLOG: i32 = 1024;
@@ -33,6 +34,9 @@ pub enum StartError {
         /// The error.
         source: io::Error,
     },
+    /// The path manager could not read the interfaces.
+    #[error("path manager: {0}")]
+    Paths(io::Error),
 }
 
 struct Bound {
@@ -46,6 +50,7 @@ struct Bound {
 pub struct Client {
     listeners: Vec<Bound>,
     shared: Arc<Shared>,
+    admin: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Client {
@@ -87,11 +92,33 @@ impl Client {
                 tproxy,
             });
         }
-        let shared = Arc::new(Shared {
-            upstream: Upstream::new(settings),
-            active: AtomicUsize::new(0),
-        });
-        Ok(Self { listeners, shared })
+        let admin = match settings.admin {
+            Some(addr) => {
+                Some(admin_listener(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
+        let paths = if settings.paths.paths.is_empty() {
+            None
+        } else {
+            Some(
+                PathManager::start(settings.paths.paths.clone(), settings.paths.policy())
+                    .map_err(StartError::Paths)?,
+            )
+        };
+        let upstream = Upstream::new(settings);
+        upstream.set_device(paths.as_ref().and_then(PathManager::primary));
+        let shared = Arc::new(Shared::new(upstream, paths));
+        Ok(Self {
+            listeners,
+            shared,
+            admin,
+        })
+    }
+
+    /// The admin endpoint's address, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The addresses the front-ends are bound to (ports resolved), in the
@@ -118,6 +145,40 @@ impl Client {
             early_reply = s.early_reply,
             "forwarding to the server"
         );
+        if let Some(tls) = &s.tls {
+            tracing::info!(
+                server_name = ?tls.server_name,
+                "TLS 1.3 to the server: requests follow the TLS handshake (1-RTT)"
+            );
+        }
+        if let Some(pm) = self
+            .shared
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            let paths: Vec<String> = s.paths.paths.iter().map(ToString::to_string).collect();
+            match pm.mode() {
+                Mode::Installed => tracing::info!(
+                    paths = %paths.join(" "),
+                    policy = s.paths.policy().name(),
+                    endpoints = pm.installed().len(),
+                    "path manager: MPTCP endpoints installed (removed on exit)"
+                ),
+                Mode::Advisory(why) => tracing::warn!(
+                    paths = %paths.join(" "),
+                    policy = s.paths.policy().name(),
+                    "path manager cannot change the kernel ({why}); the commands to run were logged"
+                ),
+            }
+            if let Some(dev) = self.shared.upstream.device() {
+                tracing::info!(interface = %dev, "server connections start on the primary path");
+            }
+        }
+        if let Some(addr) = self.admin_addr() {
+            tracing::info!(%addr, "admin endpoint: /stats, /metrics");
+        }
         if s.mptcp && sys::sysctl_int("net/mptcp/enabled") == Some(0) {
             tracing::warn!(
                 "net.mptcp.enabled is 0: connections to the server use plain TCP. Fix: sysctl -w net.mptcp.enabled=1"
@@ -134,6 +195,10 @@ impl Client {
     /// to 30 s for open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
+        let admin = self.admin.map(|l| {
+            let admin_shared = Arc::clone(&shared);
+            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)))
+        });
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
@@ -156,6 +221,47 @@ impl Client {
                 "shutdown with connections still open"
             );
         }
+        if let Some(a) = admin {
+            a.abort();
+        }
+        let pm = shared
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(pm) = pm {
+            let n = pm.installed().len();
+            pm.shutdown();
+            if n > 0 {
+                tracing::info!(endpoints = n, "path manager: endpoints removed");
+            }
+        }
+    }
+}
+
+/// The admin listener (plain TCP, `SO_REUSEADDR` so `TIME_WAIT` entries of
+/// the endpoint's closes do not stop a restart).
+fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(64)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// The admin endpoint's pages.
+fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
+    match path {
+        "/stats" => Some(admin::Response::ok(
+            "application/json",
+            serde_json::to_string_pretty(&shared.snapshot()).unwrap_or_default() + "\n",
+        )),
+        "/metrics" => Some(admin::Response::ok(
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.snapshot().prometheus(),
+        )),
+        _ => None,
     }
 }
 

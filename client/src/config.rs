@@ -12,8 +12,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Args;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
+use sixpath_net::tls::{self, ServerVerification, rustls};
+
+use crate::paths::PathArgs;
 
 /// A configuration problem, naming the field. The binary exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +169,49 @@ pub struct Options {
     /// such as `sixpath_client=debug`). Overridden by `RUST_LOG`.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// Multipath paths (`--path`, `--path-policy`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub paths: PathArgs,
+
+    /// Speak TLS 1.3 to the server (its listener marked `tls`). The
+    /// SOCKS6 request follows the TLS handshake: the TLS `ClientHello` rides in
+    /// the SYN instead, so a connection costs one round trip more than
+    /// plain 0-RTT SOCKS6. Needs exactly one of --tls-fingerprint or
+    /// --tls-ca. Not with --upstream convert.
+    #[arg(long)]
+    #[serde(default)]
+    pub tls: bool,
+
+    /// SHA-256 fingerprint of the server's certificate, `sha256:` and 64
+    /// hex digits (as `sixpath-server gen-cert` prints). Repeatable, to
+    /// roll over certificates.
+    #[arg(long, value_name = "sha256:HEX")]
+    #[serde(default)]
+    pub tls_fingerprint: Vec<String>,
+
+    /// PEM file of CA certificates to verify the server's certificate
+    /// chain and name against (instead of --tls-fingerprint).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Server name sent in the TLS SNI and checked with --tls-ca. Default:
+    /// the host of --server.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Admin endpoint as ADDR:PORT serving `/stats` (JSON) and `/metrics`
+    /// (Prometheus), read by `sixpath-client status`. Loopback only unless
+    /// --admin-allow-remote.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<String>,
+
+    /// Allow --admin on a non-loopback address (the statistics name
+    /// targets and interfaces).
+    #[arg(long)]
+    #[serde(default)]
+    pub admin_allow_remote: bool,
 }
 
 /// The protocol spoken to the server.
@@ -344,6 +393,102 @@ pub struct Settings {
     pub tfo: bool,
     /// SOCKS6 sessions and idempotence tokens.
     pub sessions: bool,
+    /// The multipath paths and their policy.
+    pub paths: PathArgs,
+    /// TLS towards the server.
+    pub tls: Option<TlsSettings>,
+    /// The admin endpoint.
+    pub admin: Option<SocketAddr>,
+}
+
+/// TLS towards the server.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// TLS 1.3 client configuration (pins or CA, ALPN `sixpath`).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent in the SNI (and verified with a CA file).
+    pub server_name: ServerName<'static>,
+}
+
+impl TlsSettings {
+    /// TLS for `server` (its host is the default SNI) as the options say,
+    /// or `None` without `--tls`. Exactly one of `--tls-fingerprint` and
+    /// `--tls-ca` is required with `--tls`; either without it is an error.
+    fn resolve(o: &Options, server: &ServerAddr) -> Result<Option<Self>, ConfigError> {
+        if !o.tls {
+            for (given, field) in [
+                (!o.tls_fingerprint.is_empty(), "tls-fingerprint"),
+                (o.tls_ca.is_some(), "tls-ca"),
+                (o.tls_server_name.is_some(), "tls-server-name"),
+            ] {
+                if given {
+                    return Err(ConfigError::new(field, format!("--{field} needs --tls")));
+                }
+            }
+            return Ok(None);
+        }
+        let verify = match (o.tls_fingerprint.is_empty(), &o.tls_ca) {
+            (true, None) => {
+                return Err(ConfigError::new(
+                    "tls-fingerprint",
+                    "missing: --tls needs the server's --tls-fingerprint sha256:HEX or a --tls-ca FILE",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls-ca",
+                    "give either --tls-fingerprint or --tls-ca, not both",
+                ));
+            }
+            (false, None) => ServerVerification::Pinned(
+                o.tls_fingerprint
+                    .iter()
+                    .map(|f| tls::parse_fingerprint(f))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ConfigError::new("tls-fingerprint", e))?,
+            ),
+            (true, Some(path)) => ServerVerification::CaFile(path.clone()),
+        };
+        let config = tls::client_config(verify, &[tls::ALPN_SIXPATH])
+            .map_err(|e| ConfigError::new("tls-ca", e.to_string()))?;
+        let name = o.tls_server_name.as_deref().unwrap_or(&server.host);
+        let server_name = ServerName::try_from(name.to_owned())
+            .map_err(|e| ConfigError::new("tls-server-name", format!("{name:?}: {e}")))?;
+        Ok(Some(Self {
+            config,
+            server_name,
+        }))
+    }
+}
+
+/// Default address of the admin endpoint that `sixpath-client status`
+/// asks when not told otherwise.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:1090";
+
+/// Parses and checks `--admin`: loopback unless `allow_remote`.
+pub fn admin_addr(
+    value: Option<&str>,
+    allow_remote: bool,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(s) = value else {
+        return Ok(None);
+    };
+    let addr = s.parse::<SocketAddr>().map_err(|_| {
+        ConfigError::new(
+            "admin",
+            format!("{s:?} is not ADDR:PORT (IPv6 in brackets, e.g. [::1]:1090)"),
+        )
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ConfigError::new(
+            "admin",
+            format!(
+                "{addr} is not a loopback address: the statistics show targets and interfaces. \
+                 Pass --admin-allow-remote if that is really intended"
+            ),
+        ));
+    }
+    Ok(Some(addr))
 }
 
 /// Default mixed front-end.
@@ -386,6 +531,9 @@ impl Settings {
             mptcp: true,
             tfo: true,
             sessions: true,
+            paths: PathArgs::default(),
+            tls: None,
+            admin: None,
         }
     }
 }
@@ -437,6 +585,13 @@ impl Options {
             no_sessions: self.no_sessions || file.no_sessions,
             config: self.config,
             log: self.log.or(file.log),
+            paths: self.paths.or(file.paths),
+            tls: self.tls || file.tls,
+            tls_fingerprint: vec_or(self.tls_fingerprint, file.tls_fingerprint),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_server_name: self.tls_server_name.or(file.tls_server_name),
+            admin: self.admin.or(file.admin),
+            admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
         }
     }
 
@@ -448,6 +603,8 @@ impl Options {
             .ok_or_else(|| ConfigError::new("server", "missing: give --server HOST:PORT"))?
             .parse::<ServerAddr>()
             .map_err(|e| ConfigError::new("server", e))?;
+        let tls = TlsSettings::resolve(&self, &server)?;
+        let admin = admin_addr(self.admin.as_deref(), self.admin_allow_remote)?;
 
         let mut listen = Vec::new();
         for (field, kind, list) in [
@@ -547,7 +704,23 @@ impl Options {
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,
             sessions: !self.no_sessions,
+            tls,
+            admin,
+            paths: self.paths,
         };
+        if settings.tls.is_some() && settings.upstream == UpstreamProtocol::Convert {
+            return Err(ConfigError::new(
+                "tls",
+                "RFC 8803 Convert is plain TCP (a converter cannot tell TLS from its TLVs): \
+                 --tls needs --upstream socks6",
+            ));
+        }
+        if settings.paths.paths.is_empty() && settings.paths.path_policy.is_some() {
+            return Err(ConfigError::new(
+                "path-policy",
+                "needs at least one --path IFACE",
+            ));
+        }
         settings.check_open_proxy()?;
         Ok(settings)
     }
@@ -745,6 +918,87 @@ mod tests {
         assert_eq!(s.upstream, UpstreamProtocol::Convert);
         assert_eq!(s.listen[0].0.port(), 9);
         assert!(!s.early_reply);
+    }
+
+    #[test]
+    fn reads_paths_tls_and_admin_from_the_file() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let file: Options = serde_json::from_str(&format!(
+            r#"{{"server": "proxy.example.net:443", "path": ["wlan0", "lte0=backup"],
+                "path-policy": "backup", "tls": true, "tls-fingerprint": ["{fp}"],
+                "admin": "127.0.0.1:1090"}}"#
+        ))
+        .expect("valid");
+        let s = Options::default().or(file).resolve().expect("valid");
+        assert_eq!(s.paths.paths.len(), 2);
+        assert!(s.paths.paths[1].backup);
+        assert_eq!(s.paths.policy(), crate::paths::PathPolicy::Backup);
+        let tls = s.tls.expect("tls");
+        assert_eq!(
+            tls.server_name,
+            ServerName::try_from("proxy.example.net").expect("name")
+        );
+        assert_eq!(s.admin, Some("127.0.0.1:1090".parse().expect("addr")));
+    }
+
+    #[test]
+    fn tls_needs_exactly_one_verification_naming_the_field() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let mut o = opts("198.18.0.1:1");
+        o.tls = true;
+        assert_eq!(
+            o.clone().resolve().expect_err("none").field,
+            "tls-fingerprint"
+        );
+        o.tls_fingerprint = vec![fp.clone()];
+        o.tls_ca = Some("/nonexistent.pem".into());
+        assert_eq!(o.clone().resolve().expect_err("both").field, "tls-ca");
+        o.tls_ca = None;
+        o.tls_server_name = Some("proxy.example.net".into());
+        let s = o.clone().resolve().expect("pinned");
+        assert!(s.tls.is_some());
+        o.tls_fingerprint = vec!["sha256:zz".into()];
+        assert_eq!(
+            o.clone().resolve().expect_err("bad").field,
+            "tls-fingerprint"
+        );
+        o.tls_fingerprint = Vec::new();
+        o.tls_ca = Some("/nonexistent.pem".into());
+        assert_eq!(o.clone().resolve().expect_err("no ca").field, "tls-ca");
+        let mut o = opts("198.18.0.1:1");
+        o.tls_fingerprint = vec![fp.clone()];
+        assert_eq!(o.resolve().expect_err("no --tls").field, "tls-fingerprint");
+        let mut o = opts("198.18.0.1:1");
+        o.tls = true;
+        o.tls_fingerprint = vec![fp];
+        o.upstream = Some("convert".into());
+        assert_eq!(o.resolve().expect_err("convert").field, "tls");
+    }
+
+    #[test]
+    fn admin_is_loopback_unless_allowed() {
+        let mut o = opts("198.18.0.1:1");
+        o.admin = Some("0.0.0.0:1090".into());
+        let e = o.clone().resolve().expect_err("remote");
+        assert_eq!(e.field, "admin");
+        o.admin_allow_remote = true;
+        assert!(o.resolve().is_ok());
+        let mut o = opts("198.18.0.1:1");
+        o.admin = Some("localhost".into());
+        assert_eq!(o.resolve().expect_err("bad").field, "admin");
+    }
+
+    #[test]
+    fn rejects_a_bad_path_and_a_policy_without_paths() {
+        let e = serde_json::from_str::<Options>(r#"{"server": "a:1", "path": ["wlan0=spare"]}"#)
+            .expect_err("bad path");
+        assert!(e.to_string().contains("wlan0=spare"), "{e}");
+        let e = serde_json::from_str::<Options>(r#"{"server": "a:1", "pth": ["wlan0"]}"#)
+            .expect_err("typo");
+        assert!(e.to_string().contains("pth"), "{e}");
+        let mut o = opts("198.18.0.1:1");
+        o.paths.path_policy = Some(crate::paths::PathPolicy::Single);
+        assert_eq!(o.resolve().expect_err("policy").field, "path-policy");
     }
 
     #[test]

@@ -13,19 +13,26 @@
 //! wait for the server's answer and get a proper error code.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sixpath_net::mptcp::{self, InterfaceStats};
 
 use sixpath_net::relay::{self, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::FrontEnd;
 use crate::framed::Framed;
 use crate::frontend::{self, Context};
+use crate::paths::{Action, Interfaces, PathManager, RouteSocket};
+use crate::stats::{PathInfo, Stats, error_class};
 use crate::upstream::Upstream;
 
 /// What every connection shares.
@@ -35,6 +42,102 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Connections being served.
     pub active: AtomicUsize,
+    /// Counters for the admin endpoint.
+    pub stats: Stats,
+    /// The path manager, while it runs (taken at shutdown).
+    pub paths: Mutex<Option<PathManager>>,
+    /// Interfaces read when there is no path manager, and when.
+    ifaces: Mutex<Option<(Instant, Interfaces)>>,
+}
+
+/// How often subflow statistics of a relaying connection are sampled, and
+/// how long an interface list read without a path manager is used.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+const IFACES_TTL: Duration = Duration::from_secs(30);
+
+impl Shared {
+    /// Shared state for `upstream`, with the path manager if one runs.
+    pub fn new(upstream: Upstream, paths: Option<PathManager>) -> Self {
+        Self {
+            upstream,
+            active: AtomicUsize::new(0),
+            stats: Stats::new(),
+            paths: Mutex::new(paths),
+            ifaces: Mutex::new(None),
+        }
+    }
+
+    /// The host's interfaces and addresses: the path manager's (kept
+    /// current by its address watch), else read at most every 30 s.
+    pub fn interfaces(&self) -> Interfaces {
+        if let Some(pm) = self
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return pm.interfaces();
+        }
+        let mut cached = self.ifaces.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, i)) = cached.as_ref()
+            && at.elapsed() < IFACES_TTL
+        {
+            return i.clone();
+        }
+        let fresh = RouteSocket::open()
+            .and_then(|mut r| r.snapshot())
+            .unwrap_or_default();
+        *cached = Some((Instant::now(), fresh.clone()));
+        fresh
+    }
+
+    /// The configured paths for the statistics: one entry per address of
+    /// each path (or one without an address), with whether an endpoint is
+    /// in the kernel.
+    pub fn path_info(&self) -> Vec<PathInfo> {
+        let guard = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(pm) = guard.as_ref() else {
+            return Vec::new();
+        };
+        let plan = pm.plan();
+        let installed = pm.installed();
+        let mut out: Vec<PathInfo> = plan
+            .endpoints
+            .iter()
+            .map(|e| PathInfo {
+                interface: e.iface.clone(),
+                address: Some(e.addr.to_string()),
+                endpoint_installed: matches!(e.action, Action::Present { .. })
+                    || installed.iter().any(|i| i.addr == e.addr),
+                backup: e.backup,
+            })
+            .collect();
+        for spec in &self.upstream.settings().paths.paths {
+            if !out.iter().any(|p| p.interface == spec.iface) {
+                out.push(PathInfo {
+                    interface: spec.iface.clone(),
+                    address: None,
+                    endpoint_installed: false,
+                    backup: spec.backup,
+                });
+            }
+        }
+        out
+    }
+
+    /// The statistics as of now.
+    pub fn snapshot(&self) -> crate::stats::Snapshot {
+        self.stats
+            .snapshot(self.active.load(Ordering::Relaxed), self.path_info())
+    }
+}
+
+/// Subflow statistics of `sock` per interface (empty for TCP).
+fn sample(sock: &impl std::os::fd::AsRawFd, ifaces: &Interfaces) -> Vec<InterfaceStats> {
+    mptcp::subflows(sock).map_or_else(
+        |_| Vec::new(),
+        |subflows| mptcp::by_interface(&subflows, |ip| ifaces.iface_of(ip).map(str::to_owned)),
+    )
 }
 
 /// What the log line of a finished connection says.
@@ -83,13 +186,21 @@ pub async fn serve(
     let _guard = ActiveGuard(&shared.active);
     let started = Instant::now();
     let mut out = Outcome::default();
-    run(stream, kind, listener, &shared, &mut out).await;
+    let id = shared.stats.accepted();
+    run(stream, kind, listener, &shared, &mut out, id).await;
+    let (up, down) = out
+        .relay
+        .map_or((0, 0), |r| (r.client_to_target, r.target_to_client));
+    let per_interface = shared
+        .stats
+        .closed(id, out.protocol, out.transport, up, down);
     log(
         peer,
         kind,
         shared.upstream.settings().upstream.name(),
         started,
         &out,
+        &per_interface,
     );
 }
 
@@ -99,6 +210,7 @@ async fn run(
     listener: SocketAddr,
     shared: &Shared,
     out: &mut Outcome,
+    id: u64,
 ) {
     let settings = shared.upstream.settings();
     let _ = stream.set_nodelay(true);
@@ -112,15 +224,18 @@ async fn run(
         Ok(Ok(r)) => r,
         Ok(Err(refusal)) => {
             out.reply = refusal.why;
+            shared.stats.error("handshake");
             f.reject(&refusal.bytes).await;
             return;
         }
         Err(_) => {
             out.reply = "handshake timeout".into();
+            shared.stats.error("handshake-timeout");
             return;
         }
     };
     out.protocol = Some(req.protocol);
+    shared.stats.opened(req.protocol);
     out.user.clone_from(&req.user);
     out.target = Some(req.target.to_string());
     if req.answer == frontend::Answer::Socks5Udp {
@@ -156,6 +271,14 @@ async fn run(
         Ok(o) => o,
         Err(failure) => {
             out.reply.clone_from(&failure.detail);
+            let tls = failure.detail.starts_with(crate::upstream::TLS_FAILURE);
+            if tls {
+                tracing::warn!(detail = %failure.detail, "TLS with the server failed");
+            }
+            shared.stats.error(error_class(failure.kind, tls));
+            if early {
+                shared.stats.early_reply_close();
+            }
             if let Some(bytes) = req.answer.failure(&failure).filter(|_| !early) {
                 f.reject(&bytes).await;
             } else {
@@ -200,14 +323,124 @@ async fn run(
         idle_timeout: settings.idle_timeout,
         ..RelayOptions::default()
     };
-    let mut stats = relay::relay_borrowed(&mut app, &mut server, opts).await;
-    out.transport = Some(sys::transport(&server));
+    let probe = crate::upstream::probe(&server);
+    let sampler = async {
+        if let Some(sock) = probe.as_ref() {
+            loop {
+                tokio::time::sleep(SAMPLE_EVERY).await;
+                let ifaces = shared.interfaces();
+                let now = sample(sock, &ifaces);
+                if !now.is_empty() {
+                    shared.stats.sample(id, now);
+                }
+            }
+        }
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    // Subflows are torn down with the connection: sample once more when
+    // the server's end of the data arrives and when we send ours.
+    let at_end = || {
+        if let Some(sock) = probe.as_ref() {
+            let now = sample(sock, &shared.interfaces());
+            if !now.is_empty() {
+                shared.stats.sample(id, now);
+            }
+        }
+    };
+    let watched = AtEnd {
+        inner: &mut server,
+        at_end: &at_end,
+    };
+    let mut stats = tokio::select! {
+        s = relay::relay_copy(&mut app, watched, opts) => s,
+        never = sampler => match never {},
+    };
+    // The subflows as they ended (a connection shorter than one sample
+    // period is counted here only).
+    let last = sample(&*server, &shared.interfaces());
+    if !last.is_empty() {
+        shared.stats.sample(id, last);
+    }
+    out.transport = Some(sys::transport(&*server));
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);
 }
 
-fn log(peer: SocketAddr, kind: FrontEnd, upstream: &str, started: Instant, o: &Outcome) {
+/// A stream that calls `at_end` when its read side reaches EOF and when
+/// its write side is shut down.
+struct AtEnd<'a, S> {
+    inner: &'a mut S,
+    at_end: &'a (dyn Fn() + Sync),
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for AtEnd<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            (this.at_end)();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for AtEnd<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        (this.at_end)();
+        Pin::new(&mut *this.inner).poll_shutdown(cx)
+    }
+}
+
+fn log(
+    peer: SocketAddr,
+    kind: FrontEnd,
+    upstream: &str,
+    started: Instant,
+    o: &Outcome,
+    per_interface: &[InterfaceStats],
+) {
+    // `wlan0:2/1200/35100/18.2ms`: subflows/bytes sent/bytes received/RTT.
+    let paths = if per_interface.is_empty() {
+        "-".to_owned()
+    } else {
+        per_interface
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}:{}/{}/{}/{:.1}ms",
+                    i.iface,
+                    i.subflows,
+                    i.bytes_sent,
+                    i.bytes_received,
+                    f64::from(if i.min_rtt_us == u32::MAX {
+                        0
+                    } else {
+                        i.min_rtt_us
+                    }) / 1000.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let (up, down, end) = o.relay.map_or((0, 0, "none"), |r| {
         (r.client_to_target, r.target_to_client, end_name(r.end))
     });
@@ -227,6 +460,7 @@ fn log(peer: SocketAddr, kind: FrontEnd, upstream: &str, started: Instant, o: &O
         syn_data = o.syn_data,
         transport,
         subflows,
+        %paths,
         bytes_up = up,
         bytes_down = down,
         end,

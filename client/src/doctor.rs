@@ -56,6 +56,23 @@ pub struct DoctorArgs {
     /// Seconds each connection attempt may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub timeout: f64,
+
+    /// The client's JSON config file: its `server`, `path` and
+    /// `path-policy` are checked unless given here.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl DoctorArgs {
+    /// These arguments with what they leave out filled from --config.
+    pub fn with_config(mut self) -> Result<Self, crate::config::ConfigError> {
+        if let Some(path) = &self.config {
+            let file = crate::config::Options::from_file(path)?;
+            self.server = self.server.or(file.server);
+            self.paths = self.paths.or(file.paths);
+        }
+        Ok(self)
+    }
 }
 
 /// The outcome of one check.

@@ -20,6 +20,8 @@
 //!   [`config::Settings`].
 //! - [`paths`]: the path manager (MPTCP endpoints per interface over
 //!   generic netlink, address-change following, `ip mptcp` advice).
+//! - [`stats`]: counters behind the admin endpoint (`/stats`, `/metrics`).
+//! - [`status`]: `sixpath-client status`, a running client's statistics.
 //! - [`doctor`]: `sixpath-client doctor`, checks of the host and the path
 //!   to the server, each problem with the command that fixes it.
 //!
@@ -34,5 +36,7 @@ pub mod failure;
 pub mod framed;
 pub mod frontend;
 pub mod paths;
+pub mod stats;
+pub mod status;
 pub mod udp;
 pub mod upstream;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use sixpath_client::client::Client;
 use sixpath_client::config::{ConfigError, Options};
 use sixpath_client::doctor::{self, DoctorArgs};
+use sixpath_client::status::{self, StatusArgs};
 use tracing_subscriber::EnvFilter;
 
 /// sixpath-client: the local proxy for applications. Carries each
@@ -39,13 +40,22 @@ enum Command {
     /// Check MPTCP sysctls, endpoints and limits, and the paths to the
     /// server; print the command that fixes each problem.
     Doctor(DoctorArgs),
+    /// Print a running client's statistics (from its --admin endpoint):
+    /// connections, paths with bytes per interface, fallbacks, errors.
+    Status(StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let options = match cli.command {
         Some(Command::Run { options }) => *options,
-        Some(Command::Doctor(args)) => return doctor::run(&args),
+        Some(Command::Doctor(args)) => {
+            return match args.with_config() {
+                Ok(args) => doctor::run(&args),
+                Err(e) => usage_error(&e),
+            };
+        }
+        Some(Command::Status(args)) => return status::run(&args),
         None => cli.options,
     };
     let file = match &options.config {

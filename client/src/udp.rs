@@ -99,7 +99,7 @@ pub async fn serve(mut f: Framed<TcpStream>, from: Endpoint, shared: &Shared, ou
 /// The association through the server: the stream past the Association
 /// Initialization, and its ID.
 struct Association {
-    stream: TcpStream,
+    stream: crate::upstream::ServerStream,
     buf: BytesMut,
     id: u64,
     server: SocketAddr,
@@ -243,7 +243,7 @@ async fn relay(
         id,
         server,
     } = assoc;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let mut up = 0u64;
     let mut down = 0u64;

@@ -274,11 +274,12 @@ where
             return splice::relay(c, t, opts).await;
         }
     }
-    copy(client, target, opts).await
+    relay_copy(client, target, opts).await
 }
 
-/// The buffered copy, whatever the stream types.
-async fn copy<C, T>(client: C, target: T, opts: RelayOptions) -> RelayStats
+/// The buffered copy, whatever the stream types (no `'static` bound: for
+/// wrapped or borrowed streams, which never take the `splice(2)` path).
+pub async fn relay_copy<C, T>(client: C, target: T, opts: RelayOptions) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,

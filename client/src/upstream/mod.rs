@@ -14,15 +14,19 @@ pub mod socks6;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use sixpath_net::sys;
+use sixpath_net::tls::{TlsConnector, client};
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::convert::Cookie;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -33,11 +37,76 @@ use crate::framed::ReadError;
 /// How long a resolved server name is used before it is resolved again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
+/// The start of the log detail of a failed TLS handshake with the server
+/// (the statistics count these as class `tls`).
+pub const TLS_FAILURE: &str = "TLS with server";
+
+/// The connection to the server: plain TCP, or TLS 1.3 over it. Derefs
+/// to the TCP stream for socket-level questions (transport, `TCP_INFO`,
+/// subflows).
+#[derive(Debug)]
+pub enum ServerStream {
+    /// Plain TCP (or MPTCP).
+    Plain(TcpStream),
+    /// TLS 1.3 over TCP (or MPTCP).
+    Tls(Box<client::TlsStream<TcpStream>>),
+}
+
+impl Deref for ServerStream {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A connection through the server, ready to relay.
 #[derive(Debug)]
 pub struct Opened {
     /// The stream to the server, past the handshake.
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     /// Bytes the server sent after its reply (target data for the app).
     pub from_server: BytesMut,
     /// The server's SOCKS6 Operation Reply (SOCKS6 upstream only), passed
@@ -104,6 +173,9 @@ pub struct Upstream {
     tfo_broken: Mutex<Option<Instant>>,
     /// SOCKS6 sessions and idempotence tokens, per server.
     sessions: session::Sessions,
+    /// The interface the server connection's first subflow is bound to
+    /// (`backup` and `single` path policies).
+    device: Mutex<Option<String>>,
 }
 
 /// How long cookie-less TCP Fast Open stays off after it made Multipath
@@ -120,12 +192,30 @@ impl Upstream {
             health: Health::default(),
             tfo_broken: Mutex::new(None),
             sessions: session::Sessions::new(),
+            device: Mutex::new(None),
         }
     }
 
     /// SOCKS6 sessions and idempotence tokens, per server.
     pub fn sessions(&self) -> &session::Sessions {
         &self.sessions
+    }
+
+    /// Binds every new server connection to interface `device`
+    /// (`SO_BINDTODEVICE`), or to none.
+    pub fn set_device(&self, device: Option<String>) {
+        *self
+            .device
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = device;
+    }
+
+    /// The interface server connections are bound to.
+    pub fn device(&self) -> Option<String> {
+        self.device
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The settings.
@@ -226,13 +316,23 @@ impl Upstream {
 
     /// Opens a socket to the server and writes `first` (request and
     /// initial data) in one write right after `connect`: with
-    /// `TCP_FASTOPEN_CONNECT` the kernel puts it in the SYN.
-    pub async fn dial(&self, server: SocketAddr, first: &[u8]) -> Result<TcpStream, Failure> {
+    /// `TCP_FASTOPEN_CONNECT` the kernel puts it in the SYN. With TLS the
+    /// `ClientHello` is that first write (and rides in the SYN), and `first`
+    /// goes after the handshake.
+    pub async fn dial(&self, server: SocketAddr, first: &[u8]) -> Result<ServerStream, Failure> {
         let name = server.to_string();
         let fail = |e: &io::Error| Failure::server(e, &name);
         let (sock, _) = sys::stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
         sock.set_nonblocking(true).map_err(|e| fail(&e))?;
         sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
+        if let Some(device) = self.device() {
+            sock.bind_device(Some(device.as_bytes())).map_err(|e| {
+                Failure::new(
+                    Kind::NetworkUnreachable,
+                    format!("server {name}: cannot bind to interface {device}: {e}"),
+                )
+            })?;
+        }
         if self.settings.tfo {
             // Data in every SYN (no cookie needed, 0-RTT from the first
             // connection); after a server dropped such data, only with a
@@ -251,9 +351,31 @@ impl Upstream {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(fail(&e)),
         }
-        let mut stream =
-            TcpStream::from_std(std::net::TcpStream::from(sock)).map_err(|e| fail(&e))?;
-        match tokio::time::timeout(self.settings.connect_timeout, stream.write_all(first)).await {
+        let stream = TcpStream::from_std(std::net::TcpStream::from(sock)).map_err(|e| fail(&e))?;
+        let mut stream = match &self.settings.tls {
+            None => ServerStream::Plain(stream),
+            Some(tls) => {
+                let connector = TlsConnector::from(Arc::clone(&tls.config));
+                let handshake = connector.connect(tls.server_name.clone(), stream);
+                match tokio::time::timeout(self.settings.connect_timeout, handshake).await {
+                    Ok(Ok(s)) => ServerStream::Tls(Box::new(s)),
+                    Ok(Err(e)) => {
+                        let mut f = Failure::new(
+                            Kind::General,
+                            format!("{TLS_FAILURE} {name}: handshake failed: {e}"),
+                        );
+                        f.server_fault = true;
+                        return Err(f);
+                    }
+                    Err(_) => return Err(Failure::server_timeout(&name, "TLS handshake")),
+                }
+            }
+        };
+        let write = async {
+            stream.write_all(first).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, write).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(e)) => Err(fail(&e)),
             Err(_) => Err(Failure::server_timeout(&name, "connection")),

@@ -55,6 +55,14 @@ fn help_documents_every_flag() {
         "--config",
         "--log",
         "--check-config",
+        "--path",
+        "--path-policy",
+        "--tls",
+        "--tls-fingerprint",
+        "--tls-ca",
+        "--tls-server-name",
+        "--admin",
+        "--admin-allow-remote",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -81,6 +89,38 @@ fn bad_configuration_exits_2_naming_the_field() {
             &["--server", "198.18.0.1:1", "--user", "alice"][..],
             "password-file:",
         ),
+        (
+            &["--server", "198.18.0.1:1", "--tls"][..],
+            "tls-fingerprint:",
+        ),
+        (
+            &[
+                "--server",
+                "198.18.0.1:1",
+                "--tls",
+                "--tls-fingerprint",
+                "sha256:00",
+            ][..],
+            "tls-fingerprint:",
+        ),
+        (
+            &[
+                "--server",
+                "198.18.0.1:1",
+                "--tls",
+                "--tls-ca",
+                "/nonexistent.pem",
+            ][..],
+            "tls-ca:",
+        ),
+        (
+            &["--server", "198.18.0.1:1", "--admin", "0.0.0.0:1090"][..],
+            "admin:",
+        ),
+        (
+            &["--server", "198.18.0.1:1", "--path-policy", "single"][..],
+            "path-policy:",
+        ),
     ] {
         let out = client(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -104,7 +144,12 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
                 "local-user": "bob", "local-password-file": {pw:?},
                 "allow-anonymous": false, "upstream": "socks6", "early-data-wait": 10,
                 "no-early-reply": false, "connect-timeout": 5, "handshake-timeout": 10,
-                "idle-timeout": 60, "max-connections": 100, "no-mptcp": false, "no-tfo": false, "log": "debug"}}"#
+                "idle-timeout": 60, "max-connections": 100, "no-mptcp": false, "no-tfo": false, "log": "debug",
+                "path": ["wlan0", "lte0=backup"], "path-policy": "backup",
+                "tls": true, "tls-fingerprint": ["sha256:{fp}"],
+                "tls-server-name": "proxy.example.net",
+                "admin": "127.0.0.1:1090", "admin-allow-remote": false}}"#,
+            fp = "ab".repeat(32)
         ),
     )
     .unwrap();
@@ -126,5 +171,23 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
     assert!(
         err.contains("config:") && err.contains("no-early-replies"),
         "{err}"
+    );
+    let bad_path = dir.0.join("bad-path.json");
+    std::fs::write(
+        &bad_path,
+        r#"{"server": "198.18.0.1:1", "path": ["wlan0=spare"]}"#,
+    )
+    .unwrap();
+    let out = client(&["--config", bad_path.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wlan0=spare"), "{err}");
+    // doctor and status read the same file.
+    let out = client(&["doctor", "--config", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = client(&["status", "--config", good.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1090"),
+        "status asks the admin address of the file"
     );
 }

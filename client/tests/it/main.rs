@@ -14,5 +14,6 @@ mod cli;
 mod doctor;
 mod mptcp;
 mod netns;
+mod ops;
 mod paths;
 mod sink;

@@ -234,3 +234,16 @@ pub(crate) fn drop_net_admin() {
     let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
     assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
 }
+
+/// Runs `f` on a new detached thread that has entered namespace `name`
+/// (for servers that live as long as a test).
+pub(crate) fn spawn_in<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        enter(&path);
+        f()
+    })
+}

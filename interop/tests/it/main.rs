@@ -9,6 +9,7 @@
 )]
 
 mod client;
+mod client_ops;
 mod client_socks6;
 mod curl;
 mod openssl;

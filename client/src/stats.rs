@@ -1,0 +1,696 @@
+//! Counters for the admin endpoint (`/stats` JSON, `/metrics` Prometheus)
+//! and `sixpath-client status`.
+//!
+//! Everything is an atomic counter bumped once per event, except the
+//! per-interface byte counts: each connection's subflow statistics
+//! (`MPTCP_FULL_INFO`) are sampled while it relays and added to the
+//! interface totals when it ends; `/stats` adds the latest sample of every
+//! open connection, so a long download shows up while it runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sixpath_net::mptcp::InterfaceStats;
+use sixpath_net::sys::Transport;
+
+use crate::failure::Kind;
+
+/// Front-end protocols, as the connection log names them; `none` for
+/// connections closed before their protocol was known.
+pub const PROTOCOLS: [&str; 8] = [
+    "socks5",
+    "socks4",
+    "socks4a",
+    "socks6",
+    "http-connect",
+    "http",
+    "transparent",
+    "none",
+];
+
+/// Error classes: the failure classes towards the server and target, plus
+/// `tls` (handshake with the server failed), `handshake` (the application's
+/// handshake was refused) and `handshake-timeout`.
+pub const ERRORS: [&str; 13] = [
+    "general",
+    "not-allowed",
+    "network-unreachable",
+    "host-unreachable",
+    "refused",
+    "ttl-expired",
+    "command-not-supported",
+    "address-type-not-supported",
+    "timed-out",
+    "unavailable",
+    "tls",
+    "handshake",
+    "handshake-timeout",
+];
+
+/// The error class of a failure towards the server.
+pub fn error_class(kind: Kind, tls: bool) -> &'static str {
+    if tls {
+        return "tls";
+    }
+    match kind {
+        Kind::General => "general",
+        Kind::NotAllowed => "not-allowed",
+        Kind::NetworkUnreachable => "network-unreachable",
+        Kind::HostUnreachable => "host-unreachable",
+        Kind::Refused => "refused",
+        Kind::TtlExpired => "ttl-expired",
+        Kind::CommandNotSupported => "command-not-supported",
+        Kind::AddressTypeNotSupported => "address-type-not-supported",
+        Kind::TimedOut => "timed-out",
+        Kind::Unavailable => "unavailable",
+    }
+}
+
+/// Bytes and subflows over one interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceBytes {
+    /// Subflows opened over it (summed over connections).
+    pub subflows: u64,
+    /// Bytes sent to the server over it.
+    pub bytes_sent: u64,
+    /// Bytes received from the server over it.
+    pub bytes_received: u64,
+    /// The smoothed RTT of its subflows in the latest sample (the lowest
+    /// when several), in microseconds; 0 before any.
+    #[serde(default)]
+    pub rtt_us: u32,
+}
+
+/// One configured path as the path manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathInfo {
+    /// Interface name.
+    pub interface: String,
+    /// The interface's address (`null` when it has none usable).
+    pub address: Option<String>,
+    /// An MPTCP endpoint for the address is in the kernel.
+    pub endpoint_installed: bool,
+    /// Subflows from it are backup subflows.
+    pub backup: bool,
+}
+
+/// Counts by name.
+pub type Named = BTreeMap<String, u64>;
+
+/// Open and total connections of one front-end protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTotal {
+    /// Being served now.
+    pub open: u64,
+    /// Served since start (finished ones).
+    pub total: u64,
+}
+
+/// Everything `/stats` reports, also what `status` reads back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the client started.
+    pub uptime_seconds: u64,
+    /// Application connections being served now.
+    pub connections_open: u64,
+    /// Application connections accepted since start.
+    pub connections_accepted: u64,
+    /// Per front-end protocol.
+    pub protocols: BTreeMap<String, OpenTotal>,
+    /// Finished connections by how the server leg was carried: `mptcp`,
+    /// `fallback` (MPTCP asked, TCP used), `tcp` (MPTCP not asked).
+    pub upstream: Named,
+    /// Subflows of finished MPTCP connections (summed).
+    pub subflows: u64,
+    /// Bytes from applications to targets.
+    pub bytes_up: u64,
+    /// Bytes from targets to applications.
+    pub bytes_down: u64,
+    /// Per interface, finished connections plus the latest sample of open
+    /// ones.
+    pub interfaces: BTreeMap<String, InterfaceBytes>,
+    /// Errors by class ([`ERRORS`]).
+    pub errors: Named,
+    /// Applications answered early whose connection then failed (they
+    /// saw a reset).
+    pub early_reply_closes: u64,
+    /// Configured paths.
+    pub paths: Vec<PathInfo>,
+}
+
+/// The counters.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    accepted: AtomicU64,
+    open: [AtomicU64; PROTOCOLS.len()],
+    total: [AtomicU64; PROTOCOLS.len()],
+    mptcp: AtomicU64,
+    fallback: AtomicU64,
+    tcp: AtomicU64,
+    subflows: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+    errors: [AtomicU64; ERRORS.len()],
+    early_reply_closes: AtomicU64,
+    next_id: AtomicU64,
+    interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
+    live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+fn index(names: &[&str], name: &str) -> usize {
+    names
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(names.len().saturating_sub(1))
+}
+
+fn merge(into: &mut BTreeMap<String, InterfaceBytes>, ifaces: &[InterfaceStats]) {
+    for i in ifaces {
+        let e = into.entry(i.iface.clone()).or_default();
+        e.subflows += i.subflows as u64;
+        e.bytes_sent += i.bytes_sent;
+        e.bytes_received += i.bytes_received;
+        if i.min_rtt_us != 0 && i.min_rtt_us != u32::MAX {
+            e.rtt_us = i.min_rtt_us;
+        }
+    }
+}
+
+impl Stats {
+    /// Zeroed counters; uptime counts from now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            accepted: AtomicU64::new(0),
+            open: Default::default(),
+            total: Default::default(),
+            mptcp: AtomicU64::new(0),
+            fallback: AtomicU64::new(0),
+            tcp: AtomicU64::new(0),
+            subflows: AtomicU64::new(0),
+            bytes_up: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            errors: Default::default(),
+            early_reply_closes: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+            interfaces: Mutex::new(BTreeMap::new()),
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An application connection was accepted; returns its id for
+    /// [`Stats::sample`].
+    pub fn accepted(&self) -> u64 {
+        add(&self.accepted, 1);
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The application's protocol became known.
+    pub fn opened(&self, protocol: &str) {
+        if let Some(c) = self.open.get(index(&PROTOCOLS, protocol)) {
+            add(c, 1);
+        }
+    }
+
+    /// A connection ended: `protocol` as given to [`Stats::opened`] (or
+    /// `None`), the server leg's transport and the bytes each way. Returns
+    /// its per-interface statistics (latest sample) for the log line.
+    pub fn closed(
+        &self,
+        id: u64,
+        protocol: Option<&str>,
+        transport: Option<Transport>,
+        up: u64,
+        down: u64,
+    ) -> Vec<InterfaceStats> {
+        let i = index(&PROTOCOLS, protocol.unwrap_or("none"));
+        if protocol.is_some()
+            && let Some(c) = self.open.get(i)
+        {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(c) = self.total.get(i) {
+            add(c, 1);
+        }
+        let last = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        match transport {
+            Some(Transport::Mptcp { subflows }) => {
+                add(&self.mptcp, 1);
+                // Subflows may be gone when the relay ends: the largest
+                // count seen.
+                let sampled: usize = last.iter().flatten().map(|i| i.subflows).sum();
+                add(&self.subflows, u64::from(subflows).max(sampled as u64));
+            }
+            Some(Transport::Fallback) => add(&self.fallback, 1),
+            Some(Transport::Tcp) => add(&self.tcp, 1),
+            None => {}
+        }
+        add(&self.bytes_up, up);
+        add(&self.bytes_down, down);
+        let last = last.unwrap_or_default();
+        merge(
+            &mut self
+                .interfaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            &last,
+        );
+        last
+    }
+
+    /// The latest per-interface sample of open connection `id`. Subflow
+    /// byte counts only grow, so a sample with fewer bytes than the one
+    /// kept (subflows already gone at the end of the connection) is
+    /// ignored.
+    pub fn sample(&self, id: u64, ifaces: Vec<InterfaceStats>) {
+        let total = |v: &[InterfaceStats]| {
+            v.iter()
+                .map(|i| i.bytes_sent + i.bytes_received)
+                .sum::<u64>()
+        };
+        let mut live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match live.get_mut(&id) {
+            Some(kept) if total(kept) > total(&ifaces) => {}
+            Some(kept) => *kept = ifaces,
+            None => {
+                live.insert(id, ifaces);
+            }
+        }
+    }
+
+    /// An error of class `class` (one of [`ERRORS`]).
+    pub fn error(&self, class: &str) {
+        if let Some(c) = self.errors.get(index(&ERRORS, class)) {
+            add(c, 1);
+        }
+    }
+
+    /// An application answered early saw its connection reset.
+    pub fn early_reply_close(&self) {
+        add(&self.early_reply_closes, 1);
+    }
+
+    /// The current values, with `paths` from the path manager.
+    pub fn snapshot(&self, open: usize, paths: Vec<PathInfo>) -> Snapshot {
+        let mut interfaces = self
+            .interfaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for live in self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            merge(&mut interfaces, live);
+        }
+        Snapshot {
+            uptime_seconds: self.started.elapsed().as_secs(),
+            connections_open: open as u64,
+            connections_accepted: get(&self.accepted),
+            protocols: PROTOCOLS
+                .iter()
+                .zip(self.open.iter().zip(&self.total))
+                .map(|(n, (o, t))| {
+                    (
+                        (*n).to_owned(),
+                        OpenTotal {
+                            open: get(o),
+                            total: get(t),
+                        },
+                    )
+                })
+                .collect(),
+            upstream: [
+                ("mptcp", &self.mptcp),
+                ("fallback", &self.fallback),
+                ("tcp", &self.tcp),
+            ]
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), get(c)))
+            .collect(),
+            subflows: get(&self.subflows),
+            bytes_up: get(&self.bytes_up),
+            bytes_down: get(&self.bytes_down),
+            interfaces,
+            errors: ERRORS
+                .iter()
+                .zip(&self.errors)
+                .map(|(n, c)| ((*n).to_owned(), get(c)))
+                .collect(),
+            early_reply_closes: get(&self.early_reply_closes),
+            paths,
+        }
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Snapshot {
+    /// The Prometheus text exposition of these values.
+    pub fn prometheus(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(s, "# HELP sixpath_client_{name} {help}");
+            let _ = writeln!(s, "# TYPE sixpath_client_{name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(s, "sixpath_client_{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        let by = |label: &str, m: &Named| {
+            m.iter()
+                .map(|(n, v)| (format!("{{{label}=\"{}\"}}", escape(n)), *v))
+                .collect::<Vec<_>>()
+        };
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the client started.",
+            &one(self.uptime_seconds),
+        );
+        metric(
+            "connections_open",
+            "gauge",
+            "Application connections being served now, by front-end protocol.",
+            &self
+                .protocols
+                .iter()
+                .map(|(p, c)| (format!("{{protocol=\"{p}\"}}"), c.open))
+                .collect::<Vec<_>>(),
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "Application connections served to the end, by front-end protocol (none: closed before one was recognised).",
+            &self
+                .protocols
+                .iter()
+                .map(|(p, c)| (format!("{{protocol=\"{p}\"}}"), c.total))
+                .collect::<Vec<_>>(),
+        );
+        metric(
+            "connections_accepted_total",
+            "counter",
+            "Application connections accepted.",
+            &one(self.connections_accepted),
+        );
+        metric(
+            "upstream_connections_total",
+            "counter",
+            "Finished server connections by transport (mptcp, fallback: MPTCP asked but TCP used, tcp: MPTCP not asked).",
+            &by("transport", &self.upstream),
+        );
+        metric(
+            "subflows_total",
+            "counter",
+            "Subflows of finished MPTCP server connections.",
+            &one(self.subflows),
+        );
+        metric(
+            "bytes_total",
+            "counter",
+            "Bytes relayed, by direction (up: application to target).",
+            &[
+                ("{direction=\"up\"}".to_owned(), self.bytes_up),
+                ("{direction=\"down\"}".to_owned(), self.bytes_down),
+            ],
+        );
+        let iface = |f: fn(&InterfaceBytes) -> u64| {
+            self.interfaces
+                .iter()
+                .map(|(n, b)| (format!("{{interface=\"{}\"}}", escape(n)), f(b)))
+                .collect::<Vec<_>>()
+        };
+        metric(
+            "interface_sent_bytes_total",
+            "counter",
+            "Bytes sent to the server per local interface (subflow level).",
+            &iface(|b| b.bytes_sent),
+        );
+        metric(
+            "interface_received_bytes_total",
+            "counter",
+            "Bytes received from the server per local interface (subflow level).",
+            &iface(|b| b.bytes_received),
+        );
+        metric(
+            "interface_subflows_total",
+            "counter",
+            "Subflows per local interface.",
+            &iface(|b| b.subflows),
+        );
+        metric(
+            "interface_rtt_microseconds",
+            "gauge",
+            "Smoothed RTT of the subflows per local interface in the latest sample.",
+            &iface(|b| u64::from(b.rtt_us)),
+        );
+        metric(
+            "errors_total",
+            "counter",
+            "Errors by class.",
+            &by("class", &self.errors),
+        );
+        metric(
+            "early_reply_closes_total",
+            "counter",
+            "Applications answered before the server whose connection then failed (reset).",
+            &one(self.early_reply_closes),
+        );
+        metric(
+            "path_info",
+            "gauge",
+            "Configured paths: 1 per interface and address, with the endpoint and backup state.",
+            &self
+                .paths
+                .iter()
+                .map(|p| {
+                    (
+                        format!(
+                            "{{interface=\"{}\",address=\"{}\",endpoint_installed=\"{}\",backup=\"{}\"}}",
+                            escape(&p.interface),
+                            escape(p.address.as_deref().unwrap_or("")),
+                            p.endpoint_installed,
+                            p.backup
+                        ),
+                        1,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        s
+    }
+
+    /// The readable summary `sixpath-client status` prints.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "sixpath-client up {}s: {} connections open, {} accepted",
+            self.uptime_seconds, self.connections_open, self.connections_accepted
+        );
+        let per: Vec<String> = self
+            .protocols
+            .iter()
+            .filter(|(_, c)| c.open > 0 || c.total > 0)
+            .map(|(p, c)| format!("{p} {} open/{} total", c.open, c.total))
+            .collect();
+        if !per.is_empty() {
+            let _ = writeln!(s, "  by protocol: {}", per.join(", "));
+        }
+        let up = |k: &str| self.upstream.get(k).copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "upstream: {} mptcp ({} subflows), {} fallback to TCP, {} plain TCP",
+            up("mptcp"),
+            self.subflows,
+            up("fallback"),
+            up("tcp")
+        );
+        let _ = writeln!(s, "bytes: {} up, {} down", self.bytes_up, self.bytes_down);
+        if self.paths.is_empty() {
+            let _ = writeln!(s, "paths: none configured");
+        } else {
+            let _ = writeln!(s, "paths:");
+            for p in &self.paths {
+                let b = self
+                    .interfaces
+                    .get(&p.interface)
+                    .copied()
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:<28} endpoint {:<13} {:<7} {} sent, {} received, {} subflows, rtt {:.1} ms",
+                    p.interface,
+                    p.address.as_deref().unwrap_or("-"),
+                    if p.endpoint_installed {
+                        "installed"
+                    } else {
+                        "not installed"
+                    },
+                    if p.backup { "backup" } else { "active" },
+                    b.bytes_sent,
+                    b.bytes_received,
+                    b.subflows,
+                    f64::from(b.rtt_us) / 1000.0
+                );
+            }
+        }
+        let other: Vec<_> = self
+            .interfaces
+            .iter()
+            .filter(|(n, _)| !self.paths.iter().any(|p| &p.interface == *n))
+            .collect();
+        if !other.is_empty() {
+            let _ = writeln!(s, "interfaces:");
+            for (n, b) in other {
+                let _ = writeln!(
+                    s,
+                    "  {n:<12} {} sent, {} received, {} subflows, rtt {:.1} ms",
+                    b.bytes_sent,
+                    b.bytes_received,
+                    b.subflows,
+                    f64::from(b.rtt_us) / 1000.0
+                );
+            }
+        }
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .filter(|(_, v)| **v > 0)
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "errors: {}",
+            if errors.is_empty() {
+                "none".to_owned()
+            } else {
+                errors.join(", ")
+            }
+        );
+        let _ = writeln!(s, "early-reply closes: {}", self.early_reply_closes);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, sent: u64, received: u64) -> InterfaceStats {
+        InterfaceStats {
+            iface: name.into(),
+            subflows: 1,
+            bytes_sent: sent,
+            bytes_acked: sent,
+            bytes_received: received,
+            min_rtt_us: 100,
+        }
+    }
+
+    #[test]
+    fn counts_connections_transports_and_interface_bytes() {
+        let s = Stats::new();
+        let a = s.accepted();
+        s.opened("socks5");
+        s.sample(a, vec![iface("wlan0", 10, 20)]);
+        let live = s.snapshot(1, Vec::new());
+        assert_eq!(live.protocols["socks5"], OpenTotal { open: 1, total: 0 });
+        assert_eq!(
+            live.interfaces["wlan0"].bytes_received, 20,
+            "open connections count"
+        );
+        s.sample(a, vec![iface("wlan0", 100, 200), iface("lte0", 1, 2)]);
+        s.sample(a, vec![iface("0.0.0.0", 0, 0)]);
+        s.closed(
+            a,
+            Some("socks5"),
+            Some(Transport::Mptcp { subflows: 2 }),
+            5,
+            6,
+        );
+        let b = s.accepted();
+        s.closed(b, None, None, 0, 0);
+        s.error("handshake");
+        let snap = s.snapshot(0, Vec::new());
+        assert_eq!(snap.protocols["socks5"], OpenTotal { open: 0, total: 1 });
+        assert_eq!(snap.protocols["none"].total, 1);
+        assert_eq!(snap.upstream["mptcp"], 1);
+        assert_eq!(snap.subflows, 2);
+        assert_eq!((snap.bytes_up, snap.bytes_down), (5, 6));
+        assert_eq!(
+            snap.interfaces["wlan0"],
+            InterfaceBytes {
+                subflows: 1,
+                bytes_sent: 100,
+                bytes_received: 200,
+                rtt_us: 100
+            }
+        );
+        assert_eq!(snap.interfaces["lte0"].bytes_sent, 1);
+        assert_eq!(snap.errors["handshake"], 1);
+        assert_eq!(snap.connections_accepted, 2);
+    }
+
+    #[test]
+    fn prometheus_has_help_and_type_for_every_metric() {
+        let s = Stats::new();
+        let paths = vec![PathInfo {
+            interface: "wlan0".into(),
+            address: Some("198.18.0.2".into()),
+            endpoint_installed: true,
+            backup: false,
+        }];
+        let text = s.snapshot(0, paths).prometheus();
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, helps);
+        assert!(text.contains("sixpath_client_connections_total{protocol=\"socks5\"} 0\n"));
+        assert!(text.contains(
+            "sixpath_client_path_info{interface=\"wlan0\",address=\"198.18.0.2\",endpoint_installed=\"true\",backup=\"false\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let s = Stats::new();
+        let snap = s.snapshot(3, Vec::new());
+        let json = serde_json::to_string(&snap).expect("json");
+        let back: Snapshot = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, snap);
+        assert!(back.summary().contains("3 connections open"));
+    }
+}
