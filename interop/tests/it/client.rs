@@ -1044,6 +1044,42 @@ fn convert_upstream_relays_with_first_bytes_in_the_origins_syn() {
     }
 }
 
+#[test]
+fn convert_upstream_gets_a_cookie_from_the_real_server_and_relays() {
+    // A server with --convert-cookies answers the first Connect with
+    // Missing Cookie and a cookie bound to the client's address; the client
+    // retries once with it, remembers it, and later Connects carry it at
+    // once. Both requests reach the origin with their data intact.
+    let ran = in_netns(|| async {
+        let ok = Command::new("ip")
+            .args(["addr", "add", "198.18.0.2/32", "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let (origin, mut seen) = tfo_origin("198.18.0.2");
+        let server = start_server(|s| {
+            s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+            s.convert_cookies = true;
+        });
+        let proxy = start_client(server, |s| s.upstream = UpstreamProtocol::Convert);
+        for path in ["/first", "/second"] {
+            let mut h = TcpStream::connect(proxy).await.unwrap();
+            let req = format!("GET http://{origin}{path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            h.write_all(req.as_bytes()).await.unwrap();
+            assert_eq!(read_until_closed(&mut h).await, b"world", "{path}");
+            let z = seen.recv().await.unwrap();
+            let head = String::from_utf8(z.first).unwrap();
+            assert!(
+                head.starts_with(&format!("GET {path} HTTP/1.1\r\n")),
+                "{head}"
+            );
+        }
+    });
+    if ran.is_none() {
+        println!("SKIP convert_upstream_gets_a_cookie_from_the_real_server_and_relays: needs root");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socks6_application_must_give_local_credentials() {
     let target = echo().await;
