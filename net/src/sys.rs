@@ -241,6 +241,24 @@ pub fn tcpi_options(sock: &impl AsRawFd) -> io::Result<u8> {
     Ok(buf.get(5).copied().unwrap_or(0))
 }
 
+/// `tcp_info.tcpi_state` (byte 0 of `struct tcp_info`): the TCP state, e.g.
+/// [`TCP_SYN_RECV`] for a connection accepted with data in its SYN whose
+/// handshake has not finished.
+pub fn tcp_state(sock: &impl AsRawFd) -> io::Result<u8> {
+    let mut buf = [0u8; 8];
+    getsockopt_buf(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        &mut buf,
+    )?;
+    Ok(buf.first().copied().unwrap_or(0))
+}
+
+/// `tcpi_state` of a connection accepted with TCP Fast Open data before the
+/// client's ACK arrived.
+pub const TCP_SYN_RECV: u8 = 3;
+
 /// Asks the kernel to queue ICMP errors for this socket (`IP_RECVERR` /
 /// `IPV6_RECVERR`), so a failed connect can report the ICMP code.
 pub fn enable_recverr(sock: &impl AsRawFd, ipv6: bool) -> io::Result<()> {

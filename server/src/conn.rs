@@ -180,6 +180,9 @@ pub async fn serve(
         ..Outcome::default()
     };
     let deadline = started + shared.settings.handshake_timeout;
+    if matches!(transport, Transport::Mptcp { .. }) {
+        wait_handshake_end(&stream, deadline).await;
+    }
     let local = stream.local_addr().ok();
     match tls {
         None => {
@@ -220,6 +223,19 @@ pub async fn serve(
     }
     shared.stats.record(transport, &outcome);
     log(peer, transport, started, &outcome);
+}
+
+/// Waits (polling every millisecond, at most until `deadline`) while an
+/// MPTCP connection accepted with data in its SYN is still in `SYN_RECV`.
+/// Linux 6.18 keeps what the server writes in that state queued until its
+/// next write: a SOCKS6 reply written before the client's ACK arrived never
+/// left (measured on the testbed, `docs/testbed.md`). With the wait the
+/// reply leaves when the ACK arrives, as it would without Fast Open.
+async fn wait_handshake_end(stream: &TcpStream, deadline: Instant) {
+    while sys::tcp_state(stream).is_ok_and(|s| s == sys::TCP_SYN_RECV) && Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// Protocol detection on the first byte and the protocol's handshake, on

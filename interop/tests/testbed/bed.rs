@@ -219,11 +219,17 @@ impl Testbed {
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
     }
 
-    /// The log of a testbed process (`linkem-operator`, `linkem-phone` or
-    /// `server`), for failures.
+    /// The log of a testbed process (`linkem-operator`, `linkem-phone`,
+    /// `server`, or one a test started there such as `client`), for
+    /// failures.
     pub fn log(&self, which: &str) -> String {
-        std::fs::read_to_string(format!("/run/sixpath-testbed/{}/{which}.log", self.name))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.log_path(which)).unwrap_or_default()
+    }
+
+    /// Where the log of `which` lives: the testbed's state directory, which
+    /// `down` removes.
+    pub fn log_path(&self, which: &str) -> PathBuf {
+        PathBuf::from(format!("/run/sixpath-testbed/{}/{which}.log", self.name))
     }
 }
 

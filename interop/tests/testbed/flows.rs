@@ -290,16 +290,16 @@ pub fn download(
 }
 
 /// Uploads `size` pattern bytes over `route` from inside namespace `ns` on
-/// an MPTCP socket; the result's `bytes` is the count the server confirmed,
-/// `sha` the digest of what was sent, `elapsed` runs from connect to the
-/// server's confirmation.
-pub fn upload(ns: &str, route: Route, size: u64) -> JoinHandle<Download> {
+/// an MPTCP socket (`mptcp`) or TCP; the result's `bytes` is the count the
+/// server confirmed, `sha` the digest of what was sent, `elapsed` runs from
+/// connect to the server's confirmation.
+pub fn upload(ns: &str, route: Route, mptcp: bool, size: u64) -> JoinHandle<Download> {
     netns::spawn_in(ns, move || {
         let first = match route {
             Route::Direct(a) | Route::Socks5 { proxy: a, .. } => a,
         };
         let start = Instant::now();
-        let (sock, _) = sys::stream_socket(&first, true).expect("socket");
+        let (sock, _) = sys::stream_socket(&first, mptcp).expect("socket");
         sock.connect_timeout(&first.into(), Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("connect {first}: {e}"));
         let mut s: TcpStream = sock.into();

@@ -26,12 +26,21 @@ pub fn deadline(size: u64, link_sum_bits: f64) -> Duration {
 /// Downloads 32 MiB over `route` on an MPTCP socket from the phone; asserts
 /// the bytes, the `simult_flows` deadline and that both interfaces carried a
 /// share (each at least 15 % of the bytes). Reusable for any entry point
-/// (the sixpath client's, once it exists: see `client_chain`).
-pub fn assert_download_aggregates(tb: &Testbed, label: &str, route: Route, blast: &Blast) {
+/// (the sixpath client's: see `client_chain`). With `app_mptcp` the phone's
+/// socket is MPTCP and must have 2 subflows; without, it is the
+/// application's plain TCP socket to a local entry point (the caller checks
+/// the multipath leg).
+pub fn assert_download_aggregates(
+    tb: &Testbed,
+    label: &str,
+    route: Route,
+    blast: &Blast,
+    app_mptcp: bool,
+) {
     let size = 32 * MIB;
     let (w0, l0) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
     let (tx, _rx) = mpsc::channel();
-    let d = flows::download(&tb.ns(Ns::Phone), route, true, size, u64::MAX, tx)
+    let d = flows::download(&tb.ns(Ns::Phone), route, app_mptcp, size, u64::MAX, tx)
         .join()
         .expect("download thread");
     let (sent, server_side) = blast
@@ -61,7 +70,7 @@ pub fn assert_download_aggregates(tb: &Testbed, label: &str, route: Route, blast
     assert_eq!(d.bytes, size, "{label}: byte count");
     assert_eq!(flows::hex(&d.sha), flows::hex(&sent), "{label}: SHA-256");
     assert!(
-        matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
+        !app_mptcp || matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
         "{label}: phone socket is {:?}, expected MPTCP with 2 subflows",
         d.transport
     );
@@ -83,7 +92,13 @@ fn direct_mptcp_download_uses_both_links_at_90_percent_of_their_sum() {
     let tb = Testbed::up(&["--no-server"]);
     let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
     let blast = Blast::start(&tb.ns(Ns::Operator), addr);
-    assert_download_aggregates(&tb, "direct MPTCP download", Route::Direct(addr), &blast);
+    assert_download_aggregates(
+        &tb,
+        "direct MPTCP download",
+        Route::Direct(addr),
+        &blast,
+        true,
+    );
 }
 
 #[test]
@@ -105,18 +120,28 @@ fn server_relays_an_mptcp_socks5_download_over_both_links() {
             target: origin,
         },
         &blast,
+        true,
     );
 }
 
 /// Downloads 16 MiB over `route`; when 4 MiB have arrived, Wi-Fi goes down
 /// (both ends). Asserts the bytes and their SHA-256, that LTE carried at
 /// least 90 % of the rest and Wi-Fi nothing, and reports the
-/// longest stall. Reusable for the sixpath client's entry point.
-pub fn assert_wifi_failover(tb: &Testbed, label: &str, route: Route, blast: &Blast) {
+/// longest stall. Reusable for the sixpath client's entry point
+/// (`app_mptcp` as in [`assert_download_aggregates`]). Returns what arrived
+/// before the cut and how many bytes `lte0` received until then.
+pub fn assert_wifi_failover(
+    tb: &Testbed,
+    label: &str,
+    route: Route,
+    blast: &Blast,
+    app_mptcp: bool,
+) -> BeforeCut {
     let size = 16 * MIB;
     let mark = 4 * MIB;
     let (tx, rx) = mpsc::channel();
-    let handle = flows::download(&tb.ns(Ns::Phone), route, true, size, mark, tx);
+    let lte_start = tb.phone_rx_bytes("lte0");
+    let handle = flows::download(&tb.ns(Ns::Phone), route, app_mptcp, size, mark, tx);
     let at_cut = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("4 MiB arrived");
@@ -154,6 +179,19 @@ pub fn assert_wifi_failover(tb: &Testbed, label: &str, route: Route, blast: &Bla
         "{label}: LTE carried {l} of {rest} bytes after the cut"
     );
     assert_eq!(w, 0, "{label}: wlan0 received bytes while down");
+    BeforeCut {
+        bytes: at_cut,
+        lte_rx: l0 - lte_start,
+    }
+}
+
+/// What [`assert_wifi_failover`] saw before Wi-Fi went down.
+#[derive(Debug, Clone, Copy)]
+pub struct BeforeCut {
+    /// Bytes the application had received.
+    pub bytes: u64,
+    /// Bytes `lte0` had received since the download started.
+    pub lte_rx: u64,
 }
 
 #[test]
@@ -164,16 +202,29 @@ fn direct_mptcp_download_survives_wifi_down_and_finishes_on_lte() {
     let tb = Testbed::up(&["--no-server"]);
     let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
     let blast = Blast::start(&tb.ns(Ns::Operator), addr);
-    assert_wifi_failover(&tb, "direct MPTCP failover", Route::Direct(addr), &blast);
+    assert_wifi_failover(
+        &tb,
+        "direct MPTCP failover",
+        Route::Direct(addr),
+        &blast,
+        true,
+    );
 }
 
 /// Uploads 32 MiB from the phone over `route` on an MPTCP socket; asserts
 /// the bytes, the `simult_flows` deadline and that both interfaces sent a
-/// share (each at least 15 %). Reusable for the client's entry point.
-pub fn assert_upload_aggregates(tb: &Testbed, label: &str, route: Route, blast: &Blast) {
+/// share (each at least 15 %). Reusable for the client's entry point
+/// (`app_mptcp` as in [`assert_download_aggregates`]).
+pub fn assert_upload_aggregates(
+    tb: &Testbed,
+    label: &str,
+    route: Route,
+    blast: &Blast,
+    app_mptcp: bool,
+) {
     let size = 32 * MIB;
     let (w0, l0) = (tb.phone_tx_bytes("wlan0"), tb.phone_tx_bytes("lte0"));
-    let d = flows::upload(&tb.ns(Ns::Phone), route, size)
+    let d = flows::upload(&tb.ns(Ns::Phone), route, app_mptcp, size)
         .join()
         .expect("upload thread");
     let (received, server_side) = blast
@@ -207,7 +258,7 @@ pub fn assert_upload_aggregates(tb: &Testbed, label: &str, route: Route, blast: 
         "{label}: SHA-256"
     );
     assert!(
-        matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
+        !app_mptcp || matches!(d.transport, Transport::Mptcp { subflows } if subflows >= 2),
         "{label}: phone socket is {:?}, expected MPTCP with 2 subflows",
         d.transport
     );
@@ -229,7 +280,13 @@ fn direct_mptcp_upload_uses_both_links_at_90_percent_of_their_sum() {
     let tb = Testbed::up(&["--no-server"]);
     let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
     let blast = Blast::start(&tb.ns(Ns::Operator), addr);
-    assert_upload_aggregates(&tb, "direct MPTCP upload", Route::Direct(addr), &blast);
+    assert_upload_aggregates(
+        &tb,
+        "direct MPTCP upload",
+        Route::Direct(addr),
+        &blast,
+        true,
+    );
 }
 
 /// Downloads `size` bytes directly from a blast server in the operator;
