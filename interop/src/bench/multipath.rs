@@ -119,9 +119,9 @@ pub async fn fetch(
 
 /// The tables: one per workload present in the JSON lines (`aggregate`,
 /// `failover`, `ttfb`), medians per label in order of appearance, with the
-/// ratio to the row labelled `baseline` where one is given; aggregation also
-/// as a share of `link_sum_mbit`.
-pub fn markdown(input: &str, link_sum_mbit: f64) -> String {
+/// ratio to the row labelled `baseline` (`ttfb_baseline` for time to first
+/// byte); aggregation also as a share of `link_sum_mbit`.
+pub fn markdown(input: &str, link_sum_mbit: f64, baseline: &str, ttfb_baseline: &str) -> String {
     // (workload, label) -> values of the workload's key.
     let mut runs: Vec<(String, String, Vec<f64>, Vec<f64>)> = Vec::new();
     for line in input.lines() {
@@ -161,22 +161,36 @@ pub fn markdown(input: &str, link_sum_mbit: f64) -> String {
         }
     }
     let med = |v: &[f64]| if v.is_empty() { f64::NAN } else { median(v) };
+    let base = |w: &str, label: &str| {
+        runs.iter()
+            .find(|r| r.0 == w && r.1 == label)
+            .map_or(f64::NAN, |r| med(&r.2))
+    };
+    let pct = |v: f64, b: f64| {
+        if b.is_finite() && b > 0.0 {
+            format!("{:.0} %", v / b * 100.0)
+        } else {
+            "–".to_owned()
+        }
+    };
     let mut md = String::new();
     let has = |w: &str| runs.iter().any(|r| r.0 == w);
     if has("aggregate") {
         let _ = writeln!(
             md,
             "#### Aggregation: one download over Wi-Fi + LTE (median)\n\n\
-             | Path | Mbit/s | % of link sum ({link_sum_mbit:.0} Mbit/s) | runs |\n\
-             |---|---:|---:|---:|"
+             | Path | Mbit/s | % of link sum ({link_sum_mbit:.0} Mbit/s) | vs {baseline} | runs |\n\
+             |---|---:|---:|---:|---:|"
         );
+        let b = base("aggregate", baseline);
         for r in runs.iter().filter(|r| r.0 == "aggregate") {
             let m = med(&r.2);
             let _ = writeln!(
                 md,
-                "| {} | {m:.1} | {:.0} % | {} |",
+                "| {} | {m:.1} | {:.0} % | {} | {} |",
                 r.1,
                 m / link_sum_mbit * 100.0,
+                pct(m, b),
                 r.2.len()
             );
         }
@@ -186,15 +200,18 @@ pub fn markdown(input: &str, link_sum_mbit: f64) -> String {
         let _ = writeln!(
             md,
             "#### Failover: Wi-Fi down mid-download (median)\n\n\
-             | Path | longest gap in received bytes (s) | first to last byte (s) | runs |\n\
-             |---|---:|---:|---:|"
+             | Path | longest gap in received bytes (s) | vs {baseline} | first to last byte (s) | runs |\n\
+             |---|---:|---:|---:|---:|"
         );
+        let b = base("failover", baseline);
         for r in runs.iter().filter(|r| r.0 == "failover") {
+            let m = med(&r.2);
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {:.1} | {} |",
+                "| {} | {:.2} | {} | {:.1} | {} |",
                 r.1,
-                med(&r.2) / 1e3,
+                m / 1e3,
+                pct(m, b),
                 med(&r.3),
                 r.2.len()
             );
@@ -202,25 +219,16 @@ pub fn markdown(input: &str, link_sum_mbit: f64) -> String {
         md.push('\n');
     }
     if has("ttfb") {
-        let base = runs
-            .iter()
-            .find(|r| r.0 == "ttfb")
-            .map_or(f64::NAN, |r| med(&r.2));
+        let b = base("ttfb", ttfb_baseline);
         let _ = writeln!(
             md,
             "#### Time to first byte: new connection, 16-byte request, first response byte (median)\n\n\
-             | Path | ms | vs first row | runs |\n\
+             | Path | ms | vs {ttfb_baseline} | runs |\n\
              |---|---:|---:|---:|"
         );
         for r in runs.iter().filter(|r| r.0 == "ttfb") {
             let m = med(&r.2);
-            let _ = writeln!(
-                md,
-                "| {} | {m:.1} | {:.0} % | {} |",
-                r.1,
-                m / base * 100.0,
-                r.2.len()
-            );
+            let _ = writeln!(md, "| {} | {m:.1} | {} | {} |", r.1, pct(m, b), r.2.len());
         }
         md.push('\n');
     }
@@ -239,10 +247,12 @@ mod tests {
 {"kind":"run","workload":"ttfb","label":"direct","ttfb_ms":40.0,"secs":0.0}
 {"kind":"run","workload":"ttfb","label":"chain","ttfb_ms":20.0,"secs":0.0}
 {"kind":"run","workload":"failover","label":"a","max_gap_ms":1500.0,"secs":12.0}"#;
-        let md = markdown(input, 30.0);
-        assert!(md.contains("| a | 24.0 | 80 % | 3 |"), "{md}");
+        let md = markdown(input, 30.0, "a", "direct");
+        assert!(md.contains("| a | 24.0 | 80 % | 100 % | 3 |"), "{md}");
         assert!(md.contains("| direct | 40.0 | 100 % | 1 |"), "{md}");
         assert!(md.contains("| chain | 20.0 | 50 % | 1 |"), "{md}");
-        assert!(md.contains("| a | 1.50 | 12.0 | 1 |"), "{md}");
+        assert!(md.contains("| a | 1.50 | 100 % | 12.0 | 1 |"), "{md}");
+        let md = markdown(input, 30.0, "none", "none");
+        assert!(md.contains("| a | 24.0 | 80 % | – | 3 |"), "{md}");
     }
 }

@@ -105,6 +105,12 @@ enum Cmd {
         /// Sum of the access links' rates, Mbit/s.
         #[arg(long, default_value_t = 30.0)]
         link_sum_mbit: f64,
+        /// Label of the row aggregation and failover compare against.
+        #[arg(long, default_value = "direct MPTCP (no proxy)")]
+        baseline: String,
+        /// Label of the row time to first byte compares against.
+        #[arg(long, default_value = "direct TCP (no proxy)")]
+        ttfb_baseline: String,
     },
     /// Markdown tables (stdout) and an SVG chart from JSON lines.
     Report {
@@ -219,10 +225,15 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::ReportMultipath {
             input,
             link_sum_mbit,
+            baseline,
+            ttfb_baseline,
         } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
-            print!("{}", multipath::markdown(&text, link_sum_mbit));
+            print!(
+                "{}",
+                multipath::markdown(&text, link_sum_mbit, &baseline, &ttfb_baseline)
+            );
         }
         Cmd::Throughput {
             common,
