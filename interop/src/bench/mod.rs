@@ -8,6 +8,8 @@
 //!   up, bytes down), consumes the upload, sends the download, closes.
 //! - [`socks5`]: the minimal SOCKS5 CONNECT client (no authentication).
 //! - [`workload`]: bulk throughput, connection rate, idle connections.
+//! - [`multipath`]: the sink on any address and timed single downloads,
+//!   for the multipath figures on the testbed, with their tables.
 //! - [`report`]: medians into Markdown tables and an SVG bar chart.
 
 // Byte and connection counts here stay far below 2^52, where the
@@ -16,6 +18,7 @@
 // Quantile ranks are computed from a clamped, non-negative fraction.
 #![allow(clippy::cast_sign_loss)]
 
+pub mod multipath;
 pub mod report;
 pub mod sink;
 pub mod socks5;

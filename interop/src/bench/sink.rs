@@ -30,20 +30,23 @@ pub fn head(up: u64, down: u64) -> [u8; HEAD_LEN] {
 pub async fn start() -> io::Result<SocketAddr> {
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let addr = l.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            match l.accept().await {
-                Ok((s, _)) => {
-                    tokio::spawn(async move {
-                        let _ = serve(s).await;
-                    });
-                }
-                // Out of descriptors: back off instead of spinning.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            }
-        }
-    });
+    tokio::spawn(accept_loop(l));
     Ok(addr)
+}
+
+/// Serves every connection `l` accepts, forever.
+pub async fn accept_loop(l: TcpListener) {
+    loop {
+        match l.accept().await {
+            Ok((s, _)) => {
+                tokio::spawn(async move {
+                    let _ = serve(s).await;
+                });
+            }
+            // Out of descriptors: back off instead of spinning.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
 }
 
 async fn serve(mut s: TcpStream) -> io::Result<()> {

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use sixpath_interop::bench::{median, quantile, report, sink, workload};
+use sixpath_interop::bench::{median, multipath, quantile, report, sink, workload};
 
 /// Load generator for SOCKS5 proxies: bulk throughput, connection rate,
 /// idle connections, and the Markdown/SVG report.
@@ -67,6 +67,50 @@ enum Cmd {
         /// Connections opened at once.
         #[arg(long, default_value_t = 64)]
         parallel: usize,
+    },
+    /// The sink alone on `--listen` (Multipath TCP listener, accepting TCP
+    /// too), until stopped: the origin of `fetch`, e.g. in another network
+    /// namespace.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Single downloads from a `serve` sink, timed read by read: time to
+    /// first byte, goodput, longest gap between reads.
+    Fetch {
+        #[command(flatten)]
+        common: Common,
+        /// Address of the `serve` sink.
+        #[arg(long)]
+        target: SocketAddr,
+        /// Connect directly over Multipath TCP (without `--proxy`).
+        #[arg(long)]
+        mptcp: bool,
+        /// Bytes to download per run.
+        #[arg(long, default_value_t = 1024)]
+        bytes: u64,
+        /// Workload name in the JSON lines (`aggregate`, `failover`, `ttfb`).
+        #[arg(long, default_value = "fetch")]
+        workload: String,
+        /// Seconds a run may take before it counts as failed.
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+    },
+    /// Markdown tables of the multipath figures from JSON lines of `fetch`.
+    ReportMultipath {
+        /// File of JSON lines written by `fetch`.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Sum of the access links' rates, Mbit/s.
+        #[arg(long, default_value_t = 30.0)]
+        link_sum_mbit: f64,
+        /// Label of the row aggregation and failover compare against.
+        #[arg(long, default_value = "direct MPTCP (no proxy)")]
+        baseline: String,
+        /// Label of the row time to first byte compares against.
+        #[arg(long, default_value = "direct TCP (no proxy)")]
+        ttfb_baseline: String,
     },
     /// Markdown tables (stdout) and an SVG chart from JSON lines.
     Report {
@@ -137,6 +181,59 @@ async fn run(cmd: Cmd) -> Result<()> {
                 std::fs::write(&path, report::svg(&text, &baseline))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+        }
+        Cmd::Serve { listen } => {
+            multipath::serve(listen)
+                .await
+                .with_context(|| format!("serving on {listen}"))?;
+        }
+        Cmd::Fetch {
+            common,
+            target,
+            mptcp,
+            bytes,
+            workload,
+            timeout,
+        } => {
+            for i in 0..common.runs {
+                let f = tokio::time::timeout(
+                    std::time::Duration::from_secs_f64(timeout),
+                    multipath::fetch(common.proxy, target, mptcp, bytes),
+                )
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out after {timeout} s"))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| format!("{} {workload} run {i}", common.label))?;
+                println!(
+                    "{}",
+                    json!({"kind": "run", "workload": workload, "label": common.label,
+                           "bytes": f.bytes, "ttfb_ms": f.ttfb_ms, "secs": f.secs,
+                           "mbit_per_s": f.mbit_per_s(), "max_gap_ms": f.max_gap_ms,
+                           "transport": f.transport})
+                );
+                eprintln!(
+                    "{:<28} {workload}: {} B, first byte {:.1} ms, {:.1} Mbit/s, longest gap {:.0} ms, {}",
+                    common.label,
+                    f.bytes,
+                    f.ttfb_ms,
+                    f.mbit_per_s(),
+                    f.max_gap_ms,
+                    f.transport
+                );
+            }
+        }
+        Cmd::ReportMultipath {
+            input,
+            link_sum_mbit,
+            baseline,
+            ttfb_baseline,
+        } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            print!(
+                "{}",
+                multipath::markdown(&text, link_sum_mbit, &baseline, &ttfb_baseline)
+            );
         }
         Cmd::Throughput {
             common,
