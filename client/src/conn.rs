@@ -319,6 +319,9 @@ async fn run(
         }
         pre_down += opened.from_server.len() as u64;
     }
+    // The handshake's buffers are spent: free them before a relay that may
+    // stay idle for hours.
+    drop((rest, leftover, initial, opened.from_server));
     let opts = RelayOptions {
         idle_timeout: settings.idle_timeout,
         ..RelayOptions::default()

@@ -65,7 +65,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         if self.buf.len() >= MAX_HANDSHAKE {
             return Err(ReadError::TooLarge);
         }
-        let want = (MAX_HANDSHAKE - self.buf.len()).min(16 * 1024);
+        // The buffer grows with what the application sends (doubling, at
+        // most 16 KiB a step): an idle connection costs its 1 KiB buffer,
+        // not the largest handshake.
+        let want = (MAX_HANDSHAKE - self.buf.len())
+            .min(16 * 1024)
+            .min(self.buf.len().max(1024));
         self.buf.reserve(want);
         let n = (&mut self.io)
             .take(want as u64)
