@@ -998,17 +998,22 @@ async fn http_only_front_end_answers_other_protocols_with_400() {
     );
 }
 
+/// An origin a converter may reach, for tests inside a namespace: Convert
+/// forbids loopback destinations, so the origin gets a benchmarking
+/// address (198.18.0.2) on the namespace's loopback device.
+fn convert_origin() -> (SocketAddr, mpsc::Receiver<Seen>) {
+    let ok = Command::new("ip")
+        .args(["addr", "add", "198.18.0.2/32", "dev", "lo"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tfo_origin("198.18.0.2")
+}
+
 #[test]
 fn convert_upstream_relays_with_first_bytes_in_the_origins_syn() {
-    // Convert forbids loopback destinations, so the origin gets a
-    // benchmarking address (198.18.0.2) on the namespace's loopback device.
     let ran = in_netns(|| async {
-        let ok = Command::new("ip")
-            .args(["addr", "add", "198.18.0.2/32", "dev", "lo"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let (origin, mut seen) = tfo_origin("198.18.0.2");
+        let (origin, mut seen) = convert_origin();
         let server = start_server(|s| {
             s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
         });
@@ -1051,12 +1056,7 @@ fn convert_upstream_gets_a_cookie_from_the_real_server_and_relays() {
     // retries once with it, remembers it, and later Connects carry it at
     // once. Both requests reach the origin with their data intact.
     let ran = in_netns(|| async {
-        let ok = Command::new("ip")
-            .args(["addr", "add", "198.18.0.2/32", "dev", "lo"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let (origin, mut seen) = tfo_origin("198.18.0.2");
+        let (origin, mut seen) = convert_origin();
         let server = start_server(|s| {
             s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
             s.convert_cookies = true;
