@@ -15,11 +15,13 @@
 //! the copy, for comparison.
 
 use std::io;
+use std::pin::{Pin, pin};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 #[cfg(target_os = "linux")]
@@ -168,7 +170,16 @@ impl Meter {
 /// timeout ends the relay. An error in one direction ends the relay: the
 /// other direction is dropped and the caller closes (or resets) both
 /// sockets.
-async fn drive<U, D>(meter: &Meter, upstream: U, downstream: D, idle_timeout: Duration) -> RelayEnd
+///
+/// The directions are pinned in the caller's frame and borrowed here: an
+/// `async fn` that took them by value would keep a second copy of each in
+/// its state, and every idle connection pays for its relay's state.
+async fn drive<U, D>(
+    meter: &Meter,
+    upstream: Pin<&mut U>,
+    downstream: Pin<&mut D>,
+    idle_timeout: Duration,
+) -> RelayEnd
 where
     U: Future<Output = Result<(), (Side, io::Error)>>,
     D: Future<Output = Result<(), (Side, io::Error)>>,
@@ -197,7 +208,79 @@ where
     }
 }
 
-/// Copies until EOF, then shuts down `w`, counting into `count`.
+/// Copy buffers shared by the connections of a thread. A direction takes
+/// one only while bytes are in hand (from a read until they are written)
+/// and gives it back after: an idle connection holds no buffer, and a busy
+/// thread reuses a few instead of every connection keeping two.
+mod pool {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread for reuse; more are freed when given back.
+    const KEEP: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `size` bytes, reused when the thread has one.
+    pub(super) fn take(size: usize) -> Box<[u8]> {
+        FREE.with(|f| {
+            let mut free = f.borrow_mut();
+            while let Some(b) = free.pop() {
+                if b.len() == size {
+                    return b;
+                }
+            }
+            vec![0u8; size].into_boxed_slice()
+        })
+    }
+
+    /// How many buffers this thread keeps.
+    #[cfg(test)]
+    pub(super) fn kept() -> usize {
+        FREE.with(|f| f.borrow().len())
+    }
+
+    /// Gives `buf` back for reuse.
+    pub(super) fn give(buf: Box<[u8]>) {
+        FREE.with(|f| {
+            let mut free = f.borrow_mut();
+            if free.len() < KEEP {
+                free.push(buf);
+            }
+        });
+    }
+}
+
+/// Reads into a pooled buffer of `size` bytes: the buffer and the count,
+/// with the buffer back in the pool while nothing is readable.
+async fn read_pooled<R>(r: &mut R, size: usize) -> io::Result<(Box<[u8]>, usize)>
+where
+    R: AsyncRead + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        let mut buf = pool::take(size);
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                Poll::Ready(Ok((buf, n)))
+            }
+            Poll::Ready(Err(e)) => {
+                pool::give(buf);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                pool::give(buf);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Copies until EOF, then shuts down `w`, counting into `count`. Holds a
+/// buffer only from a read until its bytes are written.
 async fn pump<R, W>(
     mut r: R,
     mut w: W,
@@ -209,37 +292,22 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // An idle connection holds no buffer: until the first bytes arrive,
-    // reads go into a small one inside the task, then the full buffer is
-    // allocated.
-    let mut first = [0u8; 512];
-    let mut buf = Vec::new();
     loop {
-        let dest = if buf.is_empty() {
-            &mut first[..]
-        } else {
-            &mut buf[..]
-        };
-        let n = r.read(dest).await.map_err(|e| (Side::Read, e))?;
+        let (buf, n) = read_pooled(&mut r, size.max(1))
+            .await
+            .map_err(|e| (Side::Read, e))?;
         if n == 0 {
+            pool::give(buf);
             // Half-close: the peer sees FIN, our other direction continues.
             // A peer that is already gone cannot be told; that is not an
             // error of this direction.
             let _ = w.shutdown().await;
             return Ok(());
         }
-        let chunk = if buf.is_empty() {
-            first.get(..n)
-        } else {
-            buf.get(..n)
-        };
-        w.write_all(chunk.unwrap_or_default())
-            .await
-            .map_err(|e| (Side::Write, e))?;
+        let written = w.write_all(buf.get(..n).unwrap_or_default()).await;
+        pool::give(buf);
+        written.map_err(|e| (Side::Write, e))?;
         meter.moved(count, n);
-        if buf.is_empty() {
-            buf = vec![0u8; size.max(1)];
-        }
     }
 }
 
@@ -287,8 +355,8 @@ where
     let (cr, cw) = tokio::io::split(client);
     let (tr, tw) = tokio::io::split(target);
     let meter = Meter::new();
-    let upstream = pump(cr, tw, opts.buffer_size, &meter, &meter.up);
-    let downstream = pump(tr, cw, opts.buffer_size, &meter, &meter.down);
+    let upstream = pin!(pump(cr, tw, opts.buffer_size, &meter, &meter.up));
+    let downstream = pin!(pump(tr, cw, opts.buffer_size, &meter, &meter.down));
     let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),
@@ -302,6 +370,7 @@ where
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::AsyncReadExt;
     use tokio::io::duplex;
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
@@ -337,6 +406,41 @@ mod tests {
             RelayPath::Copy,
             "in-memory streams cannot splice"
         );
+    }
+
+    /// Every idle relayed connection holds its relay's future: both
+    /// directions borrowed by `drive`, no buffer inside it.
+    #[tokio::test]
+    async fn relay_state_of_two_tcp_streams_stays_under_two_kib() {
+        fn size<F>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        let (a, b) = tcp_pair().await;
+        let (c, d) = tcp_pair().await;
+        let relay_future = relay(a, c, RelayOptions::default());
+        assert!(size(&relay_future) < 2048, "{} bytes", size(&relay_future));
+        let copy_future = relay_copy(b, d, RelayOptions::default());
+        assert!(size(&copy_future) < 1024, "{} bytes", size(&copy_future));
+    }
+
+    #[tokio::test]
+    async fn copy_buffers_return_to_the_pool_after_each_transfer() {
+        let (client, mut app) = duplex(1024);
+        let (target, mut origin) = duplex(1024);
+        assert_eq!(pool::kept(), 0);
+        let task = tokio::spawn(relay(client, target, RelayOptions::default()));
+        app.write_all(b"ping").await.expect("write");
+        let mut got = [0u8; 4];
+        origin.read_exact(&mut got).await.expect("read");
+        assert_eq!(&got, b"ping");
+        drop((app, origin));
+        task.await.expect("relay");
+        // The relay ran on this thread (current-thread runtime): the buffer
+        // that carried "ping" is back, and the next take reuses it.
+        assert_eq!(pool::kept(), 1);
+        let b = pool::take(RelayOptions::default().buffer_size);
+        assert_eq!(pool::kept(), 0);
+        pool::give(b);
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -131,18 +132,67 @@ pub struct Outcome {
     pub tls: bool,
 }
 
-/// Writes the leftover handshake bytes to the target, then relays.
+/// What a successful CONNECT hands to the relay: the client stream, the
+/// bytes the client sent past its request (for the target), the connected
+/// target, and how many bytes already reached the target with the
+/// connection (Initial Data in the SYN). The handshake returns it, so its
+/// future, with the request, the resolver and the connect attempts, is
+/// freed before the relay starts: an idle relayed connection holds only
+/// what the relay needs.
+pub struct Handoff<S> {
+    client: S,
+    leftover: BytesMut,
+    target: TcpStream,
+    delivered: u64,
+}
+
+impl<S> Handoff<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    /// The client stream and its unread bytes from `framed`.
+    pub fn new(framed: Framed<S>, target: TcpStream, delivered: u64) -> Self {
+        let (client, leftover) = framed.into_parts();
+        Self::from_parts(client, leftover, target, delivered)
+    }
+
+    /// From its parts.
+    pub fn from_parts(client: S, leftover: BytesMut, target: TcpStream, delivered: u64) -> Self {
+        Self {
+            client,
+            leftover,
+            target,
+            delivered,
+        }
+    }
+
+    /// Writes the leftover bytes to the target, frees them, then relays.
+    pub async fn relay(self, opts: RelayOptions) -> RelayStats {
+        let Self {
+            client,
+            leftover,
+            target,
+            delivered,
+        } = self;
+        let mut stats = relay_with_leftover(client, leftover, target, opts).await;
+        stats.client_to_target += delivered;
+        stats
+    }
+}
+
+/// Writes the leftover handshake bytes to the target, frees them, then
+/// relays.
 pub async fn relay_with_leftover<S>(
     client: S,
-    leftover: &[u8],
+    leftover: impl AsRef<[u8]>,
     mut target: TcpStream,
     opts: RelayOptions,
 ) -> RelayStats
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let pre = leftover.len() as u64;
-    if !leftover.is_empty() && target.write_all(leftover).await.is_err() {
+    let pre = leftover.as_ref().len() as u64;
+    if pre > 0 && target.write_all(leftover.as_ref()).await.is_err() {
         return RelayStats {
             client_to_target: 0,
             target_to_client: 0,
@@ -150,6 +200,7 @@ where
             path: relay::RelayPath::Copy,
         };
     }
+    drop(leftover);
     let mut stats = relay::relay(client, target, opts).await;
     stats.client_to_target += pre;
     stats
@@ -198,31 +249,46 @@ pub async fn serve(
         }
         Some(acceptor) => {
             outcome.tls = true;
-            let accept = acceptor.accept(stream).into_fallible();
-            match tokio::time::timeout_at(deadline, accept).await {
-                Ok(Ok(stream)) => {
-                    // Boxed: the TLS state makes this future large.
-                    Box::pin(serve_protocols(
-                        stream,
-                        (local, peer),
-                        &protocols,
-                        &shared,
-                        deadline,
-                        &mut outcome,
-                    ))
-                    .await;
-                }
-                Ok(Err((e, stream))) => {
-                    // rustls has sent its alert; close without a reset.
-                    outcome.reply = format!("TLS handshake failed: {e}");
-                    Framed::new(stream).reject(&[]).await;
-                }
-                Err(_) => outcome.reply = "TLS handshake timeout".into(),
-            }
+            // Boxed: the TLS state is large and would otherwise size the
+            // task of every connection, TLS or not.
+            Box::pin(serve_tls(
+                stream,
+                acceptor,
+                (local, peer),
+                &protocols,
+                &shared,
+                deadline,
+                &mut outcome,
+            ))
+            .await;
         }
     }
     shared.stats.record(transport, &outcome);
     log(peer, transport, started, &outcome);
+}
+
+/// The TLS 1.3 handshake, then the protocol's, under one deadline.
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    addresses: (Option<SocketAddr>, SocketAddr),
+    protocols: &[Protocol],
+    shared: &Shared,
+    deadline: Instant,
+    outcome: &mut Outcome,
+) {
+    let accept = acceptor.accept(stream).into_fallible();
+    match tokio::time::timeout_at(deadline, accept).await {
+        Ok(Ok(stream)) => {
+            serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;
+        }
+        Ok(Err((e, stream))) => {
+            // rustls has sent its alert; close without a reset.
+            outcome.reply = format!("TLS handshake failed: {e}");
+            Framed::new(stream).reject(&[]).await;
+        }
+        Err(_) => outcome.reply = "TLS handshake timeout".into(),
+    }
 }
 
 /// Waits (polling every millisecond, at most until `deadline`) while an
@@ -253,17 +319,23 @@ async fn serve_protocols<S>(
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
         Ok(Ok(first)) => match detect(first, protocols) {
+            // Each handshake runs boxed and returns what the relay needs,
+            // so its state is freed before the relay starts.
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
-                Box::pin(handshake::socks5::serve(framed, shared, deadline, outcome)).await;
+                let h = Box::pin(handshake::socks5::serve(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
             }
             Some(Protocol::Socks6) => {
                 outcome.protocol = Some("socks6");
-                Box::pin(handshake::socks6::serve(framed, shared, deadline, outcome)).await;
+                let h = Box::pin(handshake::socks6::serve(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
             }
             Some(Protocol::Convert) => {
                 outcome.protocol = Some("convert");
-                Box::pin(handshake::convert::serve(framed, shared, deadline, outcome)).await;
+                let h =
+                    Box::pin(handshake::convert::serve(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
             }
             None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch
@@ -274,6 +346,16 @@ async fn serve_protocols<S>(
         },
         Ok(Err(e)) => outcome.reply = e.to_string(),
         Err(_) => outcome.reply = "handshake timeout".into(),
+    }
+}
+
+/// Relays a handed-off connection, if the handshake got that far.
+async fn relay<S>(handoff: Option<Handoff<S>>, shared: &Shared, outcome: &mut Outcome)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    if let Some(h) = handoff {
+        outcome.relay = Some(h.relay(shared.relay_options()).await);
     }
 }
 

@@ -28,6 +28,7 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::Interest;
@@ -116,7 +117,7 @@ enum Mode {
 /// Starts with read/write; the first read that fills the whole buffer
 /// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
 /// if splice could not be used.
-async fn pump(
+pub(super) async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     meter: &Meter,
@@ -135,17 +136,25 @@ async fn pump(
         let pipe = match &mode {
             Mode::Splice(pipe) => pipe,
             Mode::Small | Mode::Copy => {
-                let mut buf = Vec::with_capacity(size);
-                let n = match src.try_read_buf(&mut buf) {
+                let mut buf = super::pool::take(size);
+                let n = match src.try_read(&mut buf) {
                     Ok(0) => {
+                        super::pool::give(buf);
                         half_close(dst);
                         return Ok(());
                     }
                     Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(read_err(e)),
+                    Err(e) => {
+                        super::pool::give(buf);
+                        if e.kind() == io::ErrorKind::WouldBlock {
+                            continue;
+                        }
+                        return Err(read_err(e));
+                    }
                 };
-                write_all(dst, &buf, meter, count).await?;
+                let written = write_all(dst, buf.get(..n).unwrap_or_default(), meter, count).await;
+                super::pool::give(buf);
+                written?;
                 if n == size && matches!(mode, Mode::Small) {
                     mode = if let Ok(pipe) = Pipe::new() {
                         Mode::Splice(pipe)
@@ -223,10 +232,10 @@ pub(super) async fn relay(
     let meter = Meter::new();
     let (spliced, fell_back) = (AtomicBool::new(false), AtomicBool::new(false));
     let size = opts.buffer_size;
-    let upstream = pump(
+    let upstream = pin!(pump(
         client, target, &meter, &meter.up, &spliced, &fell_back, size,
-    );
-    let downstream = pump(
+    ));
+    let downstream = pin!(pump(
         target,
         client,
         &meter,
@@ -234,7 +243,7 @@ pub(super) async fn relay(
         &spliced,
         &fell_back,
         size,
-    );
+    ));
     let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),

@@ -38,6 +38,7 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use sixpath_protocol::convert::{
     Cookie, ErrorTlv, ExtendedTcpHeader, Message, Request, SupportedTcpExtensions, TcpOptionKind,
     Tlv,
@@ -48,7 +49,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Framed, read_by};
-use crate::conn::{Outcome, Shared, relay_with_leftover};
+use crate::conn::{Handoff, Outcome, Shared};
 use crate::outbound::{ConnectError, ConnectOptions};
 use crate::secret::Secret;
 use crate::sys;
@@ -175,7 +176,12 @@ fn negotiated_options(stream: &TcpStream) -> Vec<u8> {
 }
 
 /// Serves a Convert client (first byte 1).
-pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
+pub async fn serve<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -187,9 +193,9 @@ where
             // without a reply.
             let bytes = e.reply_bytes(f.buffered()).unwrap_or_default();
             f.reject(&bytes).await;
-            return;
+            return None;
         }
-        Err(None) => return,
+        Err(None) => return None,
     };
     // "A Transport Converter that has been configured to use the optional
     // Cookie TLV MUST verify the presence of this TLV" (digest §2.8).
@@ -198,7 +204,7 @@ where
     {
         out.reply = why;
         f.reject(&reply).await;
-        return;
+        return None;
     }
     let supported = SupportedTcpExtensions::new(&SUPPORTED).map(Tlv::SupportedTcpExtensions);
     let Some(connect) = req.connect else {
@@ -209,14 +215,14 @@ where
             .and_then(|t| Message::new(vec![t]).ok())
             .unwrap_or_else(Message::header_only);
         f.reject(&msg.to_bytes()).await;
-        return;
+        return None;
     };
     let dest = connect.socket_addr();
     out.target = Some(dest.to_string());
     if shared.auth_required() {
         out.reply = "Not Authorized: Convert carries no credentials".into();
         f.reject(&ErrorTlv::not_authorized().reply_bytes()).await;
-        return;
+        return None;
     }
     let wants = |k: TcpOptionKind| connect.requested_tcp_options().any(|o| o.kind() == k);
     let opts = ConnectOptions {
@@ -251,19 +257,19 @@ where
             // The reply goes out in one write, before any server byte.
             if f.send(&reply.to_bytes()).await.is_err() {
                 out.reply = "client gone before reply".into();
-                return;
+                return None;
             }
             out.reply = "connected".into();
-            let relay_opts = shared.relay_options();
+            // The client's first bytes went out with the connection.
             let (client, _) = f.into_parts();
-            let mut stats = relay_with_leftover(client, &[], c.stream, relay_opts).await;
-            stats.client_to_target += client_first.len() as u64;
-            out.relay = Some(stats);
+            let sent = client_first.len() as u64;
+            Some(Handoff::from_parts(client, BytesMut::new(), c.stream, sent))
         }
         Err(e) => {
             let tlv = error_tlv(&e);
             out.reply = format!("{:?}: {e}", tlv.code());
             f.reject(&tlv.reply_bytes()).await;
+            None
         }
     }
 }

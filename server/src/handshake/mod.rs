@@ -158,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
         let _ = self.io.shutdown().await;
         let drain = async {
-            let mut sink = [0u8; 4096];
+            let mut sink = vec![0u8; 4096];
             let mut total = 0usize;
             while let Ok(n) = self.io.read(&mut sink).await {
                 total += n;

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{Framed, ReadError, read_by, socks_reply_code};
-use crate::conn::{Outcome, Shared, relay_with_leftover};
+use crate::conn::{Handoff, Outcome, Shared};
 use crate::outbound::{ConnectError, ConnectOptions};
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
@@ -25,7 +25,12 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 }
 
 /// Serves a SOCKS5 or SOCKS4 client (first byte 5 or 4).
-pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
+pub async fn serve<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -102,11 +107,11 @@ where
         Ok(Err((why, bytes))) => {
             out.reply = why;
             f.reject(&bytes).await;
-            return;
+            return None;
         }
         Err(_) => {
             out.reply = "handshake timeout".into();
-            return;
+            return None;
         }
     };
     out.user = user;
@@ -115,13 +120,15 @@ where
         let code = ReplyCode::CONNECTION_NOT_ALLOWED_BY_RULESET;
         out.reply = format!("{code:?}: per-user connection cap");
         f.reject(&encode(|b| Reply::failure(code).encode(b))).await;
-        return;
+        return None;
     }
     if req.command == Command::BIND {
-        return crate::bind::serve_socks5(f, shared, &req.endpoint, out).await;
+        crate::bind::serve_socks5(f, shared, &req.endpoint, out).await;
+        return None;
     }
     if req.command == Command::UDP_ASSOCIATE {
-        return crate::udp::serve_socks5(f, shared, &req.endpoint, out).await;
+        crate::udp::serve_socks5(f, shared, &req.endpoint, out).await;
+        return None;
     }
     if req.command != Command::CONNECT {
         out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
@@ -129,7 +136,7 @@ where
             Reply::failure(ReplyCode::COMMAND_NOT_SUPPORTED).encode(b);
         }))
         .await;
-        return;
+        return None;
     }
     let opts = ConnectOptions {
         timeout: shared.settings.connect_timeout,
@@ -152,17 +159,16 @@ where
             .is_err()
             {
                 out.reply = "client gone before reply".into();
-                return;
+                return None;
             }
             out.reply = format!("{:?}", ReplyCode::SUCCEEDED);
-            let opts = shared.relay_options();
-            let (client, leftover) = f.into_parts();
-            out.relay = Some(relay_with_leftover(client, &leftover, c.stream, opts).await);
+            Some(Handoff::new(f, c.stream, 0))
         }
         Err(e) => {
             let code = socks5_code(&e);
             out.reply = format!("{code:?}: {e}");
             f.reject(&encode(|b| Reply::failure(code).encode(b))).await;
+            None
         }
     }
 }
@@ -176,7 +182,12 @@ fn socks5_code(e: &ConnectError) -> ReplyCode {
     }
 }
 
-async fn serve_socks4<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
+async fn serve_socks4<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -187,22 +198,23 @@ where
             out.reply = format!("bad SOCKS4 request: {e}");
             let bytes = e.socks4_reply().map(rejected).unwrap_or_default();
             f.reject(&bytes).await;
-            return;
+            return None;
         }
-        Err(None) => return,
+        Err(None) => return None,
     };
     out.target = Some(req.endpoint().to_string());
     out.user = Some(String::from_utf8_lossy(req.user_id()).into_owned()).filter(|u| !u.is_empty());
     // SOCKS4 has no password: it is served only where no authentication
     // is configured.
     if !shared.auth_required() && req.command() == Socks4Command::BIND {
-        return crate::bind::serve_socks4(f, shared, req.endpoint(), out).await;
+        crate::bind::serve_socks4(f, shared, req.endpoint(), out).await;
+        return None;
     }
     if shared.auth_required() || req.command() != Socks4Command::CONNECT {
         out.reply = "rejected (authentication required or command not supported)".into();
         f.reject(&rejected(Socks4ReplyCode::REJECTED_OR_FAILED))
             .await;
-        return;
+        return None;
     }
     let opts = ConnectOptions {
         timeout: shared.settings.connect_timeout,
@@ -221,17 +233,16 @@ where
             };
             let reply = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, bind).encode(b));
             if f.send(&reply).await.is_err() {
-                return;
+                return None;
             }
             out.reply = "GRANTED".into();
-            let opts = shared.relay_options();
-            let (client, leftover) = f.into_parts();
-            out.relay = Some(relay_with_leftover(client, &leftover, c.stream, opts).await);
+            Some(Handoff::new(f, c.stream, 0))
         }
         Err(e) => {
             out.reply = format!("REJECTED_OR_FAILED: {e}");
             f.reject(&rejected(Socks4ReplyCode::REJECTED_OR_FAILED))
                 .await;
+            None
         }
     }
 }

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{Framed, ReadError, read_by, socks_reply_code};
-use crate::conn::{Outcome, Shared, relay_with_leftover};
+use crate::conn::{Handoff, Outcome, Shared};
 use crate::session::Admission;
 
 mod stack;
@@ -108,7 +108,12 @@ fn user_gone(shared: &Shared, user: Option<&str>) -> bool {
 }
 
 /// Serves a SOCKS6 client (first byte 6).
-pub async fn serve<S>(mut f: Framed<S>, shared: &Shared, deadline: Instant, out: &mut Outcome)
+pub async fn serve<S>(
+    mut f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -131,9 +136,9 @@ where
             out.reply = format!("bad request: {e}");
             let resp = e.response();
             f.reject(&encode(|b| resp.encode(b))).await;
-            return;
+            return None;
         }
-        Err(None) => return,
+        Err(None) => return None,
     };
     out.target = Some(req.endpoint.to_string());
 
@@ -150,7 +155,7 @@ where
             let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
             let _ = reply.options.push(SocksOption::SessionInvalid);
             f.reject(&encode(|b| reply.encode(b))).await;
-            return;
+            return None;
         }
         // "The proxy MUST silently ignore any authentication attempt in the
         // Request and MUST NOT require authentication" (digest §4.3).
@@ -161,7 +166,7 @@ where
                 Err((why, reply)) => {
                     out.reply = why;
                     f.reject(&encode(|b| reply.encode(b))).await;
-                    return;
+                    return None;
                 }
             };
             if user.is_some() {
@@ -192,13 +197,13 @@ where
                     let _ = reply.options.push(o);
                 }
                 f.reject(&encode(|b| reply.encode(b))).await;
-                return;
+                return None;
             }
         }
     }
     if f.send(&encode(|b| auth.encode(b))).await.is_err() {
         out.reply = "client gone".into();
-        return;
+        return None;
     }
     let session = member.as_ref().map(|m| m.id.clone());
     let new_session = member.filter(|m| m.created).map(|m| m.id);
@@ -207,7 +212,7 @@ where
         out.reply = format!("{code:?}: per-user connection cap");
         let reply = OperationReply::new(code, Endpoint::unspecified());
         f.reject(&encode(|b| reply.encode(b))).await;
-        return;
+        return None;
     }
 
     match req.command {
@@ -217,7 +222,9 @@ where
             push_session_id(&mut reply, new_session.as_ref());
             f.reject(&encode(|b| reply.encode(b))).await;
         }
-        Command::CONNECT => connect(f, shared, &req, &initial, new_session.as_ref(), out).await,
+        Command::CONNECT => {
+            return connect(f, shared, &req, &initial, new_session.as_ref(), out).await;
+        }
         Command::BIND => {
             let (s, new) = (session.as_ref(), new_session.as_ref());
             crate::bind::serve_socks6(f, shared, &req, s, new, out).await;
@@ -232,6 +239,7 @@ where
             f.reject(&encode(|b| reply.encode(b))).await;
         }
     }
+    None
 }
 
 /// A new Session ID goes into the successful Operation Reply too: "Session
@@ -249,7 +257,8 @@ async fn connect<S>(
     initial: &[u8],
     new_session: Option<&SessionId>,
     out: &mut Outcome,
-) where
+) -> Option<Handoff<S>>
+where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let stack = Stack::of(req);
@@ -274,20 +283,17 @@ async fn connect<S>(
             push_session_id(&mut reply, new_session);
             if f.send(&encode(|b| reply.encode(b))).await.is_err() {
                 out.reply = "client gone before reply".into();
-                return;
+                return None;
             }
             out.reply = format!("{:?}", ReplyCode::SUCCESS);
-            let opts = shared.relay_options();
-            let (client, leftover) = f.into_parts();
-            let mut stats = relay_with_leftover(client, &leftover, c.stream, opts).await;
-            stats.client_to_target += initial.len() as u64;
-            out.relay = Some(stats);
+            Some(Handoff::new(f, c.stream, initial.len() as u64))
         }
         Err(e) => {
             let code = ReplyCode(socks_reply_code(&e));
             out.reply = format!("{code:?}: {e}");
             let reply = OperationReply::new(code, Endpoint::unspecified());
             f.reject(&encode(|b| reply.encode(b))).await;
+            None
         }
     }
 }
