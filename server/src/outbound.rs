@@ -12,10 +12,11 @@
 //!
 //! IP TOS, TTL and Don't Fragment are set on the socket before the SYN.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -33,6 +34,45 @@ use crate::sys;
 const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 /// RFC 8305 §5: delay between connection attempts.
 const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// How long a target that answered Multipath TCP with plain TCP is
+/// connected to with plain TCP.
+const NO_MPTCP_TTL: Duration = Duration::from_secs(600);
+/// Targets remembered at most; beyond, the expired go, then all.
+const NO_MPTCP_MAX: usize = 4096;
+
+/// Targets whose last Multipath TCP connection fell back to TCP. Asking
+/// them again costs a Multipath TCP socket and its fallback on every
+/// connection for nothing, so for [`NO_MPTCP_TTL`] they get plain TCP, as
+/// the fallback would have given them.
+#[derive(Debug, Default)]
+struct NoMptcp {
+    since: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+impl NoMptcp {
+    fn remembers(&self, addr: SocketAddr) -> bool {
+        let since = self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        since.get(&addr).is_some_and(|t| t.elapsed() < NO_MPTCP_TTL)
+    }
+
+    fn record(&self, addr: SocketAddr) {
+        let mut since = self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if since.len() >= NO_MPTCP_MAX {
+            since.retain(|_, t| t.elapsed() < NO_MPTCP_TTL);
+            if since.len() >= NO_MPTCP_MAX {
+                since.clear();
+            }
+        }
+        since.insert(addr, Instant::now());
+    }
+}
 
 /// Why an outbound connection failed, with what the protocols need to
 /// pick a reply code.
@@ -157,6 +197,7 @@ pub struct Connected {
 pub struct Connector {
     resolver: Arc<TokioResolver>,
     policy: Arc<EgressPolicy>,
+    no_mptcp: Arc<NoMptcp>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -173,6 +214,7 @@ impl Connector {
         Self {
             resolver: Arc::new(resolver),
             policy: Arc::new(policy),
+            no_mptcp: Arc::default(),
         }
     }
 
@@ -234,7 +276,18 @@ impl Connector {
         opts: &ConnectOptions,
     ) -> Result<Connected, ConnectError> {
         let allowed = self.resolve_allowed(addr, port).await?;
-        race(allowed, Arc::from(initial), opts.clone()).await
+        if let [one] = allowed[..] {
+            // One address: no race, no task to spawn.
+            let c = connect_one(one, initial, opts.fast_open, opts, &self.no_mptcp).await?;
+            return finish(c, initial).await;
+        }
+        race(
+            allowed,
+            Arc::from(initial),
+            opts.clone(),
+            Arc::clone(&self.no_mptcp),
+        )
+        .await
     }
 
     /// The socket addresses `addr:port` stands for (a name is resolved, IPv6
@@ -341,6 +394,7 @@ async fn race(
     addrs: Vec<SocketAddr>,
     initial: Arc<[u8]>,
     opts: ConnectOptions,
+    no_mptcp: Arc<NoMptcp>,
 ) -> Result<Connected, ConnectError> {
     let mut attempts = JoinSet::new();
     let mut pending = addrs.into_iter().enumerate();
@@ -349,8 +403,9 @@ async fn race(
         if let Some((i, addr)) = pending.next() {
             let initial = Arc::clone(&initial);
             let opts = opts.clone();
+            let no_mptcp = Arc::clone(&no_mptcp);
             attempts.spawn(async move {
-                connect_one(addr, &initial, i == 0 && opts.fast_open, &opts).await
+                connect_one(addr, &initial, i == 0 && opts.fast_open, &opts, &no_mptcp).await
             });
         }
         let more = pending.len() > 0;
@@ -363,15 +418,9 @@ async fn race(
             attempts.join_next().await
         };
         match next {
-            Some(Ok(Ok(mut c))) => {
+            Some(Ok(Ok(c))) => {
                 attempts.abort_all();
-                if c.syn_data < initial.len() {
-                    let rest = initial.get(c.syn_data..).unwrap_or_default();
-                    tokio::io::AsyncWriteExt::write_all(&mut c.stream, rest)
-                        .await
-                        .map_err(|e| classify(e, c.peer, None))?;
-                }
-                return Ok(c);
+                return finish(c, &initial).await;
             }
             Some(Ok(Err(e))) => last_err = Some(e),
             Some(Err(join)) => last_err = Some(ConnectError::Other(io::Error::other(join))),
@@ -385,6 +434,17 @@ async fn race(
     }
 }
 
+/// Writes what of `initial` did not go out in the SYN.
+async fn finish(mut c: Connected, initial: &[u8]) -> Result<Connected, ConnectError> {
+    if c.syn_data < initial.len() {
+        let rest = initial.get(c.syn_data..).unwrap_or_default();
+        tokio::io::AsyncWriteExt::write_all(&mut c.stream, rest)
+            .await
+            .map_err(|e| classify(e, c.peer, None))?;
+    }
+    Ok(c)
+}
+
 /// One attempt. With `syn_data`, the initial data goes out with
 /// `sendto(MSG_FASTOPEN)`; the kernel puts what it can in the SYN and
 /// reports how much.
@@ -393,9 +453,11 @@ async fn connect_one(
     initial: &[u8],
     syn_data: bool,
     opts: &ConnectOptions,
+    no_mptcp: &NoMptcp,
 ) -> Result<Connected, ConnectError> {
+    let want_mptcp = opts.mptcp && !no_mptcp.remembers(addr);
     let (sock, mptcp) =
-        sys::stream_socket(&addr, opts.mptcp).map_err(|e| classify(e, addr, None))?;
+        sys::stream_socket(&addr, want_mptcp).map_err(|e| classify(e, addr, None))?;
     sock.set_nonblocking(true).map_err(ConnectError::Other)?;
     if opts.nodelay {
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
@@ -449,6 +511,9 @@ async fn connect_one(
     }
     if let Err(e) = stream.peer_addr() {
         return Err(classify(e, addr, sys::take_icmp_error(&stream)));
+    }
+    if mptcp && sys::transport(&stream) == sys::Transport::Fallback {
+        no_mptcp.record(addr);
     }
     Ok(Connected {
         stream,

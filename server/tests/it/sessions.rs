@@ -946,6 +946,70 @@ async fn mptcp_stack_option_reports_what_the_outbound_connection_uses() {
     }
 }
 
+/// The TCP option kinds of a saved IPv4 SYN.
+fn tcp_option_kinds(syn: &[u8]) -> Vec<u8> {
+    let ihl = usize::from(syn[0] & 0x0f) * 4;
+    let doff = usize::from(syn[ihl + 12] >> 4) * 4;
+    let mut opts = &syn[ihl + 20..ihl + doff];
+    let mut kinds = Vec::new();
+    while let [kind, rest @ ..] = opts {
+        match kind {
+            0 => break,
+            1 => opts = rest,
+            _ => {
+                kinds.push(*kind);
+                let len = usize::from(rest[0]).max(2);
+                opts = &opts[len.min(opts.len())..];
+            }
+        }
+    }
+    kinds
+}
+
+#[tokio::test]
+async fn a_target_that_answered_mptcp_with_tcp_gets_plain_tcp_next_time() {
+    const MPTCP_OPTION: u8 = 30;
+    let any: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
+    if !sixpath_server::sys::stream_socket(&any, true).unwrap().1 {
+        eprintln!("SKIP: the kernel has no MPTCP (net.mptcp.enabled=0?)");
+        return;
+    }
+    let h = Harness::start(None).await;
+    let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    save_syn(&target);
+    let req = request(
+        Command::CONNECT,
+        Endpoint::from(target.local_addr().unwrap()),
+        vec![stack(
+            Leg::PROXY_REMOTE,
+            StackValue::Mptcp(Availability::AVAILABLE),
+        )],
+    );
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut c = h.connect().await;
+        c.write_all(&bytes(&req)).await.unwrap();
+        let (accepted, _) = target.accept().await.unwrap();
+        let _ = auth_reply(&mut c).await;
+        let (op, _) = op_reply(&mut c).await;
+        assert_eq!(op.code, ReplyCode::SUCCESS);
+        let mut echoed = Vec::new();
+        op.options.encode(&mut echoed);
+        assert_eq!(echoed, [0, 1, 0, 8, 0x84, 2, 1, 0], "MPTCP not in use");
+        kinds.push(tcp_option_kinds(&saved_syn(&accepted)));
+    }
+    assert!(
+        kinds[0].contains(&MPTCP_OPTION),
+        "the first SYN asks for MPTCP: {:?}",
+        kinds[0]
+    );
+    assert!(
+        !kinds[1].contains(&MPTCP_OPTION),
+        "the second SYN is plain TCP: {:?}",
+        kinds[1]
+    );
+}
+
 #[tokio::test]
 async fn session_ends_when_its_user_is_removed_from_the_users_file() {
     let dir = temp_dir("removed-user");
