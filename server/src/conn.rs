@@ -280,6 +280,9 @@ async fn serve_tls(
     let accept = acceptor.accept(stream).into_fallible();
     match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(stream)) => {
+            // Boxed: the TLS connection state is large, and the stream
+            // moves through the handshake into the relay.
+            let stream = Box::new(stream);
             serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;
         }
         Ok(Err((e, stream))) => {
