@@ -12,6 +12,7 @@
 //! succeeded); before the first success and after a failure, applications
 //! wait for the server's answer and get a proper error code.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -150,8 +151,9 @@ pub struct Outcome {
     pub user: Option<String>,
     /// The target.
     pub target: Option<String>,
-    /// The answer, or why the connection ended before the relay.
-    pub reply: String,
+    /// The answer, or why the connection ended before the relay (mostly
+    /// fixed texts: no allocation held for the connection's life).
+    pub reply: Cow<'static, str>,
     /// The application was answered before the server.
     pub early: bool,
     /// Bytes sent as initial data in the request.
@@ -280,7 +282,7 @@ async fn handshakes(
     let req = match tokio::time::timeout_at(deadline, frontend::handshake(kind, &mut f, cx)).await {
         Ok(Ok(r)) => r,
         Ok(Err(refusal)) => {
-            out.reply = refusal.why;
+            out.reply = refusal.why.into();
             shared.stats.error("handshake");
             f.reject(&refusal.bytes).await;
             return Next::Done;
@@ -326,7 +328,7 @@ async fn handshakes(
     {
         Ok(o) => o,
         Err(failure) => {
-            out.reply.clone_from(&failure.detail);
+            out.reply = failure.detail.clone().into();
             let tls = failure.detail.starts_with(crate::upstream::TLS_FAILURE);
             if tls {
                 tracing::warn!(detail = %failure.detail, "TLS with the server failed");
