@@ -387,16 +387,14 @@ async fn handshakes(
 
 /// Relays between the application and the server, sampling the server
 /// connection's subflows while it runs.
-async fn carry(mut ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
-    // Used in place: moving the streams out of the argument would give
-    // them a second slot in this future.
+async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
     let Ready {
-        app,
-        server,
+        mut app,
+        mut server,
         pre_up,
         pre_down,
-    } = &mut ready;
-    let probe = crate::upstream::probe(server);
+    } = ready;
+    let probe = crate::upstream::probe(&server);
     // Subflows are torn down with the connection: sample once more when
     // the server's end of the data arrives and when we send ours.
     let at_end = || {
@@ -408,7 +406,7 @@ async fn carry(mut ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
         }
     };
     let watched = AtEnd {
-        inner: server,
+        inner: &mut server,
         at_end: &at_end,
     };
     let opts = RelayOptions {
@@ -416,18 +414,18 @@ async fn carry(mut ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
         ..RelayOptions::default()
     };
     let mut stats = tokio::select! {
-        s = relay::relay_copy(app, watched, opts) => s,
+        s = relay::relay_copy(&mut app, watched, opts) => s,
         never = sample_every(probe.as_ref(), shared, id) => match never {},
     };
     // The subflows as they ended (a connection shorter than one sample
     // period is counted here only).
-    let last = sample(&**server, &shared.interfaces());
+    let last = sample(&*server, &shared.interfaces());
     if !last.is_empty() {
         shared.stats.sample(id, last);
     }
-    out.transport = Some(sys::transport(&**server));
-    stats.client_to_target += *pre_up;
-    stats.target_to_client += *pre_down;
+    out.transport = Some(sys::transport(&*server));
+    stats.client_to_target += pre_up;
+    stats.target_to_client += pre_down;
     out.relay = Some(stats);
 }
 
