@@ -181,7 +181,7 @@ impl Drop for ActiveGuard<'_> {
 ///
 /// The task that runs this future holds it inline for the connection's
 /// whole life, so only what the relay needs lives in it: the handshakes
-/// run in a future of their own on the heap ([`prepare`]), freed before a
+/// run in a future of their own on the heap (`prepare`), freed before a
 /// relay that may stay idle for hours, and the accepted stream goes
 /// straight into that future instead of also taking a slot in this one.
 pub fn serve(
