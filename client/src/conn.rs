@@ -12,6 +12,7 @@
 //! succeeded); before the first success and after a failure, applications
 //! wait for the server's answer and get a proper error code.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,6 +22,7 @@ use sixpath_net::mptcp::{self, InterfaceStats};
 
 use sixpath_net::relay::{self, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
+use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
@@ -33,7 +35,7 @@ use crate::framed::Framed;
 use crate::frontend::{self, Context};
 use crate::paths::{Action, Interfaces, PathManager, RouteSocket};
 use crate::stats::{PathInfo, Stats, error_class};
-use crate::upstream::Upstream;
+use crate::upstream::{ServerStream, Upstream};
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -149,8 +151,9 @@ pub struct Outcome {
     pub user: Option<String>,
     /// The target.
     pub target: Option<String>,
-    /// The answer, or why the connection ended before the relay.
-    pub reply: String,
+    /// The answer, or why the connection ended before the relay (mostly
+    /// fixed texts: no allocation held for the connection's life).
+    pub reply: Cow<'static, str>,
     /// The application was answered before the server.
     pub early: bool,
     /// Bytes sent as initial data in the request.
@@ -175,43 +178,99 @@ impl Drop for ActiveGuard<'_> {
 
 /// Serves one accepted application connection to the end. The caller has
 /// already added it to `shared.active`.
-pub async fn serve(
+///
+/// The task that runs this future holds it inline for the connection's
+/// whole life, so only what the relay needs lives in it: the handshakes
+/// run in a future of their own on the heap (`prepare`), freed before a
+/// relay that may stay idle for hours, and the accepted stream goes
+/// straight into that future instead of also taking a slot in this one.
+pub fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     kind: FrontEnd,
     listener: SocketAddr,
     shared: Arc<Shared>,
-) {
-    // Counted by the accept loop; uncounted when this ends.
-    let _guard = ActiveGuard(&shared.active);
+) -> impl Future<Output = ()> + Send + 'static {
     let started = Instant::now();
-    let mut out = Outcome::default();
     let id = shared.stats.accepted();
-    run(stream, kind, listener, &shared, &mut out, id).await;
-    let (up, down) = out
-        .relay
-        .map_or((0, 0), |r| (r.client_to_target, r.target_to_client));
-    let per_interface = shared
-        .stats
-        .closed(id, out.protocol, out.transport, up, down);
-    log(
-        peer,
-        kind,
-        shared.upstream.settings().upstream.name(),
-        started,
-        &out,
-        &per_interface,
-    );
+    let handshakes = Box::pin(prepare(stream, kind, listener, Arc::clone(&shared)));
+    async move {
+        // Counted by the accept loop; uncounted when this ends.
+        let _guard = ActiveGuard(&shared.active);
+        let (mut out, next) = handshakes.await;
+        match next {
+            Next::Relay(ready) => carry(ready, &shared, &mut out, id).await,
+            Next::Udp(control, from) => {
+                Box::pin(crate::udp::serve(control, from, &shared, &mut out)).await;
+            }
+            Next::Done => {}
+        }
+        let (up, down) = out
+            .relay
+            .map_or((0, 0), |r| (r.client_to_target, r.target_to_client));
+        let per_interface = shared
+            .stats
+            .closed(id, out.protocol, out.transport, up, down);
+        log(
+            peer,
+            kind,
+            shared.upstream.settings().upstream.name(),
+            started,
+            &out,
+            &per_interface,
+        );
+    }
 }
 
-async fn run(
+/// What follows the handshakes.
+enum Next {
+    /// The relay.
+    Relay(Ready),
+    /// A SOCKS5 UDP association: the control connection past the request,
+    /// and where the application said it sends from.
+    Udp(Framed<TcpStream>, Endpoint),
+    /// Nothing: the connection ended in its handshakes (`out` says why).
+    Done,
+}
+
+/// A connection ready to relay: both streams past their handshakes, every
+/// handshake byte delivered and its buffers freed.
+struct Ready {
+    /// The application.
+    app: TcpStream,
+    /// The server.
+    server: ServerStream,
+    /// Bytes delivered to the server before the relay (initial data and
+    /// the application's bytes that followed its request).
+    pre_up: u64,
+    /// Bytes delivered to the application before the relay (the target's
+    /// bytes that followed the server's reply).
+    pre_down: u64,
+}
+
+/// Everything before the relay, as a future of its own: [`handshakes`]
+/// with the log line's [`Outcome`] so far.
+async fn prepare(
+    stream: TcpStream,
+    kind: FrontEnd,
+    listener: SocketAddr,
+    shared: Arc<Shared>,
+) -> (Outcome, Next) {
+    let mut out = Outcome::default();
+    let next = handshakes(stream, kind, listener, &shared, &mut out).await;
+    (out, next)
+}
+
+/// The front-end handshake, the early reply, the connection through the
+/// server and the delivery of the bytes each side sent along with its
+/// handshake. Every handshake buffer is dropped when this returns.
+async fn handshakes(
     stream: TcpStream,
     kind: FrontEnd,
     listener: SocketAddr,
     shared: &Shared,
     out: &mut Outcome,
-    id: u64,
-) {
+) -> Next {
     let settings = shared.upstream.settings();
     let _ = stream.set_nodelay(true);
     let deadline = Instant::now() + settings.handshake_timeout;
@@ -223,15 +282,15 @@ async fn run(
     let req = match tokio::time::timeout_at(deadline, frontend::handshake(kind, &mut f, cx)).await {
         Ok(Ok(r)) => r,
         Ok(Err(refusal)) => {
-            out.reply = refusal.why;
+            out.reply = refusal.why.into();
             shared.stats.error("handshake");
             f.reject(&refusal.bytes).await;
-            return;
+            return Next::Done;
         }
         Err(_) => {
             out.reply = "handshake timeout".into();
             shared.stats.error("handshake-timeout");
-            return;
+            return Next::Done;
         }
     };
     out.protocol = Some(req.protocol);
@@ -239,8 +298,7 @@ async fn run(
     out.user.clone_from(&req.user);
     out.target = Some(req.target.to_string());
     if req.answer == frontend::Answer::Socks5Udp {
-        crate::udp::serve(f, req.target, shared, out).await;
-        return;
+        return Next::Udp(f, req.target);
     }
 
     let early =
@@ -248,7 +306,7 @@ async fn run(
     out.early = early;
     if early && f.send(&req.answer.success(None)).await.is_err() {
         out.reply = "application gone".into();
-        return;
+        return Next::Done;
     }
     if req.answer.waits_for_data(early) && req.first.is_empty() {
         // Server-speaks-first protocols send nothing: after the wait the
@@ -270,7 +328,7 @@ async fn run(
     {
         Ok(o) => o,
         Err(failure) => {
-            out.reply.clone_from(&failure.detail);
+            out.reply = failure.detail.clone().into();
             let tls = failure.detail.starts_with(crate::upstream::TLS_FAILURE);
             if tls {
                 tracing::warn!(detail = %failure.detail, "TLS with the server failed");
@@ -287,7 +345,7 @@ async fn run(
                 let (app, _) = f.into_parts();
                 let _ = app.set_zero_linger();
             }
-            return;
+            return Next::Done;
         }
     };
     out.server = Some(opened.server);
@@ -296,7 +354,7 @@ async fn run(
         let bytes = req.answer.success(opened.reply.as_ref());
         if !bytes.is_empty() && f.send(&bytes).await.is_err() {
             out.reply = "application gone before the reply".into();
-            return;
+            return Next::Done;
         }
     }
     out.reply = "connected".into();
@@ -308,38 +366,35 @@ async fn run(
         let ok = server.write_all(&rest).await.is_ok() && server.write_all(&leftover).await.is_ok();
         if !ok {
             out.reply = "server closed before the application's data".into();
-            return;
+            return Next::Done;
         }
         pre_up += (rest.len() + leftover.len()) as u64;
     }
     if !opened.from_server.is_empty() {
         if app.write_all(&opened.from_server).await.is_err() {
             out.reply = "application gone".into();
-            return;
+            return Next::Done;
         }
         pre_down += opened.from_server.len() as u64;
     }
-    // The handshake's buffers are spent: free them before a relay that may
-    // stay idle for hours.
-    drop((rest, leftover, initial, opened.from_server));
-    let opts = RelayOptions {
-        idle_timeout: settings.idle_timeout,
-        ..RelayOptions::default()
-    };
+    Next::Relay(Ready {
+        app,
+        server,
+        pre_up,
+        pre_down,
+    })
+}
+
+/// Relays between the application and the server, sampling the server
+/// connection's subflows while it runs.
+async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
+    let Ready {
+        mut app,
+        mut server,
+        pre_up,
+        pre_down,
+    } = ready;
     let probe = crate::upstream::probe(&server);
-    let sampler = async {
-        if let Some(sock) = probe.as_ref() {
-            loop {
-                tokio::time::sleep(SAMPLE_EVERY).await;
-                let ifaces = shared.interfaces();
-                let now = sample(sock, &ifaces);
-                if !now.is_empty() {
-                    shared.stats.sample(id, now);
-                }
-            }
-        }
-        std::future::pending::<std::convert::Infallible>().await
-    };
     // Subflows are torn down with the connection: sample once more when
     // the server's end of the data arrives and when we send ours.
     let at_end = || {
@@ -354,9 +409,13 @@ async fn run(
         inner: &mut server,
         at_end: &at_end,
     };
+    let opts = RelayOptions {
+        idle_timeout: shared.upstream.settings().idle_timeout,
+        ..RelayOptions::default()
+    };
     let mut stats = tokio::select! {
         s = relay::relay_copy(&mut app, watched, opts) => s,
-        never = sampler => match never {},
+        never = sample_every(probe.as_ref(), shared, id) => match never {},
     };
     // The subflows as they ended (a connection shorter than one sample
     // period is counted here only).
@@ -368,6 +427,26 @@ async fn run(
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);
+}
+
+/// Samples the subflows of `probe` (a duplicate of the server
+/// connection's descriptor) every [`SAMPLE_EVERY`] into the statistics of
+/// connection `id`; never ends.
+async fn sample_every(
+    probe: Option<&socket2::Socket>,
+    shared: &Shared,
+    id: u64,
+) -> std::convert::Infallible {
+    if let Some(sock) = probe {
+        loop {
+            tokio::time::sleep(SAMPLE_EVERY).await;
+            let now = sample(sock, &shared.interfaces());
+            if !now.is_empty() {
+                shared.stats.sample(id, now);
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// A stream that calls `at_end` when its read side reaches EOF and when
@@ -478,5 +557,59 @@ fn end_name(e: relay::RelayEnd) -> &'static str {
         relay::RelayEnd::Idle => "idle-timeout",
         relay::RelayEnd::ClientError => "app-error",
         relay::RelayEnd::TargetError => "server-error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A connected pair of loopback streams.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (b, _) = l.accept().await.expect("accept");
+        (a, b)
+    }
+
+    /// The task of an idle relayed connection holds this future inline:
+    /// beyond the relay it keeps only the streams, the log line and the
+    /// subflow sampler, not the handshakes (several KiB, freed before the
+    /// relay starts).
+    #[tokio::test]
+    async fn connection_future_holds_little_beyond_the_relay() {
+        let (app, _peer) = pair().await;
+        let addr = app.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(
+            Upstream::new(crate::config::Settings::new(addr, addr)),
+            None,
+        ));
+        let whole = std::mem::size_of_val(&serve(
+            app,
+            addr,
+            FrontEnd::Mixed,
+            addr,
+            Arc::clone(&shared),
+        ));
+        let (mut app, _a) = pair().await;
+        let (server, _s) = pair().await;
+        let mut server = ServerStream::Plain(server);
+        let at_end = || {};
+        let watched = AtEnd {
+            inner: &mut server,
+            at_end: &at_end,
+        };
+        let relay = std::mem::size_of_val(&relay::relay_copy(
+            &mut app,
+            watched,
+            RelayOptions::default(),
+        ));
+        assert!(
+            whole < relay + 1200,
+            "connection future {whole} bytes, relay {relay}"
+        );
     }
 }

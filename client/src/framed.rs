@@ -155,12 +155,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             let _ = self.io.write_all(bytes).await;
         }
         let _ = self.io.shutdown().await;
+        // The read buffer is spent: what the peer still sends is read into
+        // it and dropped (no sink array inside this future, which the
+        // caller's task would hold for the connection's whole life).
         let drain = async {
-            let mut sink = [0u8; 4096];
             let mut total = 0usize;
-            while let Ok(n) = self.io.read(&mut sink).await {
-                total += n;
-                if n == 0 || total > 1 << 20 {
+            self.buf.clear();
+            self.buf.reserve(4096);
+            loop {
+                self.buf.clear();
+                match self.io.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+                if total > 1 << 20 {
                     break;
                 }
             }

@@ -285,7 +285,10 @@ impl Stats {
     /// byte counts only grow, so a sample with fewer bytes than the one
     /// kept (subflows already gone at the end of the connection) is
     /// ignored.
-    pub fn sample(&self, id: u64, ifaces: Vec<InterfaceStats>) {
+    pub fn sample(&self, id: u64, mut ifaces: Vec<InterfaceStats>) {
+        // Kept for the connection's life: no spare capacity (a vector
+        // grown by one push holds room for four).
+        ifaces.shrink_to_fit();
         let total = |v: &[InterfaceStats]| {
             v.iter()
                 .map(|i| i.bytes_sent + i.bytes_received)

@@ -61,7 +61,7 @@ pub async fn serve(mut f: Framed<TcpStream>, from: Endpoint, shared: &Shared, ou
     let socket = match UdpSocket::bind(SocketAddr::new(local.ip().to_canonical(), 0)).await {
         Ok(s) => s,
         Err(e) => {
-            out.reply = format!("cannot open the UDP socket: {e}");
+            out.reply = format!("cannot open the UDP socket: {e}").into();
             let mut b = Vec::new();
             Reply::failure(ReplyCode::GENERAL_SOCKS_SERVER_FAILURE).encode(&mut b);
             f.reject(&b).await;
@@ -72,7 +72,7 @@ pub async fn serve(mut f: Framed<TcpStream>, from: Endpoint, shared: &Shared, ou
     let opened = match open(shared, deadline).await {
         Ok(o) => o,
         Err(failure) => {
-            out.reply.clone_from(&failure.detail);
+            out.reply = failure.detail.clone().into();
             let mut b = Vec::new();
             Reply::failure(failure.socks5()).encode(&mut b);
             f.reject(&b).await;
@@ -346,5 +346,5 @@ async fn relay(
         dropped,
         "UDP association ended: {end}"
     );
-    out.reply = format!("associated; {end}");
+    out.reply = format!("associated; {end}").into();
 }

@@ -372,7 +372,9 @@ impl Upstream {
             None => ServerStream::Plain(stream),
             Some(tls) => {
                 let connector = TlsConnector::from(Arc::clone(&tls.config));
-                let handshake = connector.connect(tls.server_name.clone(), stream);
+                // Boxed: the TLS handshake's state would otherwise size
+                // every connection's handshake future, TLS or not.
+                let handshake = Box::pin(connector.connect(tls.server_name.clone(), stream));
                 match tokio::time::timeout(self.settings.connect_timeout, handshake).await {
                     Ok(Ok(s)) => ServerStream::Tls(Box::new(s)),
                     Ok(Err(e)) => {
