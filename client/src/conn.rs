@@ -394,69 +394,55 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
         pre_up,
         pre_down,
     } = ready;
-    let probe = crate::upstream::probe(&server);
-    // Subflows are torn down with the connection: sample once more when
-    // the server's end of the data arrives and when we send ours.
-    let at_end = || {
-        if let Some(sock) = probe.as_ref() {
-            let now = sample(sock, &shared.interfaces());
-            if !now.is_empty() {
-                shared.stats.sample(id, now);
-            }
+    let record = |sock: &TcpStream| {
+        let now = sample(sock, &shared.interfaces());
+        if !now.is_empty() {
+            shared.stats.sample(id, now);
         }
     };
-    let watched = AtEnd {
+    let watched = Sampled {
         inner: &mut server,
-        at_end: &at_end,
+        record: &record,
+        next: Instant::now() + SAMPLE_EVERY,
     };
     let opts = RelayOptions {
         idle_timeout: shared.upstream.settings().idle_timeout,
         ..RelayOptions::default()
     };
-    let mut stats = tokio::select! {
-        s = relay::relay_copy(&mut app, watched, opts) => s,
-        never = sample_every(probe.as_ref(), shared, id) => match never {},
-    };
+    let mut stats = relay::relay_copy(&mut app, watched, opts).await;
     // The subflows as they ended (a connection shorter than one sample
     // period is counted here only).
-    let last = sample(&*server, &shared.interfaces());
-    if !last.is_empty() {
-        shared.stats.sample(id, last);
-    }
+    record(&server);
     out.transport = Some(sys::transport(&*server));
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);
 }
 
-/// Samples the subflows of `probe` (a duplicate of the server
-/// connection's descriptor) every [`SAMPLE_EVERY`] into the statistics of
-/// connection `id`; never ends.
-async fn sample_every(
-    probe: Option<&socket2::Socket>,
-    shared: &Shared,
-    id: u64,
-) -> std::convert::Infallible {
-    if let Some(sock) = probe {
-        loop {
-            tokio::time::sleep(SAMPLE_EVERY).await;
-            let now = sample(sock, &shared.interfaces());
-            if !now.is_empty() {
-                shared.stats.sample(id, now);
-            }
+/// The server stream, with its subflows sampled (`record`) at most every
+/// [`SAMPLE_EVERY`] while bytes move, and when its read side reaches EOF or
+/// its write side is shut down (subflows are torn down with the
+/// connection). Sampling rides on the relay's own reads and writes: an
+/// idle connection costs no timer and no wake-up, and needs no second
+/// descriptor for the sampler.
+struct Sampled<'a> {
+    inner: &'a mut ServerStream,
+    record: &'a (dyn Fn(&TcpStream) + Sync),
+    next: Instant,
+}
+
+impl Sampled<'_> {
+    /// Samples when the period has passed.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.next {
+            (self.record)(self.inner);
+            self.next = now + SAMPLE_EVERY;
         }
     }
-    std::future::pending().await
 }
 
-/// A stream that calls `at_end` when its read side reaches EOF and when
-/// its write side is shut down.
-struct AtEnd<'a, S> {
-    inner: &'a mut S,
-    at_end: &'a (dyn Fn() + Sync),
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for AtEnd<'_, S> {
+impl AsyncRead for Sampled<'_> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -465,20 +451,29 @@ impl<S: AsyncRead + Unpin> AsyncRead for AtEnd<'_, S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
-            (this.at_end)();
+        if matches!(r, Poll::Ready(Ok(()))) {
+            if buf.filled().len() == before && buf.remaining() > 0 {
+                (this.record)(this.inner);
+            } else {
+                this.tick();
+            }
         }
         r
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for AtEnd<'_, S> {
+impl AsyncWrite for Sampled<'_> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            this.tick();
+        }
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
@@ -487,7 +482,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AtEnd<'_, S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        (this.at_end)();
+        (this.record)(this.inner);
         Pin::new(&mut *this.inner).poll_shutdown(cx)
     }
 }
@@ -576,8 +571,8 @@ mod tests {
     }
 
     /// The task of an idle relayed connection holds this future inline:
-    /// beyond the relay it keeps only the streams, the log line and the
-    /// subflow sampler, not the handshakes (several KiB, freed before the
+    /// beyond the relay it keeps only the streams and the log line, not the
+    /// handshakes (several KiB, freed before the
     /// relay starts).
     #[tokio::test]
     async fn connection_future_holds_little_beyond_the_relay() {
@@ -597,10 +592,11 @@ mod tests {
         let (mut app, _a) = pair().await;
         let (server, _s) = pair().await;
         let mut server = ServerStream::Plain(server);
-        let at_end = || {};
-        let watched = AtEnd {
+        let record = |_: &TcpStream| {};
+        let watched = Sampled {
             inner: &mut server,
-            at_end: &at_end,
+            record: &record,
+            next: Instant::now(),
         };
         let relay = std::mem::size_of_val(&relay::relay_copy(
             &mut app,
