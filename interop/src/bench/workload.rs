@@ -223,6 +223,11 @@ pub fn tree_rss_kib(roots: &[u32]) -> io::Result<u64> {
     Ok(total)
 }
 
+/// How long one idle connection may take to be answered: a proxy that
+/// stops accepting (out of descriptors) fails the run instead of hanging
+/// it.
+const IDLE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens `conns` connections through the proxy (whose processes are
 /// `pids`, with their children), all relayed to the sink and idle, and
 /// measures the proxy's RSS against `rss_before_kib`, taken from the fresh
@@ -242,10 +247,22 @@ pub async fn idle(
         let batch = parallel.min(conns - held.len());
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..batch {
-            set.spawn(socks5::connect(proxy, sink));
+            set.spawn(tokio::time::timeout(
+                IDLE_CONNECT_TIMEOUT,
+                socks5::connect(proxy, sink),
+            ));
         }
         while let Some(r) = set.join_next().await {
-            held.push(r.map_err(io::Error::other)??);
+            let opened = r.map_err(io::Error::other)?.map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "connection {} not answered within {IDLE_CONNECT_TIMEOUT:?} (proxy out of descriptors?)",
+                        held.len() + 1
+                    ),
+                )
+            })?;
+            held.push(opened?);
         }
     }
     // Let the proxy finish whatever it does after the reply.
