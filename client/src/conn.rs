@@ -31,11 +31,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::FrontEnd;
-use crate::framed::Framed;
 use crate::frontend::{self, Context};
 use crate::paths::{Action, Interfaces, PathManager, RouteSocket};
 use crate::stats::{PathInfo, Stats, error_class};
 use crate::upstream::{ServerStream, Upstream};
+use sixpath_net::framed::Framed;
 
 /// What every connection shares.
 #[derive(Debug)]

@@ -15,7 +15,8 @@
 //!   Convert.
 //! - [`udp`]: SOCKS5 UDP ASSOCIATE carried as SOCKS6 UDP ASSOCIATE.
 //! - [`failure`]: failure classes and their reply in every protocol.
-//! - [`framed`]: the buffered handshake reader.
+//! - the buffered handshake reader is `sixpath_net::framed`, shared with the
+//!   server.
 //! - [`config`]: command line and JSON configuration, validated into
 //!   [`config::Settings`].
 //! - [`paths`]: the path manager (MPTCP endpoints per interface over
@@ -33,7 +34,6 @@ pub mod config;
 pub mod conn;
 pub mod doctor;
 pub mod failure;
-pub mod framed;
 pub mod frontend;
 pub mod paths;
 pub mod stats;

@@ -37,8 +37,8 @@ use tokio::time::Instant;
 
 use crate::conn::{Outcome, Shared};
 use crate::failure::{Failure, Kind};
-use crate::framed::Framed;
 use crate::upstream::socks6;
+use sixpath_net::framed::Framed;
 
 /// Datagrams waiting for the stream to the server, per association.
 pub const QUEUE: usize = 256;

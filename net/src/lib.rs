@@ -6,11 +6,13 @@
 //!   host's own addresses (with [`mptcp`], the crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
 //! - [`admin`]: the small HTTP/1.1 server behind the admin endpoints.
+//! - [`framed`]: the buffered handshake reader both sides decode with.
 //! - [`tls`]: TLS 1.3 configurations (rustls, ring), certificate pinning,
 //!   self-signed certificates.
 //! - [`mptcp`]: per-subflow statistics (`MPTCP_FULL_INFO`), per interface.
 
 pub mod admin;
+pub mod framed;
 pub mod mptcp;
 pub mod relay;
 pub mod sys;

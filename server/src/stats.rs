@@ -100,7 +100,7 @@ impl ReplyClass {
             "RESOURCE_EXCEEDED" => Self::ResourceExceeded,
             "Missing Cookie" => Self::MissingCookie,
             "handshake timeout" => Self::HandshakeTimeout,
-            "client closed mid-handshake" | "client gone" | "client gone before reply" => {
+            "peer closed mid-handshake" | "client gone" | "client gone before reply" => {
                 Self::ClientGone
             }
             _ if head.starts_with("authentication failed")

@@ -19,7 +19,7 @@ use sixpath_protocol::http::{self, RequestHead};
 use tokio::net::TcpStream;
 
 use super::{Answer, AppRequest, Context, Refusal};
-use crate::framed::{Framed, ReadError};
+use sixpath_net::framed::{Framed, ReadError};
 
 /// Reads an HTTP proxy request head.
 pub async fn handshake(f: &mut Framed<TcpStream>, cx: Context<'_>) -> Result<AppRequest, Refusal> {

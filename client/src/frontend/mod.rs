@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{Credentials, FrontEnd};
 use crate::failure::Failure;
-use crate::framed::{Framed, ReadError};
+use sixpath_net::framed::{Framed, ReadError};
 
 /// How the application gets its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

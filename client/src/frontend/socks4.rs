@@ -5,7 +5,7 @@ use sixpath_protocol::socks5::{Socks4Command, Socks4Reply, Socks4ReplyCode, Sock
 use tokio::net::TcpStream;
 
 use super::{Answer, AppRequest, Context, Refusal};
-use crate::framed::{Framed, ReadError};
+use sixpath_net::framed::{Framed, ReadError};
 
 fn rejected(code: Socks4ReplyCode) -> Vec<u8> {
     let mut v = Vec::with_capacity(8);

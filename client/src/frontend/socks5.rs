@@ -11,7 +11,7 @@ use sixpath_protocol::socks5::{
 use tokio::net::TcpStream;
 
 use super::{Answer, AppRequest, Context, Refusal};
-use crate::framed::{Framed, ReadError};
+use sixpath_net::framed::{Framed, ReadError};
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::with_capacity(32);

@@ -18,7 +18,7 @@ use sixpath_protocol::Endpoint;
 use tokio::net::TcpStream;
 
 use super::{Answer, AppRequest, Context, Refusal};
-use crate::framed::Framed;
+use sixpath_net::framed::Framed;
 
 /// The original destination of a diverted connection.
 pub fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {

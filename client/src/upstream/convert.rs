@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::{Opened, Upstream, await_reply, probe};
 use crate::failure::{Failure, Kind};
-use crate::framed::Framed;
+use sixpath_net::framed::Framed;
 
 /// The destination as an IP address: literals as they are, names through
 /// the system resolver.
@@ -109,7 +109,9 @@ pub async fn open(
                     syn_data,
                 });
             }
-            Err(super::ReplyError::Read(crate::framed::ReadError::Invalid(Error::Refused(e)))) => {
+            Err(super::ReplyError::Read(sixpath_net::framed::ReadError::Invalid(
+                Error::Refused(e),
+            ))) => {
                 reset(f.get_ref());
                 if e.code() == ErrorCode::MISSING_COOKIE
                     && let Some(cookie) = e.cookie()

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::config::{Settings, UpstreamProtocol};
 use crate::failure::{Failure, Kind};
-use crate::framed::ReadError;
+use sixpath_net::framed::ReadError;
 
 /// How long a resolved server name is used before it is resolved again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);

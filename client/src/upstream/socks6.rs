@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::session::{Plan, Verdict, WINDOW_REQUEST};
 use super::{Opened, Upstream, await_reply};
 use crate::failure::{Failure, Kind};
-use crate::framed::{Framed, ReadError};
+use sixpath_net::framed::{Framed, ReadError};
 
 /// Builds the Request for `target` with `initial_len` bytes of initial
 /// data, outside any session.

@@ -1,9 +1,10 @@
 //! [`Framed`]: a buffered reader that decodes handshake messages
 //! incrementally with the protocol crate and keeps the bytes that follow
-//! them (the server's `Framed` pattern, used here on both sides: towards
-//! applications and towards the server).
+//! them. The server reads its clients' handshakes with it; the client reads
+//! applications' handshakes and the server's replies with it.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -49,6 +50,8 @@ impl ReadError<std::convert::Infallible> {
 pub struct Framed<S> {
     io: S,
     buf: BytesMut,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -57,7 +60,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         Self {
             io,
             buf: BytesMut::with_capacity(1024),
+            local: None,
+            peer: None,
         }
+    }
+
+    /// Records the connection's local and peer addresses, which a server's
+    /// BIND and UDP ASSOCIATE need (where the client reaches the server,
+    /// and from where it sends).
+    #[must_use]
+    pub fn with_addresses(mut self, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> Self {
+        self.local = local;
+        self.peer = peer;
+        self
+    }
+
+    /// The connection's local address, if recorded.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
+    /// The peer's address, if recorded.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Reads once more into the buffer. EOF is [`ReadError::Eof`].
@@ -65,8 +90,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         if self.buf.len() >= MAX_HANDSHAKE {
             return Err(ReadError::TooLarge);
         }
-        // The buffer grows with what the application sends (doubling, at
-        // most 16 KiB a step): an idle connection costs its 1 KiB buffer,
+        // The buffer grows with what the peer sends (doubling, at
+        // most 16 KiB a step): an idle or slow peer costs its 1 KiB buffer,
         // not the largest handshake.
         let want = (MAX_HANDSHAKE - self.buf.len())
             .min(16 * 1024)
@@ -176,6 +201,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     }
 
+    /// Reads into `sink` and drops what was read; false once the peer
+    /// closed or the read failed.
+    pub async fn read_discard(&mut self, sink: &mut [u8]) -> bool {
+        matches!(self.io.read(sink).await, Ok(n) if n > 0)
+    }
+
     /// The bytes read and not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf
@@ -189,5 +220,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// The stream and the bytes read past the handshake.
     pub fn into_parts(self) -> (S, BytesMut) {
         (self.io, self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixpath_protocol::socks5::MethodRequest;
+    use tokio::io::duplex;
+
+    #[tokio::test]
+    async fn next_decodes_a_message_split_across_reads_and_keeps_what_follows() {
+        let (ours, mut theirs) = duplex(64);
+        let mut f = Framed::new(ours);
+        let reader = tokio::spawn(async move {
+            let req = f.next(MethodRequest::decode).await.expect("decoded");
+            (req, f)
+        });
+        theirs.write_all(&[5, 2]).await.expect("write");
+        tokio::task::yield_now().await;
+        theirs.write_all(&[0, 2, b'G', b'E']).await.expect("write");
+        let (req, f) = reader.await.expect("task");
+        assert!(req.offers(sixpath_protocol::socks5::Method::NO_AUTHENTICATION));
+        assert_eq!(f.buffered(), b"GE", "bytes after the message stay buffered");
+        let (_, rest) = f.into_parts();
+        assert_eq!(&rest[..], b"GE");
+    }
+
+    #[tokio::test]
+    async fn a_take_beyond_the_limit_is_too_large_without_reading() {
+        let (ours, _theirs) = duplex(64);
+        let mut f = Framed::new(ours);
+        assert!(matches!(
+            f.take(MAX_HANDSHAKE + 1).await,
+            Err(ReadError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn eof_mid_message_is_eof() {
+        let (ours, mut theirs) = duplex(64);
+        let mut f = Framed::new(ours);
+        theirs.write_all(&[5, 3, 0]).await.expect("write");
+        drop(theirs);
+        assert!(matches!(
+            f.next(MethodRequest::decode).await,
+            Err(ReadError::Eof)
+        ));
+    }
+
+    #[tokio::test]
+    async fn reject_sends_the_answer_then_closes() {
+        let (ours, mut theirs) = duplex(64);
+        let f = Framed::new(ours);
+        let task = tokio::spawn(f.reject(&[5, 0xff]));
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, [5, 0xff]);
+        drop(theirs);
+        task.await.expect("reject ends once the peer is gone");
     }
 }
