@@ -6,9 +6,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::support::{PATIENCE, body, http_origin};
 use sixpath_client::client::Client;
 use sixpath_client::config::{Credentials, Password, Settings as ClientSettings, UpstreamProtocol};
 use sixpath_net::sys;
@@ -25,44 +25,6 @@ use sixpath_server::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-
-/// Generous bound for anything on loopback, even on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A deterministic body of `len` bytes.
-fn body(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect()
-}
-
-/// A minimal HTTP/1.1 origin serving `body` for any request, then closing.
-async fn http_origin(body: Vec<u8>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let body = Arc::new(body);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = Arc::clone(&body);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
-                }
-                let hdr = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(hdr.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 /// An echo server.
 async fn echo() -> SocketAddr {

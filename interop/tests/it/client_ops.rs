@@ -4,11 +4,11 @@
 //! endpoint's `/stats` and `/metrics` agreeing with what curl did.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::support::{PATIENCE, body, certificate, http_origin};
 use sixpath_client::client::Client;
 use sixpath_client::config::Options;
 use sixpath_net::tls;
@@ -16,65 +16,7 @@ use sixpath_server::config::Settings;
 use sixpath_server::policy::{EgressRule, RuleAction};
 use sixpath_server::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Generous bound for anything on loopback, even on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate and key in a fresh directory.
-fn certificate(tag: &str) -> (TempDir, PathBuf, PathBuf, [u8; 32]) {
-    let dir = std::env::temp_dir().join(format!("sixpath-interop-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key, fp) = tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, cert).unwrap();
-    std::fs::write(&k, key).unwrap();
-    (TempDir(dir), c, k, fp)
-}
-
-/// A deterministic body of `len` bytes.
-fn body(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 13 % 251) as u8).collect()
-}
-
-/// An HTTP/1.1 origin that answers any request with `body`, then closes.
-async fn origin(body: Vec<u8>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let body = Arc::new(body);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = Arc::clone(&body);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
-                }
-                let hdr = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(hdr.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
-}
+use tokio::net::TcpStream;
 
 /// A server with one TLS listener on loopback.
 fn tls_server(cert: &Path, key: &Path) -> SocketAddr {
@@ -178,8 +120,8 @@ async fn curl_through_client_over_tls_gets_identical_bodies_and_admin_pages_agre
     let (_dir, cert, key, fp) = certificate("client-tls");
     let server = tls_server(&cert, &key);
     let (small, large) = (body(1000), body(3 << 20));
-    let o_small = origin(small.clone()).await;
-    let o_large = origin(large.clone()).await;
+    let o_small = http_origin(small.clone()).await;
+    let o_large = http_origin(large.clone()).await;
     let (front, admin) = tls_client(server, &fp);
 
     for (o, want) in [(o_small, &small), (o_large, &large)] {
@@ -242,7 +184,7 @@ async fn curl_through_client_over_tls_gets_identical_bodies_and_admin_pages_agre
 async fn wrong_pin_gives_http_502_quickly_and_counts_a_tls_error() {
     let (_dir, cert, key, fp) = certificate("client-tls-pin");
     let server = tls_server(&cert, &key);
-    let o = origin(body(10)).await;
+    let o = http_origin(body(10)).await;
     let mut wrong = fp;
     wrong[31] ^= 1;
     let (front, admin) = tls_client(server, &wrong);

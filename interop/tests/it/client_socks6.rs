@@ -8,11 +8,11 @@
 //! another server, which is how a server restart with another key is made.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::support::{PATIENCE, TempDir};
 use hickory_resolver::proto::op::{Message, Query};
 use hickory_resolver::proto::rr::rdata::A;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
@@ -31,24 +31,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
-/// Generous bound for anything on loopback, even on a loaded machine.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 /// Aborts a background task when the test ends, even on failure.
 struct Task(JoinHandle<()>);
 
 impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

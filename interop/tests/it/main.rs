@@ -14,3 +14,4 @@ mod client_socks6;
 mod curl;
 mod openssl;
 mod socksify;
+mod support;

@@ -4,63 +4,14 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
+use super::support::{certificate, http_origin};
 use sixpath_net::tls;
 use sixpath_server::config::Settings;
 use sixpath_server::policy::{EgressRule, RuleAction};
 use sixpath_server::server::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate and key in a fresh directory.
-fn certificate(tag: &str) -> (TempDir, PathBuf, PathBuf, [u8; 32]) {
-    let dir = std::env::temp_dir().join(format!("sixpath-interop-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key, fp) = tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, cert).unwrap();
-    std::fs::write(&k, key).unwrap();
-    (TempDir(dir), c, k, fp)
-}
-
-/// An HTTP/1.1 origin that answers any request with `body`, then closes.
-async fn origin(body: &'static [u8]) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&b[..n]),
-                    }
-                }
-                let hdr = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(hdr.as_bytes()).await;
-                let _ = s.write_all(body).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 /// A server with one TLS listener on loopback.
 fn tls_server(cert: &Path, key: &Path) -> SocketAddr {
@@ -90,7 +41,7 @@ async fn openssl_s_client_speaks_socks5_through_a_tls_listener() {
         return;
     }
     let (_dir, cert, key, _) = certificate("s-client");
-    let origin = origin(BODY).await;
+    let origin = http_origin(BODY.to_vec()).await;
     let proxy = tls_server(&cert, &key);
 
     // Greeting, CONNECT 127.0.0.1:origin and an HTTP request, all at once;

@@ -1,0 +1,72 @@
+//! Helpers the end-to-end tests share: a patience bound, temporary
+//! directories, a self-signed certificate, deterministic bodies and a
+//! minimal HTTP/1.1 origin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sixpath_net::tls;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Generous bound for anything on loopback, even on a loaded machine.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A directory removed on drop.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate (for `localhost`) and key in a fresh
+/// directory, and the certificate's SHA-256 fingerprint.
+pub(crate) fn certificate(tag: &str) -> (TempDir, PathBuf, PathBuf, [u8; 32]) {
+    let dir = std::env::temp_dir().join(format!("sixpath-interop-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key, fp) = tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert).unwrap();
+    std::fs::write(&k, key).unwrap();
+    (TempDir(dir), c, k, fp)
+}
+
+/// A deterministic body of `len` bytes.
+pub(crate) fn body(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// A minimal HTTP/1.1 origin on loopback that answers any request with
+/// `body`, then closes.
+pub(crate) async fn http_origin(body: Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = Arc::clone(&body);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let hdr = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(hdr.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
