@@ -388,14 +388,7 @@ mod tests {
         assert_eq!(got, b"request");
 
         // The client has half-closed; the response must still arrive.
-        origin
-            .write_all(b"response after FIN")
-            .await
-            .expect("write");
-        origin.shutdown().await.expect("shutdown");
-        let mut resp = Vec::new();
-        app.read_to_end(&mut resp).await.expect("read");
-        assert_eq!(resp, b"response after FIN");
+        answer_after_fin(&mut app, &mut origin).await;
 
         let stats = task.await.expect("relay");
         assert_eq!(stats.client_to_target, 7);
@@ -458,6 +451,33 @@ mod tests {
     // The same behaviour over real loopback TCP, once through splice(2) and
     // once through the buffered copy.
 
+    /// The origin answers after the application's FIN; the answer must
+    /// reach the application, then EOF.
+    async fn answer_after_fin<A, O>(app: &mut A, origin: &mut O)
+    where
+        A: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+    {
+        origin
+            .write_all(b"response after FIN")
+            .await
+            .expect("write");
+        origin.shutdown().await.expect("shutdown");
+        let mut resp = Vec::new();
+        app.read_to_end(&mut resp).await.expect("read");
+        assert_eq!(resp, b"response after FIN");
+    }
+
+    /// Bytes each way, how the relay ended and which path ran.
+    fn outcome(stats: &RelayStats) -> (u64, u64, RelayEnd, RelayPath) {
+        (
+            stats.client_to_target,
+            stats.target_to_client,
+            stats.end,
+            stats.path,
+        )
+    }
+
     /// A connected loopback pair.
     async fn tcp_pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -498,24 +518,9 @@ mod tests {
         let mut got = Vec::new();
         origin.read_to_end(&mut got).await.expect("origin sees EOF");
         assert_eq!(got, b"request");
-        origin
-            .write_all(b"response after FIN")
-            .await
-            .expect("write");
-        origin.shutdown().await.expect("shutdown");
-        let mut resp = Vec::new();
-        app.read_to_end(&mut resp).await.expect("read");
-        assert_eq!(resp, b"response after FIN");
+        answer_after_fin(&mut app, &mut origin).await;
         let stats = task.await.expect("relay");
-        assert_eq!(
-            (
-                stats.client_to_target,
-                stats.target_to_client,
-                stats.end,
-                stats.path
-            ),
-            (7, 18, RelayEnd::Closed, path)
-        );
+        assert_eq!(outcome(&stats), (7, 18, RelayEnd::Closed, path));
     }
 
     async fn half_close_from_target(mode: RelayMode, path: RelayPath) {
@@ -535,15 +540,7 @@ mod tests {
         origin.read_to_end(&mut req).await.expect("read");
         assert_eq!(req, b"request after FIN");
         let stats = task.await.expect("relay");
-        assert_eq!(
-            (
-                stats.client_to_target,
-                stats.target_to_client,
-                stats.end,
-                stats.path
-            ),
-            (17, 6, RelayEnd::Closed, path)
-        );
+        assert_eq!(outcome(&stats), (17, 6, RelayEnd::Closed, path));
     }
 
     /// A deterministic byte stream (xorshift64), so the receiver can check
@@ -616,12 +613,7 @@ mod tests {
         assert_eq!((up, down), (BIG, BIG), "bytes identical in both directions");
         let stats = task.await.expect("relay");
         assert_eq!(
-            (
-                stats.client_to_target,
-                stats.target_to_client,
-                stats.end,
-                stats.path
-            ),
+            outcome(&stats),
             (BIG as u64, BIG as u64, RelayEnd::Closed, path)
         );
     }
@@ -711,24 +703,9 @@ mod tests {
             .await
             .expect("origin sees EOF");
         assert!(rest.is_empty());
-        origin
-            .write_all(b"response after FIN")
-            .await
-            .expect("write");
-        origin.shutdown().await.expect("shutdown");
-        let mut resp = Vec::new();
-        app.read_to_end(&mut resp).await.expect("read");
-        assert_eq!(resp, b"response after FIN");
+        answer_after_fin(&mut app, &mut origin).await;
         let stats = task.await.expect("relay");
-        assert_eq!(
-            (
-                stats.client_to_target,
-                stats.target_to_client,
-                stats.end,
-                stats.path
-            ),
-            (1 << 20, 18, RelayEnd::Closed, path)
-        );
+        assert_eq!(outcome(&stats), (1 << 20, 18, RelayEnd::Closed, path));
     }
 
     /// A reset from the target while the downstream direction splices.
