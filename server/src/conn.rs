@@ -1,210 +1,25 @@
-//! One client connection: connection caps, the handshake deadline,
-//! protocol detection on the first byte, the protocol's handshake, the
-//! relay, and one log line when it ends.
+//! One client connection, driven from accept to close: the connection
+//! caps, the handshake deadline (and TLS), protocol detection on the first
+//! byte, the protocol's handshake, the command it asked for, the relay,
+//! and one log line (and the counters) when it ends.
+//!
+//! It owns the order of those steps and nothing else: what a handshake or
+//! a command does lives in [`handshake`] and [`command`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{Protocol, Settings};
+use crate::command::{self, Handoff};
+use crate::config::Protocol;
 use crate::handshake::{self, Framed};
-use crate::limits::Limits;
-use crate::logins::{FailedLogins, UserCaps, UserSlot};
-use crate::outbound::Connector;
-use crate::relay::{self, RelayOptions, RelayStats};
-use crate::stats::Stats;
+use crate::relay;
+use crate::state::{Outcome, Shared};
 use crate::sys::{self, Transport};
-use crate::users::Users;
 use sixpath_net::tls::TlsAcceptor;
-
-/// What every connection shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// The configuration.
-    pub settings: Settings,
-    /// Outbound connections under the egress policy.
-    pub connector: Connector,
-    /// Users, when authentication is required.
-    pub users: Option<RwLock<Users>>,
-    /// Connection caps.
-    pub limits: Arc<Limits>,
-    /// SOCKS6 sessions and their token windows.
-    pub sessions: crate::session::Sessions,
-    /// UDP associations.
-    pub udp: crate::udp::Associations,
-    /// Failed logins per source.
-    pub failed_logins: FailedLogins,
-    /// Concurrent connections per user.
-    pub user_caps: Arc<UserCaps>,
-    /// Counters for the admin endpoint.
-    pub stats: Arc<Stats>,
-}
-
-impl Shared {
-    /// Whether clients must authenticate.
-    pub fn auth_required(&self) -> bool {
-        self.users.is_some()
-    }
-
-    /// Checks credentials from `source`; true when no authentication is
-    /// configured. A source with too many recent failures is refused
-    /// without the password being checked; a failure is counted against
-    /// the source.
-    pub fn verify(&self, source: Option<IpAddr>, username: &[u8], password: &[u8]) -> bool {
-        let Some(users) = &self.users else {
-            return true;
-        };
-        let source = source.unwrap_or(IpAddr::from([0; 4]));
-        let now = std::time::Instant::now();
-        let user = String::from_utf8_lossy(username);
-        if self.failed_logins.is_blocked(source, now) {
-            tracing::warn!(%source, %user, "login refused: too many failed logins from this source");
-            self.stats.login_refused();
-            return false;
-        }
-        let ok = users
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .verify(username, password);
-        if !ok {
-            self.stats.auth_failure();
-            let n = self.failed_logins.record_failure(source, now);
-            if n == self.failed_logins.max_failures() {
-                tracing::warn!(
-                    %source,
-                    %user,
-                    failures = n,
-                    window_secs = self.failed_logins.window().as_secs(),
-                    "too many failed logins: source refused for the rest of the window"
-                );
-            }
-        }
-        ok
-    }
-
-    /// Takes a connection slot for the authenticated user of `out` (kept in
-    /// `out` for the life of the connection); false when the user is at
-    /// `--max-connections-per-user`. True without a user.
-    pub fn hold_user_slot(&self, out: &mut Outcome) -> bool {
-        let Some(user) = &out.user else {
-            return true;
-        };
-        if let Some(slot) = self.user_caps.acquire(user) {
-            out.user_slot = Some(slot);
-            true
-        } else {
-            tracing::warn!(%user, "connection refused: per-user connection cap reached");
-            false
-        }
-    }
-
-    /// Relay settings from the configuration.
-    pub fn relay_options(&self) -> RelayOptions {
-        RelayOptions {
-            idle_timeout: self.settings.idle_timeout,
-            ..RelayOptions::default()
-        }
-    }
-}
-
-/// What the log line of a finished connection says.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// The protocol, once detected.
-    pub protocol: Option<&'static str>,
-    /// The authenticated user.
-    pub user: Option<String>,
-    /// The requested target.
-    pub target: Option<String>,
-    /// The reply sent (protocol-specific code), or why the handshake ended.
-    pub reply: String,
-    /// The relay's counts, if the connection got that far.
-    pub relay: Option<RelayStats>,
-    /// The client's address (always set by [`serve`]).
-    pub source: Option<IpAddr>,
-    /// The user's connection slot, held until the connection ends.
-    pub user_slot: Option<UserSlot>,
-    /// Whether the connection came in on a TLS listener.
-    pub tls: bool,
-}
-
-/// What a successful CONNECT hands to the relay: the client stream, the
-/// bytes the client sent past its request (for the target), the connected
-/// target, and how many bytes already reached the target with the
-/// connection (Initial Data in the SYN). The handshake returns it, so its
-/// future, with the request, the resolver and the connect attempts, is
-/// freed before the relay starts: an idle relayed connection holds only
-/// what the relay needs.
-pub struct Handoff<S> {
-    client: S,
-    leftover: BytesMut,
-    target: TcpStream,
-    delivered: u64,
-}
-
-impl<S> Handoff<S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    /// The client stream and its unread bytes from `framed`.
-    pub fn new(framed: Framed<S>, target: TcpStream, delivered: u64) -> Self {
-        let (client, leftover) = framed.into_parts();
-        Self::from_parts(client, leftover, target, delivered)
-    }
-
-    /// From its parts.
-    pub fn from_parts(client: S, leftover: BytesMut, target: TcpStream, delivered: u64) -> Self {
-        Self {
-            client,
-            leftover,
-            target,
-            delivered,
-        }
-    }
-
-    /// Writes the leftover bytes to the target, frees them, then relays.
-    pub async fn relay(self, opts: RelayOptions) -> RelayStats {
-        let Self {
-            client,
-            leftover,
-            target,
-            delivered,
-        } = self;
-        let mut stats = relay_with_leftover(client, leftover, target, opts).await;
-        stats.client_to_target += delivered;
-        stats
-    }
-}
-
-/// Writes the leftover handshake bytes to the target, frees them, then
-/// relays.
-pub async fn relay_with_leftover<S>(
-    client: S,
-    leftover: impl AsRef<[u8]>,
-    mut target: TcpStream,
-    opts: RelayOptions,
-) -> RelayStats
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let pre = leftover.as_ref().len() as u64;
-    if pre > 0 && target.write_all(leftover.as_ref()).await.is_err() {
-        return RelayStats {
-            client_to_target: 0,
-            target_to_client: 0,
-            end: relay::RelayEnd::TargetError,
-            path: relay::RelayPath::Copy,
-        };
-    }
-    drop(leftover);
-    let mut stats = relay::relay(client, target, opts).await;
-    stats.client_to_target += pre;
-    stats
-}
 
 /// Serves one accepted connection to the end; with `tls`, the TLS 1.3
 /// handshake comes first, under the same deadline as the protocol's.
@@ -263,7 +78,7 @@ pub async fn serve(
             .await;
         }
     }
-    shared.stats.record(transport, &outcome);
+    outcome.record(&shared.stats, transport);
     log(peer, transport, started, &outcome);
 }
 
@@ -322,22 +137,21 @@ async fn serve_protocols<S>(
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
         Ok(Ok(first)) => match detect(first, protocols) {
-            // Each handshake runs boxed and returns what the relay needs,
-            // so its state is freed before the relay starts.
+            // Each handshake and its command run boxed and return what the
+            // relay needs, so their state is freed before the relay starts.
             Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
                 outcome.protocol = Some(p.name());
-                let h = Box::pin(handshake::socks5::serve(framed, shared, deadline, outcome)).await;
+                let h = Box::pin(socks5(framed, shared, deadline, outcome)).await;
                 relay(h, shared, outcome).await;
             }
             Some(Protocol::Socks6) => {
                 outcome.protocol = Some("socks6");
-                let h = Box::pin(handshake::socks6::serve(framed, shared, deadline, outcome)).await;
+                let h = Box::pin(socks6(framed, shared, deadline, outcome)).await;
                 relay(h, shared, outcome).await;
             }
             Some(Protocol::Convert) => {
                 outcome.protocol = Some("convert");
-                let h =
-                    Box::pin(handshake::convert::serve(framed, shared, deadline, outcome)).await;
+                let h = Box::pin(convert(framed, shared, deadline, outcome)).await;
                 relay(h, shared, outcome).await;
             }
             None => {
@@ -352,7 +166,90 @@ async fn serve_protocols<S>(
     }
 }
 
-/// Relays a handed-off connection, if the handshake got that far.
+/// A SOCKS5 or SOCKS4 handshake, then the command it accepted.
+async fn socks5<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    use handshake::socks5::Accepted;
+    let (f, req) = handshake::socks5::serve(f, shared, deadline, out).await?;
+    match req {
+        Accepted::Connect(target) => {
+            return command::connect::serve_socks5(f, shared, &target, out).await;
+        }
+        Accepted::Bind(hint) => command::bind::serve_socks5(f, shared, &hint, out).await,
+        Accepted::UdpAssociate(declared) => {
+            command::udp::serve_socks5(f, shared, &declared, out).await;
+        }
+        Accepted::Socks4Connect(req) => {
+            return command::connect::serve_socks4(f, shared, req.endpoint(), out).await;
+        }
+        Accepted::Socks4Bind(req) => {
+            command::bind::serve_socks4(f, shared, req.endpoint(), out).await;
+        }
+    }
+    None
+}
+
+/// A SOCKS6 handshake, then the command it accepted.
+async fn socks6<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    use handshake::socks6::Accepted;
+    let (f, req) = handshake::socks6::serve(f, shared, deadline, out).await?;
+    match req {
+        Accepted::Noop { new_session } => {
+            command::noop::serve_socks6(f, new_session.as_ref(), out).await;
+        }
+        Accepted::Connect {
+            req,
+            initial,
+            new_session,
+        } => {
+            let new = new_session.as_ref();
+            return command::connect::serve_socks6(f, shared, &req, &initial, new, out).await;
+        }
+        Accepted::Bind {
+            req,
+            session,
+            new_session,
+        } => {
+            let (s, new) = (session.as_ref(), new_session.as_ref());
+            command::bind::serve_socks6(f, shared, &req, s, new, out).await;
+        }
+        Accepted::UdpAssociate { req, new_session } => {
+            command::udp::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
+        }
+    }
+    None
+}
+
+/// A Convert handshake, then its Connect.
+async fn convert<S>(
+    f: Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> Option<Handoff<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (f, req) = handshake::convert::serve(f, shared, deadline, out).await?;
+    command::connect::serve_convert(f, shared, &req.connect, req.info, out).await
+}
+
+/// Relays a handed-off connection, if the command got that far.
 async fn relay<S>(handoff: Option<Handoff<S>>, shared: &Shared, outcome: &mut Outcome)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,

@@ -2,11 +2,44 @@
 //! Convert and SOCKS5/4a over Multipath TCP and relays to ordinary TCP
 //! servers.
 //!
+//! # Layers
+//!
+//! Every import points down:
+//!
+//! ```text
+//! server       listeners, accept loop, admin endpoint, reloads
+//!   ↓
+//! conn         one connection: caps, deadline, detection,
+//!   ↓          handshake → command → log line
+//! handshake/   decode, authenticate → a typed request
+//! command/     serve a request: noop, connect, bind, udp
+//!   ↓          (side by side: neither imports the other)
+//! state        Shared (server-wide state), Outcome (one connection's record)
+//!   ↓
+//! services     outbound → policy   session → secret   users → config
+//!              associations   limits   logins   stats
+//! ```
+//!
+//! A handshake returns the request it accepted and [`conn`] hands it to
+//! its command, so a command changes without reading a handshake, and the
+//! reverse. [`state`] holds the services and knows nothing above them;
+//! [`stats`] counts what an [`state::Outcome`] reports. `config` names the
+//! settings types of `policy`, `session` and `secret` (and `secret` still
+//! reads `config::ConfigError`, the one pair that imports both ways).
+//! Socket helpers, the relay loop, the handshake reader and TLS come from
+//! `sixpath-net`, wire formats from `sixpath-protocol`.
+//!
 //! # Layout
 //!
 //! - [`server`]: listeners (MPTCP, TFO) and the accept loop.
-//! - [`conn`]: one connection: caps, deadline, protocol detection, log line.
-//! - [`handshake`]: SOCKS5/4a and SOCKS6 handshakes.
+//! - [`conn`]: one connection: caps, deadline, protocol detection, the
+//!   handshake, its command, the log line.
+//! - [`handshake`]: SOCKS5/4a, SOCKS6 and Convert handshakes, each ending
+//!   in a typed request.
+//! - [`command`]: one module per command (NOOP, CONNECT, BIND, UDP
+//!   ASSOCIATE), and the hand-off to the relay.
+//! - [`state`]: [`state::Shared`], what every connection shares, and
+//!   [`state::Outcome`], what one connection's log line says.
 //! - [`config`]: command line and JSON configuration, validated into
 //!   [`config::Settings`].
 //! - [`policy`]: the egress policy (secure by default).
@@ -14,17 +47,16 @@
 //!   classification.
 //! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
-//! - [`session`]: SOCKS6 sessions and idempotence token windows.
+//! - [`session`]: SOCKS6 sessions, idempotence token windows and the
+//!   listeners Listen Backlogs keep open.
+//! - [`associations`]: the server's UDP associations: cap, IDs, counters.
 //! - [`limits`]: caps on connections in total and per source.
-//! - [`bind`]: BIND for SOCKS5, SOCKS4 and SOCKS6.
-//! - [`udp`]: UDP ASSOCIATE for SOCKS5 and SOCKS6.
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
 //! - [`stats`]: counters behind the admin endpoint's `/stats` and
 //!   `/metrics`.
-//!
-//! Socket helpers and the relay loop live in `sixpath-net`, shared with the
-//! client.
 
+pub mod associations;
+pub mod command;
 pub mod config;
 pub mod conn;
 pub mod handshake;
@@ -35,10 +67,8 @@ pub mod policy;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod stats;
 pub mod users;
-
-pub mod bind;
-pub mod udp;
 
 pub use sixpath_net::{relay, sys};

@@ -12,12 +12,16 @@ use std::time::Duration;
 use sixpath_net::admin;
 use tokio::net::TcpListener;
 
+use crate::associations::Associations;
+use crate::command;
 use crate::config::{Protocol, Settings};
-use crate::conn::{self, Shared};
+use crate::conn;
 use crate::limits::Limits;
 use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
+use crate::session::Sessions;
+use crate::state::Shared;
 use crate::stats::Stats;
 use crate::sys;
 use crate::users::Users;
@@ -150,8 +154,8 @@ impl Server {
             connector: Connector::new(resolver, policy),
             users,
             limits,
-            sessions: crate::session::Sessions::new(settings.secret.clone(), settings.sessions),
-            udp: crate::udp::Associations::new(settings.max_udp_associations),
+            sessions: Sessions::new(settings.secret.clone(), settings.sessions),
+            udp: Associations::new(settings.max_udp_associations),
             failed_logins,
             user_caps,
             stats: Arc::new(Stats::new()),
@@ -237,7 +241,7 @@ impl Server {
             for b in self.listeners {
                 if let Some(udp) = b.udp {
                     let shared = Arc::clone(&shared);
-                    tasks.spawn(crate::udp::serve_listener(Arc::new(udp), shared));
+                    tasks.spawn(command::udp::serve_listener(Arc::new(udp), shared));
                 }
                 let shared = Arc::clone(&shared);
                 tasks.spawn(accept_loop(b.listener, b.protocols, shared, b.tls));
@@ -306,7 +310,7 @@ impl ReloadHandle {
 /// the port is taken, SOCKS6 datagrams travel over TCP only.
 fn udp_listener(listener: &TcpListener) -> Option<tokio::net::UdpSocket> {
     let addr = listener.local_addr().ok()?;
-    match crate::udp::bind_listener(addr) {
+    match command::udp::bind_listener(addr) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(%addr, error = %e, "no UDP port for SOCKS6 datagrams; they can use TCP");

@@ -1,5 +1,6 @@
-//! SOCKS6 sessions and idempotence tokens (draft -11 §8.4–§8.5, spec digest
-//! §3.6, §3.7, §4.3, §4.5).
+//! SOCKS6 session state: sessions, idempotence tokens (draft -11
+//! §8.4–§8.5, spec digest §3.6, §3.7, §4.3, §4.5) and the listeners a
+//! session's Listen Backlogs keep open.
 //!
 //! # Session IDs
 //!
@@ -46,14 +47,23 @@
 //! [`TokenWindow`] is a bitmap of one bit per token, sized to the granted
 //! window (at most `--token-window`), so a session's memory is bounded
 //! whatever the client asks for.
+//!
+//! # Listen Backlogs
+//!
+//! A SOCKS6 BIND with Listen Backlog inside a session keeps its listener
+//! open for further BINDs of the same session ([`Backlogs`]); the BIND
+//! command opens, offers and closes them, the session state only keeps
+//! them findable by session and address.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sixpath_protocol::socks6::idempotence::MAX_WINDOW_SIZE;
 use sixpath_protocol::socks6::{OptionKind, Request, SessionId, SocksOption, Window};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::secret::Secret;
@@ -221,7 +231,7 @@ pub struct Sessions {
     serial: AtomicU64,
     limits: SessionLimits,
     table: Mutex<Table>,
-    backlogs: crate::bind::Backlogs,
+    backlogs: Backlogs,
 }
 
 /// A request's place in a session, once [`Sessions::admit`] has read its
@@ -282,12 +292,12 @@ impl Sessions {
                 ended: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
-            backlogs: crate::bind::Backlogs::default(),
+            backlogs: Backlogs::default(),
         }
     }
 
     /// BIND listeners kept open for the sessions' Listen Backlogs.
-    pub fn backlogs(&self) -> &crate::bind::Backlogs {
+    pub fn backlogs(&self) -> &Backlogs {
         &self.backlogs
     }
 
@@ -589,6 +599,54 @@ impl Sessions {
             None => {}
         }
         Ok(opts)
+    }
+}
+
+/// Listeners kept open by SOCKS6 BINDs with Listen Backlog, by session and
+/// advertised address. Entries are weak: the initial BIND connection owns
+/// its listener, and further BINDs borrow it while they wait for a peer.
+#[derive(Debug, Default)]
+pub struct Backlogs {
+    map: Mutex<BacklogMap>,
+}
+
+/// Session ID bytes and advertised address → the listener.
+type BacklogMap = HashMap<(Vec<u8>, SocketAddr), Weak<TcpListener>>;
+
+impl Backlogs {
+    fn map(&self) -> std::sync::MutexGuard<'_, BacklogMap> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Offers `listener`, advertised at `addr`, to further BINDs of
+    /// `session`.
+    pub fn insert(&self, session: &SessionId, addr: SocketAddr, listener: &Arc<TcpListener>) {
+        let key = (session.as_bytes().to_vec(), addr);
+        let mut map = self.map();
+        map.retain(|_, l| l.strong_count() > 0);
+        map.insert(key, Arc::downgrade(listener));
+    }
+
+    /// Stops offering the listener of `session` at `addr`.
+    pub fn remove(&self, session: &SessionId, addr: SocketAddr) {
+        self.map().remove(&(session.as_bytes().to_vec(), addr));
+    }
+
+    /// The backlog listener of `session` at `addr`, if it is still open.
+    pub fn find(&self, session: &SessionId, addr: SocketAddr) -> Option<Arc<TcpListener>> {
+        self.map()
+            .get(&(session.as_bytes().to_vec(), addr))
+            .and_then(Weak::upgrade)
+    }
+
+    /// Open backlog listeners.
+    pub fn len(&self) -> usize {
+        self.map().values().filter(|l| l.strong_count() > 0).count()
+    }
+
+    /// Whether no backlog listener is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

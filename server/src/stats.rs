@@ -16,8 +16,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::conn::Outcome;
 use crate::limits::Refused;
+use crate::relay::RelayStats;
 use crate::sys::Transport;
 
 /// Protocols as counted (index into the per-protocol arrays).
@@ -175,11 +175,19 @@ impl Stats {
         }
     }
 
-    /// Counts a finished connection (called beside its log line).
-    pub fn record(&self, transport: Transport, o: &Outcome) {
+    /// Counts a finished connection (called beside its log line): its
+    /// protocol (`None` if none was detected), the reply it got and the
+    /// relay's counts, if it got that far.
+    pub fn record(
+        &self,
+        transport: Transport,
+        protocol: Option<&str>,
+        reply: &str,
+        relay: Option<&RelayStats>,
+    ) {
         let p = PROTOCOLS
             .iter()
-            .position(|&n| Some(n) == o.protocol)
+            .position(|&n| Some(n) == protocol)
             .unwrap_or(PROTOCOLS.len() - 1);
         if let Some(c) = self.connections.get(p) {
             add(c, 1);
@@ -193,14 +201,14 @@ impl Stats {
             add(c, 1);
         }
         add(&self.subflows, u64::from(transport.subflows()));
-        let class = ReplyClass::of(&o.reply);
+        let class = ReplyClass::of(reply);
         if let Some(c) = self.replies.get(p).and_then(|r| r.get(class as usize)) {
             add(c, 1);
         }
-        if o.reply.contains(": egress to ") {
+        if reply.contains(": egress to ") {
             add(&self.egress_denied, 1);
         }
-        if let Some(r) = &o.relay {
+        if let Some(r) = relay {
             add(&self.relayed, 1);
             add(&self.bytes_up, r.client_to_target);
             add(&self.bytes_down, r.target_to_client);

@@ -1,14 +1,13 @@
-//! The converter side of the 0-RTT TCP Convert protocol (RFC 8803).
+//! The converter side of the 0-RTT TCP Convert protocol (RFC 8803), up to
+//! the Connect it asks for.
 //!
 //! The client's Convert message is read (usually straight out of the SYN,
 //! thanks to the TFO listener), validated by the protocol crate, and
 //! answered:
 //!
 //! - Info only: the Supported TCP Extensions TLV, then a graceful close.
-//! - Connect: the downstream connection is opened with the bytes after the
-//!   Convert message as its first data; on success the reply (header only,
-//!   or with an Extended TCP Header for an Extended Connect) is written
-//!   before any byte from the server, then the relay runs.
+//! - Connect: handed to the CONNECT command ([`Accepted`]), which opens the
+//!   downstream connection and replies.
 //! - Any failure: header + Error TLV, then FIN — "The Transport Converter
 //!   MUST NOT send a RST immediately after the detection of an error"
 //!   (RFC 8803 §5.2.8 / digest §2.9).
@@ -38,21 +37,15 @@
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use sixpath_protocol::convert::{
-    Cookie, ErrorTlv, ExtendedTcpHeader, Message, Request, SupportedTcpExtensions, TcpOptionKind,
-    Tlv,
+    Connect, Cookie, ErrorTlv, Message, Request, SupportedTcpExtensions, TcpOptionKind, Tlv,
 };
-use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Framed, read_by};
-use crate::conn::{Handoff, Outcome, Shared};
-use crate::outbound::{ConnectError, ConnectOptions};
 use crate::secret::Secret;
-use crate::sys;
+use crate::state::{Outcome, Shared};
 
 /// Length of an issued cookie: 128 bits of HMAC-SHA256, a multiple of 4
 /// so that the padded Cookie TLV value is the cookie itself.
@@ -133,55 +126,26 @@ const SUPPORTED: [TcpOptionKind; 4] = [
     TcpOptionKind::FAST_OPEN,
 ];
 
-/// The Error TLV for a failed downstream connection (digest §2.9 mapping).
-fn error_tlv(e: &ConnectError) -> ErrorTlv {
-    match e {
-        ConnectError::Refused(_) => ErrorTlv::connection_reset(),
-        ConnectError::HostUnreachable { icmp_code, .. } => {
-            ErrorTlv::destination_unreachable(icmp_code.unwrap_or(1))
-        }
-        ConnectError::NetworkUnreachable { icmp_code, .. } => {
-            ErrorTlv::destination_unreachable(icmp_code.unwrap_or(0))
-        }
-        ConnectError::Denied { .. } => ErrorTlv::not_authorized(),
-        ConnectError::Resources(_) => ErrorTlv::resource_exceeded(0),
-        ConnectError::TimedOut(_)
-        | ConnectError::TtlExpired(_)
-        | ConnectError::Dns { .. }
-        | ConnectError::Other(_) => ErrorTlv::network_failure(0),
-    }
+/// A Convert request the handshake accepted: a Connect, for the CONNECT
+/// command.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The Connect TLV: the destination and the TCP options asked for.
+    pub connect: Connect,
+    /// The Supported TCP Extensions TLV when the client also asked for
+    /// Info: it goes first in the reply.
+    pub info: Option<Tlv>,
 }
 
-/// What the downstream SYN+ACK negotiated, rebuilt from `TCP_INFO` and
-/// `TCP_MAXSEG` (a userspace converter cannot read the SYN+ACK itself):
-/// MSS, SACK-permitted, timestamps, window scale; MPTCP when the
-/// downstream connection is Multipath TCP.
-fn negotiated_options(stream: &TcpStream) -> Vec<u8> {
-    let mut out = Vec::with_capacity(20);
-    if let Ok(mss) = SockRef::from(stream).tcp_mss() {
-        out.extend([2, 4]);
-        out.extend((mss.min(u32::from(u16::MAX)) as u16).to_be_bytes());
-    }
-    let opts = sys::tcpi_options(stream).unwrap_or(0);
-    if opts & 0x2 != 0 {
-        out.extend([4, 2]); // SACK-permitted
-    }
-    if opts & 0x1 != 0 {
-        out.extend([8, 10, 0, 0, 0, 0, 0, 0, 0, 0]); // timestamps (values not kept)
-    }
-    if matches!(sys::transport(stream), sys::Transport::Mptcp { .. }) {
-        out.extend([30, 2]);
-    }
-    out
-}
-
-/// Serves a Convert client (first byte 1).
+/// The handshake of a Convert client (first byte 1): the stream and the
+/// Connect to serve, or `None` once the client has been answered (or is
+/// gone) and `out` says why.
 pub async fn serve<S>(
     mut f: Framed<S>,
     shared: &Shared,
     deadline: Instant,
     out: &mut Outcome,
-) -> Option<Handoff<S>>
+) -> Option<(Framed<S>, Accepted)>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -224,54 +188,10 @@ where
         f.reject(&ErrorTlv::not_authorized().reply_bytes()).await;
         return None;
     }
-    let wants = |k: TcpOptionKind| connect.requested_tcp_options().any(|o| o.kind() == k);
-    let opts = ConnectOptions {
-        timeout: shared.settings.connect_timeout,
-        mptcp: wants(TcpOptionKind::MPTCP),
-        fast_open: wants(TcpOptionKind::FAST_OPEN),
-        ..ConnectOptions::default()
-    };
-    // The bytes after the Convert message are the client's first data.
-    let client_first = f.buffered().to_vec();
-    let host = sixpath_protocol::Address::from(dest.ip());
-    match shared
-        .connector
-        .connect(&host, dest.port(), &client_first, &opts)
-        .await
-    {
-        Ok(c) => {
-            let mut tlvs = Vec::new();
-            if req.info
-                && let Ok(t) = SupportedTcpExtensions::new(&SUPPORTED)
-            {
-                tlvs.push(Tlv::SupportedTcpExtensions(t));
-            }
-            // "A Transport Converter MUST return this TLV if the Client sent
-            // an Extended Connect TLV and the connection was accepted."
-            if connect.is_extended() {
-                tlvs.push(Tlv::ExtendedTcpHeader(ExtendedTcpHeader::new(
-                    negotiated_options(&c.stream),
-                )));
-            }
-            let reply = Message::new(tlvs).unwrap_or_else(|_| Message::header_only());
-            // The reply goes out in one write, before any server byte.
-            if f.send(&reply.to_bytes()).await.is_err() {
-                out.reply = "client gone before reply".into();
-                return None;
-            }
-            out.reply = "connected".into();
-            // The client's first bytes went out with the connection.
-            let (client, _) = f.into_parts();
-            let sent = client_first.len() as u64;
-            Some(Handoff::from_parts(client, BytesMut::new(), c.stream, sent))
-        }
-        Err(e) => {
-            let tlv = error_tlv(&e);
-            out.reply = format!("{:?}: {e}", tlv.code());
-            f.reject(&tlv.reply_bytes()).await;
-            None
-        }
-    }
+    // Info asked for with the Connect: the capabilities go first in the
+    // reply the CONNECT command writes.
+    let info = if req.info { supported.ok() } else { None };
+    Some((f, Accepted { connect, info }))
 }
 
 #[cfg(test)]

@@ -2,6 +2,12 @@
 //! buffered reader that decodes messages incrementally with the protocol
 //! crate and keeps the bytes that follow a handshake for the target.
 //!
+//! A handshake owns everything before the command: it decodes the
+//! client's messages, answers the invalid ones with the reply the protocol
+//! crate names, authenticates, takes the user's connection slot, and
+//! returns a typed request (`Accepted`) for the connection driver to hand
+//! to its command. It serves no command and knows no command module.
+//!
 //! - [`convert`]: the 0-RTT TCP Convert protocol (RFC 8803).
 //! - [`socks5`]: SOCKS5 (RFC 1928, RFC 1929) and SOCKS4/4a.
 //! - [`socks6`]: SOCKS6 (draft -11) with 0-RTT initial data and
@@ -11,7 +17,7 @@ pub mod convert;
 pub mod socks5;
 pub mod socks6;
 
-use crate::outbound::ConnectError;
+use crate::state::Outcome;
 
 pub use sixpath_net::framed::{Framed, MAX_HANDSHAKE, ReadError};
 
@@ -22,7 +28,7 @@ pub use sixpath_net::framed::{Framed, MAX_HANDSHAKE, ReadError};
 /// already says why.
 pub async fn read_by<T, E: std::fmt::Display>(
     deadline: tokio::time::Instant,
-    out: &mut crate::conn::Outcome,
+    out: &mut Outcome,
     read: impl Future<Output = Result<T, ReadError<E>>>,
 ) -> Result<T, Option<E>> {
     match tokio::time::timeout_at(deadline, read).await {
@@ -36,20 +42,5 @@ pub async fn read_by<T, E: std::fmt::Display>(
             out.reply = "handshake timeout".into();
             Err(None)
         }
-    }
-}
-
-/// The SOCKS reply code (the same values in SOCKS5 and SOCKS6, 0x01–0x09)
-/// for a failed outbound connection. SOCKS5 has no 0x09: `socks5` maps a
-/// timeout to host unreachable (0x04) itself.
-pub fn socks_reply_code(e: &ConnectError) -> u8 {
-    match e {
-        ConnectError::Denied { .. } => 0x02,
-        ConnectError::NetworkUnreachable { .. } => 0x03,
-        ConnectError::HostUnreachable { .. } | ConnectError::Dns { .. } => 0x04,
-        ConnectError::Refused(_) => 0x05,
-        ConnectError::TtlExpired(_) => 0x06,
-        ConnectError::TimedOut(_) => 0x09,
-        ConnectError::Resources(_) | ConnectError::Other(_) => 0x01,
     }
 }

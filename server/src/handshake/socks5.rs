@@ -1,10 +1,8 @@
-//! SOCKS5 (RFC 1928) with username/password (RFC 1929), and SOCKS4/4a.
-//!
-//! CONNECT is served here; BIND ([`crate::bind`]) and UDP ASSOCIATE
-//! ([`crate::udp`]) are handed off after the request. Every decode error
-//! gets the reply the protocol crate names for it.
-
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+//! SOCKS5 (RFC 1928) with username/password (RFC 1929), and SOCKS4/4a:
+//! method selection, authentication and the request, up to the command it
+//! names ([`Accepted`]). Every decode error gets the reply the protocol
+//! crate names for it; a command this server does not serve is refused
+//! here.
 
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks5::{
@@ -14,9 +12,26 @@ use sixpath_protocol::socks5::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, read_by, socks_reply_code};
-use crate::conn::{Handoff, Outcome, Shared};
-use crate::outbound::{ConnectError, ConnectOptions};
+use super::{Framed, ReadError, read_by};
+use crate::state::{Outcome, Shared};
+
+/// A SOCKS5 or SOCKS4 request the handshake accepted: the command to serve
+/// and the request's endpoint (DST.ADDR and DST.PORT; for SOCKS4 the
+/// request, whose endpoint is DSTIP, or the 4A name, and DSTPORT).
+#[derive(Debug)]
+pub enum Accepted {
+    /// SOCKS5 CONNECT to the endpoint.
+    Connect(Endpoint),
+    /// SOCKS5 BIND expecting a peer at the endpoint.
+    Bind(Endpoint),
+    /// SOCKS5 UDP ASSOCIATE; the endpoint is where the client says it will
+    /// send from.
+    UdpAssociate(Endpoint),
+    /// SOCKS4 CONNECT to the request's endpoint.
+    Socks4Connect(Socks4Request),
+    /// SOCKS4 BIND expecting a peer at the request's endpoint.
+    Socks4Bind(Socks4Request),
+}
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::with_capacity(32);
@@ -24,13 +39,15 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     v
 }
 
-/// Serves a SOCKS5 or SOCKS4 client (first byte 5 or 4).
+/// The handshake of a SOCKS5 or SOCKS4 client (first byte 5 or 4): the
+/// stream and the request to serve, or `None` once the client has been
+/// answered (or is gone) and `out` says why.
 pub async fn serve<S>(
     mut f: Framed<S>,
     shared: &Shared,
     deadline: Instant,
     out: &mut Outcome,
-) -> Option<Handoff<S>>
+) -> Option<(Framed<S>, Accepted)>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -122,64 +139,20 @@ where
         f.reject(&encode(|b| Reply::failure(code).encode(b))).await;
         return None;
     }
-    if req.command == Command::BIND {
-        crate::bind::serve_socks5(f, shared, &req.endpoint, out).await;
-        return None;
-    }
-    if req.command == Command::UDP_ASSOCIATE {
-        crate::udp::serve_socks5(f, shared, &req.endpoint, out).await;
-        return None;
-    }
-    if req.command != Command::CONNECT {
-        out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
-        f.reject(&encode(|b| {
-            Reply::failure(ReplyCode::COMMAND_NOT_SUPPORTED).encode(b);
-        }))
-        .await;
-        return None;
-    }
-    let opts = ConnectOptions {
-        timeout: shared.settings.connect_timeout,
-        ..ConnectOptions::default()
-    };
-    match shared
-        .connector
-        .connect(&req.endpoint.addr, req.endpoint.port, b"", &opts)
-        .await
-    {
-        Ok(c) => {
-            let bind = c
-                .stream
-                .local_addr()
-                .map_or_else(|_| Endpoint::unspecified(), Endpoint::from);
-            if f.send(&encode(|b| {
-                Reply::new(ReplyCode::SUCCEEDED, bind).encode(b);
+    let accepted = match req.command {
+        Command::CONNECT => Accepted::Connect(req.endpoint),
+        Command::BIND => Accepted::Bind(req.endpoint),
+        Command::UDP_ASSOCIATE => Accepted::UdpAssociate(req.endpoint),
+        _ => {
+            out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
+            f.reject(&encode(|b| {
+                Reply::failure(ReplyCode::COMMAND_NOT_SUPPORTED).encode(b);
             }))
-            .await
-            .is_err()
-            {
-                out.reply = "client gone before reply".into();
-                return None;
-            }
-            out.reply = format!("{:?}", ReplyCode::SUCCEEDED);
-            Some(Handoff::new(f, c.stream, 0))
+            .await;
+            return None;
         }
-        Err(e) => {
-            let code = socks5_code(&e);
-            out.reply = format!("{code:?}: {e}");
-            f.reject(&encode(|b| Reply::failure(code).encode(b))).await;
-            None
-        }
-    }
-}
-
-/// SOCKS5 has no "timed out" code; a timeout is reported as host
-/// unreachable (0x04).
-fn socks5_code(e: &ConnectError) -> ReplyCode {
-    match socks_reply_code(e) {
-        0x09 => ReplyCode::HOST_UNREACHABLE,
-        c => ReplyCode(c),
-    }
+    };
+    Some((f, accepted))
 }
 
 async fn serve_socks4<S>(
@@ -187,7 +160,7 @@ async fn serve_socks4<S>(
     shared: &Shared,
     deadline: Instant,
     out: &mut Outcome,
-) -> Option<Handoff<S>>
+) -> Option<(Framed<S>, Accepted)>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -207,8 +180,7 @@ where
     // SOCKS4 has no password: it is served only where no authentication
     // is configured.
     if !shared.auth_required() && req.command() == Socks4Command::BIND {
-        crate::bind::serve_socks4(f, shared, req.endpoint(), out).await;
-        return None;
+        return Some((f, Accepted::Socks4Bind(req)));
     }
     if shared.auth_required() || req.command() != Socks4Command::CONNECT {
         out.reply = "rejected (authentication required or command not supported)".into();
@@ -216,33 +188,5 @@ where
             .await;
         return None;
     }
-    let opts = ConnectOptions {
-        timeout: shared.settings.connect_timeout,
-        ..ConnectOptions::default()
-    };
-    let ep = req.endpoint();
-    match shared
-        .connector
-        .connect(&ep.addr, ep.port, b"", &opts)
-        .await
-    {
-        Ok(c) => {
-            let bind = match c.stream.local_addr() {
-                Ok(SocketAddr::V4(a)) => a,
-                _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            };
-            let reply = encode(|b| Socks4Reply::new(Socks4ReplyCode::GRANTED, bind).encode(b));
-            if f.send(&reply).await.is_err() {
-                return None;
-            }
-            out.reply = "GRANTED".into();
-            Some(Handoff::new(f, c.stream, 0))
-        }
-        Err(e) => {
-            out.reply = format!("REJECTED_OR_FAILED: {e}");
-            f.reject(&rejected(Socks4ReplyCode::REJECTED_OR_FAILED))
-                .await;
-            None
-        }
-    }
+    Some((f, Accepted::Socks4Connect(req)))
 }

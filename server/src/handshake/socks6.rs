@@ -1,12 +1,12 @@
-//! SOCKS6 (draft-olteanu-intarea-socks-6-11): NOOP, CONNECT with 0-RTT
-//! initial data and 0-RTT username/password, BIND and UDP ASSOCIATE (in
-//! [`crate::bind`] and [`crate::udp`]), sessions, idempotence tokens and
-//! Stack options.
+//! SOCKS6 (draft-olteanu-intarea-socks-6-11) up to its command: the
+//! Request with its 0-RTT Initial Data, 0-RTT username/password, sessions
+//! and idempotence tokens, the Authentication Reply, and the request to
+//! serve ([`Accepted`]: NOOP, CONNECT, BIND or UDP ASSOCIATE).
 //!
 //! The Request and its declared initial data are read first; the
-//! Authentication Reply follows at once (fast path, no round trip) and the
-//! outbound connection starts with the initial data as its first bytes, in
-//! the SYN when the client asked for TFO.
+//! Authentication Reply follows at once (fast path, no round trip), so the
+//! CONNECT command can start the outbound connection with the initial data
+//! as its first bytes, in the SYN when the client asked for TFO.
 //!
 //! Session and idempotence options are handled by [`crate::session`]
 //! before the command runs: a request in a valid session skips
@@ -14,14 +14,8 @@
 //! a replayed token fails the Authentication Reply, so the command is never
 //! performed. A new Session ID goes into the Authentication Reply and the
 //! successful Operation Reply (digest §5.2).
-//!
-//! Stack options: TOS, TTL and No Fragmentation are set on the outbound
-//! socket before its SYN, and on the client's socket for the client-proxy
-//! leg; Happy Eyeballs, TFO and MPTCP shape the outbound connect. The
-//! Operation Reply reports each one the kernel took, on the legs where it
-//! took it; the others are left out ("the client sees that as the option's
-//! absence", digest §3.2).
 
+use bytes::BytesMut;
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::{
     AuthReplyType, AuthenticationReply, Command, Method, OperationReply, OptionKind, ReplyCode,
@@ -30,13 +24,46 @@ use sixpath_protocol::socks6::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, read_by, socks_reply_code};
-use crate::conn::{Handoff, Outcome, Shared};
+use super::{Framed, ReadError, read_by};
 use crate::session::Admission;
+use crate::state::{Outcome, Shared};
 
-mod stack;
-
-use stack::Stack;
+/// A SOCKS6 request past its Authentication Reply: the command to serve,
+/// with what it needs. `new_session` is a session this request created:
+/// its ID goes into the successful Operation Reply.
+#[derive(Debug)]
+pub enum Accepted {
+    /// NOOP.
+    Noop {
+        /// The session the request created.
+        new_session: Option<SessionId>,
+    },
+    /// CONNECT, with the Initial Data for the target.
+    Connect {
+        /// The Request.
+        req: Request,
+        /// The Initial Data.
+        initial: BytesMut,
+        /// The session the request created.
+        new_session: Option<SessionId>,
+    },
+    /// BIND; `session` is the request's session (created or joined).
+    Bind {
+        /// The Request.
+        req: Request,
+        /// The request's session.
+        session: Option<SessionId>,
+        /// The session the request created.
+        new_session: Option<SessionId>,
+    },
+    /// UDP ASSOCIATE.
+    UdpAssociate {
+        /// The Request.
+        req: Request,
+        /// The session the request created.
+        new_session: Option<SessionId>,
+    },
+}
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
@@ -107,13 +134,16 @@ fn user_gone(shared: &Shared, user: Option<&str>) -> bool {
     }
 }
 
-/// Serves a SOCKS6 client (first byte 6).
+/// The handshake of a SOCKS6 client (first byte 6): the stream and the
+/// request to serve, or `None` once the client has been answered (or is
+/// gone) and `out` says why. Initial Data is kept for CONNECT only; for
+/// other commands it is consumed and not forwarded (digest §5.3).
 pub async fn serve<S>(
     mut f: Framed<S>,
     shared: &Shared,
     deadline: Instant,
     out: &mut Outcome,
-) -> Option<Handoff<S>>
+) -> Option<(Framed<S>, Accepted)>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -215,85 +245,26 @@ where
         return None;
     }
 
-    match req.command {
-        Command::NOOP => {
-            out.reply = format!("{:?}", ReplyCode::SUCCESS);
-            let mut reply = OperationReply::new(ReplyCode::SUCCESS, Endpoint::unspecified());
-            push_session_id(&mut reply, new_session.as_ref());
-            f.reject(&encode(|b| reply.encode(b))).await;
-        }
-        Command::CONNECT => {
-            return connect(f, shared, &req, &initial, new_session.as_ref(), out).await;
-        }
-        Command::BIND => {
-            let (s, new) = (session.as_ref(), new_session.as_ref());
-            crate::bind::serve_socks6(f, shared, &req, s, new, out).await;
-        }
-        Command::UDP_ASSOCIATE => {
-            crate::udp::serve_socks6(f, shared, &req, new_session.as_ref(), out).await;
-        }
+    let accepted = match req.command {
+        Command::NOOP => Accepted::Noop { new_session },
+        Command::CONNECT => Accepted::Connect {
+            req,
+            initial,
+            new_session,
+        },
+        Command::BIND => Accepted::Bind {
+            req,
+            session,
+            new_session,
+        },
+        Command::UDP_ASSOCIATE => Accepted::UdpAssociate { req, new_session },
         _ => {
             out.reply = format!("{:?}", ReplyCode::COMMAND_NOT_SUPPORTED);
             let reply =
                 OperationReply::new(ReplyCode::COMMAND_NOT_SUPPORTED, Endpoint::unspecified());
             f.reject(&encode(|b| reply.encode(b))).await;
+            return None;
         }
-    }
-    None
-}
-
-/// A new Session ID goes into the successful Operation Reply too: "Session
-/// ID Option in the successful Operation Reply" (-11 text; digest §5.2).
-pub(crate) fn push_session_id(reply: &mut OperationReply, id: Option<&SessionId>) {
-    if let Some(id) = id {
-        let _ = reply.options.push(SocksOption::SessionId(id.clone()));
-    }
-}
-
-async fn connect<S>(
-    mut f: Framed<S>,
-    shared: &Shared,
-    req: &Request,
-    initial: &[u8],
-    new_session: Option<&SessionId>,
-    out: &mut Outcome,
-) -> Option<Handoff<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let stack = Stack::of(req);
-    let opts = stack.connect_options(shared);
-    match shared
-        .connector
-        .connect(&req.endpoint.addr, req.endpoint.port, initial, &opts)
-        .await
-    {
-        Ok(c) => {
-            let bind = c
-                .stream
-                .local_addr()
-                .map_or_else(|_| Endpoint::unspecified(), Endpoint::from);
-            let mut reply = OperationReply::new(ReplyCode::SUCCESS, bind);
-            let client = stack.apply_client_leg(f.get_ref());
-            let used_mptcp = matches!(
-                crate::sys::transport(&c.stream),
-                crate::sys::Transport::Mptcp { .. }
-            );
-            stack.report(c.applied, client, used_mptcp, &mut reply);
-            push_session_id(&mut reply, new_session);
-            if f.send(&encode(|b| reply.encode(b))).await.is_err() {
-                out.reply = "client gone before reply".into();
-                return None;
-            }
-            out.reply = format!("{:?}", ReplyCode::SUCCESS);
-            Some(Handoff::new(f, c.stream, initial.len() as u64))
-        }
-        Err(e) => {
-            let code = ReplyCode(socks_reply_code(&e));
-            out.reply = format!("{code:?}: {e}");
-            let reply = OperationReply::new(code, Endpoint::unspecified());
-            f.reject(&encode(|b| reply.encode(b))).await;
-            None
-        }
-    }
+    };
+    Some((f, accepted))
 }

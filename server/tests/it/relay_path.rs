@@ -1,7 +1,7 @@
-//! The server's relay call site (`conn::relay_with_leftover`, used by every
-//! handshake) takes the `splice(2)` path for plain TCP sockets.
+//! The server's relay call site (`command::relay_with_leftover`, used by
+//! every command) takes the `splice(2)` path for plain TCP sockets.
 
-use sixpath_server::conn::relay_with_leftover;
+use sixpath_server::command::relay_with_leftover;
 use sixpath_server::relay::{RelayEnd, RelayMode, RelayOptions, RelayPath};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -35,17 +35,17 @@
 //!   and reported with the parity obtained; no counterpart port is
 //!   reserved (Reserve 0).
 //!
-//! Limits: `--max-udp-associations` in total; per association a queue of
+//! Limits: `--max-udp-associations` in total (the server-wide registry in
+//! [`crate::associations`]); per association a queue of
 //! [`QUEUE`] datagrams and [`QUEUE_BYTES`] bytes towards targets, and as
 //! much towards a client that takes its datagrams over TCP;
 //! datagrams beyond it are dropped and counted, never buffered.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -62,12 +62,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::bind::{for_family, privileged};
-use crate::conn::{Outcome, Shared};
-use crate::handshake::Framed;
+use sixpath_net::framed::Framed;
+
+use super::{for_family, privileged, push_session_id};
+use crate::associations::{FromUdp, UdpStats};
 use crate::outbound::Connector;
 use crate::policy::unmap;
-use crate::relay::{RelayEnd, RelayStats};
+use crate::relay::{RelayEnd, RelayPath, RelayStats};
+use crate::state::{Outcome, Shared};
 
 /// Datagrams queued per association in each direction that can back up.
 pub const QUEUE: usize = 256;
@@ -80,51 +82,6 @@ const MAX_DATAGRAM: usize = 65_535;
 const PARITY_ATTEMPTS: usize = 16;
 /// How long a name in a datagram's destination may take to resolve.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Counters of one association, also summed over all of them.
-#[derive(Debug, Default)]
-pub struct UdpStats {
-    /// Datagrams relayed client to target.
-    pub datagrams_out: AtomicU64,
-    /// Datagrams relayed target to client.
-    pub datagrams_in: AtomicU64,
-    /// Payload bytes relayed client to target.
-    pub bytes_out: AtomicU64,
-    /// Payload bytes relayed target to client.
-    pub bytes_in: AtomicU64,
-    /// Datagrams dropped by the egress policy (either direction) or
-    /// because their destination did not resolve.
-    pub denied: AtomicU64,
-    /// Datagrams dropped as malformed, fragmented, from a foreign source
-    /// or on the wrong channel.
-    pub rejected: AtomicU64,
-    /// Datagrams dropped because a queue was full.
-    pub queue_full: AtomicU64,
-}
-
-impl UdpStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
-    fn merge_into(&self, total: &Self) {
-        for (from, to) in [
-            (&self.datagrams_out, &total.datagrams_out),
-            (&self.datagrams_in, &total.datagrams_in),
-            (&self.bytes_out, &total.bytes_out),
-            (&self.bytes_in, &total.bytes_in),
-            (&self.denied, &total.denied),
-            (&self.rejected, &total.rejected),
-            (&self.queue_full, &total.queue_full),
-        ] {
-            Self::add(to, Self::get(from));
-        }
-    }
-}
 
 /// Bytes queued in one direction of one association, at most
 /// [`QUEUE_BYTES`].
@@ -144,99 +101,6 @@ impl Budget {
     /// Releases `n` bytes.
     fn give(&self, n: usize) {
         self.0.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
-/// A SOCKS6 datagram that came over UDP to a listener's port.
-#[derive(Debug)]
-struct FromUdp {
-    socket: Arc<UdpSocket>,
-    from: SocketAddr,
-    datagram: Datagram,
-}
-
-/// Every live association: the cap, the SOCKS6 Association IDs reachable
-/// over UDP, and the counters summed over finished associations.
-#[derive(Debug)]
-pub struct Associations {
-    max: usize,
-    active: AtomicUsize,
-    by_id: Mutex<HashMap<u64, mpsc::Sender<FromUdp>>>,
-    /// Counters of finished associations.
-    pub stats: UdpStats,
-}
-
-/// A place in [`Associations`]; frees it (and the ID) when dropped.
-struct Slot<'a> {
-    all: &'a Associations,
-    id: Option<u64>,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.all.ids().remove(&id);
-        }
-        self.all.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Associations {
-    /// At most `max` associations at once.
-    pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            active: AtomicUsize::new(0),
-            by_id: Mutex::new(HashMap::new()),
-            stats: UdpStats::default(),
-        }
-    }
-
-    /// Live associations.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Acquire)
-    }
-
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<FromUdp>>> {
-        self.by_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn reserve(&self) -> Option<Slot<'_>> {
-        let mut n = self.active.load(Ordering::Acquire);
-        loop {
-            if n >= self.max {
-                return None;
-            }
-            match self
-                .active
-                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    return Some(Slot {
-                        all: self,
-                        id: None,
-                    });
-                }
-                Err(now) => n = now,
-            }
-        }
-    }
-
-    /// Registers a fresh random Association ID for `slot`.
-    fn register(&self, slot: &mut Slot<'_>, tx: mpsc::Sender<FromUdp>) -> io::Result<u64> {
-        let mut ids = self.ids();
-        loop {
-            let mut b = [0u8; 8];
-            getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
-            let id = u64::from_be_bytes(b);
-            if let std::collections::hash_map::Entry::Vacant(e) = ids.entry(id) {
-                e.insert(tx);
-                slot.id = Some(id);
-                return Ok(id);
-            }
-        }
     }
 }
 
@@ -496,7 +360,7 @@ impl Engine {
             client_to_target: UdpStats::get(&s.bytes_out),
             target_to_client: UdpStats::get(&s.bytes_in),
             end,
-            path: crate::relay::RelayPath::Copy,
+            path: RelayPath::Copy,
         });
         s.merge_into(&shared.udp.stats);
     }
@@ -710,7 +574,7 @@ pub async fn serve_socks6<S>(
             },
         }));
     }
-    crate::handshake::socks6::push_session_id(&mut reply, new_session);
+    push_session_id(&mut reply, new_session);
     let mut hello = encode(|b| reply.encode(b));
     let init = UdpMessage::AssociationInit { id };
     let _ = init.encode(&mut hello);
@@ -913,21 +777,5 @@ mod tests {
         assert!(b.take(10));
         b.give(QUEUE_BYTES);
         assert!(b.take(QUEUE_BYTES));
-    }
-
-    #[test]
-    fn association_cap_is_enforced_and_slots_free_on_drop() {
-        let all = Associations::new(2);
-        let a = all.reserve().expect("first");
-        let mut b = all.reserve().expect("second");
-        assert!(all.reserve().is_none(), "cap of 2");
-        let (tx, _rx) = mpsc::channel(1);
-        let id = all.register(&mut b, tx).expect("id");
-        assert!(all.ids().contains_key(&id));
-        drop(b);
-        assert!(!all.ids().contains_key(&id), "ID released");
-        assert_eq!(all.active(), 1);
-        drop(a);
-        assert_eq!(all.active(), 0);
     }
 }

@@ -43,12 +43,13 @@
 //!   first reply naming that address, a second naming the peer, then the
 //!   relay. Outside a session a requested backlog is answered with Backlog
 //!   0 ("If it provides no backlog it signals 0 and BIND behaves
-//!   normally").
+//!   normally"). The held listeners are found through the session state
+//!   ([`crate::session::Backlogs`]); this command opens, offers and closes
+//!   them.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -62,20 +63,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::conn::{Outcome, Shared, relay_with_leftover};
-use crate::handshake::Framed;
+use sixpath_net::framed::Framed;
+
+use super::{for_family, privileged, push_session_id, relay_with_leftover, socks_reply_code};
 use crate::outbound::ConnectError;
 use crate::policy::unmap;
+use crate::state::{Outcome, Shared};
 use crate::sys;
 
 /// Client bytes held while waiting for the peer; more is a protocol
 /// violation (the client has not been told the BIND succeeded).
 const MAX_EARLY: usize = 64 * 1024;
-
-/// Ports a client may not ask a SOCKS6 BIND or UDP ASSOCIATE to use.
-pub(crate) const fn privileged(port: u16) -> bool {
-    port != 0 && port < 1024
-}
 
 /// Why a BIND failed, with the code each protocol sends.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +108,7 @@ impl BindError {
     fn code(&self, socks6: bool) -> u8 {
         match self {
             Self::NotAllowed(_) => 0x02,
-            Self::Dns(e) => crate::handshake::socks_reply_code(e),
+            Self::Dns(e) => socks_reply_code(e),
             Self::TimedOut(_) if socks6 => 0x09,
             Self::TimedOut(_) => 0x04,
             Self::AddressType(_) => 0x08,
@@ -142,56 +140,6 @@ pub struct ListenOptions {
 
 /// The largest Listen Backlog this server grants.
 pub const MAX_LISTEN_BACKLOG: u16 = 128;
-
-/// Listeners kept open by SOCKS6 BINDs with Listen Backlog, by session and
-/// advertised address. Entries are weak: the initial BIND connection owns
-/// its listener, and further BINDs borrow it while they wait for a peer.
-#[derive(Debug, Default)]
-pub struct Backlogs {
-    map: Mutex<BacklogMap>,
-}
-
-/// Session ID bytes and advertised address → the listener.
-type BacklogMap = HashMap<(Vec<u8>, SocketAddr), Weak<Listening>>;
-
-impl Backlogs {
-    fn map(&self) -> std::sync::MutexGuard<'_, BacklogMap> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn insert(&self, session: &SessionId, listening: &Arc<Listening>) {
-        let key = (session.as_bytes().to_vec(), listening.advertised);
-        let mut map = self.map();
-        map.retain(|_, l| l.strong_count() > 0);
-        map.insert(key, Arc::downgrade(listening));
-    }
-
-    fn remove(&self, session: &SessionId, addr: SocketAddr) {
-        self.map().remove(&(session.as_bytes().to_vec(), addr));
-    }
-
-    /// The backlog listener of `session` at `addr`, if it is still open.
-    fn find(&self, session: &SessionId, addr: SocketAddr) -> Option<Arc<Listening>> {
-        self.map()
-            .get(&(session.as_bytes().to_vec(), addr))
-            .and_then(Weak::upgrade)
-    }
-
-    /// Open backlog listeners.
-    pub fn len(&self) -> usize {
-        self.map().values().filter(|l| l.strong_count() > 0).count()
-    }
-
-    /// Whether no backlog listener is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// The configured IP of `v6`'s family in `list`.
-pub(crate) fn for_family(list: &[IpAddr], v6: bool) -> Option<IpAddr> {
-    list.iter().copied().find(|ip| ip.is_ipv6() == v6)
-}
 
 /// The local address this host would use to reach `ip`: a UDP socket is
 /// "connected" (a route lookup only, nothing is sent).
@@ -333,7 +281,7 @@ fn plan_for_bind_address(
 /// egress policy.
 async fn wait_for_peer<S: AsyncRead + Unpin>(
     shared: &Shared,
-    listening: &Listening,
+    listener: &TcpListener,
     expected: &[IpAddr],
     client: &mut S,
     early: &mut BytesMut,
@@ -343,7 +291,7 @@ async fn wait_for_peer<S: AsyncRead + Unpin>(
     let (stream, peer) = loop {
         early.reserve(4096);
         tokio::select! {
-            r = listening.listener.accept() => break r.map_err(BindError::Accept)?,
+            r = listener.accept() => break r.map_err(BindError::Accept)?,
             r = client.read_buf(early) => match r {
                 Ok(n) if n > 0 && early.len() <= MAX_EARLY => {}
                 _ => return Err(BindError::ClientGone),
@@ -377,7 +325,7 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 async fn accept_then_relay<S>(
     f: Framed<S>,
     shared: &Shared,
-    listening: Arc<Listening>,
+    listener: Arc<TcpListener>,
     expected: &[IpAddr],
     out: &mut Outcome,
     second: impl FnOnce(&TcpStream, SocketAddr) -> (Vec<u8>, String),
@@ -386,9 +334,9 @@ async fn accept_then_relay<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (mut client, mut early) = f.into_parts();
-    match wait_for_peer(shared, &listening, expected, &mut client, &mut early).await {
+    match wait_for_peer(shared, &listener, expected, &mut client, &mut early).await {
         Ok((peer_stream, peer)) => {
-            drop(listening);
+            drop(listener);
             let (reply, why) = second(&peer_stream, peer);
             out.reply = why;
             if tokio::io::AsyncWriteExt::write_all(&mut client, &reply)
@@ -448,7 +396,7 @@ where
     accept_then_relay(
         f,
         shared,
-        Arc::new(listening),
+        Arc::new(listening.listener),
         &plan.expected,
         out,
         second,
@@ -502,7 +450,7 @@ where
     accept_then_relay(
         f,
         shared,
-        Arc::new(listening),
+        Arc::new(listening.listener),
         &plan.expected,
         out,
         second,
@@ -584,16 +532,16 @@ pub async fn serve_socks6<S>(
     // connection" (digest §2.4).
     let queued = session.zip(req.endpoint.addr.ip()).and_then(|(id, ip)| {
         let addr = SocketAddr::new(ip, req.endpoint.port);
-        shared.sessions.backlogs().find(id, addr)
+        shared.sessions.backlogs().find(id, addr).map(|l| (l, addr))
     });
-    if let Some(listening) = queued {
-        let mut first = OperationReply::new(Socks6ReplyCode::SUCCESS, listening.advertised.into());
-        crate::handshake::socks6::push_session_id(&mut first, new_session);
+    if let Some((listener, advertised)) = queued {
+        let mut first = OperationReply::new(Socks6ReplyCode::SUCCESS, advertised.into());
+        push_session_id(&mut first, new_session);
         if f.send(&encode(|b| first.encode(b))).await.is_err() {
             out.reply = "client gone before reply".into();
             return;
         }
-        accept_then_relay(f, shared, listening, &[], out, second, failure).await;
+        accept_then_relay(f, shared, listener, &[], out, second, failure).await;
         return;
     }
 
@@ -611,7 +559,7 @@ pub async fn serve_socks6<S>(
     let listening = match plan_for_bind_address(shared, &req.endpoint, local)
         .and_then(|plan| listen(shared, plan.local, local, opts))
     {
-        Ok(l) => Arc::new(l),
+        Ok(l) => l,
         Err(e) => {
             out.reply = format!("BIND: {e}");
             f.reject(&fail(&e)).await;
@@ -636,37 +584,38 @@ pub async fn serve_socks6<S>(
             .options
             .push(stack(StackValue::ListenBacklog(granted)));
     }
-    crate::handshake::socks6::push_session_id(&mut first, new_session);
+    push_session_id(&mut first, new_session);
     if f.send(&encode(|b| first.encode(b))).await.is_err() {
         out.reply = "client gone before reply".into();
         return;
     }
+    let (advertised, listener) = (listening.advertised, Arc::new(listening.listener));
     match session {
-        Some(id) if granted > 0 => hold_backlog(f, shared, id, listening, out).await,
-        _ => accept_then_relay(f, shared, listening, &[], out, second, failure).await,
+        Some(id) if granted > 0 => hold_backlog(f, shared, id, listener, advertised, out).await,
+        _ => accept_then_relay(f, shared, listener, &[], out, second, failure).await,
     }
 }
 
 /// The initial connection of a BIND with Listen Backlog: "only keeps the
 /// listener alive and carries no data" (digest §2.4). The listener is
-/// offered to further BINDs of `session` until the client closes or the
-/// session ends (teardown, idle timeout, lifetime); then the server closes
-/// the initial connection.
+/// offered (as `advertised`) to further BINDs of `session` until the
+/// client closes or the session ends (teardown, idle timeout, lifetime);
+/// then the server closes the initial connection.
 async fn hold_backlog<S>(
     f: Framed<S>,
     shared: &Shared,
     session: &SessionId,
-    listening: Arc<Listening>,
+    listener: Arc<TcpListener>,
+    advertised: SocketAddr,
     out: &mut Outcome,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let backlogs = shared.sessions.backlogs();
-    backlogs.insert(session, &listening);
+    backlogs.insert(session, advertised, &listener);
     out.reply = format!(
-        "BIND {:?}, listen backlog at {}",
+        "BIND {:?}, listen backlog at {advertised}",
         Socks6ReplyCode::SUCCESS,
-        listening.advertised
     );
     let mut client = f;
     let mut sink = [0u8; 1024];
@@ -682,10 +631,10 @@ async fn hold_backlog<S>(
             },
         }
     }
-    backlogs.remove(session, listening.advertised);
+    backlogs.remove(session, advertised);
     // The listener closes now (BINDs still waiting on it keep it until
     // they are done), not after the initial connection's close.
-    drop(listening);
+    drop(listener);
     client.reject(&[]).await;
 }
 

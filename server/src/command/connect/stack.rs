@@ -12,8 +12,8 @@ use sixpath_protocol::socks6::{
 };
 use tokio::net::TcpStream;
 
-use crate::conn::Shared;
 use crate::outbound::{Applied, ConnectOptions};
+use crate::state::Shared;
 
 /// The Stack options of a request, as this server acts on them.
 #[derive(Debug, Default)]
