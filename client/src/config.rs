@@ -2,9 +2,11 @@
 //!
 //! As in the server, one struct, [`Options`], is both the clap argument set
 //! and the serde shape of the JSON config file, so every flag can be set in
-//! the file under the same (kebab-case) name. The file is read first and
-//! flags override it. [`Options::resolve`] validates everything into
-//! [`Settings`]; every error names the field, and the binary exits with 2.
+//! the file under the same (kebab-case) name; reading the file, letting the
+//! flags override it, `--config`, `--log` and `--log-format` are
+//! `sixpath_service`'s, shared with the server. [`Options::resolve`]
+//! validates the client's own settings into [`Settings`]; every error names
+//! the field, and the binary exits with 2.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -18,34 +20,18 @@ use clap::Args;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use sixpath_net::tls::{self, ServerVerification, rustls};
+use sixpath_service::cli::ServiceArgs;
+use sixpath_service::config::{both_or_neither, count, seconds};
 
 use crate::paths::PathArgs;
 
-/// A configuration problem, naming the field. The binary exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ConfigError {
-    /// The flag or config-file field at fault (`server`, `listen`, …).
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// A problem with `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use sixpath_service::config::ConfigError;
 
 /// Every client setting, as flags and as JSON config fields.
 // Each bool is an independent on/off flag of the command line.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default, Clone, Args, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// The sixpath server (or RFC 8803 converter) as HOST:PORT, e.g.
     /// `proxy.example.net:1080` or `[2001:db8::1]:1080`. Names are resolved
@@ -57,13 +43,11 @@ pub struct Options {
     /// HTTP proxy and SOCKS6 on one port, told apart by the first byte.
     /// Repeatable. Default 127.0.0.1:1080 when no front-end is given.
     #[arg(long, value_name = "ADDR:PORT")]
-    #[serde(default)]
     pub listen: Vec<String>,
 
     /// HTTP-proxy-only front-end as ADDR:PORT (CONNECT tunnels and
     /// absolute-form `http://` requests). Repeatable.
     #[arg(long, value_name = "ADDR:PORT")]
-    #[serde(default)]
     pub http_listen: Vec<String>,
 
     /// Transparent front-end as ADDR:PORT for connections diverted by
@@ -71,7 +55,6 @@ pub struct Options {
     /// TPROXY (the listener gets `IP_TRANSPARENT` when permitted).
     /// Repeatable. `docs/client.md` has the nft rules.
     #[arg(long, value_name = "ADDR:PORT")]
-    #[serde(default)]
     pub transparent: Vec<String>,
 
     /// Username for the server (SOCKS6 username/password, sent 0-RTT in
@@ -98,7 +81,6 @@ pub struct Options {
     /// front-ends. Without this the client refuses to start as an open
     /// proxy.
     #[arg(long)]
-    #[serde(default)]
     pub allow_anonymous: bool,
 
     /// Protocol spoken to the server: `socks6` (default) or `convert`
@@ -119,7 +101,6 @@ pub struct Options {
     /// trip to the server per connection, and the application's first
     /// bytes no longer ride in the SYN.
     #[arg(long)]
-    #[serde(default)]
     pub no_early_reply: bool,
 
     /// Seconds to wait for the TCP connection to the server. Default 10.
@@ -144,31 +125,22 @@ pub struct Options {
     /// Connect to the server with plain TCP instead of Multipath TCP, and
     /// do not ask the server for Multipath TCP towards targets.
     #[arg(long)]
-    #[serde(default)]
     pub no_mptcp: bool,
 
     /// Do not use TCP Fast Open: no data in the SYN to the server, and the
     /// server is not asked for it towards targets.
     #[arg(long)]
-    #[serde(default)]
     pub no_tfo: bool,
 
     /// Do not use SOCKS6 sessions: every request to the server carries the
     /// credentials, and no idempotence tokens are spent.
     #[arg(long)]
-    #[serde(default)]
     pub no_sessions: bool,
 
-    /// JSON file with the same settings as these flags (kebab-case names);
-    /// flags given on the command line override it.
-    #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
-    /// Log filter (error, warn, info, debug, trace, or a tracing directive
-    /// such as `sixpath_client=debug`). Overridden by `RUST_LOG`.
-    #[arg(long, value_name = "FILTER")]
-    pub log: Option<String>,
+    /// `--config`, `--log` and `--log-format`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub service: ServiceArgs,
 
     /// Multipath paths (`--path`, `--path-policy`).
     #[command(flatten)]
@@ -181,14 +153,12 @@ pub struct Options {
     /// plain 0-RTT SOCKS6. Needs exactly one of --tls-fingerprint or
     /// --tls-ca. Not with --upstream convert.
     #[arg(long)]
-    #[serde(default)]
     pub tls: bool,
 
     /// SHA-256 fingerprint of the server's certificate, `sha256:` and 64
     /// hex digits (as `sixpath-server gen-cert` prints). Repeatable, to
     /// roll over certificates.
     #[arg(long, value_name = "sha256:HEX")]
-    #[serde(default)]
     pub tls_fingerprint: Vec<String>,
 
     /// PEM file of CA certificates to verify the server's certificate
@@ -210,8 +180,43 @@ pub struct Options {
     /// Allow --admin on a non-loopback address (the statistics name
     /// targets and interfaces).
     #[arg(long)]
-    #[serde(default)]
     pub admin_allow_remote: bool,
+}
+
+sixpath_service::merge_fields!(Options {
+    server,
+    listen,
+    http_listen,
+    transparent,
+    user,
+    password_file,
+    local_user,
+    local_password_file,
+    allow_anonymous,
+    upstream,
+    early_data_wait,
+    no_early_reply,
+    connect_timeout,
+    handshake_timeout,
+    idle_timeout,
+    max_connections,
+    no_mptcp,
+    no_tfo,
+    no_sessions,
+    service,
+    paths,
+    tls,
+    tls_fingerprint,
+    tls_ca,
+    tls_server_name,
+    admin,
+    admin_allow_remote,
+});
+
+impl AsRef<ServiceArgs> for Options {
+    fn as_ref(&self) -> &ServiceArgs {
+        &self.service
+    }
 }
 
 /// The protocol spoken to the server.
@@ -539,60 +544,10 @@ impl Settings {
 }
 
 impl Options {
-    /// Reads `path` as a JSON config file.
+    /// Reads `path` as a JSON config file (`doctor` and `status` read the
+    /// client's).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            ConfigError::new(
-                "config",
-                format!(
-                    "{}: {e} (line {}, column {})",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })
-    }
-
-    /// Fills every setting not given on the command line from `file`.
-    #[must_use]
-    pub fn or(self, file: Self) -> Self {
-        fn vec_or(a: Vec<String>, b: Vec<String>) -> Vec<String> {
-            if a.is_empty() { b } else { a }
-        }
-        Self {
-            server: self.server.or(file.server),
-            listen: vec_or(self.listen, file.listen),
-            http_listen: vec_or(self.http_listen, file.http_listen),
-            transparent: vec_or(self.transparent, file.transparent),
-            user: self.user.or(file.user),
-            password_file: self.password_file.or(file.password_file),
-            local_user: self.local_user.or(file.local_user),
-            local_password_file: self.local_password_file.or(file.local_password_file),
-            allow_anonymous: self.allow_anonymous || file.allow_anonymous,
-            upstream: self.upstream.or(file.upstream),
-            early_data_wait: self.early_data_wait.or(file.early_data_wait),
-            no_early_reply: self.no_early_reply || file.no_early_reply,
-            connect_timeout: self.connect_timeout.or(file.connect_timeout),
-            handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
-            idle_timeout: self.idle_timeout.or(file.idle_timeout),
-            max_connections: self.max_connections.or(file.max_connections),
-            no_mptcp: self.no_mptcp || file.no_mptcp,
-            no_tfo: self.no_tfo || file.no_tfo,
-            no_sessions: self.no_sessions || file.no_sessions,
-            config: self.config,
-            log: self.log.or(file.log),
-            paths: self.paths.or(file.paths),
-            tls: self.tls || file.tls,
-            tls_fingerprint: vec_or(self.tls_fingerprint, file.tls_fingerprint),
-            tls_ca: self.tls_ca.or(file.tls_ca),
-            tls_server_name: self.tls_server_name.or(file.tls_server_name),
-            admin: self.admin.or(file.admin),
-            admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
-        }
+        sixpath_service::config::from_file(path)
     }
 
     /// Validates the options into [`Settings`].
@@ -664,18 +619,17 @@ impl Options {
             }
             Some(ms) => Duration::from_millis(ms),
         };
-        let secs =
-            |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(0) => Err(ConfigError::new(field, "must be at least 1 second")),
-                    Some(s) if s > 86_400 * 7 => {
-                        Err(ConfigError::new(field, "must be at most 604800 seconds"))
-                    }
-                    Some(s) => Ok(Duration::from_secs(s)),
-                }
-            };
-
+        let connect_timeout = seconds(
+            "connect-timeout",
+            self.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let handshake_timeout = seconds(
+            "handshake-timeout",
+            self.handshake_timeout,
+            DEFAULT_HANDSHAKE_TIMEOUT,
+        )?;
+        let idle_timeout = seconds("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?;
         let settings = Settings {
             server,
             listen,
@@ -685,22 +639,14 @@ impl Options {
             upstream,
             early_data_wait,
             early_reply: !self.no_early_reply,
-            connect_timeout: secs(
-                "connect-timeout",
-                self.connect_timeout,
-                DEFAULT_CONNECT_TIMEOUT,
+            connect_timeout,
+            handshake_timeout,
+            idle_timeout,
+            max_connections: count(
+                "max-connections",
+                self.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
             )?,
-            handshake_timeout: secs(
-                "handshake-timeout",
-                self.handshake_timeout,
-                DEFAULT_HANDSHAKE_TIMEOUT,
-            )?,
-            idle_timeout: secs("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
-            max_connections: match self.max_connections {
-                None => DEFAULT_MAX_CONNECTIONS,
-                Some(0) => return Err(ConfigError::new("max-connections", "must be at least 1")),
-                Some(n) => n,
-            },
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,
             sessions: !self.no_sessions,
@@ -766,27 +712,17 @@ fn credentials(
     user: Option<String>,
     file: Option<PathBuf>,
 ) -> Result<Option<Credentials>, ConfigError> {
-    match (user, file) {
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(ConfigError::new(
-            file_field,
-            format!("missing: --{user_field} needs --{file_field}"),
-        )),
-        (None, Some(_)) => Err(ConfigError::new(
-            user_field,
-            format!("missing: --{file_field} needs --{user_field}"),
-        )),
-        (Some(username), Some(path)) => {
-            if username.is_empty() || username.len() > 255 {
-                return Err(ConfigError::new(user_field, "must be 1 to 255 bytes"));
-            }
-            let password = read_password(&path).map_err(|e| ConfigError::new(file_field, e))?;
-            Ok(Some(Credentials {
-                username,
-                password: Password(password),
-            }))
-        }
+    let Some((username, path)) = both_or_neither((user_field, user), (file_field, file))? else {
+        return Ok(None);
+    };
+    if username.is_empty() || username.len() > 255 {
+        return Err(ConfigError::new(user_field, "must be 1 to 255 bytes"));
     }
+    let password = read_password(&path).map_err(|e| ConfigError::new(file_field, e))?;
+    Ok(Some(Credentials {
+        username,
+        password: Password(password),
+    }))
 }
 
 /// The first line of `path`, without its line ending; 1 to 255 bytes.

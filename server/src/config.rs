@@ -2,47 +2,36 @@
 //!
 //! One struct, [`Options`], is both the clap argument set and the serde shape
 //! of the JSON config file, so every flag can be set in the file under the
-//! same (kebab-case) name. The file is read first and flags override it.
-//! [`Options::resolve`] validates everything and produces [`Settings`], the
-//! typed configuration the server runs with; every error names the field.
+//! same (kebab-case) name. The file is read first and flags override it, as
+//! `sixpath_service::config` does it for both daemons (with `--config`,
+//! `--log` and `--log-format`). [`Options::resolve`] validates the server's
+//! own settings into [`Settings`], the typed configuration the server runs
+//! with; every error names the field.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+// Only the tests name a `Path`.
+#[cfg(test)]
+use std::path::Path;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
+use sixpath_service::cli::ServiceArgs;
+use sixpath_service::config::{both_or_neither, count, seconds};
 
 use crate::policy::{EgressRule, RuleAction};
 use crate::secret::Secret;
 use crate::session::SessionLimits;
 
-/// A configuration problem, naming the field. The binary exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct ConfigError {
-    /// The flag or config-file field at fault (`listen`, `users`, …).
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// A problem with `field`.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use sixpath_service::config::ConfigError;
 
 /// Every server setting, as flags and as JSON config fields.
 // Command-line switches are naturally booleans.
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Default, Clone, Args, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Options {
     /// Address to accept clients on, as ADDR:PORT, optionally restricted to
     /// some protocols with /PROTO+PROTO (socks6, socks5, socks4, convert),
@@ -52,14 +41,12 @@ pub struct Options {
     /// plain. Repeatable. Sockets are Multipath TCP when the kernel allows,
     /// else TCP.
     #[arg(long, value_name = "ADDR:PORT[/PROTOS]")]
-    #[serde(default)]
     pub listen: Vec<String>,
 
-    /// JSON file with the same settings as these flags (kebab-case names);
-    /// flags given on the command line override it.
-    #[arg(long, value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
+    /// `--config`, `--log` and `--log-format`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub service: ServiceArgs,
 
     /// JSON users file for username/password authentication:
     /// `{"users": [{"username": "alice", "password": "..."}]}`. Reloaded on
@@ -70,7 +57,6 @@ pub struct Options {
     /// Serve clients without authentication on non-loopback addresses.
     /// Without this the server refuses to start as an open proxy.
     #[arg(long)]
-    #[serde(default)]
     pub allow_anonymous: bool,
 
     /// Allow egress to this CIDR (optionally `CIDR:PORT` or
@@ -78,13 +64,11 @@ pub struct Options {
     /// private, link-local, CGNAT, ULA, multicast, this host). Repeatable;
     /// rules are checked in order, deny rules first.
     #[arg(long, value_name = "CIDR[:PORTS]")]
-    #[serde(default)]
     pub allow_egress: Vec<String>,
 
     /// Deny egress to this CIDR (optionally with `:PORT` or `:PORT-PORT`).
     /// Repeatable.
     #[arg(long, value_name = "CIDR[:PORTS]")]
-    #[serde(default)]
     pub deny_egress: Vec<String>,
 
     /// Seconds a client has to complete its handshake.
@@ -111,7 +95,6 @@ pub struct Options {
     /// Disable TCP Fast Open on listeners (0-RTT requests then cost one
     /// round trip more).
     #[arg(long)]
-    #[serde(default)]
     pub no_tfo: bool,
 
     /// File holding the server key (at least 32 bytes, e.g. from
@@ -144,13 +127,11 @@ pub struct Options {
     /// would use towards the expected peer, or on the client connection's
     /// local address.
     #[arg(long, value_name = "IP")]
-    #[serde(default)]
     pub bind_address: Vec<String>,
 
     /// Address reported to BIND clients instead of the listening address
     /// (one per family), for a server behind 1:1 NAT.
     #[arg(long, value_name = "IP")]
-    #[serde(default)]
     pub bind_advertise: Vec<String>,
 
     /// Seconds a BIND waits for the incoming connection (default 120).
@@ -160,7 +141,6 @@ pub struct Options {
     /// Address reported in UDP ASSOCIATE replies (one per family) instead of
     /// the client connection's local address, for a server behind 1:1 NAT.
     #[arg(long, value_name = "IP")]
-    #[serde(default)]
     pub udp_advertise: Vec<String>,
 
     /// Seconds a UDP association may pass without a datagram before it
@@ -172,17 +152,11 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_udp_associations: Option<usize>,
 
-    /// Log filter (error, warn, info, debug, trace, or a tracing
-    /// directive such as `sixpath_server=debug`). Overridden by `RUST_LOG`.
-    #[arg(long, value_name = "FILTER")]
-    pub log: Option<String>,
-
     /// Require an RFC 8803 Cookie TLV from Convert clients. A client without
     /// one gets Missing Cookie carrying a cookie bound to its address
     /// (HMAC of the server key, valid one to two hours); a wrong or expired
     /// cookie gets Not Authorized. Off by default.
     #[arg(long)]
-    #[serde(default)]
     pub convert_cookies: bool,
 
     /// Failed logins from one source (an IPv4 address or an IPv6 /64)
@@ -212,13 +186,11 @@ pub struct Options {
     /// Allow --admin on a non-loopback address (anyone who can reach it
     /// reads the counters).
     #[arg(long)]
-    #[serde(default)]
     pub admin_allow_remote: bool,
 
     /// DNS server (IP:PORT) to resolve target names with instead of those in
     /// /etc/resolv.conf (and /etc/hosts). Repeatable.
     #[arg(long, value_name = "IP:PORT")]
-    #[serde(default)]
     pub dns_server: Vec<SocketAddr>,
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
@@ -487,66 +459,48 @@ pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 10;
 /// Default window for counting failed logins.
 pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
+sixpath_service::merge_fields!(Options {
+    listen,
+    service,
+    users,
+    allow_anonymous,
+    allow_egress,
+    deny_egress,
+    handshake_timeout,
+    idle_timeout,
+    connect_timeout,
+    max_connections,
+    max_connections_per_source,
+    no_tfo,
+    secret_file,
+    max_sessions,
+    session_timeout,
+    session_lifetime,
+    token_window,
+    bind_address,
+    bind_advertise,
+    bind_timeout,
+    udp_advertise,
+    udp_idle_timeout,
+    max_udp_associations,
+    convert_cookies,
+    max_failed_logins,
+    failed_login_window,
+    max_connections_per_user,
+    admin,
+    admin_allow_remote,
+    dns_server,
+    tls_cert,
+    tls_key,
+});
+
+impl AsRef<ServiceArgs> for Options {
+    fn as_ref(&self) -> &ServiceArgs {
+        &self.service
+    }
+}
+
 impl Options {
-    /// Reads `path` as a JSON config file.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
-        })?;
-        serde_json::from_str(&text).map_err(|e| json_error("config", path, &e))
-    }
-
-    /// Fills every setting not given on the command line from `file`.
-    #[must_use]
-    pub fn or(self, file: Self) -> Self {
-        fn vec_or(a: Vec<String>, b: Vec<String>) -> Vec<String> {
-            if a.is_empty() { b } else { a }
-        }
-        Self {
-            listen: vec_or(self.listen, file.listen),
-            config: self.config,
-            users: self.users.or(file.users),
-            allow_anonymous: self.allow_anonymous || file.allow_anonymous,
-            allow_egress: vec_or(self.allow_egress, file.allow_egress),
-            deny_egress: vec_or(self.deny_egress, file.deny_egress),
-            handshake_timeout: self.handshake_timeout.or(file.handshake_timeout),
-            idle_timeout: self.idle_timeout.or(file.idle_timeout),
-            connect_timeout: self.connect_timeout.or(file.connect_timeout),
-            max_connections: self.max_connections.or(file.max_connections),
-            max_connections_per_source: self
-                .max_connections_per_source
-                .or(file.max_connections_per_source),
-            no_tfo: self.no_tfo || file.no_tfo,
-            secret_file: self.secret_file.or(file.secret_file),
-            max_sessions: self.max_sessions.or(file.max_sessions),
-            session_timeout: self.session_timeout.or(file.session_timeout),
-            session_lifetime: self.session_lifetime.or(file.session_lifetime),
-            token_window: self.token_window.or(file.token_window),
-            bind_address: vec_or(self.bind_address, file.bind_address),
-            bind_advertise: vec_or(self.bind_advertise, file.bind_advertise),
-            bind_timeout: self.bind_timeout.or(file.bind_timeout),
-            udp_advertise: vec_or(self.udp_advertise, file.udp_advertise),
-            udp_idle_timeout: self.udp_idle_timeout.or(file.udp_idle_timeout),
-            max_udp_associations: self.max_udp_associations.or(file.max_udp_associations),
-            log: self.log.or(file.log),
-            convert_cookies: self.convert_cookies || file.convert_cookies,
-            max_failed_logins: self.max_failed_logins.or(file.max_failed_logins),
-            failed_login_window: self.failed_login_window.or(file.failed_login_window),
-            max_connections_per_user: self
-                .max_connections_per_user
-                .or(file.max_connections_per_user),
-            admin: self.admin.or(file.admin),
-            admin_allow_remote: self.admin_allow_remote || file.admin_allow_remote,
-            dns_server: if self.dns_server.is_empty() {
-                file.dns_server
-            } else {
-                self.dns_server
-            },
-            tls_cert: self.tls_cert.or(file.tls_cert),
-            tls_key: self.tls_key.or(file.tls_key),
-        }
-    }
-
     /// Validates the options into [`Settings`].
     pub fn resolve(self) -> Result<Settings, ConfigError> {
         if self.listen.is_empty() {
@@ -584,38 +538,19 @@ impl Options {
             ));
         }
 
-        let secs =
-            |field: &str, v: Option<u64>, default: Duration| -> Result<Duration, ConfigError> {
-                match v {
-                    None => Ok(default),
-                    Some(0) => Err(ConfigError::new(field, "must be at least 1 second")),
-                    Some(s) if s > 86_400 * 7 => {
-                        Err(ConfigError::new(field, "must be at most 604800 seconds"))
-                    }
-                    Some(s) => Ok(Duration::from_secs(s)),
-                }
-            };
-        let count = |field: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
-            match v {
-                None => Ok(default),
-                Some(0) => Err(ConfigError::new(field, "must be at least 1")),
-                Some(n) => Ok(n),
-            }
-        };
-
         let tls = self.tls()?;
         let settings = Settings {
             listen,
             users: self.users,
             allow_anonymous: self.allow_anonymous,
             egress_rules,
-            handshake_timeout: secs(
+            handshake_timeout: seconds(
                 "handshake-timeout",
                 self.handshake_timeout,
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
-            idle_timeout: secs("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
-            connect_timeout: secs(
+            idle_timeout: seconds("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            connect_timeout: seconds(
                 "connect-timeout",
                 self.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,
@@ -637,12 +572,12 @@ impl Options {
             },
             sessions: SessionLimits {
                 max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
-                idle_timeout: secs(
+                idle_timeout: seconds(
                     "session-timeout",
                     self.session_timeout,
                     DEFAULT_SESSION_TIMEOUT,
                 )?,
-                lifetime: secs(
+                lifetime: seconds(
                     "session-lifetime",
                     self.session_lifetime,
                     DEFAULT_SESSION_LIFETIME,
@@ -660,9 +595,9 @@ impl Options {
             },
             bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
             bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
-            bind_timeout: secs("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
+            bind_timeout: seconds("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
             udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
-            udp_idle_timeout: secs(
+            udp_idle_timeout: seconds(
                 "udp-idle-timeout",
                 self.udp_idle_timeout,
                 DEFAULT_UDP_IDLE_TIMEOUT,
@@ -678,7 +613,7 @@ impl Options {
                 Some(0) => return Err(ConfigError::new("max-failed-logins", "must be at least 1")),
                 Some(n) => n,
             },
-            failed_login_window: secs(
+            failed_login_window: seconds(
                 "failed-login-window",
                 self.failed_login_window,
                 DEFAULT_FAILED_LOGIN_WINDOW,
@@ -714,21 +649,12 @@ impl Options {
     /// Loads --tls-cert and --tls-key (both or neither).
     fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
         use sixpath_net::tls::{self, TlsError};
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (None, None) => return Ok(None),
-            (Some(c), Some(k)) => (c, k),
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    "tls-key",
-                    "--tls-cert is set without --tls-key: give both or neither",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "tls-cert",
-                    "--tls-key is set without --tls-cert: give both or neither",
-                ));
-            }
+        let pair = both_or_neither(
+            ("tls-cert", self.tls_cert.as_ref()),
+            ("tls-key", self.tls_key.as_ref()),
+        )?;
+        let Some((cert, key)) = pair else {
+            return Ok(None);
         };
         tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH])
             .map(Some)
@@ -785,21 +711,6 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// A `serde_json` error as a [`ConfigError`]: unknown fields are named by
-/// serde itself ("unknown field `x`, expected one of ..."); the location is
-/// added.
-pub fn json_error(field: &str, path: &Path, e: &serde_json::Error) -> ConfigError {
-    ConfigError::new(
-        field,
-        format!(
-            "{}: {e} (line {}, column {})",
-            path.display(),
-            e.line(),
-            e.column()
-        ),
-    )
 }
 
 #[cfg(test)]
@@ -1032,6 +943,18 @@ mod tests {
         .expect("valid");
         let s = Options::default().or(file).resolve().expect("valid");
         assert!(s.tls.is_some());
+    }
+
+    #[test]
+    fn every_flag_but_config_is_a_config_file_field() {
+        let names = sixpath_service::config::file_names::<Options>();
+        assert!(names.len() > 30 && !names.iter().any(|n| n == "config"));
+        for name in names {
+            let json = serde_json::json!({ name.clone(): null });
+            if let Err(e) = serde_json::from_value::<Options>(json) {
+                assert!(!e.to_string().contains("unknown field"), "{name}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -1,34 +1,20 @@
-//! The `sixpath-server` binary: parses the command line, sets up logging,
-//! runs the server. Exit codes: 0 after a clean shutdown, 1 on a runtime
-//! failure, 2 on a usage or configuration error (the message names the
-//! field).
+//! The `sixpath-server` binary: parses the command line and runs the
+//! server, or `gen-cert`. Start-up (config file, flags, logging), signals
+//! and exit codes are `sixpath_service`'s, as for the client: 0 after a
+//! clean shutdown, 1 on a runtime failure, 2 on a usage or configuration
+//! error (the message names the field).
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use sixpath_server::config::Options;
+use clap::Subcommand;
+use sixpath_server::config::{ConfigError, Options};
 use sixpath_server::server::{Server, StartError};
-use tracing_subscriber::EnvFilter;
-
-/// sixpath-server: the operator-side Multipath TCP proxy. Accepts SOCKS6,
-/// RFC 8803 Convert and SOCKS5/4a clients and relays to ordinary TCP
-/// servers.
-#[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-
-    #[command(flatten)]
-    options: Options,
-
-    /// Validate the configuration and exit (0 if valid, 2 if not).
-    #[arg(long)]
-    check_config: bool,
-}
+use sixpath_service::cli::{self, CommandLine};
+use sixpath_service::exit::{self, Failure};
+use sixpath_service::signal;
 
 /// Tools next to the server itself (run without one to serve).
 #[derive(Debug, Subcommand)]
@@ -58,36 +44,31 @@ struct GenCert {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::GenCert(args)) = &cli.command {
-        return gen_cert(args);
+    let cli = CommandLine::<Options, Command>::parse_for(
+        env!("CARGO_PKG_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_DESCRIPTION"),
+    );
+    match cli.command {
+        Some(Command::GenCert(args)) => exit::code(gen_cert(&args)),
+        None => serve(cli.options, cli.check_config),
     }
-    let file = match &cli.options.config {
-        Some(path) => match Options::from_file(path) {
-            Ok(o) => o,
-            Err(e) => return usage_error(&e),
-        },
-        None => Options::default(),
-    };
-    let options = cli.options.or(file);
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(options.log.as_deref().unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+}
 
-    let settings = match options.resolve() {
+/// Serves until SIGTERM or Ctrl-C (SIGHUP reloads the users file and the
+/// TLS certificate); with `check_only`, validates the configuration and
+/// exits.
+fn serve(options: Options, check_only: bool) -> ExitCode {
+    let settings = match cli::configure(options, Options::resolve) {
         Ok(s) => s,
-        Err(e) => return usage_error(&e),
+        Err(e) => return Failure::from(e).exit(),
     };
-    if cli.check_config {
+    if check_only {
+        // The users file is only read when the server starts: check it too.
         if let Some(path) = &settings.users
             && let Err(e) = sixpath_server::users::Users::load(path)
         {
-            return usage_error(&e);
+            return Failure::from(e).exit();
         }
         println!("configuration ok");
         return ExitCode::SUCCESS;
@@ -100,69 +81,41 @@ fn main() -> ExitCode {
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async {
-        let server = match Server::bind(settings) {
-            Ok(s) => s,
-            Err(StartError::Config(e)) => return usage_error(&e),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::from(1);
-            }
-        };
+    exit::block_on(async move {
+        let server = Server::bind(settings).map_err(|e| match e {
+            StartError::Config(e) => Failure::Config(e),
+            e => Failure::runtime(e),
+        })?;
         server.report_startup();
         let hup = server.reload_handle();
-        tokio::spawn(async move {
-            let Ok(mut sighup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while sighup.recv().await.is_some() {
-                hup.reload_users();
-                hup.reload_tls();
-            }
+        signal::on_hangup(move || {
+            hup.reload_users();
+            hup.reload_tls();
         });
-        server.run(shutdown_signal()).await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
+        server.run(signal::shutdown()).await;
+        Ok(())
     })
 }
 
 /// `gen-cert`: writes the key (0600) and the certificate, refusing to
 /// overwrite either, then prints the fingerprint alone on stdout.
-fn gen_cert(args: &GenCert) -> ExitCode {
-    use sixpath_server::config::ConfigError;
+fn gen_cert(args: &GenCert) -> Result<(), Failure> {
     for (field, path) in [("out-cert", &args.out_cert), ("out-key", &args.out_key)] {
         if path.exists() {
-            return usage_error(&ConfigError::new(
+            return Err(ConfigError::new(
                 field,
                 format!("{} exists; not overwriting it", path.display()),
-            ));
+            )
+            .into());
         }
     }
-    let (cert, key, fp) = match sixpath_net::tls::generate_self_signed(&args.names) {
-        Ok(g) => g,
-        Err(e) => return usage_error(&ConfigError::new("name", e.to_string())),
-    };
-    if let Err(e) = write_new(&args.out_key, key.as_bytes(), 0o600) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(1);
-    }
+    let (cert, key, fp) = sixpath_net::tls::generate_self_signed(&args.names)
+        .map_err(|e| ConfigError::new("name", e.to_string()))?;
+    write_new(&args.out_key, key.as_bytes(), 0o600).map_err(Failure::runtime)?;
     if let Err(e) = write_new(&args.out_cert, cert.as_bytes(), 0o644) {
         // No key without its certificate.
         let _ = std::fs::remove_file(&args.out_key);
-        eprintln!("error: {e:#}");
-        return ExitCode::from(1);
+        return Err(Failure::runtime(e));
     }
     let names = if args.names.is_empty() {
         "localhost".to_owned()
@@ -176,7 +129,7 @@ fn gen_cert(args: &GenCert) -> ExitCode {
         args.out_key.display(),
     );
     println!("{}", sixpath_net::tls::format_fingerprint(&fp));
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Creates `path` (which must not exist) with `mode` and writes `bytes`.
@@ -191,26 +144,4 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn usage_error(e: &sixpath_server::config::ConfigError) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down: no new connections, draining open ones");
 }

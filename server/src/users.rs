@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ConfigError, json_error};
+use sixpath_service::config::{ConfigError, json_error};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

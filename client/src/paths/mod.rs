@@ -166,20 +166,10 @@ pub struct PathArgs {
     pub path_policy: Option<PathPolicy>,
 }
 
-impl PathArgs {
-    /// Fills what the command line left out from the config file.
-    #[must_use]
-    pub fn or(self, file: Self) -> Self {
-        Self {
-            paths: if self.paths.is_empty() {
-                file.paths
-            } else {
-                self.paths
-            },
-            path_policy: self.path_policy.or(file.path_policy),
-        }
-    }
+// The command line over the config file, field by field.
+sixpath_service::merge_fields!(PathArgs { paths, path_policy });
 
+impl PathArgs {
     /// The policy, `aggregate` unless set.
     pub fn policy(&self) -> PathPolicy {
         self.path_policy.unwrap_or_default()
