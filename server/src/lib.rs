@@ -16,7 +16,9 @@
 //!   ↓          (side by side: neither imports the other)
 //! state        Shared (server-wide state), Outcome (one connection's record)
 //!   ↓
-//! services     outbound → policy   session → secret   users → config
+//! config       the validated settings
+//!   ↓
+//! services     outbound → policy   session → secret   users
 //!              associations   limits   logins   stats
 //! ```
 //!
@@ -24,10 +26,12 @@
 //! its command, so a command changes without reading a handshake, and the
 //! reverse. [`state`] holds the services and knows nothing above them;
 //! [`stats`] counts what an [`state::Outcome`] reports. `config` names the
-//! settings types of `policy`, `session` and `secret` (and `secret` still
-//! reads `config::ConfigError`, the one pair that imports both ways).
+//! settings types of `policy`, `session` and `secret`, which take their
+//! error type from `sixpath-service`, not from `config`.
 //! Socket helpers, the relay loop, the handshake reader and TLS come from
-//! `sixpath-net`, wire formats from `sixpath-protocol`.
+//! `sixpath-net`, wire formats from `sixpath-protocol`; the config file,
+//! logging, exit codes, signals and the failed-login limiter from
+//! `sixpath-service`.
 //!
 //! # Layout
 //!

@@ -14,7 +14,7 @@ use std::path::Path;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::ConfigError;
+use sixpath_service::config::ConfigError;
 
 /// The smallest key accepted from a file, in bytes.
 pub const MIN_KEY_LEN: usize = 32;
