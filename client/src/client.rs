@@ -6,15 +6,15 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 
-use crate::config::{FrontEnd, Settings};
+use crate::config::{FrontEnd, Settings, UpstreamProtocol};
 use crate::conn::{self, Shared};
-use crate::paths::{Mode, PathManager};
+use crate::paths::{Mode, PathManager, PrimaryHook, ProbeContext};
 use crate::upstream::Upstream;
 use sixpath_net::{admin, sys};
 
@@ -22,6 +22,29 @@ use sixpath_net::{admin, sys};
 const BACKLOG: i32 = 1024;
 /// How long open connections may take to finish after shutdown.
 const DRAIN: Duration = Duration::from_secs(30);
+
+/// What the path probes need from the client: the server's address, the
+/// SOCKS6 Session ID it granted (the probe's proof), and whether
+/// connections are open.
+struct Probes(Weak<Shared>);
+
+impl ProbeContext for Probes {
+    async fn target(&self) -> Option<(SocketAddr, Vec<u8>)> {
+        let shared = self.0.upgrade()?;
+        if shared.upstream.settings().upstream != UpstreamProtocol::Socks6 {
+            return None;
+        }
+        let server = shared.upstream.server_addr().await.ok()?;
+        let id = shared.upstream.sessions().session_id(server)?;
+        Some((server, id.as_bytes().to_vec()))
+    }
+
+    fn active(&self) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|s| s.active.load(Ordering::Relaxed) > 0)
+    }
+}
 
 /// Why the client could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,9 +129,28 @@ impl Client {
                     .map_err(StartError::Paths)?,
             )
         };
+        let probe_settings = settings.paths.probe_settings().unwrap_or_default();
         let upstream = Upstream::new(settings);
         upstream.set_device(paths.as_ref().and_then(PathManager::primary));
         let shared = Arc::new(Shared::new(upstream, paths));
+        if let Some(pm) = shared
+            .paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            let weak = Arc::downgrade(&shared);
+            let hook = PrimaryHook(Arc::new(move |dev: Option<String>| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.upstream.set_device(dev);
+                }
+            }));
+            pm.start_health(
+                &Arc::new(Probes(Arc::downgrade(&shared))),
+                probe_settings,
+                hook,
+            );
+        }
         Ok(Self {
             listeners,
             shared,
@@ -166,11 +208,23 @@ impl Client {
                     endpoints = pm.installed().len(),
                     "path manager: MPTCP endpoints installed (removed on exit)"
                 ),
-                Mode::Advisory(why) => tracing::warn!(
-                    paths = %paths.join(" "),
-                    policy = s.paths.policy().name(),
-                    "path manager cannot change the kernel ({why}); the commands to run were logged"
-                ),
+                Mode::Advisory(why) => {
+                    tracing::warn!(
+                        paths = %paths.join(" "),
+                        policy = s.paths.policy().name(),
+                        "path manager cannot change the kernel ({why}); the commands to run were logged"
+                    );
+                    if matches!(
+                        s.paths.policy(),
+                        crate::paths::PathPolicy::Handover | crate::paths::PathPolicy::Aggregate
+                    ) {
+                        tracing::warn!(
+                            "path health is still judged and new connections start on a healthy path, but a failed path's \
+                             subflows cannot be withdrawn: open connections wait for the kernel's retransmission timers. \
+                             Fix: run as root or setcap cap_net_admin+ep sixpath-client (see sixpath-client doctor)"
+                        );
+                    }
+                }
             }
             if let Some(dev) = self.shared.upstream.device() {
                 tracing::info!(interface = %dev, "server connections start on the primary path");

@@ -661,6 +661,10 @@ impl Options {
                  --tls needs --upstream socks6",
             ));
         }
+        settings
+            .paths
+            .probe_settings()
+            .map_err(|e| ConfigError::new("probe-interval", e))?;
         if settings.paths.paths.is_empty() && settings.paths.path_policy.is_some() {
             return Err(ConfigError::new(
                 "path-policy",

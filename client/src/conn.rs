@@ -50,6 +50,8 @@ pub struct Shared {
     pub paths: Mutex<Option<PathManager>>,
     /// Interfaces read when there is no path manager, and when.
     ifaces: Mutex<Option<(Instant, Interfaces)>>,
+    /// Path health transitions so far (with a path manager).
+    path_changes: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// How often subflow statistics of a relaying connection are sampled, and
@@ -64,6 +66,7 @@ impl Shared {
             upstream,
             active: AtomicUsize::new(0),
             stats: Stats::new(),
+            path_changes: paths.as_ref().map(PathManager::change_counter),
             paths: Mutex::new(paths),
             ifaces: Mutex::new(None),
         }
@@ -127,10 +130,73 @@ impl Shared {
         out
     }
 
+    /// Path health transitions since start (0 without a path manager).
+    pub fn path_changes(&self) -> u64 {
+        self.path_changes
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// The statistics as of now.
     pub fn snapshot(&self) -> crate::stats::Snapshot {
-        self.stats
-            .snapshot(self.active.load(Ordering::Relaxed), self.path_info())
+        let mut snap = self
+            .stats
+            .snapshot(self.active.load(Ordering::Relaxed), self.path_info());
+        let guard = self.paths.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pm) = guard.as_ref() {
+            let now = std::time::Instant::now();
+            snap.path_policy = Some(pm.policy().name().to_owned());
+            snap.path_health = pm
+                .health()
+                .into_iter()
+                .map(|(interface, h, probing)| health_info(interface, &h, probing, now))
+                .collect();
+            (snap.mptcp_blackholes, snap.mptcp_blackhole_resets) = pm.blackholes();
+        }
+        snap
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One path's health for the statistics.
+fn health_info(
+    interface: String,
+    h: &crate::paths::PathHealth,
+    probing: bool,
+    now: std::time::Instant,
+) -> crate::stats::PathHealthInfo {
+    let (sent, answered, lost) = h.probe_counts();
+    crate::stats::PathHealthInfo {
+        interface,
+        state: h.state().name().to_owned(),
+        since_ms: millis(now.saturating_duration_since(h.since())),
+        probing,
+        probe_rtt_us: h
+            .rtt()
+            .0
+            .map(|r| u64::try_from(r.as_micros()).unwrap_or(u64::MAX)),
+        probes_sent: sent,
+        probes_answered: answered,
+        probes_lost: lost,
+        transitions: h.transitions(),
+        last_change: h.last().map(|t| {
+            let what = if t.to == crate::paths::State::Down {
+                "silent"
+            } else {
+                "out"
+            };
+            format!(
+                "{} -> {} ({}), {what} {} ms, {:.1} s ago",
+                t.from,
+                t.to,
+                t.cause,
+                millis(t.after),
+                now.saturating_duration_since(t.at).as_secs_f64()
+            )
+        }),
     }
 }
 
@@ -192,6 +258,7 @@ pub fn serve(
     shared: Arc<Shared>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let started = Instant::now();
+    let changes = shared.path_changes();
     let id = shared.stats.accepted();
     let handshakes = Box::pin(prepare(stream, kind, listener, Arc::clone(&shared)));
     async move {
@@ -218,6 +285,7 @@ pub fn serve(
             started,
             &out,
             &per_interface,
+            shared.path_changes().wrapping_sub(changes),
         );
     }
 }
@@ -494,6 +562,7 @@ fn log(
     started: Instant,
     o: &Outcome,
     per_interface: &[InterfaceStats],
+    path_changes: u64,
 ) {
     // `wlan0:2/1200/35100/18.2ms`: subflows/bytes sent/bytes received/RTT.
     let paths = if per_interface.is_empty() {
@@ -538,6 +607,7 @@ fn log(
         transport,
         subflows,
         %paths,
+        path_changes,
         bytes_up = up,
         bytes_down = down,
         end,

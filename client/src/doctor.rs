@@ -258,6 +258,71 @@ fn check_enabled() -> Check {
     }
 }
 
+/// Under `handover` and `aggregate` the client withdraws a failed path's
+/// endpoints, which needs `CAP_NET_ADMIN`; without it failover is left to
+/// the kernel's retransmission timers (a second or more).
+fn check_handover(args: &PathArgs) -> Option<Check> {
+    let policy = args.policy();
+    if args.paths.is_empty() || !matches!(policy, PathPolicy::Handover | PathPolicy::Aggregate) {
+        return None;
+    }
+    let name = "handover";
+    let can = paths::MptcpPm::open().and_then(|mut pm| {
+        // Setting the limits to what they are changes nothing and needs
+        // the same capability as withdrawing an endpoint.
+        let l = pm.limits()?;
+        pm.set_limits(l)
+    });
+    Some(match can {
+        Ok(()) => Check::new(
+            name,
+            Status::Ok,
+            format!("{policy}: a failed path's subflows can be withdrawn at once (CAP_NET_ADMIN)"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Check::new(
+            name,
+            Status::Warn,
+            format!(
+                "{policy}: without CAP_NET_ADMIN the client judges path health and starts new connections on a healthy path, \
+                 but cannot withdraw a failed path's subflows: open connections wait for the kernel's retransmission timers (a second or more)"
+            ),
+        )
+        .fix(["setcap cap_net_admin+ep \"$(command -v sixpath-client)\"".to_owned()]),
+        Err(e) => Check::new(name, Status::Skip, format!("MPTCP path manager not readable: {e}")),
+    })
+}
+
+/// The kernel's MPTCP blackhole detection: once it fires, new connections
+/// are opened as plain TCP for `net.mptcp.blackhole_timeout` seconds
+/// (doubling each time); a path outage can set it off.
+fn check_blackhole() -> Check {
+    let name = "mptcp-blackhole";
+    let count = paths::probe::mptcp_blackholes();
+    let timeout = read_sysctl("net/mptcp/blackhole_timeout");
+    match (count, timeout) {
+        (None, _) | (_, None) => Check::new(
+            name,
+            Status::Skip,
+            "no MPTCP blackhole detection in this kernel",
+        ),
+        (Some(0), Some(t)) => Check::new(
+            name,
+            Status::Ok,
+            format!("the kernel has not judged MPTCP blocked (net.mptcp.blackhole_timeout = {t})"),
+        ),
+        (Some(n), Some(t)) => Check::new(
+            name,
+            Status::Ok,
+            format!(
+                "the kernel judged MPTCP blocked {n} time(s) since this network namespace started (MPTcpExt Blackhole); \
+                 after each it opens new connections as plain TCP for up to {t} s. A path outage during connection set-up \
+                 looks the same; sixpath-client resets it when it has CAP_NET_ADMIN. If connections fall back to TCP \
+                 (mptcp-e2e below), reset it: sysctl -w net.mptcp.blackhole_timeout={t}"
+            ),
+        ),
+    }
+}
+
 fn check_path_manager() -> Check {
     let name = "path-manager";
     let pm = read_sysctl("net/mptcp/path_manager").or_else(|| {
@@ -604,6 +669,8 @@ pub fn check(args: &DoctorArgs) -> Report {
     checks.extend(check_rp_filter(&args.paths));
     let insp = paths::inspect(&args.paths.paths, policy).ok();
     checks.extend(check_paths(&args.paths, insp.as_ref()));
+    checks.extend(check_handover(&args.paths));
+    checks.push(check_blackhole());
     let mut path_stats = Vec::new();
     match args.server.as_deref() {
         None => checks.push(Check::new(
@@ -624,7 +691,10 @@ pub fn check(args: &DoctorArgs) -> Report {
                 // One subflow per path that has an address of the
                 // server's family (single: just one).
                 let expect_ifaces: Vec<String> = match (&insp, policy) {
-                    (Some(i), PathPolicy::Aggregate | PathPolicy::Backup) => {
+                    (
+                        Some(i),
+                        PathPolicy::Aggregate | PathPolicy::Backup | PathPolicy::Handover,
+                    ) => {
                         let mut v: Vec<String> = Vec::new();
                         for e in &i.plan.endpoints {
                             if e.addr.is_ipv4() == addr.is_ipv4() && !v.contains(&e.iface) {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sixpath_net::mptcp::InterfaceStats;
@@ -98,6 +98,35 @@ pub struct PathInfo {
     pub backup: bool,
 }
 
+/// One configured path's health, as the path manager judges it
+/// (`docs/paths.md`, "Path health").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathHealthInfo {
+    /// Interface name.
+    pub interface: String,
+    /// `up`, `suspect` or `down`.
+    pub state: String,
+    /// Milliseconds in this state.
+    pub since_ms: u64,
+    /// Probes are running (a SOCKS6 session with the server and open
+    /// connections, or `--probe-idle`).
+    pub probing: bool,
+    /// Smoothed probe round-trip time, microseconds (`null` before any
+    /// answer).
+    pub probe_rtt_us: Option<u64>,
+    /// Probes sent, answered and lost.
+    pub probes_sent: u64,
+    /// See `probes_sent`.
+    pub probes_answered: u64,
+    /// See `probes_sent`.
+    pub probes_lost: u64,
+    /// State changes since start.
+    pub transitions: u64,
+    /// The last change: `from -> to (cause)`, with how long the path had
+    /// been silent (to `down`) or out (back `up`), and how long ago.
+    pub last_change: Option<String>,
+}
+
 /// Counts by name.
 pub type Named = BTreeMap<String, u64>;
 
@@ -140,6 +169,20 @@ pub struct Snapshot {
     pub early_reply_closes: u64,
     /// Configured paths.
     pub paths: Vec<PathInfo>,
+    /// The path policy (`null` without paths).
+    #[serde(default)]
+    pub path_policy: Option<String>,
+    /// Each configured path's health.
+    #[serde(default)]
+    pub path_health: Vec<PathHealthInfo>,
+    /// How often the kernel's MPTCP blackhole detection fired in this
+    /// network namespace (`MPTcpExt` `Blackhole`), and how often the client
+    /// reset it.
+    #[serde(default)]
+    pub mptcp_blackholes: u64,
+    /// See `mptcp_blackholes`.
+    #[serde(default)]
+    pub mptcp_blackhole_resets: u64,
 }
 
 /// The counters.
@@ -370,6 +413,7 @@ impl Stats {
                 .collect(),
             early_reply_closes: get(&self.early_reply_closes),
             paths,
+            ..Snapshot::default()
         }
     }
 }
@@ -513,6 +557,70 @@ impl Snapshot {
                 })
                 .collect::<Vec<_>>(),
         );
+        let health = |f: fn(&PathHealthInfo) -> Vec<(String, u64)>| {
+            self.path_health
+                .iter()
+                .flat_map(|h| {
+                    f(h).into_iter().map(move |(labels, v)| {
+                        (
+                            format!("{{interface=\"{}\"{labels}}}", escape(&h.interface)),
+                            v,
+                        )
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        metric(
+            "path_health",
+            "gauge",
+            "Each configured path's health: 1 for its state (up, suspect, down), 0 for the others.",
+            &health(|h| {
+                ["up", "suspect", "down"]
+                    .iter()
+                    .map(|st| (format!(",state=\"{st}\""), u64::from(h.state == *st)))
+                    .collect()
+            }),
+        );
+        metric(
+            "path_transitions_total",
+            "counter",
+            "Health state changes per path.",
+            &health(|h| vec![(String::new(), h.transitions)]),
+        );
+        metric(
+            "path_probes_total",
+            "counter",
+            "Path probes by result (sent, answered, lost).",
+            &health(|h| {
+                vec![
+                    (",result=\"sent\"".to_owned(), h.probes_sent),
+                    (",result=\"answered\"".to_owned(), h.probes_answered),
+                    (",result=\"lost\"".to_owned(), h.probes_lost),
+                ]
+            }),
+        );
+        metric(
+            "path_probe_rtt_microseconds",
+            "gauge",
+            "Smoothed probe round-trip time per path.",
+            &health(|h| {
+                h.probe_rtt_us
+                    .map(|r| vec![(String::new(), r)])
+                    .unwrap_or_default()
+            }),
+        );
+        metric(
+            "mptcp_blackholes_total",
+            "counter",
+            "Times the kernel's MPTCP blackhole detection fired (it then opens new connections as plain TCP).",
+            &one(self.mptcp_blackholes),
+        );
+        metric(
+            "mptcp_blackhole_resets_total",
+            "counter",
+            "Times the client reset the kernel's MPTCP blackhole detection.",
+            &one(self.mptcp_blackhole_resets),
+        );
         s
     }
 
@@ -570,6 +678,47 @@ impl Snapshot {
                     f64::from(b.rtt_us) / 1000.0
                 );
             }
+        }
+        if !self.path_health.is_empty() {
+            let _ = writeln!(
+                s,
+                "path health (policy {}):",
+                self.path_policy.as_deref().unwrap_or("-")
+            );
+            for h in &self.path_health {
+                let rtt = h.probe_rtt_us.map_or_else(
+                    || "-".to_owned(),
+                    |r| format!("{:.1} ms", Duration::from_micros(r).as_secs_f64() * 1e3),
+                );
+                let _ = writeln!(
+                    s,
+                    "  {:<12} {:<8} for {:.1} s, probes {} ({} sent, {} answered, {} lost), probe rtt {rtt}{}",
+                    h.interface,
+                    h.state,
+                    Duration::from_millis(h.since_ms).as_secs_f64(),
+                    if h.probing { "running" } else { "idle" },
+                    h.probes_sent,
+                    h.probes_answered,
+                    h.probes_lost,
+                    h.last_change
+                        .as_deref()
+                        .map(|c| format!("; last change: {c}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        if self.mptcp_blackholes > 0 {
+            let _ = writeln!(
+                s,
+                "MPTCP blackhole detection fired {} time(s) (new connections then use plain TCP); reset by the client {} time(s){}",
+                self.mptcp_blackholes,
+                self.mptcp_blackhole_resets,
+                if self.mptcp_blackhole_resets < self.mptcp_blackholes {
+                    "; fix: sysctl -w net.mptcp.blackhole_timeout=3600 (writing it resets the detection)"
+                } else {
+                    ""
+                }
+            );
         }
         let other: Vec<_> = self
             .interfaces

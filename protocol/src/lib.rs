@@ -27,12 +27,15 @@
 //!   carry, with the empty-field policy as a parameter.
 //! - [`convert`]: RFC 8803 header and TLVs, error codes and the echo rule.
 //! - [`http`]: HTTP/1.x proxy request heads (`CONNECT` and absolute-form).
+//! - [`probe`]: the path probe (keyed UDP echo) a client sends over each
+//!   of its paths.
 #![forbid(unsafe_code)]
 
 pub mod addr;
 pub mod codec;
 pub mod convert;
 pub mod http;
+pub mod probe;
 mod rfc1929;
 pub mod socks5;
 pub mod socks6;

@@ -55,6 +55,8 @@
 //!   listeners Listen Backlogs keep open.
 //! - [`associations`]: the server's UDP associations: cap, IDs, counters.
 //! - [`limits`]: caps on connections in total and per source.
+//! - [`probes`]: rate limits for path probes (answered in
+//!   [`command::probe`]).
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
 //! - [`stats`]: counters behind the admin endpoint's `/stats` and
 //!   `/metrics`.
@@ -68,6 +70,7 @@ pub mod limits;
 pub mod logins;
 pub mod outbound;
 pub mod policy;
+pub mod probes;
 pub mod secret;
 pub mod server;
 pub mod session;

@@ -298,7 +298,10 @@ impl Connector {
         addr: &Address,
         port: u16,
     ) -> Result<Vec<SocketAddr>, ConnectError> {
-        let candidates = match addr.ip() {
+        // A name that is an IP address literal (browsers send every host
+        // as a name, `http://203.0.113.7/` included) is that address, and
+        // goes through the policy as one.
+        let candidates = match addr.ip().or_else(|| literal_ip(&addr.to_string())) {
             Some(ip) => vec![SocketAddr::new(ip, port)],
             None => self.resolve(&addr.to_string(), port).await?,
         };
@@ -372,6 +375,16 @@ impl Connector {
         }
         Ok(out)
     }
+}
+
+/// The address a host name spells, if it is an IPv4 or IPv6 literal
+/// (IPv6 with or without brackets).
+pub fn literal_ip(name: &str) -> Option<IpAddr> {
+    let inner = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    inner.parse().ok()
 }
 
 /// The A and AAAA addresses of a lookup (CNAME records are skipped).

@@ -7,7 +7,11 @@
 //! checked in order (all `--deny-egress` rules, then all `--allow-egress`
 //! rules); the first that matches decides. Addresses are checked after DNS
 //! resolution, on every address a name resolves to, and IPv4-mapped IPv6
-//! addresses are checked as the IPv4 address they carry.
+//! addresses are checked as the IPv4 address they carry. An unspecified
+//! address (`0.0.0.0`, `::`, `::ffff:0.0.0.0`) is never a destination,
+//! whatever the rules say: connecting to it reaches this host. An IPv6
+//! address that embeds an IPv4 one (IPv4-compatible `::a.b.c.d`, NAT64
+//! `64:ff9b::/96`, 6to4 `2002::/16`) must also pass as that IPv4 address.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -201,6 +205,10 @@ pub enum Denied {
     SpecialRange(Cidr),
     /// The address is one of this host's own.
     OwnAddress,
+    /// An unspecified address (`0.0.0.0`, `::`): never a destination.
+    Unspecified,
+    /// An IPv6 address embedding an IPv4 address that is refused.
+    Embedded(Ipv4Addr, Box<Denied>),
 }
 
 impl fmt::Display for Denied {
@@ -209,6 +217,8 @@ impl fmt::Display for Denied {
             Self::Rule(c) => write!(f, "denied by rule {c}"),
             Self::SpecialRange(c) => write!(f, "{c} is denied by default (not globally routable)"),
             Self::OwnAddress => f.write_str("the server's own address"),
+            Self::Unspecified => f.write_str("an unspecified address is never a destination"),
+            Self::Embedded(v4, why) => write!(f, "it embeds {v4}: {why}"),
         }
     }
 }
@@ -232,6 +242,15 @@ impl EgressPolicy {
     /// Whether clients may connect to `dest`.
     pub fn check(&self, dest: SocketAddr) -> Result<(), Denied> {
         let dest = SocketAddr::new(unmap(dest.ip()), dest.port());
+        if dest.ip().is_unspecified() {
+            return Err(Denied::Unspecified);
+        }
+        if let IpAddr::V6(v6) = dest.ip()
+            && let Some(v4) = embedded_v4(v6)
+        {
+            self.check(SocketAddr::new(IpAddr::V4(v4), dest.port()))
+                .map_err(|why| Denied::Embedded(v4, Box::new(why)))?;
+        }
         if let Some(rule) = self.rules.iter().find(|r| r.matches(dest)) {
             return match rule.action {
                 RuleAction::Allow => Ok(()),
@@ -245,6 +264,20 @@ impl EgressPolicy {
             return Err(Denied::OwnAddress);
         }
         Ok(())
+    }
+}
+
+/// The IPv4 address an IPv6 address carries in a form that reaches it:
+/// IPv4-compatible `::a.b.c.d` (RFC 4291 §2.5.5.1, deprecated but still
+/// routed by some stacks; `::` and `::1` excepted), the NAT64 well-known
+/// prefix `64:ff9b::/96` (RFC 6052 §2.1) and 6to4 `2002:a.b.c.d::/16`
+/// (RFC 3056 §2). IPv4-mapped addresses are handled by [`unmap`].
+pub fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match v6.segments() {
+        [0, 0, 0, 0, 0, 0, hi, lo] if (hi, lo) > (0, 1) => Some(v4(hi, lo)),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] | [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
     }
 }
 
@@ -294,6 +327,50 @@ mod tests {
         ] {
             assert_eq!(p.check(sa(d)), Ok(()), "{d} should be allowed");
         }
+    }
+
+    #[test]
+    fn unspecified_addresses_are_refused_even_when_a_rule_allows_them() {
+        let allow_all = vec![
+            EgressRule::parse(RuleAction::Allow, "0.0.0.0/0").unwrap(),
+            EgressRule::parse(RuleAction::Allow, "[::/0]").unwrap(),
+            EgressRule::parse(RuleAction::Deny, "127.0.0.0/8").unwrap(),
+        ];
+        let p = EgressPolicy::new(allow_all, []);
+        for d in ["0.0.0.0:80", "[::]:80", "[::ffff:0.0.0.0]:80"] {
+            assert_eq!(p.check(sa(d)), Err(Denied::Unspecified), "{d}");
+        }
+        assert_eq!(p.check(sa("1.1.1.1:80")), Ok(()));
+    }
+
+    #[test]
+    fn embedded_ipv4_addresses_pass_the_ipv4_policy() {
+        let p = EgressPolicy::new(Vec::new(), []);
+        for d in [
+            "[64:ff9b::127.0.0.1]:80",
+            "[64:ff9b::10.1.2.3]:80",
+            "[2002:7f00:1::]:80",
+            "[2002:c0a8:0101::1]:80",
+            "[::127.0.0.1]:80",
+            "[::10.0.0.1]:80",
+        ] {
+            assert!(
+                matches!(p.check(sa(d)), Err(Denied::Embedded(..))),
+                "{d}: {:?}",
+                p.check(sa(d))
+            );
+        }
+        for d in ["[64:ff9b::8.8.8.8]:53", "[2002:0808:0808::1]:80"] {
+            assert_eq!(p.check(sa(d)), Ok(()), "{d}");
+        }
+        // An allow rule for the IPv4 range opens the embedded form too.
+        let p = EgressPolicy::new(
+            vec![EgressRule::parse(RuleAction::Allow, "10.0.0.0/8").unwrap()],
+            [],
+        );
+        assert_eq!(p.check(sa("[64:ff9b::10.1.2.3]:80")), Ok(()));
+        assert_eq!(embedded_v4("::1".parse().unwrap()), None);
+        assert_eq!(embedded_v4("2001:db8::1".parse().unwrap()), None);
     }
 
     #[test]

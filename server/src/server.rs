@@ -20,6 +20,7 @@ use crate::limits::Limits;
 use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
+use crate::probes::ProbeLimits;
 use crate::session::Sessions;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -159,6 +160,7 @@ impl Server {
             failed_logins,
             user_caps,
             stats: Arc::new(Stats::new()),
+            probe_limits: ProbeLimits::default(),
             settings,
         });
         Ok(Self {

@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::limits::Limits;
 use crate::logins::{FailedLogins, UserCaps, UserSlot};
 use crate::outbound::Connector;
+use crate::probes::ProbeLimits;
 use crate::relay::{RelayOptions, RelayStats};
 use crate::session::Sessions;
 use crate::stats::Stats;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub user_caps: Arc<UserCaps>,
     /// Counters for the admin endpoint.
     pub stats: Arc<Stats>,
+    /// Rate limits for path probes.
+    pub probe_limits: ProbeLimits,
 }
 
 impl Shared {

@@ -139,6 +139,45 @@ pub struct Stats {
     logins_refused: AtomicU64,
     refused_total_cap: AtomicU64,
     refused_source_cap: AtomicU64,
+    probes: [AtomicU64; ProbeResult::ALL.len()],
+}
+
+/// What became of a path probe (`docs/probe.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// Answered.
+    Answered,
+    /// Not a live session's ID: no answer.
+    NoSession,
+    /// Not a valid Echo Request: no answer.
+    Malformed,
+    /// Over the source's or the total rate: no answer.
+    RateLimited,
+    /// Valid, but the reply could not be sent at once (socket buffer
+    /// full).
+    Unsent,
+}
+
+impl ProbeResult {
+    /// Every result, in the order of the counters.
+    pub const ALL: [Self; 5] = [
+        Self::Answered,
+        Self::NoSession,
+        Self::Malformed,
+        Self::RateLimited,
+        Self::Unsent,
+    ];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::NoSession => "no_session",
+            Self::Malformed => "malformed",
+            Self::RateLimited => "rate_limited",
+            Self::Unsent => "unsent",
+        }
+    }
 }
 
 impl Default for Stats {
@@ -172,6 +211,7 @@ impl Stats {
             logins_refused: AtomicU64::new(0),
             refused_total_cap: AtomicU64::new(0),
             refused_source_cap: AtomicU64::new(0),
+            probes: Default::default(),
         }
     }
 
@@ -221,6 +261,18 @@ impl Stats {
             Refused::Total => add(&self.refused_total_cap, 1),
             Refused::PerSource => add(&self.refused_source_cap, 1),
         }
+    }
+
+    /// Counts a path probe by what became of it.
+    pub fn probe(&self, result: ProbeResult) {
+        if let Some(c) = self.probes.get(result as usize) {
+            add(c, 1);
+        }
+    }
+
+    /// Path probes with `result` so far.
+    pub fn probes(&self, result: ProbeResult) -> u64 {
+        self.probes.get(result as usize).map_or(0, get)
     }
 
     /// Counts a wrong password.
@@ -286,6 +338,10 @@ impl Stats {
             "egress_denied": get(&self.egress_denied),
             "auth_failures": get(&self.auth_failures),
             "logins_refused": get(&self.logins_refused),
+            "probes": ProbeResult::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), self.probes(*r).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
     }
 
@@ -401,6 +457,15 @@ impl Stats {
             "counter",
             "Logins refused unchecked because their source failed too often.",
             &[(String::new(), get(&self.logins_refused))],
+        );
+        metric(
+            "probes_total",
+            "counter",
+            "Path probes by result (answered, no_session, malformed, rate_limited, unsent).",
+            &ProbeResult::ALL
+                .iter()
+                .map(|r| (format!("{{result=\"{}\"}}", r.name()), self.probes(*r)))
+                .collect::<Vec<_>>(),
         );
         s
     }

@@ -37,7 +37,7 @@ struct Entry {
 
 /// The key a source is counted under: IPv4 (IPv4-mapped IPv6 included) as
 /// is, IPv6 by its /64.
-fn source_key(ip: IpAddr) -> IpAddr {
+pub fn source_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let [a, b, c, d, ..] = v6.segments();

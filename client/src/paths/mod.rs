@@ -17,6 +17,16 @@
 //! - `backup`: the first path not written `=backup` is the primary; every
 //!   other path gets the backup flag, so the peer sends over it only when
 //!   the primary fails. Changing the flag on a live endpoint sends `MP_PRIO`.
+//! - `handover`: endpoints as under `backup` (the first path carries
+//!   traffic, the others stand by as backup subflows), and the client
+//!   judges each path's health itself ([`health`]): when the primary goes
+//!   down (link event) or stops answering probes ([`probe`]), its
+//!   endpoints are withdrawn, so the kernel sends `REMOVE_ADDR` over the
+//!   standby subflow and the server moves to it within a round trip,
+//!   instead of waiting out retransmission timeouts; new connections start
+//!   on a healthy path; when the primary answers again its endpoints come
+//!   back and traffic returns to it. `aggregate` acts on health the same
+//!   way; `backup` leaves failover to the kernel.
 //! - `single`: nothing is installed and the limits are left alone. Limits
 //!   are per network namespace and shared with every other MPTCP
 //!   application, so the client does not set `subflows 0`; endpoints that
@@ -28,14 +38,20 @@
 //! - [`netlink`]: the `mptcp_pm` generic netlink family.
 //! - [`rtnetlink`]: interfaces, addresses, address-change watch.
 //! - [`plan`]: what should be installed, and the `ip mptcp` equivalents.
+//! - [`health`]: each path's `up`/`suspect`/`down` state machine.
+//! - [`probe`]: the probes that feed it, and the kernel's MPTCP blackhole
+//!   detection.
 //! - `wire`, `socket`: netlink framing and the socket.
 
+pub mod health;
 pub mod netlink;
 pub mod plan;
+pub mod probe;
 pub mod rtnetlink;
 mod socket;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -45,8 +61,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use health::{PathHealth, State, Transition};
 pub use netlink::{Endpoint, EndpointFlags, Limits, MptcpPm};
 pub use plan::{Action, Plan, PlannedEndpoint};
+pub use probe::{ProbeContext, ProbeSettings};
 pub use rtnetlink::{AddrEvent, AddrWatch, Address, Interfaces, Link, RouteSocket};
 
 /// Longest interface name Linux accepts (`IFNAMSIZ - 1`).
@@ -120,8 +138,12 @@ pub enum PathPolicy {
     #[default]
     Aggregate,
     /// Use the first path; the others only when it fails (MPTCP backup
-    /// flag, `MP_PRIO`).
+    /// flag, `MP_PRIO`), as the kernel judges it.
     Backup,
+    /// Like `backup`, and the client judges path health itself (link
+    /// events, probes): a failed primary's subflows are withdrawn at once
+    /// and come back when it recovers.
+    Handover,
     /// One path; install nothing.
     Single,
 }
@@ -132,6 +154,7 @@ impl PathPolicy {
         match self {
             Self::Aggregate => "aggregate",
             Self::Backup => "backup",
+            Self::Handover => "handover",
             Self::Single => "single",
         }
     }
@@ -160,19 +183,63 @@ pub struct PathArgs {
     pub paths: Vec<PathSpec>,
 
     /// How to use the paths: `aggregate` (all at once, the default),
-    /// `backup` (the first path; the others only when it fails) or
-    /// `single` (the first path only; nothing installed).
+    /// `backup` (the first path; the others only when the kernel sees it
+    /// fail), `handover` (the first path; the client judges its health
+    /// and moves traffic off it within a fraction of a second when it
+    /// fails, and back when it recovers) or `single` (the first path
+    /// only; nothing installed).
     #[arg(long, value_enum, value_name = "POLICY")]
     pub path_policy: Option<PathPolicy>,
+
+    /// Milliseconds between two health probes of each path (a small UDP
+    /// echo to the server's port, answered only for a client holding a
+    /// SOCKS6 session; see docs/probe.md). 50 to 10000; default 250.
+    /// Probes run only while connections are open, unless --probe-idle.
+    #[arg(long, value_name = "MS")]
+    pub probe_interval: Option<u64>,
+
+    /// Probe the paths while no connection is open too (costs one small
+    /// packet per path per interval; default: only while connections are
+    /// open).
+    #[arg(long)]
+    pub probe_idle: bool,
 }
 
 // The command line over the config file, field by field.
-sixpath_service::merge_fields!(PathArgs { paths, path_policy });
+sixpath_service::merge_fields!(PathArgs {
+    paths,
+    path_policy,
+    probe_interval,
+    probe_idle
+});
+
+/// Shortest and longest `--probe-interval`, milliseconds.
+pub const PROBE_INTERVAL_MS: std::ops::RangeInclusive<u64> = 50..=10_000;
 
 impl PathArgs {
     /// The policy, `aggregate` unless set.
     pub fn policy(&self) -> PathPolicy {
         self.path_policy.unwrap_or_default()
+    }
+
+    /// How the probes run; `Err` names the problem with
+    /// `--probe-interval`.
+    pub fn probe_settings(&self) -> Result<ProbeSettings, String> {
+        let interval = match self.probe_interval {
+            None => probe::DEFAULT_INTERVAL,
+            Some(ms) if PROBE_INTERVAL_MS.contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(format!(
+                    "{ms} ms: expected {} to {}",
+                    PROBE_INTERVAL_MS.start(),
+                    PROBE_INTERVAL_MS.end()
+                ));
+            }
+        };
+        Ok(ProbeSettings {
+            interval,
+            idle: self.probe_idle,
+        })
     }
 }
 
@@ -265,6 +332,44 @@ struct Inner {
     limits: Option<plan::LimitsChange>,
     advised: Vec<String>,
     warned_replace: Vec<IpAddr>,
+    /// Health per configured interface.
+    health: BTreeMap<String, PathHealth>,
+    /// Interfaces whose probes run (a probe sent lately).
+    probing: BTreeMap<String, bool>,
+    /// Told the interface new server connections should start on, when
+    /// it changes.
+    primary_hook: Option<PrimaryHook>,
+    /// The last interface given to the hook (`Told::Nothing` before the
+    /// first call).
+    primary_told: Told,
+    /// The kernel's MPTCP blackhole count, and how often the client reset
+    /// the detection.
+    blackholes: u64,
+    blackhole_resets: u64,
+    /// The server has answered a probe: from then on, unanswered probes
+    /// count against a path.
+    server_answers_probes: bool,
+    /// Health transitions of every path so far (read by connections for
+    /// their log line).
+    changes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What the primary hook was last told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    Nothing,
+    Interface(Option<String>),
+}
+
+/// Called with the interface new server connections should be bound to
+/// (`None`: no binding, routing decides).
+#[derive(Clone)]
+pub struct PrimaryHook(pub Arc<dyn Fn(Option<String>) + Send + Sync>);
+
+impl fmt::Debug for PrimaryHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrimaryHook")
+    }
 }
 
 fn is_eperm(e: &io::Error) -> bool {
@@ -276,24 +381,184 @@ impl Inner {
         self.mode = Mode::Advisory(why.to_string());
     }
 
+    /// Whether the policy acts on path health by withdrawing endpoints.
+    fn acts_on_health(&self) -> bool {
+        matches!(self.policy, PathPolicy::Aggregate | PathPolicy::Handover)
+    }
+
+    /// The paths the endpoints are planned for: all of them, or under a
+    /// policy that acts on health those not `down` (all of them when every
+    /// path is down: there is nothing better to move to).
+    fn planned_specs(&self) -> Vec<PathSpec> {
+        if !self.acts_on_health() {
+            return self.specs.clone();
+        }
+        let alive: Vec<PathSpec> = self
+            .specs
+            .iter()
+            .filter(|s| {
+                self.health
+                    .get(&s.iface)
+                    .is_none_or(|h| h.state() != State::Down)
+            })
+            .cloned()
+            .collect();
+        if alive.is_empty() {
+            self.specs.clone()
+        } else {
+            alive
+        }
+    }
+
+    /// The interface new server connections should start on: under
+    /// `backup` and `handover` the first path not written `=backup` that is
+    /// not `down` (else any path not down, else the first); under
+    /// `aggregate` none while every path is healthy (routing decides) and
+    /// a healthy one while some path is down, so that no SYN goes into a
+    /// dead path; under `single` the first path.
+    fn primary(&self) -> Option<String> {
+        let not_down = |s: &&PathSpec| {
+            self.health
+                .get(&s.iface)
+                .is_none_or(|h| h.state() != State::Down)
+        };
+        let healthy = || {
+            self.specs
+                .iter()
+                .filter(not_down)
+                .find(|s| !s.backup)
+                .or_else(|| self.specs.iter().find(not_down))
+        };
+        match self.policy {
+            PathPolicy::Aggregate => {
+                if self.specs.iter().all(|s| not_down(&s)) {
+                    None
+                } else {
+                    healthy().map(|s| s.iface.clone())
+                }
+            }
+            PathPolicy::Backup | PathPolicy::Handover => healthy()
+                .or_else(|| self.specs.first())
+                .map(|s| s.iface.clone()),
+            PathPolicy::Single => self
+                .specs
+                .iter()
+                .find(|s| !s.backup)
+                .or(self.specs.first())
+                .map(|s| s.iface.clone()),
+        }
+    }
+
+    /// Tells the hook the primary interface if it changed.
+    fn tell_primary(&mut self) {
+        let now = self.primary();
+        if self.primary_told == Told::Interface(now.clone()) {
+            return;
+        }
+        if let Some(hook) = &self.primary_hook {
+            if self.primary_told != Told::Nothing {
+                tracing::info!(
+                    interface = now.as_deref().unwrap_or("(routing)"),
+                    "new server connections start on this path"
+                );
+            }
+            (hook.0)(now.clone());
+            self.primary_told = Told::Interface(now);
+        }
+    }
+
+    /// The first usable address of `iface`, for a probe socket that cannot
+    /// be bound to the interface.
+    fn source_of(&self, iface: &str) -> Option<IpAddr> {
+        let link = self.interfaces.links.iter().find(|l| l.name == iface)?;
+        self.interfaces
+            .addresses
+            .iter()
+            .find(|a| a.ifindex == link.index && a.usable())
+            .map(|a| a.addr)
+    }
+
+    fn set_probing(&mut self, iface: &str, on: bool) {
+        self.probing.insert(iface.to_owned(), on);
+    }
+
+    /// Feeds each path's link facts (carrier, a usable address) from
+    /// `self.interfaces` into its health; returns the transitions.
+    fn update_links(&mut self, now: std::time::Instant) -> Vec<(String, Transition)> {
+        let mut out = Vec::new();
+        for spec in &self.specs {
+            let link = self.interfaces.links.iter().find(|l| l.name == spec.iface);
+            let present = link.is_some_and(|l| l.carrier);
+            let address = link.is_some_and(|l| {
+                self.interfaces
+                    .addresses
+                    .iter()
+                    .any(|a| a.ifindex == l.index && a.usable())
+            });
+            // A returning link waits for probes to confirm it only where
+            // the server answers them.
+            let probing = self.server_answers_probes;
+            let h = self
+                .health
+                .entry(spec.iface.clone())
+                .or_insert_with(|| PathHealth::new(present && address, now));
+            if let Some(t) = h.on_link(present, address, probing, now) {
+                out.push((spec.iface.clone(), t));
+            }
+        }
+        out
+    }
+
+    /// Logs a transition and acts on it: the endpoints follow the paths
+    /// that are not `down`, and new connections start on a healthy path.
+    fn on_transition(&mut self, iface: &str, t: Transition) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log_transition(iface, &t);
+        let reshapes = matches!(t.to, State::Down) || matches!(t.from, State::Down);
+        if reshapes
+            && self.acts_on_health()
+            && !self.specs.is_empty()
+            && let Err(e) = self.apply_plan()
+        {
+            tracing::warn!("path manager: {e}");
+        }
+        self.tell_primary();
+    }
+
     /// Brings the kernel in line with the paths (or, in advisory mode,
     /// logs what to run). Idempotent; run at start and on every address
     /// change.
     fn reconcile(&mut self) -> io::Result<()> {
-        let interfaces = self.route.snapshot()?;
+        self.interfaces = self.route.snapshot()?;
+        let now = std::time::Instant::now();
+        let transitions = self.update_links(now);
+        for (iface, t) in &transitions {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log_transition(iface, t);
+        }
+        self.apply_plan()?;
+        self.tell_primary();
+        Ok(())
+    }
+
+    /// Plans against the kernel's endpoints and limits for the paths that
+    /// are not down, and applies the plan (or, in advisory mode, logs it).
+    fn apply_plan(&mut self) -> io::Result<()> {
         let (endpoints, limits) = match &mut self.pm {
             Some(pm) => (pm.endpoints()?, pm.limits()?),
             None => (Vec::new(), DEFAULT_LIMITS),
         };
+        let specs = self.planned_specs();
         let plan = plan::plan(
-            &self.specs,
+            &specs,
             self.policy,
-            &interfaces.links,
-            &interfaces.addresses,
+            &self.interfaces.links,
+            &self.interfaces.addresses,
             &endpoints,
             limits,
         );
-        self.interfaces = interfaces;
         if plan.unusable != self.plan.unusable {
             for u in &plan.unusable {
                 tracing::warn!("path {u}");
@@ -338,7 +603,7 @@ impl Inner {
                 match owned {
                     Owned::Added(_) => match pm.delete_endpoint(ep.id) {
                         Ok(()) => tracing::info!(
-                            "removed MPTCP endpoint {} id {} (address gone)",
+                            "removed MPTCP endpoint {} id {} (address gone or path down)",
                             ep.addr,
                             ep.id
                         ),
@@ -491,6 +756,7 @@ impl Inner {
 pub struct PathManager {
     inner: Arc<Mutex<Inner>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    health_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl PathManager {
@@ -531,6 +797,14 @@ impl PathManager {
             limits: None,
             advised: Vec::new(),
             warned_replace: Vec::new(),
+            health: BTreeMap::new(),
+            probing: BTreeMap::new(),
+            primary_hook: None,
+            primary_told: Told::Nothing,
+            blackholes: probe::mptcp_blackholes().unwrap_or(0),
+            blackhole_resets: 0,
+            server_answers_probes: false,
+            changes: Arc::default(),
         };
         if active && let Err(e) = inner.reconcile() {
             inner.cleanup();
@@ -538,7 +812,78 @@ impl PathManager {
         }
         let inner = Arc::new(Mutex::new(inner));
         let task = watch.map(|watch| tokio::spawn(follow(watch, Arc::downgrade(&inner))));
-        Ok(Self { inner, task })
+        Ok(Self {
+            inner,
+            task,
+            health_tasks: Vec::new(),
+        })
+    }
+
+    /// Starts judging path health with probes (see [`probe`]): one prober
+    /// per path, and the watch on the kernel's MPTCP blackhole detection.
+    /// `hook` is told the interface new server connections should start
+    /// on, now and whenever it changes.
+    pub fn start_health<C: ProbeContext>(
+        &mut self,
+        ctx: &Arc<C>,
+        settings: ProbeSettings,
+        hook: PrimaryHook,
+    ) {
+        let ifaces: Vec<String> = {
+            let mut g = self.lock();
+            g.primary_hook = Some(hook);
+            g.primary_told = Told::Nothing;
+            g.tell_primary();
+            g.specs.iter().map(|s| s.iface.clone()).collect()
+        };
+        if self.lock().policy == PathPolicy::Single {
+            return;
+        }
+        for (i, iface) in ifaces.into_iter().enumerate() {
+            self.health_tasks.push(tokio::spawn(probe::run(
+                iface,
+                u16::try_from(i).unwrap_or(u16::MAX),
+                settings,
+                Arc::clone(ctx),
+                Arc::downgrade(&self.inner),
+            )));
+        }
+        self.health_tasks.push(tokio::spawn(probe::watch_blackhole(
+            Duration::from_secs(1),
+            Arc::downgrade(&self.inner),
+        )));
+    }
+
+    /// Each path's health, in the order of the paths.
+    pub fn health(&self) -> Vec<(String, PathHealth, bool)> {
+        let g = self.lock();
+        g.specs
+            .iter()
+            .filter_map(|s| {
+                g.health.get(&s.iface).map(|h| {
+                    let probing = g.probing.get(&s.iface).copied().unwrap_or(false);
+                    (s.iface.clone(), h.clone(), probing)
+                })
+            })
+            .collect()
+    }
+
+    /// How often the kernel's MPTCP blackhole detection fired, and how
+    /// often the client reset it.
+    pub fn blackholes(&self) -> (u64, u64) {
+        let g = self.lock();
+        (g.blackholes, g.blackhole_resets)
+    }
+
+    /// A counter of every path's health transitions, for connections to
+    /// tell how many happened during their life.
+    pub fn change_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.lock().changes)
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> PathPolicy {
+        self.lock().policy
     }
 
     /// Switches to `policy` at run time: endpoints are added, removed or
@@ -550,7 +895,9 @@ impl PathManager {
         if inner.specs.is_empty() {
             return Ok(());
         }
-        inner.reconcile()
+        inner.reconcile()?;
+        inner.tell_primary();
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -575,20 +922,12 @@ impl PathManager {
         self.lock().owned.iter().map(|o| *o.endpoint()).collect()
     }
 
-    /// The interface the initial subflow should be bound to (`backup` and
-    /// `single` policies): the first path not marked backup (or the first
-    /// path). `None` under `aggregate`.
+    /// The interface the initial subflow should be bound to: under
+    /// `backup`, `handover` and `single` the first path not marked backup
+    /// (skipping paths judged `down`, except under `single`); under
+    /// `aggregate` none while no path is down, else a healthy one.
     pub fn primary(&self) -> Option<String> {
-        let inner = self.lock();
-        match inner.policy {
-            PathPolicy::Aggregate => None,
-            PathPolicy::Backup | PathPolicy::Single => inner
-                .specs
-                .iter()
-                .find(|s| !s.backup)
-                .or(inner.specs.first())
-                .map(|s| s.iface.clone()),
-        }
+        self.lock().primary()
     }
 
     /// The interfaces and addresses as of the last check (kept current by
@@ -613,6 +952,9 @@ impl PathManager {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        for task in self.health_tasks.drain(..) {
+            task.abort();
+        }
         self.lock().cleanup();
     }
 }
@@ -620,6 +962,35 @@ impl PathManager {
 impl Drop for PathManager {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn log_transition(iface: &str, t: &Transition) {
+    let after_ms = u64::try_from(t.after.as_millis()).unwrap_or(u64::MAX);
+    match t.to {
+        State::Down => tracing::warn!(
+            path = iface,
+            from = t.from.name(),
+            to = t.to.name(),
+            cause = %t.cause,
+            silent_ms = after_ms,
+            "path down"
+        ),
+        State::Up if t.from == State::Down || t.from == State::Suspect => tracing::info!(
+            path = iface,
+            from = t.from.name(),
+            to = t.to.name(),
+            cause = %t.cause,
+            was_out_ms = after_ms,
+            "path up"
+        ),
+        _ => tracing::info!(
+            path = iface,
+            from = t.from.name(),
+            to = t.to.name(),
+            cause = %t.cause,
+            "path suspect"
+        ),
     }
 }
 
@@ -705,6 +1076,7 @@ mod tests {
         let file = PathArgs {
             paths: vec!["eth0".parse().expect("spec")],
             path_policy: Some(PathPolicy::Single),
+            ..PathArgs::default()
         };
         let merged = cli.paths.or(file);
         assert_eq!(merged.paths.len(), 2);

@@ -163,13 +163,13 @@ impl Plan {
 /// Which configured paths are backup paths under `policy`:
 ///
 /// - `aggregate`: only those written `IFACE=backup`;
-/// - `backup`: every path but the first one not written `=backup` (the
-///   primary, normally Wi-Fi);
+/// - `backup` and `handover`: every path but the first one not written
+///   `=backup` (the primary, normally Wi-Fi);
 /// - `single`: not applicable (nothing is installed).
 pub fn backup_flags(specs: &[PathSpec], policy: PathPolicy) -> Vec<bool> {
     match policy {
         PathPolicy::Aggregate | PathPolicy::Single => specs.iter().map(|s| s.backup).collect(),
-        PathPolicy::Backup => {
+        PathPolicy::Backup | PathPolicy::Handover => {
             let primary = specs.iter().position(|s| !s.backup);
             (0..specs.len()).map(|i| Some(i) != primary).collect()
         }
@@ -278,24 +278,28 @@ mod tests {
                 index: 1,
                 name: "lo".into(),
                 up: true,
+                carrier: true,
                 loopback: true,
             },
             Link {
                 index: 2,
                 name: "wlan0".into(),
                 up: true,
+                carrier: true,
                 loopback: false,
             },
             Link {
                 index: 3,
                 name: "lte0".into(),
                 up: true,
+                carrier: true,
                 loopback: false,
             },
             Link {
                 index: 4,
                 name: "eth9".into(),
                 up: false,
+                carrier: false,
                 loopback: false,
             },
         ]

@@ -1,6 +1,7 @@
 //! Interfaces and their addresses over rtnetlink (`NETLINK_ROUTE`): a dump
 //! of links (index ↔ name) and of addresses, and a watch on address
-//! changes (`RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR`) for roaming.
+//! changes (`RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR`) for roaming and on
+//! link state (`RTMGRP_LINK`: carrier, up/down) for path health.
 //!
 //! Netlink, not `/sys/class/net`: sysfs shows the namespace it was mounted
 //! in, while a netlink socket sees the namespace of the thread that opened
@@ -30,6 +31,12 @@ const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
 const IFF_UP: u32 = 0x1;
+/// `IFF_LOWER_UP`: the driver signals carrier (link layer up).
+const IFF_LOWER_UP: u32 = 0x1_0000;
+/// `RTM_DELLINK`.
+pub const RTM_DELLINK: u16 = 17;
+/// `RTMGRP_LINK` (group `RTNLGRP_LINK` = 1): link state changes.
+const RTMGRP_LINK: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
 /// `RTMGRP_IPV4_IFADDR` (group `RTNLGRP_IPV4_IFADDR` = 5).
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
@@ -56,6 +63,9 @@ pub struct Link {
     pub name: String,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`): up and able to pass packets at
+    /// the link layer.
+    pub carrier: bool,
     /// The loopback interface.
     pub loopback: bool,
 }
@@ -93,12 +103,15 @@ impl Address {
 }
 
 /// A change the address watch saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddrEvent {
     /// An address was added or changed (`RTM_NEWADDR`).
     New(Address),
     /// An address was removed (`RTM_DELADDR`).
     Del(Address),
+    /// A link changed state (`RTM_NEWLINK`), or went away
+    /// (`RTM_DELLINK`: reported with `up` and `carrier` false).
+    Link(Link),
     /// The socket overran (`ENOBUFS`): events were lost; dump again.
     Resync,
 }
@@ -130,6 +143,7 @@ pub fn decode_link(payload: &[u8]) -> Option<Link> {
         index,
         name,
         up: flags & IFF_UP != 0,
+        carrier: flags & IFF_UP != 0 && flags & IFF_LOWER_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
     })
 }
@@ -180,6 +194,14 @@ pub fn decode_event(msg: &Message<'_>) -> Option<AddrEvent> {
     match msg.ty {
         RTM_NEWADDR => decode_address(msg.payload).map(AddrEvent::New),
         RTM_DELADDR => decode_address(msg.payload).map(AddrEvent::Del),
+        RTM_NEWLINK => decode_link(msg.payload).map(AddrEvent::Link),
+        RTM_DELLINK => decode_link(msg.payload).map(|l| {
+            AddrEvent::Link(Link {
+                up: false,
+                carrier: false,
+                ..l
+            })
+        }),
         _ => None,
     }
 }
@@ -271,7 +293,8 @@ impl RouteSocket {
     }
 }
 
-/// A subscription to IPv4 and IPv6 address changes.
+/// A subscription to IPv4 and IPv6 address changes and link state
+/// changes (carrier, up/down).
 #[derive(Debug)]
 pub struct AddrWatch {
     fd: AsyncFd<Socket>,
@@ -282,7 +305,7 @@ impl AddrWatch {
     /// Subscribes in the caller's network namespace. Needs a tokio runtime.
     pub fn open() -> io::Result<Self> {
         let sock = socket::open_raw(libc::NETLINK_ROUTE)?;
-        socket::bind_groups(&sock, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)?;
+        socket::bind_groups(&sock, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)?;
         // Roaming can bring bursts of changes; lost events force a resync.
         let _ = sock.set_recv_buffer_size(1 << 20);
         sock.set_nonblocking(true)?;
@@ -379,6 +402,7 @@ mod tests {
                 index: 3,
                 name: "lte0".into(),
                 up: true,
+                carrier: true,
                 loopback: false,
             }],
             addresses: vec![decode_address(&p).expect("address")],
@@ -400,6 +424,7 @@ mod tests {
                 index: 5,
                 name: "lte0".into(),
                 up: true,
+                carrier: true,
                 loopback: false
             })
         );

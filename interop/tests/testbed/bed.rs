@@ -180,6 +180,12 @@ impl Testbed {
             .expect("stats64 bytes")
     }
 
+    /// `scripts/testbed blackhole wlan|lte on|off`: the link stays up and
+    /// drops every packet, both ways.
+    pub fn blackhole(&self, which: &str, on: bool) {
+        self.script(&["blackhole", which, if on { "on" } else { "off" }]);
+    }
+
     /// `scripts/testbed backup on|off`.
     pub fn backup(&self, on: bool) {
         self.script(&["backup", if on { "on" } else { "off" }]);

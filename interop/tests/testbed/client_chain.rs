@@ -324,6 +324,130 @@ fn client_chain_lte_backup_carries_under_2_percent_until_wifi_fails() {
     );
 }
 
+/// The client flags of the handover tests: both paths, the `handover`
+/// policy, probes from the start (the defaults otherwise: 250 ms).
+const HANDOVER: &[&str] = &[
+    "--path",
+    "wlan0",
+    "--path",
+    "lte0",
+    "--path-policy",
+    "handover",
+    "--probe-idle",
+];
+
+/// A 24 MiB download through the client under `handover`: Wi-Fi fails
+/// (`fail(tb, true)`) after 4 MiB and recovers (`fail(tb, false)`) 4 s
+/// later. Asserts the bytes and their SHA-256, no stall of a second or
+/// more (the figures are in `scripts/bench-multipath`), LTE under 1 % of
+/// the bytes while Wi-Fi was healthy, traffic back on Wi-Fi after it
+/// recovered, and the client's log naming `cause` for the path going down.
+fn assert_handover(label: &str, cause: &str, fail: impl Fn(&Testbed, bool)) {
+    let tb = Testbed::up(&[]);
+    // The testbed's own endpoints are not the client's: it could not
+    // withdraw them. It installs its own.
+    let flush = tb
+        .command(Ns::Phone, "ip")
+        .args(["mptcp", "endpoint", "flush"])
+        .status()
+        .expect("ip mptcp endpoint flush");
+    assert!(flush.success(), "ip mptcp endpoint flush");
+    let (blast, target) = blast_origin(&tb);
+    let _client = start_client(&tb, bed::SERVER_PORT, HANDOVER);
+    let route = Route::Socks5 {
+        proxy: entry(),
+        target,
+    };
+    // A first connection opens the SOCKS6 session the probes prove; then
+    // the probes get answers.
+    let (tx, _rx) = mpsc::channel();
+    let warm = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
+        .join()
+        .expect("warm-up download");
+    assert_eq!(warm.bytes, 64 * 1024, "{label}: warm-up");
+    let _ = blast.sent.recv_timeout(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+
+    let size = 24 * MIB;
+    let (tx, rx) = mpsc::channel();
+    let lte_start = tb.phone_rx_bytes("lte0");
+    let handle = flows::download(&tb.ns(Ns::Phone), route, false, size, 4 * MIB, tx);
+    let at_cut = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("4 MiB arrived");
+    let lte_before = tb.phone_rx_bytes("lte0") - lte_start;
+    fail(&tb, true);
+    std::thread::sleep(Duration::from_secs(4));
+    fail(&tb, false);
+    let w_back = tb.phone_rx_bytes("wlan0");
+    let d = handle.join().expect("download thread");
+    let w_after = tb.phone_rx_bytes("wlan0") - w_back;
+    let (sent, _) = blast
+        .sent
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the sender reported its digest");
+    let share = lte_before as f64 / at_cut as f64 * 100.0;
+    println!(
+        "{label}: done in {:.2} s; longest stall after the first 4 MiB {:.0} ms (must be < 1000); \
+         LTE {share:.2} % of the bytes while Wi-Fi was healthy (must be < 1 %); \
+         wlan0 received {:.1} MB after it recovered",
+        d.elapsed.as_secs_f64(),
+        d.longest_stall.as_secs_f64() * 1e3,
+        w_after as f64 / 1e6,
+    );
+    assert_eq!(d.bytes, size, "{label}: byte count");
+    assert_eq!(flows::hex(&d.sha), flows::hex(&sent), "{label}: SHA-256");
+    assert!(
+        d.longest_stall < Duration::from_secs(1),
+        "{label}: stalled {:?}\n{}",
+        d.longest_stall,
+        tb.log("client")
+    );
+    assert!(
+        share < 1.0,
+        "{label}: LTE carried {share:.2} % while Wi-Fi was healthy"
+    );
+    assert!(
+        w_after > 2_000_000,
+        "{label}: only {w_after} bytes came over Wi-Fi after it recovered\n{}",
+        tb.log("client")
+    );
+    let log = tb.log("client");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("path down") && l.contains("path=\"wlan0\"") && l.contains(cause)),
+        "{label}: no `path down` line for wlan0 with cause `{cause}`:\n{log}"
+    );
+}
+
+#[test]
+fn client_chain_handover_moves_off_a_downed_wifi_and_back_without_a_1s_stall() {
+    if !bed::can_run("client_chain_handover_moves_off_a_downed_wifi_and_back_without_a_1s_stall") {
+        return;
+    }
+    assert_handover(
+        "chain handover, Wi-Fi down",
+        "cause=link down",
+        |tb, fail| {
+            tb.link("wlan", !fail);
+        },
+    );
+}
+
+#[test]
+fn client_chain_handover_moves_off_a_blackholed_wifi_and_back_without_a_1s_stall() {
+    if !bed::can_run(
+        "client_chain_handover_moves_off_a_blackholed_wifi_and_back_without_a_1s_stall",
+    ) {
+        return;
+    }
+    assert_handover(
+        "chain handover, Wi-Fi blackholed",
+        "unanswered",
+        |tb, fail| tb.blackhole("wlan", fail),
+    );
+}
+
 #[test]
 fn client_chain_download_with_loss_keeps_the_bytes() {
     if !bed::can_run("client_chain_download_with_loss_keeps_the_bytes") {

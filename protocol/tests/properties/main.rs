@@ -13,6 +13,7 @@ use sixpath_protocol::Decoded;
 
 mod convert;
 mod http;
+mod probe;
 mod socks5;
 mod socks6;
 mod socks6_udp;

@@ -17,6 +17,7 @@
 pub mod bind;
 pub mod connect;
 pub mod noop;
+pub mod probe;
 pub mod udp;
 
 use std::net::IpAddr;

@@ -105,8 +105,8 @@ impl Budget {
 }
 
 /// Receives SOCKS6 datagrams sent over UDP to a listener's port and hands
-/// each to its association; anything else is dropped (there is no error
-/// reply on the UDP channel, §4.9).
+/// each to its association; path probes go to [`super::probe`]; anything
+/// else is dropped (there is no error reply on the UDP channel, §4.9).
 pub async fn serve_listener(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -120,7 +120,12 @@ pub async fn serve_listener(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let msg = UdpMessage::decode_datagram(buf.get(..n).unwrap_or_default());
+        let data = buf.get(..n).unwrap_or_default();
+        if sixpath_protocol::probe::is_probe(data) {
+            super::probe::answer(&socket, data, from, &shared);
+            continue;
+        }
+        let msg = UdpMessage::decode_datagram(data);
         let Ok(UdpMessage::Datagram(datagram)) = msg else {
             UdpStats::add(&shared.udp.stats.rejected, 1);
             continue;

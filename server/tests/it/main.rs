@@ -16,6 +16,7 @@ mod handshakes;
 mod logins;
 mod netns;
 mod outbound;
+mod probe;
 mod relay_path;
 mod robustness;
 mod sessions;

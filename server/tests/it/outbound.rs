@@ -112,6 +112,53 @@ async fn reserved_invalid_tld_gets_host_unreachable_04_in_socks5_and_socks6() {
     assert_eq!(read_to_eof(&mut c).await, SOCKS6_HOST_UNREACHABLE);
 }
 
+#[tokio::test]
+async fn an_ip_address_sent_as_a_name_is_that_address_without_dns() {
+    // Browsers send every host as a name: `http://127.0.0.1:PORT/` arrives
+    // as the name "127.0.0.1". The DNS server here answers NXDOMAIN to
+    // everything, so only treating the name as the address connects.
+    let (h, queries) = dns_harness().await;
+    for name in [h.echo.ip().to_string(), format!("[{}]", h.echo.ip())] {
+        let mut c = h.connect().await;
+        c.write_all(&socks5_connect_name(&name, h.echo.port()))
+            .await
+            .unwrap();
+        let mut reply = [0u8; 4];
+        tokio::io::AsyncReadExt::read_exact(&mut c, &mut reply)
+            .await
+            .unwrap();
+        assert_eq!(reply, [5, 0, 5, 0], "{name}: {reply:?}");
+    }
+    assert_eq!(
+        queries.load(Ordering::SeqCst),
+        0,
+        "no DNS query for an IP literal"
+    );
+}
+
+#[tokio::test]
+async fn an_ip_address_sent_as_a_name_goes_through_the_egress_policy_as_an_address() {
+    let h = Harness::start_custom(None, |s| {
+        s.egress_rules
+            .push(EgressRule::parse(RuleAction::Deny, "127.0.0.0/8").unwrap());
+    })
+    .await;
+    for name in ["127.0.0.1", "0.0.0.0", "[::ffff:127.0.0.1]"] {
+        let mut c = h.connect().await;
+        c.write_all(&socks5_connect_name(name, h.echo.port()))
+            .await
+            .unwrap();
+        let reply = read_to_eof(&mut c).await;
+        // Method selection (05 00), then the reply: 02, not allowed by
+        // ruleset.
+        assert_eq!(
+            reply.get(..4),
+            Some(&[5u8, 0, 5, 2][..]),
+            "{name}: not allowed by ruleset, got {reply:?}"
+        );
+    }
+}
+
 /// 198.18.1.0/24 is routed to `lo` in the test's namespace, where packets
 /// for an address that is not local are dropped without an answer: a
 /// connection attempt there sees nothing until its deadline.

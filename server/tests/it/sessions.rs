@@ -39,7 +39,7 @@ pub(crate) fn bytes(r: &Request) -> Vec<u8> {
     v
 }
 
-fn noop(opts: Vec<SocksOption>) -> Vec<u8> {
+pub(crate) fn noop(opts: Vec<SocksOption>) -> Vec<u8> {
     bytes(&request(Command::NOOP, Endpoint::unspecified(), opts))
 }
 
@@ -88,7 +88,7 @@ pub(crate) async fn op_reply(s: &mut TcpStream) -> (OperationReply, Vec<u8>) {
 
 /// Sends a NOOP with a Session Request (and `extra` options) and returns
 /// the Authentication Reply.
-async fn open_session(h: &Harness, extra: Vec<SocksOption>) -> AuthenticationReply {
+pub(crate) async fn open_session(h: &Harness, extra: Vec<SocksOption>) -> AuthenticationReply {
     let mut c = h.connect().await;
     let mut opts = vec![SocksOption::SessionRequest];
     opts.extend(extra);
