@@ -296,7 +296,7 @@ fn check_handover(args: &PathArgs) -> Option<Check> {
 /// are opened as plain TCP for `net.mptcp.blackhole_timeout` seconds
 /// (doubling each time); a path outage can set it off.
 fn check_blackhole() -> Check {
-    let name = "mptcp-blackhole";
+    let name = "blackhole";
     let count = paths::probe::mptcp_blackholes();
     let timeout = read_sysctl("net/mptcp/blackhole_timeout");
     match (count, timeout) {
