@@ -180,3 +180,54 @@ fn doctor_reports_disabled_mptcp_and_missing_endpoints_with_fix_commands() {
     let report = json(&out);
     assert_eq!(report["verdict"], "ok", "{report:#}");
 }
+
+#[test]
+fn doctor_says_handover_cannot_withdraw_paths_without_cap_net_admin() {
+    if !netns::can_run("doctor_says_handover_cannot_withdraw_paths_without_cap_net_admin") {
+        return;
+    }
+    let t = Topology::new("dochand");
+    let phone = &t.phone;
+    let sink = Sink::start(&t.server, "198.18.1.1");
+    let server = sink.addr.to_string();
+    let base = [
+        BIN,
+        "doctor",
+        "--server",
+        &server,
+        "--path",
+        "wlan0",
+        "--path",
+        "lte0",
+        "--path-policy",
+        "handover",
+        "--wait",
+        "1",
+        "--json",
+    ];
+    let with_cap = json(&phone.exec(&base));
+    assert_eq!(check(&with_cap, "handover")["status"], "ok", "{with_cap:#}");
+    // The same as root without CAP_NET_ADMIN (setpriv drops it from every
+    // set).
+    let mut dropped = vec![
+        "setpriv",
+        "--inh-caps=-net_admin",
+        "--bounding-set=-net_admin",
+        "--",
+    ];
+    dropped.extend_from_slice(&base);
+    let without = json(&phone.exec(&dropped));
+    let c = check(&without, "handover");
+    assert_eq!(c["status"], "warn", "{without:#}");
+    assert!(
+        c["detail"].as_str().unwrap_or("").contains("CAP_NET_ADMIN"),
+        "{without:#}"
+    );
+    assert!(
+        c["fix"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("setcap cap_net_admin+ep"),
+        "{without:#}"
+    );
+}
