@@ -5,11 +5,13 @@
 //! # Layout
 //!
 //! - [`sink`]: the loopback server: reads a 16-byte request head (bytes
-//!   up, bytes down), consumes the upload, sends the download, closes.
+//!   up, bytes down), consumes the upload, sends the download (a fixed
+//!   pattern), closes.
 //! - [`socks5`]: the minimal SOCKS5 CONNECT client (no authentication).
 //! - [`workload`]: bulk throughput, connection rate, idle connections.
 //! - [`multipath`]: the sink on any address and timed single downloads,
-//!   for the multipath figures on the testbed, with their tables.
+//!   checked against the sink's pattern, for the multipath figures on the
+//!   testbed; [`multipath_report`]: their tables, and the soak's.
 //! - [`report`]: medians into Markdown tables and an SVG bar chart.
 
 // Byte and connection counts here stay far below 2^52, where the
@@ -19,6 +21,7 @@
 #![allow(clippy::cast_sign_loss)]
 
 pub mod multipath;
+pub mod multipath_report;
 pub mod report;
 pub mod sink;
 pub mod socks5;

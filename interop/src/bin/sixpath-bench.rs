@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use sixpath_interop::bench::{median, multipath, quantile, report, sink, workload};
+use sixpath_interop::bench::{
+    median, multipath, multipath_report, quantile, report, sink, workload,
+};
 
 /// Load generator for SOCKS5 proxies: bulk throughput, connection rate,
 /// idle connections, and the Markdown/SVG report.
@@ -77,7 +79,10 @@ enum Cmd {
         listen: SocketAddr,
     },
     /// Single downloads from a `serve` sink, timed read by read: time to
-    /// first byte, goodput, longest gap between reads.
+    /// first byte, goodput, longest gap between reads (overall and per
+    /// window of `--mark`), and whether the bytes are the sink's (SHA-256).
+    /// A run that fails still prints its line (with `error`), then the
+    /// program exits 1.
     Fetch {
         #[command(flatten)]
         common: Common,
@@ -96,6 +101,20 @@ enum Cmd {
         /// Seconds a run may take before it counts as failed.
         #[arg(long, default_value_t = 120.0)]
         timeout: f64,
+        /// Window boundary, seconds (repeat, ascending): `gaps_ms` then
+        /// holds the longest gap that starts in `[0, m1)`, `[m1, m2)`, …,
+        /// `[mN, end)`.
+        #[arg(long = "mark", value_name = "SECS")]
+        marks: Vec<f64>,
+        /// Count the marks from this wall-clock time (seconds since the
+        /// Unix epoch, e.g. `$EPOCHREALTIME` of the script that schedules
+        /// the events) instead of from the start of the connection.
+        #[arg(long, value_name = "UNIX_SECS")]
+        epoch: Option<f64>,
+        /// Count the bytes this interface receives during the download
+        /// (`rx_bytes` in the JSON line; repeat for several).
+        #[arg(long = "rx-dev", value_name = "IFACE")]
+        rx_devs: Vec<String>,
     },
     /// Markdown tables of the multipath figures from JSON lines of `fetch`.
     ReportMultipath {
@@ -111,6 +130,23 @@ enum Cmd {
         /// Label of the row time to first byte compares against.
         #[arg(long, default_value = "direct TCP (no proxy)")]
         ttfb_baseline: String,
+        /// Interface whose share of the received bytes the `share` table
+        /// shows.
+        #[arg(long, default_value = "lte0")]
+        share_dev: String,
+    },
+    /// Markdown table of a soak run: its `fetch` lines, the script's
+    /// `event` and `rss` lines, and the client's log.
+    ReportSoak {
+        /// File of JSON lines (`fetch --workload soak`, events, RSS).
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// The client's log (`--log-format json` or text).
+        #[arg(long)]
+        client_log: std::path::PathBuf,
+        /// Seconds after an outage before both paths count as up again.
+        #[arg(long, default_value_t = 2.0)]
+        settle: f64,
     },
     /// Markdown tables (stdout) and an SVG chart from JSON lines.
     Report {
@@ -194,32 +230,57 @@ async fn run(cmd: Cmd) -> Result<()> {
             bytes,
             workload,
             timeout,
+            marks,
+            epoch,
+            rx_devs,
         } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                bail!("--timeout {timeout}: expected seconds > 0");
+            }
+            if marks.iter().any(|m| !m.is_finite())
+                || marks.iter().zip(marks.iter().skip(1)).any(|(a, b)| a >= b)
+            {
+                bail!("--mark: expected finite seconds in ascending order, got {marks:?}");
+            }
+            let epoch = match epoch {
+                Some(e) if e.is_finite() && e >= 0.0 => {
+                    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e))
+                }
+                Some(e) => bail!("--epoch {e}: expected seconds since the Unix epoch"),
+                None => None,
+            };
+            let spec = multipath::FetchSpec {
+                proxy: common.proxy,
+                target,
+                mptcp,
+                bytes,
+                timeout: std::time::Duration::from_secs_f64(timeout),
+                marks,
+                epoch,
+                rx_devs,
+            };
             for i in 0..common.runs {
-                let f = tokio::time::timeout(
-                    std::time::Duration::from_secs_f64(timeout),
-                    multipath::fetch(common.proxy, target, mptcp, bytes),
-                )
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out after {timeout} s"))
-                .and_then(|r| r.map_err(anyhow::Error::from))
-                .with_context(|| format!("{} {workload} run {i}", common.label))?;
-                println!(
-                    "{}",
-                    json!({"kind": "run", "workload": workload, "label": common.label,
-                           "bytes": f.bytes, "ttfb_ms": f.ttfb_ms, "secs": f.secs,
-                           "mbit_per_s": f.mbit_per_s(), "max_gap_ms": f.max_gap_ms,
-                           "transport": f.transport})
-                );
+                let f = multipath::fetch(&spec).await;
+                println!("{}", f.json(&workload, &common.label));
+                let windows = f
+                    .gaps_ms
+                    .iter()
+                    .map(|g| g.map_or_else(|| "-".to_owned(), |g| format!("{g:.0}")))
+                    .collect::<Vec<_>>()
+                    .join("/");
                 eprintln!(
-                    "{:<28} {workload}: {} B, first byte {:.1} ms, {:.1} Mbit/s, longest gap {:.0} ms, {}",
+                    "{:<28} {workload}: {} B, first byte {:.1} ms, {:.1} Mbit/s, longest gap {:.0} ms ({windows}), sha256 {}, {}",
                     common.label,
                     f.bytes,
                     f.ttfb_ms,
                     f.mbit_per_s(),
                     f.max_gap_ms,
+                    if f.sha256_ok { "ok" } else { "BAD" },
                     f.transport
                 );
+                if let Some(e) = &f.error {
+                    bail!("{} {workload} run {i}: {e}", common.label);
+                }
             }
         }
         Cmd::ReportMultipath {
@@ -227,13 +288,28 @@ async fn run(cmd: Cmd) -> Result<()> {
             link_sum_mbit,
             baseline,
             ttfb_baseline,
+            share_dev,
         } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
-            print!(
-                "{}",
-                multipath::markdown(&text, link_sum_mbit, &baseline, &ttfb_baseline)
-            );
+            let tables = multipath_report::Tables {
+                link_sum_mbit,
+                baseline: &baseline,
+                ttfb_baseline: &ttfb_baseline,
+                share_dev: &share_dev,
+            };
+            print!("{}", multipath_report::markdown(&text, &tables));
+        }
+        Cmd::ReportSoak {
+            input,
+            client_log,
+            settle,
+        } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let log = std::fs::read_to_string(&client_log)
+                .with_context(|| format!("reading {}", client_log.display()))?;
+            print!("{}", multipath_report::soak_markdown(&text, &log, settle));
         }
         Cmd::Throughput {
             common,
