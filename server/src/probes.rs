@@ -92,6 +92,17 @@ impl ProbeLimits {
         }
     }
 
+    /// Whether `source` has a token left at `now`, without taking it: a
+    /// cheap first look before the session check.
+    pub fn may(&self, source: IpAddr, now: Instant) -> bool {
+        let key = source_key(source);
+        let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        t.sources.get(&key).is_none_or(|b| {
+            let dt = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens + dt * self.per_source >= 1.0
+        })
+    }
+
     /// Whether a probe from `source` at `now` may be answered (and counts
     /// it).
     pub fn allow(&self, source: IpAddr, now: Instant) -> bool {
@@ -144,6 +155,18 @@ mod tests {
         assert!(!l.allow(ip("198.18.0.1"), t0 + Duration::from_millis(10)));
         assert!(l.allow(ip("198.18.0.1"), t0 + Duration::from_millis(60)));
         assert!(l.allow(ip("198.18.0.2"), t0), "another source has its own");
+    }
+
+    #[test]
+    fn a_look_takes_no_token() {
+        let l = ProbeLimits::new(2.0, 1000.0, 100);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            assert!(l.may(ip("198.18.0.1"), t0));
+        }
+        assert!(l.allow(ip("198.18.0.1"), t0));
+        assert!(l.allow(ip("198.18.0.1"), t0));
+        assert!(!l.may(ip("198.18.0.1"), t0));
     }
 
     #[test]

@@ -314,6 +314,24 @@ impl Sessions {
             .is_some_and(|l| l.last_used.elapsed() < idle)
     }
 
+    /// Like [`Sessions::is_live`], and a live session counts as used now:
+    /// a client that probes its paths (`docs/probe.md`) keeps its session
+    /// from idling out while its connections are long-lived.
+    pub fn keep_alive(&self, id: &SessionId) -> bool {
+        let Some((key, _, _)) = self.check(id) else {
+            return false;
+        };
+        let idle = self.limits.idle_timeout;
+        let mut table = self.table();
+        match table.live.get_mut(&key) {
+            Some(l) if l.last_used.elapsed() < idle => {
+                l.last_used = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table
             .lock()

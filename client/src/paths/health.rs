@@ -86,6 +86,10 @@ pub enum Cause {
     ProbeLost(u32),
     /// Probes were answered (how many in a row).
     ProbeAnswered(u32),
+    /// The server stopped answering probes on every path at once: a
+    /// server matter (a restart, a session it forgot), not the paths';
+    /// health follows link events until it answers again.
+    ProbesUnavailable,
 }
 
 impl fmt::Display for Cause {
@@ -96,6 +100,9 @@ impl fmt::Display for Cause {
             Self::LinkUp => f.write_str("link up"),
             Self::ProbeLost(n) => write!(f, "{n} probe(s) unanswered"),
             Self::ProbeAnswered(n) => write!(f, "{n} probe(s) answered"),
+            Self::ProbesUnavailable => {
+                f.write_str("no path's probes answered: judging by link events")
+            }
         }
     }
 }
@@ -268,6 +275,18 @@ impl PathHealth {
         }
     }
 
+    /// Probes are no longer a reliable signal (see
+    /// [`Cause::ProbesUnavailable`]): a path whose link is there is `up`.
+    pub fn on_probes_unavailable(&mut self, now: Instant) -> Option<Transition> {
+        self.lost_in_row = 0;
+        self.answered_in_row = 0;
+        if self.link {
+            self.go(State::Up, Cause::ProbesUnavailable, now)
+        } else {
+            None
+        }
+    }
+
     /// A probe was sent.
     pub fn on_probe_sent(&mut self) {
         self.sent += 1;
@@ -399,6 +418,18 @@ mod tests {
         assert_eq!(h.state(), State::Down);
         h.on_probe_answered(ms(20), t0);
         assert_eq!(h.state(), State::Up);
+    }
+
+    #[test]
+    fn probes_unavailable_brings_back_a_path_with_link_only() {
+        let t0 = Instant::now();
+        let mut h = PathHealth::new(true, t0);
+        h.on_probe_lost(t0);
+        h.on_probe_lost(t0);
+        let t = h.on_probes_unavailable(t0).expect("up");
+        assert_eq!((t.to, t.cause), (State::Up, Cause::ProbesUnavailable));
+        let mut h = PathHealth::new(false, t0);
+        assert_eq!(h.on_probes_unavailable(t0), None);
     }
 
     #[test]

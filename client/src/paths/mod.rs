@@ -509,6 +509,37 @@ impl Inner {
         out
     }
 
+    /// When every path whose link is there has been judged down by its
+    /// probes, the server is the likelier culprit (it restarted, or forgot
+    /// the session the probes prove): probes are set aside until the server
+    /// answers one again, and those paths are `up` again.
+    fn check_all_lost(&mut self) {
+        let all = self
+            .health
+            .values()
+            .filter(|h| h.link())
+            .all(|h| h.state() == State::Down);
+        if !all || !self.server_answers_probes {
+            return;
+        }
+        self.server_answers_probes = false;
+        tracing::warn!(
+            "no path's probes are answered any more: the server restarted or forgot the session, not every path at once; \
+             path health follows link events until the server answers again"
+        );
+        let now = std::time::Instant::now();
+        let ifaces: Vec<String> = self.health.keys().cloned().collect();
+        for iface in ifaces {
+            if let Some(t) = self
+                .health
+                .get_mut(&iface)
+                .and_then(|h| h.on_probes_unavailable(now))
+            {
+                self.on_transition(&iface, t);
+            }
+        }
+    }
+
     /// Logs a transition and acts on it: the endpoints follow the paths
     /// that are not `down`, and new connections start on a healthy path.
     fn on_transition(&mut self, iface: &str, t: Transition) {

@@ -245,6 +245,9 @@ fn with_health(
     let mut g = inner.lock().unwrap_or_else(PoisonError::into_inner);
     let t = f(g.health.get_mut(iface)?)?;
     g.on_transition(iface, t);
+    if t.to == super::health::State::Down && g.health.len() > 1 {
+        g.check_all_lost();
+    }
     Some(t)
 }
 

@@ -28,8 +28,12 @@ pub fn answer(socket: &UdpSocket, datagram: &[u8], from: SocketAddr, shared: &Sh
 }
 
 fn judge(datagram: &[u8], from: SocketAddr, shared: &Shared, socket: &UdpSocket) -> ProbeResult {
-    // Limits first: they cost a table lookup, a session check an HMAC.
-    if !shared.probe_limits.allow(from.ip(), Instant::now()) {
+    // A look at the source's bucket first (a table lookup; the session
+    // check costs an HMAC), but tokens are taken only by probes with a
+    // live session: a sender forging someone's address without a session
+    // cannot use up that client's probes.
+    let now = Instant::now();
+    if !shared.probe_limits.may(from.ip(), now) {
         return ProbeResult::RateLimited;
     }
     let Ok(p) = probe::decode(datagram) else {
@@ -38,9 +42,14 @@ fn judge(datagram: &[u8], from: SocketAddr, shared: &Shared, socket: &UdpSocket)
     if p.kind != ProbeKind::Request {
         return ProbeResult::Malformed;
     }
-    let live = SessionId::new(p.token.clone()).is_ok_and(|id| shared.sessions.is_live(&id));
+    // An answered probe counts as a use of the session, so a client with
+    // long-lived connections keeps it while it probes.
+    let live = SessionId::new(p.token.clone()).is_ok_and(|id| shared.sessions.keep_alive(&id));
     if !live {
         return ProbeResult::NoSession;
+    }
+    if !shared.probe_limits.allow(from.ip(), now) {
+        return ProbeResult::RateLimited;
     }
     let mut reply = Vec::with_capacity(probe::REPLY_LEN);
     p.reply().encode(&mut reply);

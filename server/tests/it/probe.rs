@@ -221,3 +221,19 @@ async fn a_probe_flood_does_not_slow_relayed_traffic_and_well_behaved_probes_sti
         .expect("answered after the flood");
     assert_eq!(probe::decode(&reply).unwrap().seq, 42);
 }
+
+#[tokio::test]
+async fn probes_without_a_session_do_not_use_up_the_sources_answers() {
+    // Someone forging this client's address but holding no session sends
+    // a burst first; the client's own probes are still answered.
+    let h = Harness::start(None).await;
+    let id = session(&h).await;
+    let s = socket(h.server).await;
+    for seq in 0..100 {
+        s.send(&request(seq, &[0xab; 16])).await.unwrap();
+    }
+    assert_eq!(recv(&s, Duration::from_millis(200)).await, None);
+    s.send(&request(500, id.as_bytes())).await.unwrap();
+    let reply = recv(&s, Duration::from_secs(5)).await.expect("answered");
+    assert_eq!(probe::decode(&reply).unwrap().seq, 500);
+}
