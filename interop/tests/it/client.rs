@@ -960,6 +960,41 @@ async fn http_only_front_end_answers_other_protocols_with_400() {
     );
 }
 
+/// RFC 9112 §3.2 and §6.3: a request whose framing or host the origin
+/// could read differently from the proxy is refused with 400 and a close,
+/// and never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_front_end_refuses_ambiguous_framing_with_400_and_forwards_nothing() {
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |_| {});
+    let cases = [
+        (
+            "two Content-Length",
+            "Content-Length: 3\r\nContent-Length: 30\r\n",
+        ),
+        (
+            "Transfer-Encoding and Content-Length",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+        ),
+        ("two Host", "Host: a.example\r\nHost: b.example\r\n"),
+    ];
+    for (name, fields) in cases {
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("POST http://127.0.0.1:{port}/ HTTP/1.1\r\n{fields}\r\nabc");
+        h.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_until_closed(&mut h).await;
+        assert!(
+            resp.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            "{name}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    let reached = tokio::time::timeout(Duration::from_millis(300), origin.accept()).await;
+    assert!(reached.is_err(), "a refused request reached the origin");
+}
+
 /// An origin a converter may reach, for tests inside a namespace: Convert
 /// forbids loopback destinations, so the origin gets a benchmarking
 /// address (198.18.0.2) on the namespace's loopback device.

@@ -65,6 +65,37 @@ pub enum Error {
     /// `Proxy-Authorization` field.
     #[error("malformed Basic proxy credentials")]
     BadCredentials,
+    /// More than one `Host` field line: "A server MUST respond with a 400
+    /// (Bad Request) status code to any HTTP/1.1 request message that lacks
+    /// a Host header field and to any request message that contains more
+    /// than one Host header field line" (RFC 9112 §3.2).
+    #[error("more than one Host header field")]
+    DuplicateHost,
+    /// A `Content-Length` that is not one decimal number: a value that is
+    /// not `1*DIGIT` (or does not fit 64 bits), or several fields (or list
+    /// members) with different values. "If a message is received without
+    /// Transfer-Encoding and with an invalid Content-Length header field,
+    /// then the message framing is invalid and the recipient MUST treat it
+    /// as an unrecoverable error ... the server MUST respond with a 400
+    /// (Bad Request) status code and then close the connection" (RFC 9112
+    /// §6.3, item 5). Repeated identical values are accepted (RFC 9110
+    /// §8.6) and forwarded as one field.
+    #[error("invalid or conflicting Content-Length")]
+    BadContentLength,
+    /// Both `Transfer-Encoding` and `Content-Length`: "Such a message might
+    /// indicate an attempt to perform request smuggling ... and ought to be
+    /// handled as an error" (RFC 9112 §6.3, item 3). This proxy relays the
+    /// body unchanged, so it cannot drop one and forward the other safely.
+    #[error("both Transfer-Encoding and Content-Length")]
+    TransferEncodingWithContentLength,
+    /// A `Transfer-Encoding` whose final coding is not `chunked`: "If a
+    /// Transfer-Encoding header field is present in a request and the
+    /// chunked transfer coding is not the final encoding, the message body
+    /// length cannot be determined reliably; the server MUST respond with
+    /// the 400 (Bad Request) status code and then close the connection"
+    /// (RFC 9112 §6.3, item 4).
+    #[error("Transfer-Encoding does not end with chunked")]
+    BadTransferEncoding,
 }
 
 impl Error {
@@ -78,6 +109,7 @@ impl Error {
     /// | `UnsupportedVersion` (also the HTTP/2 preface) | 505 HTTP Version Not Supported |
     /// | `OriginForm`, `UnsupportedScheme`, `BadTarget`, `MissingPort`, `InvalidPort`, `InvalidHost` | 400 Bad Request |
     /// | `BadCredentials` | 400 Bad Request (RFC 7235 reserves 407 for missing or wrong credentials, not for malformed ones) |
+    /// | ambiguous framing (`DuplicateHost`, `BadContentLength`, `TransferEncodingWithContentLength`, `BadTransferEncoding`) | 400 Bad Request (RFC 9112 §3.2, §6.3) |
     ///
     /// An unsupported scheme answers 400 rather than 501: the request is not
     /// one this proxy can serve as written, and clients that meet a 501
@@ -96,7 +128,11 @@ impl Error {
             | Self::MissingPort
             | Self::InvalidPort
             | Self::InvalidHost
-            | Self::BadCredentials => (400, "Bad Request"),
+            | Self::BadCredentials
+            | Self::DuplicateHost
+            | Self::BadContentLength
+            | Self::TransferEncodingWithContentLength
+            | Self::BadTransferEncoding => (400, "Bad Request"),
         }
     }
 
@@ -212,5 +248,9 @@ mod tests {
         assert_eq!(Error::UnsupportedVersion.status().0, 505);
         assert_eq!(Error::UnsupportedScheme.status().0, 400);
         assert_eq!(Error::BadCredentials.status().0, 400);
+        assert_eq!(Error::DuplicateHost.status().0, 400);
+        assert_eq!(Error::BadContentLength.status().0, 400);
+        assert_eq!(Error::TransferEncodingWithContentLength.status().0, 400);
+        assert_eq!(Error::BadTransferEncoding.status().0, 400);
     }
 }
