@@ -12,7 +12,9 @@
 //! - [`transparent`]: connections diverted by nftables REDIRECT or TPROXY.
 //!
 //! On the mixed port the first byte picks the protocol: 0x05 SOCKS5, 0x04
-//! SOCKS4, 0x06 SOCKS6, an ASCII letter (an HTTP method) HTTP.
+//! SOCKS4, 0x06 SOCKS6, an ASCII letter (an HTTP method) HTTP. Any other
+//! byte gets the SOCKS6 Version Mismatch Reply (`06`) and a close, as on
+//! the server.
 
 pub mod http;
 pub mod socks4;
@@ -23,7 +25,7 @@ pub mod transparent;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
-use sixpath_protocol::socks6::OperationReply;
+use sixpath_protocol::socks6::{OperationReply, VersionMismatchReply};
 use sixpath_protocol::{Endpoint, http as httpwire};
 use tokio::net::TcpStream;
 
@@ -185,9 +187,11 @@ pub async fn handshake(
                 0x04 => socks4::handshake(f, cx).await,
                 0x06 => socks6::handshake(f, cx).await,
                 b if b.is_ascii_alphabetic() => http::handshake(f, cx).await,
+                // As the server does: the SOCKS6 Version Mismatch Reply,
+                // one byte 0x06, then a clean close (draft -11 §5).
                 b => Err(Refusal::new(
-                    format!("unknown protocol (first byte 0x{b:02x})"),
-                    Vec::new(),
+                    format!("unknown protocol (first byte 0x{b:02x}): version mismatch"),
+                    VersionMismatchReply::BYTES.to_vec(),
                 )),
             }
         }

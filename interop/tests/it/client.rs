@@ -499,6 +499,60 @@ async fn convert_missing_cookie_is_retried_once_with_the_returned_cookie() {
     );
 }
 
+/// A converter that answers every Convert request with Missing Cookie
+/// carrying no cookie; counts the connections it got.
+async fn cookieless_converter() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    tokio::spawn(async move {
+        let supported = [TcpOptionKind::MPTCP, TcpOptionKind::FAST_OPEN];
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = Vec::new();
+            let _ = read_msg(&mut s, &mut buf, |b| {
+                convert::Request::decode(b, &supported)
+            })
+            .await;
+            let err = ErrorTlv::missing_cookie(&Cookie::new([])).unwrap();
+            assert_eq!(err.cookie().map(|c| c.trimmed().len()), Some(0));
+            s.write_all(&err.reply_bytes()).await.unwrap();
+            let _ = s.shutdown().await;
+            let _ = read_until_closed(&mut s).await;
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_missing_cookie_without_a_cookie_fails_without_a_retry() {
+    let (converter, count) = cookieless_converter().await;
+    let proxy = start_client(converter, |s| {
+        s.upstream = UpstreamProtocol::Convert;
+        s.early_reply = false;
+    });
+    let (_s, reply) = socks5_connect(proxy, Endpoint::new(Ipv4Addr::new(198, 18, 0, 9), 80)).await;
+    assert_eq!(reply.code, socks5::ReplyCode::GENERAL_SOCKS_SERVER_FAILURE);
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no retry with an empty Cookie TLV"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_port_answers_an_unknown_first_byte_with_socks6_version_mismatch_and_closes() {
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |_| {});
+    for first in [0x16u8, 0x00, 0x07, b'\r'] {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&[first, 3, 1, 0]).await.unwrap();
+        let got = read_until_closed(&mut s).await;
+        assert_eq!(got, [0x06], "first byte 0x{first:02x}");
+    }
+}
+
 /// Runs `f` on a thread moved into a new network namespace with `lo` up
 /// and `net.ipv4.tcp_fastopen=3` (client and server TFO), on a tokio
 /// runtime whose threads inherit the namespace. The namespace disappears
