@@ -12,8 +12,9 @@
 //!
 //! Inside a session ([`super::session`]) the Request carries the Session
 //! ID instead of the credentials, and an Idempotence Expenditure when it
-//! carries initial data. A Session Invalid or a stale token is retried
-//! once (the command was not performed; the initial data is still here).
+//! carries initial data. A Session Invalid, a session the server dropped
+//! without saying so, or a stale token is retried once (the command was not
+//! performed; the initial data is still here).
 
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::{
@@ -74,6 +75,7 @@ pub fn request_in(
             id,
             token,
             want_window,
+            ..
         } => {
             session.push(SocksOption::SessionId(id.clone()));
             if *want_window {
@@ -139,8 +141,9 @@ pub async fn open(
 }
 
 /// Sends a Request for `command` and reads the replies, in the session
-/// when there is one; retries once after Session Invalid or a stale
-/// token. Returns the connection past the Operation Reply and the plan
+/// when there is one; retries once after Session Invalid, a session the
+/// server dropped or a stale token (and once more without a token when the
+/// server keeps rejecting them). Returns the connection past the Operation Reply and the plan
 /// the successful request went with.
 pub async fn exchange(
     upstream: &Upstream,
@@ -152,6 +155,8 @@ pub async fn exchange(
 ) -> Result<(Opened, Plan), Failure> {
     let sessions = upstream.settings().sessions.then(|| upstream.sessions());
     let mut retried = false;
+    // One more, without a token, once tokens are switched off.
+    let mut last_chance = false;
     loop {
         let plan = sessions.map_or(Plan::Plain, |s| s.plan(server, !initial.is_empty()));
         // Cancelled by the caller's deadline, a Session Request must not
@@ -173,9 +178,18 @@ pub async fn exchange(
         let verdict = sessions.map_or(Verdict::Fine, |s| s.learn(server, &plan, auth, op_id));
         match (attempt, verdict) {
             (Ok(o), _) => return Ok((o.opened, plan)),
-            (Err(_), Verdict::SessionInvalid | Verdict::TokenStale) if !retried => {
+            // The Authentication Reply failed: nothing was performed, and
+            // the initial data is still here.
+            (Err(_), Verdict::SessionInvalid | Verdict::SessionLost | Verdict::TokenStale)
+                if !retried =>
+            {
                 tracing::debug!(%server, ?verdict, "retrying the request once");
                 retried = true;
+            }
+            (Err(_), Verdict::TokensOff) if !last_chance => {
+                tracing::debug!(%server, "retrying the request without a token");
+                retried = true;
+                last_chance = true;
             }
             // The server is up and performed nothing; a copy of this
             // request got there first, so sending it again would perform
