@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Opened, Upstream, await_reply, probe};
-use crate::failure::{Failure, Kind};
+use crate::failure::{Failure, Fault, Kind};
 use sixpath_net::framed::Framed;
 
 /// The destination as an IP address: literals as they are, names through
@@ -127,15 +127,14 @@ pub async fn open(
                         }
                         Some(_) => {}
                         None => {
-                            let mut f = Failure::new(
+                            return Err(Failure::new(
                                 Kind::General,
                                 format!(
                                     "converter {converter} answered Missing Cookie without a \
                                      cookie to send: not retried"
                                 ),
-                            );
-                            f.server_fault = true;
-                            return Err(f);
+                            )
+                            .with_fault(Fault::Protocol));
                         }
                     }
                 }

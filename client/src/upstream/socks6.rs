@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::session::{Plan, Verdict, WINDOW_REQUEST};
 use super::{Opened, Upstream, await_reply};
-use crate::failure::{Failure, Kind};
+use crate::failure::{Failure, Fault, Kind};
 use sixpath_net::framed::{Framed, ReadError};
 
 /// Builds the Request for `target` with `initial_len` bytes of initial
@@ -242,6 +242,39 @@ impl From<Failure> for Failed {
     }
 }
 
+/// The failure for a failed Authentication Reply to a request sent with
+/// `plan`: a session or token refusal (the server answered), or the
+/// credentials refused (see [`Fault::AuthRefused`]).
+fn auth_failure(
+    upstream: &Upstream,
+    server: SocketAddr,
+    plan: &Plan,
+    auth: &AuthenticationReply,
+) -> Failure {
+    let session = auth.options.has(OptionKind::SESSION_INVALID)
+        || auth.options.has(OptionKind::IDEMPOTENCE_REJECTED);
+    if session {
+        return Failure::new(
+            Kind::General,
+            format!("server {server} refused the session or its idempotence token"),
+        );
+    }
+    if matches!(plan, Plan::Use { .. }) {
+        return Failure::new(
+            Kind::General,
+            format!("server {server} failed the request in the session without saying why"),
+        );
+    }
+    let detail = if upstream.settings().upstream_credentials.is_some() {
+        format!("authentication refused by server {server}: check --user and --password-file")
+    } else if auth.options.auth_selection() == Some(Method::USERNAME_PASSWORD) {
+        format!("server {server} requires credentials: give --user and --password-file")
+    } else {
+        format!("authentication refused by server {server}")
+    };
+    Failure::new(Kind::General, detail).with_fault(Fault::AuthRefused)
+}
+
 async fn once(
     upstream: &Upstream,
     server: SocketAddr,
@@ -273,26 +306,8 @@ async fn once(
     let (auth, op) = match replies {
         Ok(Ok(r)) => r,
         Ok(Err(auth)) => {
-            let session = auth.options.has(OptionKind::SESSION_INVALID)
-                || auth.options.has(OptionKind::IDEMPOTENCE_REJECTED);
-            let mut f = Failure::new(
-                Kind::General,
-                if session {
-                    format!("server {server} refused the session or its idempotence token")
-                } else {
-                    format!(
-                        "server {server} refused the credentials{}",
-                        if auth.options.auth_selection() == Some(Method::USERNAME_PASSWORD) {
-                            " (it requires --user and --password-file)"
-                        } else {
-                            ""
-                        }
-                    )
-                },
-            );
-            f.server_fault = true;
             return Err(Failed {
-                failure: f,
+                failure: auth_failure(upstream, server, plan, &auth),
                 auth: Some(auth),
             });
         }

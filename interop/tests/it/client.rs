@@ -269,6 +269,80 @@ async fn unreachable_target_gets_socks5_refused_and_http_502_with_no_early_reply
     );
 }
 
+/// A DNS server that answers every query with NXDOMAIN.
+async fn nxdomain_dns() -> SocketAddr {
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.response_code = ResponseCode::NXDomain;
+            for query in &q.queries {
+                r.add_query(query.clone());
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+/// RFC 9209: a plain-HTTP request the client cannot carry out gets a 502
+/// (or 504) whose `Proxy-Status` and body say why, not an empty 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_request_failures_say_why_in_proxy_status_and_the_body() {
+    let dns = nxdomain_dns().await;
+    let server = start_server(|s| s.dns_servers = vec![dns]);
+    let proxy = start_client(server, |_| {});
+    let closed = closed_port();
+    let cases = [
+        (
+            "typo.invalid".to_owned(),
+            "typo.invalid:80",
+            "HTTP/1.1 502 Bad Gateway\r\n",
+            "dns_error",
+        ),
+        (
+            format!("127.0.0.1:{closed}"),
+            "",
+            "HTTP/1.1 502 Bad Gateway\r\n",
+            "connection_refused",
+        ),
+    ];
+    for (host, shown, status, error) in cases {
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        h.write_all(req.as_bytes()).await.unwrap();
+        let resp = String::from_utf8(read_until_closed(&mut h).await).unwrap();
+        assert!(resp.starts_with(status), "{host}: {resp}");
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        let field = head
+            .lines()
+            .find(|l| l.starts_with("Proxy-Status: "))
+            .unwrap_or_else(|| panic!("{host}: no Proxy-Status: {resp}"));
+        assert!(
+            field.starts_with(&format!("Proxy-Status: sixpath; error={error}; details=\"")),
+            "{host}: {field}"
+        );
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        let target = if shown.is_empty() {
+            host.as_str()
+        } else {
+            shown
+        };
+        assert!(
+            body.starts_with(&format!("sixpath-client could not connect to {target}: ")),
+            "{host}: {body}"
+        );
+        assert!(body.contains(error), "{host}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_target_after_early_reply_closes_the_application_connection() {
     let target = echo().await;
