@@ -215,6 +215,8 @@ pub struct Upstream {
     tfo_broken: Mutex<Option<Instant>>,
     /// SOCKS6 sessions and idempotence tokens, per server.
     sessions: session::Sessions,
+    /// How SOCKS6 domain names are written, as configured or detected.
+    padding: socks6::Padding,
     /// The interface the server connection's first subflow is bound to
     /// (`backup` and `single` path policies).
     device: Mutex<Option<String>>,
@@ -232,14 +234,20 @@ impl Upstream {
     /// An upstream for `settings`.
     pub fn new(settings: Settings) -> Self {
         Self {
-            settings,
             resolved: Mutex::new(None),
             cookies: Mutex::new(HashMap::new()),
             health: Health::default(),
             tfo_broken: Mutex::new(None),
             sessions: session::Sessions::new(),
+            padding: socks6::Padding::new(settings.domain_padding),
             device: Mutex::new(None),
+            settings,
         }
+    }
+
+    /// How SOCKS6 domain names are written towards the server.
+    pub fn padding(&self) -> &socks6::Padding {
+        &self.padding
     }
 
     /// SOCKS6 sessions and idempotence tokens, per server.

@@ -306,7 +306,12 @@ async fn read_msg<T, E: std::fmt::Debug>(
 /// `data` as 0-RTT initial data; returns the client's Operation Reply
 /// code and the echo of `data`.
 async fn socks6_echo(proxy: SocketAddr, target: SocketAddr, data: &[u8]) -> (ReplyCode, Vec<u8>) {
-    let mut req = Request::new(Command::CONNECT, Endpoint::from(target));
+    socks6_echo_to(proxy, Endpoint::from(target), data).await
+}
+
+/// [`socks6_echo`] to any endpoint, a domain name included.
+async fn socks6_echo_to(proxy: SocketAddr, target: Endpoint, data: &[u8]) -> (ReplyCode, Vec<u8>) {
+    let mut req = Request::new(Command::CONNECT, target);
     let idl = u16::try_from(data.len()).unwrap();
     req.options
         .push(SocksOption::AuthMethodAdvertisement(
@@ -824,6 +829,133 @@ async fn session_the_server_forgot_without_session_invalid_is_dropped_and_not_as
             "request {i} carries the credentials"
         );
     }
+}
+
+/// A SOCKS6 server that reads domain names the libsocks6msg way: the
+/// length byte counts the name only, so a name with NULs counted in (the
+/// counted style) is malformed and rejected as sixpath-server rejects a bad
+/// address (failed Authentication Reply, Operation Reply 0x01, close).
+/// Accepted requests are served as an echo. Records each Request's raw
+/// bytes.
+async fn libsocks6msg_server() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>, Task) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                // Our own (tolerant) decoder finds the end of the Request.
+                let len = loop {
+                    if let Ok(Decoded::Complete { msg, len }) = Request::decode(&buf)
+                        && buf.len() >= len + msg.initial_data_len()
+                    {
+                        break len;
+                    }
+                    let mut b = [0u8; 4096];
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0, "closed before the request");
+                    buf.extend_from_slice(&b[..n]);
+                };
+                log.lock().unwrap().push(buf[..len].to_vec());
+                // Version, command, options length, port, padding, ATYP.
+                let counted_nul = buf[7] == 3 && {
+                    let l = usize::from(buf[8]);
+                    buf[9..9 + l].contains(&0)
+                };
+                let mut out = Vec::new();
+                if counted_nul {
+                    AuthenticationReply::new(AuthReplyType::FAILURE).encode(&mut out);
+                    OperationReply::new(ReplyCode::GENERAL_FAILURE, Endpoint::unspecified())
+                        .encode(&mut out);
+                    s.write_all(&out).await.unwrap();
+                    let _ = s.shutdown().await;
+                    return;
+                }
+                AuthenticationReply::new(AuthReplyType::SUCCESS).encode(&mut out);
+                OperationReply::new(ReplyCode::SUCCESS, Endpoint::unspecified()).encode(&mut out);
+                out.extend_from_slice(&buf[len..]);
+                s.write_all(&out).await.unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, seen, Task(task))
+}
+
+/// The domain-name length byte of a raw Request.
+fn domain_length_byte(raw: &[u8]) -> u8 {
+    assert_eq!(raw[7], 3, "a domain name: {raw:02x?}");
+    raw[8]
+}
+
+fn name(n: &str, port: u16) -> Endpoint {
+    Endpoint::new(
+        sixpath_protocol::Address::Domain(sixpath_protocol::DomainName::new(n).unwrap()),
+        port,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_padding_switches_to_uncounted_when_the_server_rejects_counted_names() {
+    let (server, seen, _server) = libsocks6msg_server().await;
+    let (proxy, _client) = start_client(server, |_| {});
+    // "a.com": 5 bytes, 2 of padding; counted the length byte says 7.
+    for data in [&b"one"[..], b"two"] {
+        let (code, got) = socks6_echo_to(proxy, name("a.com", 80), data).await;
+        assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, data));
+    }
+    let reqs = seen.lock().unwrap().clone();
+    let lengths: Vec<u8> = reqs.iter().map(|r| domain_length_byte(r)).collect();
+    assert_eq!(
+        lengths,
+        [7, 5, 5],
+        "counted, retried uncounted, then uncounted from the start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_padding_given_on_the_command_line_is_used_from_the_first_request() {
+    use sixpath_client::config::DomainPadding;
+    let (server, seen, _server) = libsocks6msg_server().await;
+    let (proxy, _client) = start_client(server, |s| s.domain_padding = DomainPadding::Uncounted);
+    let (code, _) = socks6_echo_to(proxy, name("a.com", 80), b"x").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    assert_eq!(domain_length_byte(&seen.lock().unwrap()[0]), 5);
+
+    let (server, seen, _server2) = libsocks6msg_server().await;
+    let (proxy, _client2) = start_client(server, |s| s.domain_padding = DomainPadding::Counted);
+    let (code, _) = socks6_echo_to(proxy, name("a.com", 80), b"x").await;
+    assert_eq!(
+        code,
+        ReplyCode::GENERAL_FAILURE,
+        "counted, as told: refused"
+    );
+    let reqs = seen.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1, "no switch when the style is given");
+    assert_eq!(domain_length_byte(&reqs[0]), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixpath_server_keeps_counted_domain_padding() {
+    let (server, _server) = start_server(None);
+    let tap = Tap::start(server).await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(tap.addr, |_| {});
+    // A name the server resolves: its own host name is not needed, the
+    // loopback literal written as a name is an address (no DNS).
+    let (code, got) = socks6_echo_to(proxy, name("127.0.0.1", target.port()), b"hi").await;
+    assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, &b"hi"[..]));
+    let (_, wire, _) = tap.exchange(0).await;
+    assert_eq!(
+        domain_length_byte(&wire),
+        11,
+        "\"127.0.0.1\" and 2 NULs, counted"
+    );
+    assert_eq!(tap.count(), 1);
 }
 
 // --- UDP ---------------------------------------------------------------
