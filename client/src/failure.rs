@@ -102,12 +102,6 @@ impl Failure {
         self
     }
 
-    /// True when the server itself is at fault (unreachable, refusing
-    /// the client, or breaking the protocol), not the target.
-    pub fn server_fault(&self) -> bool {
-        self.fault != Fault::Target
-    }
-
     /// A failure reaching the server.
     pub fn server(e: &io::Error, server: &str) -> Self {
         let kind = match e.raw_os_error() {
