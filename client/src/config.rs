@@ -137,6 +137,15 @@ pub struct Options {
     #[arg(long)]
     pub no_sessions: bool,
 
+    /// How a SOCKS6 domain name's length byte is written towards the
+    /// server: `counted` (it counts the NUL padding, the -12 text, which
+    /// sixpath-server reads) or `uncounted` (only the name; libsocks6msg
+    /// servers such as sixtysocks). Without this flag the client writes
+    /// `counted` and switches to `uncounted` for good if the server
+    /// rejects a domain-name request as malformed and takes it that way.
+    #[arg(long, value_name = "counted|uncounted")]
+    pub socks6_domain_padding: Option<String>,
+
     /// `--config`, `--log` and `--log-format`.
     #[command(flatten)]
     #[serde(flatten)]
@@ -203,6 +212,7 @@ sixpath_service::merge_fields!(Options {
     no_mptcp,
     no_tfo,
     no_sessions,
+    socks6_domain_padding,
     service,
     paths,
     tls,
@@ -247,6 +257,31 @@ impl FromStr for UpstreamProtocol {
             _ => Err(format!(
                 "unknown upstream {s:?} (expected socks6 or convert)"
             )),
+        }
+    }
+}
+
+/// How SOCKS6 domain names are written towards the server
+/// (`--socks6-domain-padding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DomainPadding {
+    /// Counted, switching to uncounted if the server asks for it by
+    /// rejecting a counted domain-name request (the default).
+    #[default]
+    Detect,
+    /// The length byte counts the NUL padding (draft -12 text).
+    Counted,
+    /// The length byte counts only the name (libsocks6msg).
+    Uncounted,
+}
+
+impl FromStr for DomainPadding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "counted" => Ok(Self::Counted),
+            "uncounted" => Ok(Self::Uncounted),
+            _ => Err(format!("{s:?}: expected counted or uncounted")),
         }
     }
 }
@@ -398,6 +433,8 @@ pub struct Settings {
     pub tfo: bool,
     /// SOCKS6 sessions and idempotence tokens.
     pub sessions: bool,
+    /// How SOCKS6 domain names are written.
+    pub domain_padding: DomainPadding,
     /// The multipath paths and their policy.
     pub paths: PathArgs,
     /// TLS towards the server.
@@ -536,6 +573,7 @@ impl Settings {
             mptcp: true,
             tfo: true,
             sessions: true,
+            domain_padding: DomainPadding::Detect,
             paths: PathArgs::default(),
             tls: None,
             admin: None,
@@ -650,6 +688,12 @@ impl Options {
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,
             sessions: !self.no_sessions,
+            domain_padding: match &self.socks6_domain_padding {
+                None => DomainPadding::Detect,
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| ConfigError::new("socks6-domain-padding", e))?,
+            },
             tls,
             admin,
             paths: self.paths,
@@ -955,6 +999,30 @@ mod tests {
         let mut o = opts("198.18.0.1:1");
         o.listen = vec!["localhost:1080".into()];
         assert_eq!(o.resolve().expect_err("name").field, "listen");
+    }
+
+    #[test]
+    fn socks6_domain_padding_is_detected_unless_given() {
+        let s = opts("198.18.0.1:1").resolve().expect("valid");
+        assert_eq!(s.domain_padding, DomainPadding::Detect);
+        let file: Options =
+            serde_json::from_str(r#"{"socks6-domain-padding": "uncounted"}"#).expect("valid");
+        let s = opts("198.18.0.1:1").or(file).resolve().expect("valid");
+        assert_eq!(s.domain_padding, DomainPadding::Uncounted);
+        let o = Options {
+            socks6_domain_padding: Some("Counted".into()),
+            ..opts("198.18.0.1:1")
+        };
+        assert_eq!(
+            o.resolve().expect("valid").domain_padding,
+            DomainPadding::Counted
+        );
+        let o = Options {
+            socks6_domain_padding: Some("padded".into()),
+            ..opts("198.18.0.1:1")
+        };
+        let e = o.resolve().expect_err("invalid");
+        assert_eq!(e.field, "socks6-domain-padding");
     }
 
     #[test]

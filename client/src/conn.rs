@@ -10,7 +10,9 @@
 //! only see its connection reset. Early replies are therefore given only
 //! while the server is known to answer (the previous connection through it
 //! succeeded); before the first success and after a failure, applications
-//! wait for the server's answer and get a proper error code.
+//! wait for the server's answer and get a proper error code. A failure
+//! after an early reply is logged at warn with its cause, and every failure
+//! is kept among the recent ones in the statistics (`/stats`, `status`).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -401,11 +403,24 @@ async fn handshakes(
             if tls {
                 tracing::warn!(detail = %failure.detail, "TLS with the server failed");
             }
-            shared.stats.error(error_class(failure.kind, tls));
+            let class = error_class(failure.kind, tls);
+            shared.stats.error(class);
+            shared
+                .stats
+                .failed(req.protocol, &req.target, class, &failure.detail, early);
             if early {
                 shared.stats.early_reply_close();
+                // The application was told "connected" and only sees a
+                // reset: the log is where the cause shows.
+                tracing::warn!(
+                    target = %req.target,
+                    protocol = req.protocol,
+                    class,
+                    cause = %failure.detail,
+                    "connection failed after an early reply (the application sees a reset)"
+                );
             }
-            if let Some(bytes) = req.answer.failure(&failure).filter(|_| !early) {
+            if let Some(bytes) = req.answer.failure(&failure, &req.target).filter(|_| !early) {
                 f.reject(&bytes).await;
             } else {
                 // Already told "connected" (or transparent): a reset is

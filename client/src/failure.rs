@@ -17,12 +17,21 @@
 //!
 //! SOCKS5 has no "timed out" code; like the server, the client answers a
 //! timeout with host unreachable (0x04).
+//!
+//! HTTP error responses also say why, in a `Proxy-Status` field (RFC 9209)
+//! and a one-line body: [`Failure::proxy_error`] picks the RFC 9209 §2.3
+//! type.
+//!
+//! [`Fault`] says where the failure lies as far as the server connection
+//! is concerned; it decides whether early replies go on (see
+//! [`crate::upstream::Health`]).
 
 use std::io;
 
 use sixpath_protocol::convert::{ErrorCode, ErrorTlv};
-use sixpath_protocol::socks5;
+use sixpath_protocol::http::ProxyError;
 use sixpath_protocol::socks6::ReplyCode;
+use sixpath_protocol::{Address, Endpoint, socks5};
 
 /// The class of a failure, independent of the protocols on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +58,22 @@ pub enum Kind {
     Unavailable,
 }
 
+/// Where a failure lies, as far as the connection to the server goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// The server answered: the target failed, or the server refused the
+    /// request (policy, session, token), or the client could not build it.
+    #[default]
+    Target,
+    /// The server could not be reached, or did not answer in time.
+    Unreachable,
+    /// The server refused the client's credentials (or wants some).
+    AuthRefused,
+    /// The server was reached but the exchange broke: it closed without a
+    /// reply, its reply does not decode, or the TLS handshake failed.
+    Protocol,
+}
+
 /// A failure and the words for the log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -56,19 +81,25 @@ pub struct Failure {
     pub kind: Kind,
     /// What happened, for the log.
     pub detail: String,
-    /// True when the server itself could not be reached or misbehaved (as
-    /// opposed to the server reporting a failure towards the target).
-    pub server_fault: bool,
+    /// Where it lies.
+    pub fault: Fault,
 }
 
 impl Failure {
-    /// A failure of class `kind`.
+    /// A failure of class `kind`, the target's (see [`Fault`]).
     pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
-            server_fault: false,
+            fault: Fault::Target,
         }
+    }
+
+    /// The same failure, with fault `fault`.
+    #[must_use]
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
     }
 
     /// A failure reaching the server.
@@ -86,7 +117,7 @@ impl Failure {
         Self {
             kind,
             detail: format!("server {server}: {e}"),
-            server_fault: true,
+            fault: Fault::Unreachable,
         }
     }
 
@@ -95,7 +126,7 @@ impl Failure {
         Self {
             kind: Kind::TimedOut,
             detail: format!("server {server}: no {what} in time"),
-            server_fault: true,
+            fault: Fault::Unreachable,
         }
     }
 
@@ -165,7 +196,74 @@ impl Failure {
             _ => (502, "Bad Gateway"),
         }
     }
+
+    /// The RFC 9209 §2.3 Proxy Error Type of a failure to reach `target`.
+    /// Towards the target, the server's reply code decides; a name the
+    /// server answered "host unreachable" for is a `dns_error` (the
+    /// server answers a name that does not resolve so, and SOCKS6 has no
+    /// code of its own for it). When the server itself failed, the type
+    /// says what went wrong with it, this client's next hop.
+    pub fn proxy_error(&self, target: &Endpoint) -> ProxyError {
+        match self.fault {
+            Fault::Target => match self.kind {
+                Kind::HostUnreachable if matches!(target.addr, Address::Domain(_)) => {
+                    ProxyError::DNS_ERROR
+                }
+                Kind::HostUnreachable | Kind::NetworkUnreachable | Kind::TtlExpired => {
+                    ProxyError::DESTINATION_IP_UNROUTABLE
+                }
+                Kind::Refused => ProxyError::CONNECTION_REFUSED,
+                Kind::TimedOut => ProxyError::CONNECTION_TIMEOUT,
+                Kind::NotAllowed => ProxyError::DESTINATION_IP_PROHIBITED,
+                Kind::Unavailable => ProxyError::CONNECTION_LIMIT_REACHED,
+                Kind::CommandNotSupported | Kind::AddressTypeNotSupported => {
+                    ProxyError::PROXY_INTERNAL_ERROR
+                }
+                Kind::General => ProxyError::DESTINATION_UNAVAILABLE,
+            },
+            Fault::Unreachable => match self.kind {
+                Kind::Refused => ProxyError::CONNECTION_REFUSED,
+                Kind::TimedOut => ProxyError::CONNECTION_TIMEOUT,
+                Kind::HostUnreachable | Kind::NetworkUnreachable => {
+                    ProxyError::DESTINATION_IP_UNROUTABLE
+                }
+                _ => ProxyError::DESTINATION_UNAVAILABLE,
+            },
+            Fault::AuthRefused => ProxyError::PROXY_CONFIGURATION_ERROR,
+            Fault::Protocol if self.detail.starts_with(crate::upstream::TLS_FAILURE) => {
+                ProxyError::TLS_PROTOCOL_ERROR
+            }
+            Fault::Protocol => ProxyError::CONNECTION_TERMINATED,
+        }
+    }
+
+    /// The HTTP error response for a failure to reach `target`: the status
+    /// of [`Failure::http`], `Proxy-Status` with [`Failure::proxy_error`]
+    /// and the detail, and a one-line body saying the same to a person.
+    pub fn http_response(&self, target: &Endpoint) -> Vec<u8> {
+        let (code, reason) = self.http();
+        let error = self.proxy_error(target);
+        let body = format!(
+            "sixpath-client could not connect to {target}: {} ({}).\n",
+            self.detail,
+            error.name()
+        );
+        let mut out = Vec::with_capacity(256 + 2 * self.detail.len());
+        sixpath_protocol::http::proxy_error_response(
+            code,
+            reason,
+            PROXY_NAME,
+            error,
+            &self.detail,
+            &body,
+            &mut out,
+        );
+        out
+    }
 }
+
+/// How the client names itself in `Proxy-Status`.
+pub const PROXY_NAME: &str = "sixpath";
 
 #[cfg(test)]
 mod tests {
@@ -177,7 +275,7 @@ mod tests {
             &io::Error::from_raw_os_error(libc::ECONNREFUSED),
             "198.18.0.1:1",
         );
-        assert!(f.server_fault);
+        assert_eq!(f.fault, Fault::Unreachable);
         assert_eq!(f.socks5(), socks5::ReplyCode::CONNECTION_REFUSED);
         assert_eq!(f.http().0, 502);
     }
@@ -203,6 +301,99 @@ mod tests {
                 .0,
             403
         );
+    }
+
+    #[test]
+    fn http_failures_carry_the_rfc_9209_error_type() {
+        let name = Endpoint::new(
+            Address::Domain(sixpath_protocol::DomainName::new("typo.invalid").unwrap()),
+            80,
+        );
+        let ip = Endpoint::new(std::net::Ipv4Addr::new(192, 0, 2, 7), 80);
+        let cases = [
+            (
+                Failure::from_socks6(ReplyCode::HOST_UNREACHABLE),
+                &name,
+                "dns_error",
+                502,
+            ),
+            (
+                Failure::from_socks6(ReplyCode::HOST_UNREACHABLE),
+                &ip,
+                "destination_ip_unroutable",
+                502,
+            ),
+            (
+                Failure::from_socks6(ReplyCode::CONNECTION_REFUSED),
+                &ip,
+                "connection_refused",
+                502,
+            ),
+            (
+                Failure::from_socks6(ReplyCode::CONNECTION_TIMED_OUT),
+                &name,
+                "connection_timeout",
+                504,
+            ),
+            (
+                Failure::from_socks6(ReplyCode::CONNECTION_NOT_ALLOWED),
+                &ip,
+                "destination_ip_prohibited",
+                403,
+            ),
+            (
+                Failure::from_socks6(ReplyCode::NETWORK_UNREACHABLE),
+                &name,
+                "destination_ip_unroutable",
+                502,
+            ),
+            (
+                Failure::server(
+                    &io::Error::from_raw_os_error(libc::ECONNREFUSED),
+                    "198.18.0.1:1",
+                ),
+                &name,
+                "connection_refused",
+                502,
+            ),
+            (
+                Failure::server_timeout("198.18.0.1:1", "reply"),
+                &name,
+                "connection_timeout",
+                504,
+            ),
+            (
+                Failure::new(Kind::General, "refused").with_fault(Fault::AuthRefused),
+                &name,
+                "proxy_configuration_error",
+                502,
+            ),
+            (
+                Failure::new(Kind::General, "closed").with_fault(Fault::Protocol),
+                &name,
+                "connection_terminated",
+                502,
+            ),
+        ];
+        for (f, target, error, status) in cases {
+            assert_eq!(f.proxy_error(target).name(), error, "{f:?}");
+            let text = String::from_utf8(f.http_response(target)).unwrap();
+            assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+            assert!(
+                text.contains(&format!(
+                    "\r\nProxy-Status: sixpath; error={error}; details=\"{}\"\r\n",
+                    f.detail
+                )),
+                "{text}"
+            );
+            assert!(
+                text.ends_with(&format!(
+                    "\r\n\r\nsixpath-client could not connect to {target}: {} ({error}).\n",
+                    f.detail
+                )),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! interface totals when it ends; `/stats` adds the latest sample of every
 //! open connection, so a long download shows up while it runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sixpath_net::mptcp::InterfaceStats;
@@ -127,6 +127,29 @@ pub struct PathHealthInfo {
     pub last_change: Option<String>,
 }
 
+/// How many failed connections `/stats` lists (`recent_failures`).
+pub const RECENT_FAILURES: usize = 16;
+
+/// A connection that could not be made through the server, for
+/// `recent_failures`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    /// When, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// How long before the statistics were taken, in milliseconds.
+    pub age_ms: u64,
+    /// The application's protocol ([`PROTOCOLS`]).
+    pub protocol: String,
+    /// The target, as the application named it.
+    pub target: String,
+    /// The error class ([`ERRORS`]).
+    pub class: String,
+    /// What happened, as the connection's log line says.
+    pub cause: String,
+    /// The application had been answered early, so it only saw a reset.
+    pub early: bool,
+}
+
 /// Counts by name.
 pub type Named = BTreeMap<String, u64>;
 
@@ -183,6 +206,10 @@ pub struct Snapshot {
     /// See `mptcp_blackholes`.
     #[serde(default)]
     pub mptcp_blackhole_resets: u64,
+    /// The last [`RECENT_FAILURES`] connections that could not be made
+    /// through the server, newest first.
+    #[serde(default)]
+    pub recent_failures: Vec<FailureInfo>,
 }
 
 /// The counters.
@@ -203,6 +230,8 @@ pub struct Stats {
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
     live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
+    /// The last failures, oldest first, with when they happened.
+    recent: Mutex<VecDeque<(Instant, FailureInfo)>>,
 }
 
 impl Default for Stats {
@@ -257,6 +286,7 @@ impl Stats {
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_FAILURES)),
         }
     }
 
@@ -362,6 +392,39 @@ impl Stats {
         add(&self.early_reply_closes, 1);
     }
 
+    /// A connection to `target` could not be made: kept among the last
+    /// [`RECENT_FAILURES`] with its error class and cause, and whether the
+    /// application had been answered early.
+    pub fn failed(
+        &self,
+        protocol: &str,
+        target: &impl std::fmt::Display,
+        class: &str,
+        cause: &str,
+        early: bool,
+    ) {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let info = FailureInfo {
+            unix_ms,
+            age_ms: 0,
+            protocol: protocol.to_owned(),
+            target: target.to_string(),
+            class: class.to_owned(),
+            cause: cause.to_owned(),
+            early,
+        };
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() >= RECENT_FAILURES {
+            recent.pop_front();
+        }
+        recent.push_back((Instant::now(), info));
+    }
+
     /// The current values, with `paths` from the path manager.
     pub fn snapshot(&self, open: usize, paths: Vec<PathInfo>) -> Snapshot {
         let mut interfaces = self
@@ -413,6 +476,17 @@ impl Stats {
                 .collect(),
             early_reply_closes: get(&self.early_reply_closes),
             paths,
+            recent_failures: self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .rev()
+                .map(|(at, f)| FailureInfo {
+                    age_ms: u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    ..f.clone()
+                })
+                .collect(),
             ..Snapshot::default()
         }
     }
@@ -754,6 +828,21 @@ impl Snapshot {
             }
         );
         let _ = writeln!(s, "early-reply closes: {}", self.early_reply_closes);
+        if !self.recent_failures.is_empty() {
+            let _ = writeln!(s, "recent failures (newest first):");
+            for f in &self.recent_failures {
+                let _ = writeln!(
+                    s,
+                    "  {:>8.1} s ago  {:<12} {:<28} {:<18} {}{}",
+                    Duration::from_millis(f.age_ms).as_secs_f64(),
+                    f.protocol,
+                    f.target,
+                    f.class,
+                    if f.early { "after early reply: " } else { "" },
+                    f.cause
+                );
+            }
+        }
         s
     }
 }
@@ -834,6 +923,42 @@ mod tests {
         assert!(text.contains(
             "sixpath_client_path_info{interface=\"wlan0\",address=\"198.18.0.2\",endpoint_installed=\"true\",backup=\"false\"} 1\n"
         ));
+    }
+
+    #[test]
+    fn recent_failures_keep_the_last_sixteen_newest_first() {
+        let s = Stats::new();
+        for i in 0..20 {
+            s.failed(
+                "socks5",
+                &format!("host{i}.invalid:443"),
+                "host-unreachable",
+                "server replied HOST_UNREACHABLE",
+                i % 2 == 0,
+            );
+        }
+        let snap = s.snapshot(0, Vec::new());
+        assert_eq!(snap.recent_failures.len(), RECENT_FAILURES);
+        let newest = &snap.recent_failures[0];
+        assert_eq!(newest.target, "host19.invalid:443");
+        assert_eq!(newest.class, "host-unreachable");
+        assert_eq!(newest.cause, "server replied HOST_UNREACHABLE");
+        assert!(!newest.early);
+        assert!(newest.unix_ms > 0);
+        assert_eq!(snap.recent_failures[15].target, "host4.invalid:443");
+        let summary = snap.summary();
+        assert!(
+            summary.contains("recent failures (newest first):"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("host18.invalid:443")
+                && summary.contains("after early reply: server replied HOST_UNREACHABLE"),
+            "{summary}"
+        );
+        let json = serde_json::to_string(&snap).expect("json");
+        let back: Snapshot = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, snap);
     }
 
     #[test]

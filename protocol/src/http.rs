@@ -24,7 +24,8 @@
 //! - [`basic`]: [`Credentials`] of the Basic scheme (RFC 7617) and the strict
 //!   base64 codec they need.
 //! - [`error`]: [`Error`], the status each error answers, and the canned
-//!   responses ([`error_response`], [`proxy_auth_required`],
+//!   responses ([`error_response`], [`proxy_error_response`] with its
+//!   RFC 9209 [`ProxyError`] types, [`proxy_auth_required`],
 //!   [`connection_established`]).
 
 pub mod basic;
@@ -33,7 +34,10 @@ pub mod request_head;
 pub mod target;
 
 pub use basic::Credentials;
-pub use error::{Error, connection_established, error_response, proxy_auth_required};
+pub use error::{
+    Error, MAX_PROXY_STATUS_DETAILS, ProxyError, connection_established, error_response,
+    proxy_auth_required, proxy_error_response,
+};
 pub use request_head::{
     DEFAULT_MAX_HEAD_LEN, Header, MAX_HEADERS, NotAbsoluteForm, RequestHead, Version,
 };

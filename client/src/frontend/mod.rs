@@ -12,7 +12,9 @@
 //! - [`transparent`]: connections diverted by nftables REDIRECT or TPROXY.
 //!
 //! On the mixed port the first byte picks the protocol: 0x05 SOCKS5, 0x04
-//! SOCKS4, 0x06 SOCKS6, an ASCII letter (an HTTP method) HTTP.
+//! SOCKS4, 0x06 SOCKS6, an ASCII letter (an HTTP method) HTTP. Any other
+//! byte gets the SOCKS6 Version Mismatch Reply (`06`) and a close, as on
+//! the server.
 
 pub mod http;
 pub mod socks4;
@@ -23,7 +25,7 @@ pub mod transparent;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
-use sixpath_protocol::socks6::OperationReply;
+use sixpath_protocol::socks6::{OperationReply, VersionMismatchReply};
 use sixpath_protocol::{Endpoint, http as httpwire};
 use tokio::net::TcpStream;
 
@@ -96,19 +98,17 @@ impl Answer {
         out
     }
 
-    /// The answer to a failure (see [`crate::failure`] for the table);
-    /// `None` means the connection is reset instead.
-    pub fn failure(self, f: &Failure) -> Option<Vec<u8>> {
+    /// The answer to a failure to reach `target` (see [`crate::failure`]
+    /// for the table; HTTP says why in `Proxy-Status` and the body); `None`
+    /// means the connection is reset instead.
+    pub fn failure(self, f: &Failure, target: &Endpoint) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
         match self {
             Self::Socks5 | Self::Socks5Udp => Reply::failure(f.socks5()).encode(&mut out),
             Self::Socks4 => {
                 Socks4Reply::unbound(Socks4ReplyCode::REJECTED_OR_FAILED).encode(&mut out);
             }
-            Self::HttpConnect | Self::HttpForward => {
-                let (code, reason) = f.http();
-                httpwire::error_response(code, reason, &mut out);
-            }
+            Self::HttpConnect | Self::HttpForward => return Some(f.http_response(target)),
             Self::Socks6 => {
                 OperationReply::new(f.socks6(), Endpoint::unspecified()).encode(&mut out);
             }
@@ -185,9 +185,11 @@ pub async fn handshake(
                 0x04 => socks4::handshake(f, cx).await,
                 0x06 => socks6::handshake(f, cx).await,
                 b if b.is_ascii_alphabetic() => http::handshake(f, cx).await,
+                // As the server does: the SOCKS6 Version Mismatch Reply,
+                // one byte 0x06, then a clean close (draft -11 §5).
                 b => Err(Refusal::new(
-                    format!("unknown protocol (first byte 0x{b:02x})"),
-                    Vec::new(),
+                    format!("unknown protocol (first byte 0x{b:02x}): version mismatch"),
+                    VersionMismatchReply::BYTES.to_vec(),
                 )),
             }
         }
@@ -233,23 +235,38 @@ mod tests {
     #[test]
     fn failures_answer_in_each_protocol() {
         let refused = Failure::new(Kind::Refused, "x");
+        let t = Endpoint::new(Ipv4Addr::new(192, 0, 2, 9), 80);
         assert_eq!(
-            Answer::Socks5.failure(&refused),
+            Answer::Socks5.failure(&refused, &t),
             Some(vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0])
         );
         assert_eq!(
-            Answer::Socks4.failure(&refused),
+            Answer::Socks4.failure(&refused, &t),
             Some(vec![0, 91, 0, 0, 0, 0, 0, 0])
         );
         assert_eq!(
-            Answer::Socks6.failure(&refused),
+            Answer::Socks6.failure(&refused, &t),
             Some(vec![6, 5, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
         );
-        let http = Answer::HttpConnect
-            .failure(&Failure::new(Kind::TimedOut, "x"))
-            .expect("answer");
-        assert!(http.starts_with(b"HTTP/1.1 504 Gateway Timeout\r\n"));
-        assert_eq!(Answer::Transparent.failure(&refused), None, "reset instead");
+        for answer in [Answer::HttpConnect, Answer::HttpForward] {
+            let http = answer
+                .failure(&Failure::new(Kind::TimedOut, "no answer"), &t)
+                .expect("answer");
+            let text = String::from_utf8(http).unwrap();
+            assert!(
+                text.starts_with(
+                    "HTTP/1.1 504 Gateway Timeout\r\n\
+                     Proxy-Status: sixpath; error=connection_timeout; details=\"no answer\"\r\n"
+                ),
+                "{text}"
+            );
+            assert!(text.ends_with("\r\n\r\nsixpath-client could not connect to 192.0.2.9:80: no answer (connection_timeout).\n"), "{text}");
+        }
+        assert_eq!(
+            Answer::Transparent.failure(&refused, &t),
+            None,
+            "reset instead"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! associated connection" (digest §2.9), so every refused connection is closed
 //! with a reset. A Missing Cookie error carries the cookie to use: it is
 //! remembered for this converter and the connection retried once with it
-//! (§3.6 of the digest).
+//! (§3.6 of the digest). A Missing Cookie without a cookie fails the
+//! connection: a retry with an empty Cookie TLV could only be refused again.
 
 use std::net::SocketAddr;
 
@@ -26,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Opened, Upstream, await_reply, probe};
-use crate::failure::{Failure, Kind};
+use crate::failure::{Failure, Fault, Kind};
 use sixpath_net::framed::Framed;
 
 /// The destination as an IP address: literals as they are, names through
@@ -113,14 +114,29 @@ pub async fn open(
                 Error::Refused(e),
             ))) => {
                 reset(f.get_ref());
-                if e.code() == ErrorCode::MISSING_COOKIE
-                    && let Some(cookie) = e.cookie()
-                    && !retried
-                {
-                    tracing::debug!(%converter, "converter asked for a cookie; retrying with it");
-                    upstream.remember_cookie(converter, cookie);
-                    retried = true;
-                    continue;
+                if e.code() == ErrorCode::MISSING_COOKIE {
+                    // Only zero bytes after the code: no cookie at all (a
+                    // cookie cannot be told from its padding).
+                    let cookie = e.cookie().filter(|c| !c.trimmed().is_empty());
+                    match cookie {
+                        Some(cookie) if !retried => {
+                            tracing::debug!(%converter, "converter asked for a cookie; retrying with it");
+                            upstream.remember_cookie(converter, cookie);
+                            retried = true;
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            return Err(Failure::new(
+                                Kind::General,
+                                format!(
+                                    "converter {converter} answered Missing Cookie without a \
+                                     cookie to send: not retried"
+                                ),
+                            )
+                            .with_fault(Fault::Protocol));
+                        }
+                    }
                 }
                 return Err(Failure::from_convert(&e));
             }

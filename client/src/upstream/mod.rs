@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::{Settings, UpstreamProtocol};
-use crate::failure::{Failure, Kind};
+use crate::failure::{Failure, Fault, Kind};
 use sixpath_net::framed::ReadError;
 
 /// How long a resolved server name is used before it is resolved again.
@@ -119,42 +119,84 @@ pub struct Opened {
 }
 
 /// Whether the server is known to answer. Early replies are given only
-/// while the last connection through the server succeeded: after a failure
-/// (or before the first success), applications wait for the server's
-/// answer and get a proper error instead of a closed connection.
+/// while the last connection through the server succeeded: after the
+/// server could not be reached or broke the exchange (or before the first
+/// success), applications wait for the server's answer and get a proper
+/// error instead of a closed connection.
+///
+/// What each failure does ([`Health::failed`], by [`Fault`]):
+///
+/// - the target's (the server answered): the server is up;
+/// - unreachable: "server unreachable", early replies stop until a
+///   connection succeeds;
+/// - a broken exchange (closed without a reply, a reply that does not
+///   decode, TLS): said as such, early replies stop the same way;
+/// - credentials refused: "authentication refused by server", once until
+///   a connection succeeds; early replies are left as they are (the server
+///   is reachable; a configuration error is not an outage).
 #[derive(Debug, Default)]
-pub struct Health(AtomicU8);
+pub struct Health {
+    state: AtomicU8,
+    /// The server refused the credentials since the last success.
+    auth_refused: std::sync::atomic::AtomicBool,
+}
 
 const UNKNOWN: u8 = 0;
 const GOOD: u8 = 1;
 const DOWN: u8 = 2;
+const BROKEN: u8 = 3;
 
 impl Health {
     /// True when the last attempt reached the server.
     pub fn is_good(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == GOOD
+        self.state.load(Ordering::Relaxed) == GOOD
     }
 
     /// Records an attempt that reached the server.
     pub fn good(&self) {
-        if self.0.swap(GOOD, Ordering::Relaxed) == DOWN {
-            tracing::info!("server reachable again: early replies resume");
+        self.auth_refused.store(false, Ordering::Relaxed);
+        match self.state.swap(GOOD, Ordering::Relaxed) {
+            DOWN => tracing::info!("server reachable again: early replies resume"),
+            BROKEN => tracing::info!("server answers properly again: early replies resume"),
+            _ => {}
         }
     }
 
-    /// Records an attempt that could not reach the server.
-    pub fn down(&self) {
-        let was = self.0.swap(DOWN, Ordering::Relaxed);
-        if was != DOWN {
-            tracing::warn!(
-                "server unreachable: applications now wait for the server's answer until it is back"
-            );
+    /// Records a failed attempt (see the type's documentation).
+    pub fn failed(&self, f: &Failure) {
+        match f.fault {
+            Fault::Target => self.good(),
+            Fault::Unreachable => {
+                if self.state.swap(DOWN, Ordering::Relaxed) != DOWN {
+                    tracing::warn!(
+                        detail = %f.detail,
+                        "server unreachable: applications now wait for the server's answer until it is back"
+                    );
+                }
+            }
+            Fault::Protocol => {
+                if self.state.swap(BROKEN, Ordering::Relaxed) != BROKEN {
+                    tracing::warn!(
+                        detail = %f.detail,
+                        "the server was reached but the exchange with it broke (not an outage): \
+                         applications now wait for the server's answer until a connection succeeds"
+                    );
+                }
+            }
+            Fault::AuthRefused => {
+                if !self.auth_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        detail = %f.detail,
+                        "authentication refused by server: check --user and --password-file"
+                    );
+                }
+            }
         }
     }
 
     /// True before the first attempt.
     pub fn is_unknown(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == UNKNOWN
+        self.state.load(Ordering::Relaxed) == UNKNOWN
     }
 }
 
@@ -173,6 +215,8 @@ pub struct Upstream {
     tfo_broken: Mutex<Option<Instant>>,
     /// SOCKS6 sessions and idempotence tokens, per server.
     sessions: session::Sessions,
+    /// How SOCKS6 domain names are written, as configured or detected.
+    padding: socks6::Padding,
     /// The interface the server connection's first subflow is bound to
     /// (`backup` and `single` path policies).
     device: Mutex<Option<String>>,
@@ -190,14 +234,20 @@ impl Upstream {
     /// An upstream for `settings`.
     pub fn new(settings: Settings) -> Self {
         Self {
-            settings,
             resolved: Mutex::new(None),
             cookies: Mutex::new(HashMap::new()),
             health: Health::default(),
             tfo_broken: Mutex::new(None),
             sessions: session::Sessions::new(),
+            padding: socks6::Padding::new(settings.domain_padding),
             device: Mutex::new(None),
+            settings,
         }
+    }
+
+    /// How SOCKS6 domain names are written towards the server.
+    pub fn padding(&self) -> &socks6::Padding {
+        &self.padding
     }
 
     /// SOCKS6 sessions and idempotence tokens, per server.
@@ -256,12 +306,11 @@ impl Upstream {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) =
                     Some((Instant::now(), addrs));
                 first.ok_or_else(|| {
-                    let mut f = Failure::new(
+                    Failure::new(
                         Kind::HostUnreachable,
                         format!("server {server}: no address"),
-                    );
-                    f.server_fault = true;
-                    f
+                    )
+                    .with_fault(Fault::Unreachable)
                 })
             }
             Err(e) => {
@@ -274,12 +323,11 @@ impl Upstream {
                     .as_ref()
                     .and_then(|(_, a)| a.first().copied());
                 cached.ok_or_else(|| {
-                    let mut f = Failure::new(
+                    Failure::new(
                         Kind::HostUnreachable,
                         format!("server {server}: cannot resolve: {e}"),
-                    );
-                    f.server_fault = true;
-                    f
+                    )
+                    .with_fault(Fault::Unreachable)
                 })
             }
         }
@@ -309,11 +357,9 @@ impl Upstream {
                     "answer",
                 ))
             });
-        // A failure the server reported means it is up; the target is not.
-        if result.as_ref().is_err_and(|f| f.server_fault) {
-            self.health.down();
-        } else {
-            self.health.good();
+        match &result {
+            Ok(_) => self.health.good(),
+            Err(f) => self.health.failed(f),
         }
         result
     }
@@ -378,12 +424,11 @@ impl Upstream {
                 match tokio::time::timeout(self.settings.connect_timeout, handshake).await {
                     Ok(Ok(s)) => ServerStream::Tls(Box::new(s)),
                     Ok(Err(e)) => {
-                        let mut f = Failure::new(
+                        return Err(Failure::new(
                             Kind::General,
                             format!("{TLS_FAILURE} {name}: handshake failed: {e}"),
-                        );
-                        f.server_fault = true;
-                        return Err(f);
+                        )
+                        .with_fault(Fault::Protocol));
                     }
                     Err(_) => return Err(Failure::server_timeout(&name, "TLS handshake")),
                 }
@@ -513,7 +558,7 @@ impl<E: std::fmt::Display> ReplyError<E> {
     /// SOCKS6 Version Mismatch Reply is one byte, 0x06, then EOF).
     pub fn into_failure(self, server: SocketAddr, protocol: &str) -> Failure {
         let name = server.to_string();
-        let mut f = match self {
+        let f = match self {
             Self::Failed(f) => return f,
             Self::Read(ReadError::Io(e)) => return Failure::server(&e, &name),
             Self::Read(ReadError::Eof) => Failure::new(
@@ -529,7 +574,58 @@ impl<E: std::fmt::Display> ReplyError<E> {
                 format!("server {name}: bad {protocol} reply: {e}"),
             ),
         };
-        f.server_fault = true;
-        f
+        // It answered, but not in the protocol: not unreachable.
+        f.with_fault(Fault::Protocol)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(fault: Fault) -> Failure {
+        Failure::new(Kind::General, "x").with_fault(fault)
+    }
+
+    #[test]
+    fn refused_credentials_keep_early_replies_an_outage_or_a_broken_exchange_stops_them() {
+        let h = Health::default();
+        assert!(h.is_unknown());
+        h.failed(&failure(Fault::AuthRefused));
+        assert!(h.is_unknown(), "no early replies before a success either");
+        h.good();
+        h.failed(&failure(Fault::AuthRefused));
+        assert!(h.is_good(), "credentials refused: the server is up");
+        h.failed(&failure(Fault::Target));
+        assert!(h.is_good(), "the target's failure: the server is up");
+        h.failed(&failure(Fault::Protocol));
+        assert!(!h.is_good());
+        h.good();
+        h.failed(&failure(Fault::Unreachable));
+        assert!(!h.is_good());
+        h.failed(&failure(Fault::Target));
+        assert!(h.is_good(), "the server answered again");
+    }
+
+    #[test]
+    fn a_server_that_closes_or_answers_garbage_is_a_protocol_fault_not_unreachable() {
+        let server: SocketAddr = "192.0.2.1:1080".parse().unwrap();
+        let eof = ReplyError::<sixpath_protocol::socks6::Error>::Read(ReadError::Eof)
+            .into_failure(server, "SOCKS6");
+        assert_eq!(eof.fault, Fault::Protocol);
+        assert_eq!(
+            eof.detail,
+            "server 192.0.2.1:1080 closed the connection without a SOCKS6 reply"
+        );
+        let bad = ReplyError::Read(ReadError::Invalid(
+            sixpath_protocol::socks6::Error::UnsupportedVersion(5),
+        ))
+        .into_failure(server, "SOCKS6");
+        assert_eq!(bad.fault, Fault::Protocol);
+        let refused = ReplyError::<sixpath_protocol::socks6::Error>::Read(ReadError::Io(
+            io::Error::from_raw_os_error(libc::ECONNREFUSED),
+        ))
+        .into_failure(server, "SOCKS6");
+        assert_eq!(refused.fault, Fault::Unreachable);
     }
 }

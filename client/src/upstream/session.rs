@@ -22,6 +22,13 @@
 //! before the server performs the command, and the only application bytes
 //! sent so far are the initial data the client still holds.
 //!
+//! A server that does not keep sessions may answer a request carrying a
+//! Session ID with a failed Authentication Reply and no Session Invalid
+//! (nor Session OK). That, too, ends the session: the ID is dropped, the
+//! request is sent once more with credentials, and the server is not asked
+//! for a session again for [`GIVE_UP_FOR`]. Keeping the ID would fail
+//! every later connection to that server.
+//!
 //! # Idempotence tokens
 //!
 //! The window advertised in every successful Authentication Reply of the
@@ -46,6 +53,17 @@
 //!   this client never used, or the reply has no window (another process,
 //!   which has none for this session): the window is resynchronised (or
 //!   asked for again) and the request is retried once with a fresh token.
+//!
+//! A failed Authentication Reply with Session OK but neither Idempotence
+//! Rejected nor any other reason, to a request that spent a token, means
+//! the server lost the window: it is asked for again, as above.
+//!
+//! A server whose token handling is broken must not fail connections for
+//! good: when a token handed out after a rejection is rejected too, before
+//! any token was accepted, no tokens are spent towards that server for
+//! [`GIVE_UP_FOR`]. A stale one's request is then sent once more without a
+//! token; one that looks replayed still is not (its copy may have been
+//! performed), but the next ones go without a token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,7 +71,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sixpath_protocol::socks6::idempotence::token_precedes;
-use sixpath_protocol::socks6::{AuthenticationReply, OptionKind, SessionId, Window};
+use sixpath_protocol::socks6::{AuthReplyType, AuthenticationReply, OptionKind, SessionId, Window};
 use tokio::time::Instant;
 
 /// Tokens asked for in an Idempotence Request (the server may grant
@@ -62,6 +80,11 @@ pub const WINDOW_REQUEST: u32 = 256;
 
 /// How long after a request that got no session the next one asks again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a server that dropped a session without Session Invalid is
+/// not asked for sessions, and a server that keeps rejecting tokens gets
+/// none.
+pub const GIVE_UP_FOR: Duration = Duration::from_secs(600);
 
 /// How long a Session Request may stay in flight before another request
 /// may ask for a session instead (its connection may have died).
@@ -83,6 +106,9 @@ pub enum Plan {
         token: Option<u32>,
         /// Ask for a window.
         want_window: bool,
+        /// The token rejections seen when the token was handed out (tells
+        /// a token handed out after a rejection from an older one).
+        epoch: u32,
     },
 }
 
@@ -99,6 +125,15 @@ pub enum Verdict {
     /// The token was refused as already spent: a copy of the request got
     /// there first.
     TokenReplayed,
+    /// A failed Authentication Reply to a request in the session, without
+    /// Session Invalid or Session OK: the server does not keep the session.
+    /// The ID was dropped and sessions with the server are off for
+    /// [`GIVE_UP_FOR`]; retry with credentials.
+    SessionLost,
+    /// The server rejected a token handed out after it had rejected
+    /// another: tokens are off towards it for [`GIVE_UP_FOR`]; retry
+    /// without one.
+    TokensOff,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +149,14 @@ struct Server {
     next: u32,
     /// An Idempotence Request is in flight (or the server ignored one).
     window_asked: bool,
+    /// Token rejections so far (see [`Plan::Use`]'s `epoch`).
+    epoch: u32,
+    /// A token was rejected and none accepted since.
+    rejecting: bool,
+    /// Since then the server gets no Session Request.
+    sessions_off: Option<Instant>,
+    /// Since then the server gets no tokens.
+    tokens_off: Option<Instant>,
 }
 
 /// Sessions and token windows, per server address.
@@ -140,10 +183,18 @@ impl Sessions {
     /// initial data (and so needs a token).
     pub fn plan(&self, server: SocketAddr, spend: bool) -> Plan {
         let now = Instant::now();
+        let recent = |at: Option<Instant>, within: Duration| {
+            at.is_some_and(|at| now.duration_since(at) < within)
+        };
         self.with(server, |s| {
             if let Some(id) = s.id.clone() {
-                let token = if spend { s.take_token() } else { None };
-                let want_window = s.window.is_none() && !s.window_asked;
+                let tokens_off = recent(s.tokens_off, GIVE_UP_FOR);
+                let token = if spend && !tokens_off {
+                    s.take_token()
+                } else {
+                    None
+                };
+                let want_window = s.window.is_none() && !s.window_asked && !tokens_off;
                 if want_window {
                     s.window_asked = true;
                 }
@@ -151,15 +202,12 @@ impl Sessions {
                     id,
                     token,
                     want_window,
+                    epoch: s.epoch,
                 };
             }
-            let creating = s
-                .creating
-                .is_some_and(|at| now.duration_since(at) < CREATE_TIMEOUT);
-            let refused = s
-                .refused_at
-                .is_some_and(|at| now.duration_since(at) < RETRY_AFTER);
-            if creating || refused {
+            let creating = recent(s.creating, CREATE_TIMEOUT);
+            let refused = recent(s.refused_at, RETRY_AFTER);
+            if creating || refused || recent(s.sessions_off, GIVE_UP_FOR) {
                 return Plan::Plain;
             }
             s.creating = Some(now);
@@ -206,34 +254,68 @@ impl Sessions {
                     }
                     Verdict::Fine
                 }
-                Plan::Use { id, token, .. } => {
-                    let Some(o) = opts else {
+                Plan::Use {
+                    id, token, epoch, ..
+                } => {
+                    let Some(a) = auth else {
                         return Verdict::Fine;
                     };
+                    let o = &a.options;
                     if o.has(OptionKind::SESSION_INVALID) {
                         if s.id.as_ref() == Some(id) {
                             tracing::info!(%server, "session no longer valid: authenticating again");
-                            *s = Server::default();
+                            *s = Server {
+                                sessions_off: s.sessions_off,
+                                tokens_off: s.tokens_off,
+                                ..Server::default()
+                            };
                         }
                         return Verdict::SessionInvalid;
                     }
                     if o.has(OptionKind::IDEMPOTENCE_REJECTED) {
-                        let Some(t) = *token else {
-                            return Verdict::TokenReplayed;
-                        };
-                        return match o.idempotence_window() {
-                            Some(w) if looks_replayed(handed_out, t, w) => Verdict::TokenReplayed,
-                            Some(_) => Verdict::TokenStale,
-                            None => {
+                        let verdict = match (*token, o.idempotence_window()) {
+                            (None, _) => Verdict::TokenReplayed,
+                            (Some(t), Some(w)) if looks_replayed(handed_out, t, w) => {
+                                Verdict::TokenReplayed
+                            }
+                            (Some(_), Some(_)) => Verdict::TokenStale,
+                            (Some(_), None) => {
                                 // The server has no window for the
                                 // session: ask again.
-                                s.window = None;
-                                s.window_asked = false;
+                                s.forget_window();
                                 Verdict::TokenStale
                             }
                         };
+                        return s.token_rejected(server, *epoch, verdict);
                     }
-                    Verdict::Fine
+                    if a.reply_type == AuthReplyType::SUCCESS {
+                        if o.has(OptionKind::IDEMPOTENCE_ACCEPTED) {
+                            s.rejecting = false;
+                        }
+                        return Verdict::Fine;
+                    }
+                    if o.has(OptionKind::SESSION_OK) && token.is_some() {
+                        // The session holds but the spent token failed the
+                        // request without a word: the window is gone.
+                        s.forget_window();
+                        return s.token_rejected(server, *epoch, Verdict::TokenStale);
+                    }
+                    // A failure without Session OK: the server no longer
+                    // has (or never kept) the session.
+                    if s.id.as_ref() == Some(id) {
+                        tracing::warn!(
+                            %server,
+                            "the server failed a request in a session without saying Session Invalid: \
+                             session dropped; no Session Requests to it for {} minutes",
+                            GIVE_UP_FOR.as_secs() / 60
+                        );
+                        *s = Server {
+                            sessions_off: Some(Instant::now()),
+                            tokens_off: s.tokens_off,
+                            ..Server::default()
+                        };
+                    }
+                    Verdict::SessionLost
                 }
             }
         })
@@ -275,6 +357,39 @@ fn looks_replayed(next: u32, t: u32, w: Window) -> bool {
 }
 
 impl Server {
+    /// The server has no window for the session: ask for one again.
+    fn forget_window(&mut self) {
+        self.window = None;
+        self.window_asked = false;
+    }
+
+    /// Books a token rejection that gave `verdict`, of a token handed out
+    /// at `epoch`: a token handed out after an earlier rejection, with no
+    /// token accepted since, switches tokens off.
+    fn token_rejected(&mut self, server: SocketAddr, epoch: u32, verdict: Verdict) -> Verdict {
+        if epoch != self.epoch {
+            // Handed out before the last rejection: nothing new.
+            return verdict;
+        }
+        if !self.rejecting {
+            self.rejecting = true;
+            self.epoch = self.epoch.wrapping_add(1);
+            return verdict;
+        }
+        self.rejecting = false;
+        self.epoch = self.epoch.wrapping_add(1);
+        self.tokens_off = Some(Instant::now());
+        tracing::warn!(
+            %server,
+            "the server keeps rejecting idempotence tokens: none spent towards it for {} minutes",
+            GIVE_UP_FOR.as_secs() / 60
+        );
+        match verdict {
+            Verdict::TokenStale => Verdict::TokensOff,
+            v => v,
+        }
+    }
+
     fn take_token(&mut self) -> Option<u32> {
         let w = self.window?;
         if !w.contains(self.next) {
@@ -444,6 +559,16 @@ mod tests {
         assert_eq!((n, all.len()), (4000, 4000));
     }
 
+    /// A plan spending token 10, as handed out before any rejection.
+    fn p10() -> Plan {
+        Plan::Use {
+            id: id(),
+            token: Some(10),
+            want_window: false,
+            epoch: 0,
+        }
+    }
+
     #[test]
     fn rejected_token_inside_the_window_is_a_replay_outside_is_stale() {
         let s = Sessions::new();
@@ -456,10 +581,20 @@ mod tests {
             o.push(SocksOption::IdempotenceRejected);
             reply(false, o)
         };
+        // Another request's token accepted in between: each rejection here
+        // is the first in a row (see `tokens_rejected_twice_in_a_row_...`).
+        let accepted = || {
+            let ok = reply(
+                true,
+                vec![SocksOption::SessionOk, SocksOption::IdempotenceAccepted],
+            );
+            assert_eq!(s.learn(addr(), &p10(), Some(&ok), None), Verdict::Fine);
+        };
         assert_eq!(
             s.learn(addr(), &p, Some(&rejected(Some(w))), None),
             Verdict::TokenReplayed
         );
+        accepted();
         // The token spent (by a copy) and the base moved just past it.
         let p = s.plan(addr(), true);
         assert!(matches!(
@@ -474,30 +609,28 @@ mod tests {
             s.learn(addr(), &p, Some(&rejected(Some(shifted))), None),
             Verdict::TokenReplayed
         );
+        accepted();
         // Given up unspent: more than half a window behind.
         for _ in 0..2 {
             s.plan(addr(), true);
         }
-        let p10 = Plan::Use {
-            id: id(),
-            token: Some(10),
-            want_window: false,
-        };
         assert_eq!(
             s.learn(
                 addr(),
-                &p10,
+                &p10(),
                 Some(&rejected(Some(Window::new(13, 4).unwrap()))),
                 None
             ),
             Verdict::TokenStale
         );
+        accepted();
         // A window beyond anything handed out: another lineage, resync.
         let moved = Window::new(20, 4).unwrap();
         assert_eq!(
             s.learn(addr(), &p, Some(&rejected(Some(moved))), None),
             Verdict::TokenStale
         );
+        accepted();
         assert!(matches!(
             s.plan(addr(), true),
             Plan::Use {
@@ -517,6 +650,156 @@ mod tests {
                 want_window: true,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn failure_without_session_ok_drops_the_session_and_stops_asking_for_one() {
+        let s = Sessions::new();
+        established(&s, 0, 4);
+        let p = s.plan(addr(), true);
+        // A server that keeps no sessions: a bare failure.
+        let bare = reply(false, vec![]);
+        assert_eq!(s.learn(addr(), &p, Some(&bare), None), Verdict::SessionLost);
+        assert_eq!(s.session_id(addr()), None);
+        assert_eq!(s.window(addr()), None);
+        // The retry and later requests authenticate, and ask for no
+        // session for a while.
+        assert_eq!(s.plan(addr(), true), Plan::Plain);
+        assert_eq!(s.plan(addr(), false), Plan::Plain);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_are_asked_for_again_after_giving_up() {
+        let s = Sessions::new();
+        established(&s, 0, 4);
+        let p = s.plan(addr(), false);
+        // Credentials required: the session is gone too.
+        let r = reply(
+            false,
+            vec![SocksOption::AuthMethodSelection(
+                sixpath_protocol::socks6::Method::USERNAME_PASSWORD,
+            )],
+        );
+        assert_eq!(s.learn(addr(), &p, Some(&r), None), Verdict::SessionLost);
+        tokio::time::advance(Duration::from_secs(GIVE_UP_FOR.as_secs() - 1)).await;
+        assert_eq!(s.plan(addr(), false), Plan::Plain);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(s.plan(addr(), false), Plan::Create);
+    }
+
+    #[test]
+    fn unexplained_failure_with_session_ok_and_a_token_asks_for_the_window_again() {
+        let s = Sessions::new();
+        established(&s, 0, 4);
+        let p = s.plan(addr(), true);
+        let r = reply(false, vec![SocksOption::SessionOk]);
+        assert_eq!(s.learn(addr(), &p, Some(&r), None), Verdict::TokenStale);
+        assert_eq!(s.session_id(addr()), Some(id()), "the session holds");
+        assert!(matches!(
+            s.plan(addr(), true),
+            Plan::Use {
+                token: None,
+                want_window: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn tokens_rejected_twice_in_a_row_are_switched_off() {
+        let s = Sessions::new();
+        established(&s, 0, 8);
+        let stale = |base| {
+            reply(
+                false,
+                vec![
+                    SocksOption::SessionOk,
+                    SocksOption::IdempotenceWindow(Window::new(base, 8).unwrap()),
+                    SocksOption::IdempotenceRejected,
+                ],
+            )
+        };
+        // Three requests in flight with tokens 0, 1, 2: all refused (a
+        // window this client never used). Only the first counts; the
+        // others were handed out before it.
+        let plans: Vec<Plan> = (0..3).map(|_| s.plan(addr(), true)).collect();
+        for p in &plans {
+            assert_eq!(
+                s.learn(addr(), p, Some(&stale(100)), None),
+                Verdict::TokenStale
+            );
+        }
+        // The retry's token, from the new window, is refused too.
+        let retry = s.plan(addr(), true);
+        assert!(
+            matches!(
+                retry,
+                Plan::Use {
+                    token: Some(100),
+                    ..
+                }
+            ),
+            "{retry:?}"
+        );
+        assert_eq!(
+            s.learn(addr(), &retry, Some(&stale(200)), None),
+            Verdict::TokensOff
+        );
+        assert!(matches!(
+            s.plan(addr(), true),
+            Plan::Use {
+                token: None,
+                want_window: false,
+                ..
+            }
+        ));
+        assert_eq!(s.session_id(addr()), Some(id()), "the session holds");
+    }
+
+    #[test]
+    fn an_accepted_token_between_two_rejections_keeps_tokens_on() {
+        let s = Sessions::new();
+        established(&s, 0, 8);
+        let w = Window::new(0, 8).unwrap();
+        let replayed = reply(
+            false,
+            vec![
+                SocksOption::SessionOk,
+                SocksOption::IdempotenceWindow(w),
+                SocksOption::IdempotenceRejected,
+            ],
+        );
+        let p = s.plan(addr(), true);
+        assert_eq!(
+            s.learn(addr(), &p, Some(&replayed), None),
+            Verdict::TokenReplayed
+        );
+        let p = s.plan(addr(), true);
+        let ok = reply(
+            true,
+            vec![SocksOption::SessionOk, SocksOption::IdempotenceAccepted],
+        );
+        assert_eq!(s.learn(addr(), &p, Some(&ok), None), Verdict::Fine);
+        let p = s.plan(addr(), true);
+        assert_eq!(
+            s.learn(addr(), &p, Some(&replayed), None),
+            Verdict::TokenReplayed
+        );
+        assert!(matches!(
+            s.plan(addr(), true),
+            Plan::Use { token: Some(_), .. }
+        ));
+        // Replayed twice in a row: the second is still not retried, but
+        // tokens go off.
+        let p = s.plan(addr(), true);
+        assert_eq!(
+            s.learn(addr(), &p, Some(&replayed), None),
+            Verdict::TokenReplayed
+        );
+        assert!(matches!(
+            s.plan(addr(), true),
+            Plan::Use { token: None, .. }
         ));
     }
 

@@ -52,6 +52,7 @@ fn help_documents_every_flag() {
         "--max-connections",
         "--no-mptcp",
         "--no-tfo",
+        "--socks6-domain-padding",
         "--config",
         "--log",
         "--check-config",

@@ -120,6 +120,18 @@ impl Upstream {
         len: usize,
         tls_files: Option<(PathBuf, PathBuf)>,
     ) -> Self {
+        Self::start_with_users(ns, ip, len, tls_files, None)
+    }
+
+    /// [`Upstream::start`] with a server that requires the users of the
+    /// users file `users`.
+    fn start_with_users(
+        ns: Option<&str>,
+        ip: &str,
+        len: usize,
+        tls_files: Option<(PathBuf, PathBuf)>,
+        users: Option<PathBuf>,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ip: std::net::IpAddr = ip.parse().unwrap();
@@ -136,6 +148,7 @@ impl Upstream {
                     EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap(),
                     EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap(),
                 ];
+                settings.users = users;
                 if let Some((cert, key)) = tls_files {
                     settings.listen[0].tls = true;
                     settings.tls =
@@ -320,6 +333,155 @@ fn wrong_tls_fingerprint_answers_socks5_general_failure_logs_why_and_status_coun
     assert!(st.success(), "exit {st}: {err}");
     assert!(err.contains("TLS with server"), "{err}");
     assert!(err.contains("handshake failed"), "{err}");
+}
+
+/// A SOCKS5 CONNECT to `target` through `listen`: the reply code and the
+/// stream.
+fn socks5_connect(listen: &str, target: SocketAddr) -> (u8, TcpStream) {
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut hello = [0u8; 2];
+    s.read_exact(&mut hello).unwrap();
+    assert_eq!(hello, [5, 0]);
+    let SocketAddr::V4(t) = target else {
+        panic!("v4 target")
+    };
+    let mut req = vec![5, 1, 0, 1];
+    req.extend_from_slice(&t.ip().octets());
+    req.extend_from_slice(&t.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 10];
+    s.read_exact(&mut reply).unwrap();
+    (reply[1], s)
+}
+
+/// Waits until the client has no connection open.
+fn wait_idle(admin: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while stats_json(None, admin)["connections_open"] != 0 {
+        assert!(Instant::now() < deadline, "connections never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn failure_after_an_early_reply_is_logged_at_warn_and_listed_in_stats_and_status() {
+    let up = Upstream::start(None, "127.0.0.1", 100, None);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let client = Proc::spawn(Command::new(BIN).args([
+        "--server",
+        &up.server.to_string(),
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+    ]));
+    wait_for_admin(None, &admin);
+
+    // A success first: early replies start.
+    let (code, mut s) = socks5_connect(&listen, up.origin);
+    assert_eq!(code, 0);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: o\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got.ends_with(&body(100)));
+    drop(s);
+
+    // Told "connected" at once, then reset: the target's port is closed.
+    let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (code, mut s) = socks5_connect(&listen, closed);
+    assert_eq!(code, 0, "early success");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    drop(s);
+    wait_idle(&admin);
+
+    let json = stats_json(None, &admin);
+    let failures = json["recent_failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{json}");
+    let f = &failures[0];
+    assert_eq!(f["target"], closed.to_string());
+    assert_eq!(f["protocol"], "socks5");
+    assert_eq!(f["class"], "refused");
+    assert_eq!(f["early"], true);
+    assert!(
+        f["cause"].as_str().unwrap().contains("CONNECTION_REFUSED"),
+        "{f}"
+    );
+    assert!(f["unix_ms"].as_u64().unwrap() > 0);
+    let out = status(None, &["--admin", &admin]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("recent failures (newest first):"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(&closed.to_string())
+            && l.contains("after early reply: server replied CONNECTION_REFUSED")),
+        "{text}"
+    );
+
+    let (st, err) = client.terminate();
+    assert!(st.success(), "exit {st}: {err}");
+    let warned = err
+        .lines()
+        .find(|l| l.contains("connection failed after an early reply"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(warned.contains("WARN"), "{warned}");
+    assert!(warned.contains(&closed.to_string()), "{warned}");
+    assert!(warned.contains("CONNECTION_REFUSED"), "{warned}");
+}
+
+#[test]
+fn refused_credentials_are_logged_as_authentication_refused_not_server_unreachable() {
+    let dir = TempDir::new("authrefused");
+    let users = dir.0.join("users.json");
+    std::fs::write(
+        &users,
+        r#"{"users": [{"username": "alice", "password": "wonderland"}]}"#,
+    )
+    .unwrap();
+    let password = dir.0.join("password");
+    std::fs::write(&password, "not wonderland\n").unwrap();
+    let up = Upstream::start_with_users(None, "127.0.0.1", 100, None, Some(users));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let client = Proc::spawn(Command::new(BIN).args([
+        "--server",
+        &up.server.to_string(),
+        "--user",
+        "alice",
+        "--password-file",
+        password.to_str().unwrap(),
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+    ]));
+    wait_for_admin(None, &admin);
+    for _ in 0..2 {
+        let (code, _s) = socks5_connect(&listen, up.origin);
+        assert_eq!(code, 0x01, "general failure, not an early success");
+    }
+    wait_idle(&admin);
+    let json = stats_json(None, &admin);
+    let cause = json["recent_failures"][0]["cause"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cause.contains("authentication refused by server"),
+        "{cause}"
+    );
+
+    let (st, err) = client.terminate();
+    assert!(st.success(), "exit {st}: {err}");
+    assert!(!err.contains("server unreachable"), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("authentication refused by server"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once: {err}");
 }
 
 #[test]

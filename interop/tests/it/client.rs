@@ -269,6 +269,80 @@ async fn unreachable_target_gets_socks5_refused_and_http_502_with_no_early_reply
     );
 }
 
+/// A DNS server that answers every query with NXDOMAIN.
+async fn nxdomain_dns() -> SocketAddr {
+    use hickory_resolver::proto::op::{Message, ResponseCode};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.response_code = ResponseCode::NXDomain;
+            for query in &q.queries {
+                r.add_query(query.clone());
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+/// RFC 9209: a plain-HTTP request the client cannot carry out gets a 502
+/// (or 504) whose `Proxy-Status` and body say why, not an empty 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_request_failures_say_why_in_proxy_status_and_the_body() {
+    let dns = nxdomain_dns().await;
+    let server = start_server(|s| s.dns_servers = vec![dns]);
+    let proxy = start_client(server, |_| {});
+    let closed = closed_port();
+    let cases = [
+        (
+            "typo.invalid".to_owned(),
+            "typo.invalid:80",
+            "HTTP/1.1 502 Bad Gateway\r\n",
+            "dns_error",
+        ),
+        (
+            format!("127.0.0.1:{closed}"),
+            "",
+            "HTTP/1.1 502 Bad Gateway\r\n",
+            "connection_refused",
+        ),
+    ];
+    for (host, shown, status, error) in cases {
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        h.write_all(req.as_bytes()).await.unwrap();
+        let resp = String::from_utf8(read_until_closed(&mut h).await).unwrap();
+        assert!(resp.starts_with(status), "{host}: {resp}");
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+        let field = head
+            .lines()
+            .find(|l| l.starts_with("Proxy-Status: "))
+            .unwrap_or_else(|| panic!("{host}: no Proxy-Status: {resp}"));
+        assert!(
+            field.starts_with(&format!("Proxy-Status: sixpath; error={error}; details=\"")),
+            "{host}: {field}"
+        );
+        assert!(head.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+        let target = if shown.is_empty() {
+            host.as_str()
+        } else {
+            shown
+        };
+        assert!(
+            body.starts_with(&format!("sixpath-client could not connect to {target}: ")),
+            "{host}: {body}"
+        );
+        assert!(body.contains(error), "{host}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_target_after_early_reply_closes_the_application_connection() {
     let target = echo().await;
@@ -497,6 +571,60 @@ async fn convert_missing_cookie_is_retried_once_with_the_returned_cookie() {
         head.starts_with("GET /x HTTP/1.1\r\nHost: 198.18.0.9:8080\r\n"),
         "the rewritten request follows the Convert message: {head}"
     );
+}
+
+/// A converter that answers every Convert request with Missing Cookie
+/// carrying no cookie; counts the connections it got.
+async fn cookieless_converter() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    tokio::spawn(async move {
+        let supported = [TcpOptionKind::MPTCP, TcpOptionKind::FAST_OPEN];
+        while let Ok((mut s, _)) = l.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = Vec::new();
+            let _ = read_msg(&mut s, &mut buf, |b| {
+                convert::Request::decode(b, &supported)
+            })
+            .await;
+            let err = ErrorTlv::missing_cookie(&Cookie::new([])).unwrap();
+            assert_eq!(err.cookie().map(|c| c.trimmed().len()), Some(0));
+            s.write_all(&err.reply_bytes()).await.unwrap();
+            let _ = s.shutdown().await;
+            let _ = read_until_closed(&mut s).await;
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_missing_cookie_without_a_cookie_fails_without_a_retry() {
+    let (converter, count) = cookieless_converter().await;
+    let proxy = start_client(converter, |s| {
+        s.upstream = UpstreamProtocol::Convert;
+        s.early_reply = false;
+    });
+    let (_s, reply) = socks5_connect(proxy, Endpoint::new(Ipv4Addr::new(198, 18, 0, 9), 80)).await;
+    assert_eq!(reply.code, socks5::ReplyCode::GENERAL_SOCKS_SERVER_FAILURE);
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no retry with an empty Cookie TLV"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_port_answers_an_unknown_first_byte_with_socks6_version_mismatch_and_closes() {
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |_| {});
+    for first in [0x16u8, 0x00, 0x07, b'\r'] {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&[first, 3, 1, 0]).await.unwrap();
+        let got = read_until_closed(&mut s).await;
+        assert_eq!(got, [0x06], "first byte 0x{first:02x}");
+    }
 }
 
 /// Runs `f` on a thread moved into a new network namespace with `lo` up
@@ -958,6 +1086,41 @@ async fn http_only_front_end_answers_other_protocols_with_400() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
+}
+
+/// RFC 9112 §3.2 and §6.3: a request whose framing or host the origin
+/// could read differently from the proxy is refused with 400 and a close,
+/// and never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_front_end_refuses_ambiguous_framing_with_400_and_forwards_nothing() {
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |_| {});
+    let cases = [
+        (
+            "two Content-Length",
+            "Content-Length: 3\r\nContent-Length: 30\r\n",
+        ),
+        (
+            "Transfer-Encoding and Content-Length",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+        ),
+        ("two Host", "Host: a.example\r\nHost: b.example\r\n"),
+    ];
+    for (name, fields) in cases {
+        let mut h = TcpStream::connect(proxy).await.unwrap();
+        let req = format!("POST http://127.0.0.1:{port}/ HTTP/1.1\r\n{fields}\r\nabc");
+        h.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_until_closed(&mut h).await;
+        assert!(
+            resp.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+            "{name}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    let reached = tokio::time::timeout(Duration::from_millis(300), origin.accept()).await;
+    assert!(reached.is_err(), "a refused request reached the origin");
 }
 
 /// An origin a converter may reach, for tests inside a namespace: Convert

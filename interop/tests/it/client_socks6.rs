@@ -20,7 +20,7 @@ use sixpath_client::client::Client;
 use sixpath_client::config::{Credentials, Password, Settings as ClientSettings};
 use sixpath_protocol::socks6::{
     AuthMethodAdvertisement, AuthReplyType, AuthenticationReply, Command, Method, OperationReply,
-    OptionKind, ReplyCode, Request, SocksOption,
+    OptionKind, ReplyCode, Request, SessionId, SocksOption,
 };
 use sixpath_protocol::{Decoded, Endpoint};
 use sixpath_server::config::Settings as ServerSettings;
@@ -306,7 +306,12 @@ async fn read_msg<T, E: std::fmt::Debug>(
 /// `data` as 0-RTT initial data; returns the client's Operation Reply
 /// code and the echo of `data`.
 async fn socks6_echo(proxy: SocketAddr, target: SocketAddr, data: &[u8]) -> (ReplyCode, Vec<u8>) {
-    let mut req = Request::new(Command::CONNECT, Endpoint::from(target));
+    socks6_echo_to(proxy, Endpoint::from(target), data).await
+}
+
+/// [`socks6_echo`] to any endpoint, a domain name included.
+async fn socks6_echo_to(proxy: SocketAddr, target: Endpoint, data: &[u8]) -> (ReplyCode, Vec<u8>) {
+    let mut req = Request::new(Command::CONNECT, target);
     let idl = u16::try_from(data.len()).unwrap();
     req.options
         .push(SocksOption::AuthMethodAdvertisement(
@@ -675,6 +680,282 @@ async fn concurrent_first_requests_create_one_session() {
         }
     }
     assert_eq!(requests, 1, "exactly one Session Request");
+}
+
+/// The real server with users `users` on `addr` exactly (a restart on the
+/// same address, with a fresh random key as without `--secret-file`),
+/// trying until the old listener is gone.
+async fn restart_server_on(addr: SocketAddr, users: &TempDir) -> Task {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut settings = ServerSettings::for_listeners(&[addr]);
+        settings.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "127.0.0.0/8").unwrap()];
+        settings.users = Some(users.0.join("users.json"));
+        match Server::bind(settings) {
+            Ok(server) => return Task(tokio::spawn(server.run(std::future::pending()))),
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "cannot listen on {addr} again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restarted_without_a_secret_file_on_the_same_address_leaves_no_client_stuck() {
+    let users = users_file("same-address");
+    let (server, first) = start_server(Some(&users));
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(server, |s| s.upstream_credentials = Some(alice()));
+    for data in [&b"before one"[..], b"before two"] {
+        let (code, got) = socks6_echo(proxy, target, data).await;
+        assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, data));
+    }
+    // Stopped and started again: its key, sessions and windows are new.
+    drop(first);
+    let _second = restart_server_on(server, &users).await;
+    for data in [&b"after one"[..], b"after two", b"after three"] {
+        let (code, got) = socks6_echo(proxy, target, data).await;
+        assert_eq!(
+            (code, got.as_slice()),
+            (ReplyCode::SUCCESS, data),
+            "after the restart"
+        );
+    }
+    // SOCKS5 applications too, answered early again.
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(&[5, 1, 0]).await.unwrap();
+        let mut sel = [0u8; 2];
+        s.read_exact(&mut sel).await.unwrap();
+        let mut req = Vec::new();
+        sixpath_protocol::socks5::Request::new(
+            sixpath_protocol::socks5::Command::CONNECT,
+            Endpoint::from(target),
+        )
+        .encode(&mut req);
+        s.write_all(&req).await.unwrap();
+        let mut reply = [0u8; 10];
+        s.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply[1], 0, "SOCKS5 success");
+        s.write_all(b"ping").await.unwrap();
+        let mut got = [0u8; 4];
+        tokio::time::timeout(PATIENCE, s.read_exact(&mut got))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        assert_eq!(&got, b"ping");
+    }
+}
+
+/// A SOCKS6 server that grants Session IDs but keeps none: a request
+/// carrying a Session ID gets a bare failed Authentication Reply (no
+/// Session Invalid), everything else is served as an echo. Records every
+/// Request.
+async fn forgetful_server() -> (SocketAddr, Arc<Mutex<Vec<Request>>>, Task) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let mut serial = 0u32;
+        while let Ok((mut s, _)) = l.accept().await {
+            serial += 1;
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let req = read_msg(&mut s, &mut buf, Request::decode).await;
+                while buf.len() < req.initial_data_len() {
+                    let mut b = [0u8; 4096];
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0);
+                    buf.extend_from_slice(&b[..n]);
+                }
+                log.lock().unwrap().push(req.clone());
+                let mut out = Vec::new();
+                if req.options.session_id().is_some() {
+                    AuthenticationReply::new(AuthReplyType::FAILURE).encode(&mut out);
+                    s.write_all(&out).await.unwrap();
+                    let _ = s.shutdown().await;
+                    return;
+                }
+                let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
+                if has(&req.options, OptionKind::SESSION_REQUEST) {
+                    let mut id = serial.to_be_bytes().to_vec();
+                    id.extend_from_slice(&[0x5e; 4]);
+                    auth.options
+                        .push(SocksOption::SessionId(SessionId::new(id).unwrap()))
+                        .unwrap();
+                }
+                auth.encode(&mut out);
+                OperationReply::new(ReplyCode::SUCCESS, Endpoint::unspecified()).encode(&mut out);
+                out.extend_from_slice(&buf);
+                s.write_all(&out).await.unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, seen, Task(task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_the_server_forgot_without_session_invalid_is_dropped_and_not_asked_for_again() {
+    let (server, seen, _server) = forgetful_server().await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(server, |s| s.upstream_credentials = Some(alice()));
+    for data in [&b"one"[..], b"two", b"three", b"four"] {
+        let (code, got) = socks6_echo(proxy, target, data).await;
+        assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, data));
+    }
+    let reqs = seen.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 5, "one retry in all: {reqs:#?}");
+    assert!(has(&reqs[0].options, OptionKind::SESSION_REQUEST));
+    assert!(
+        reqs[1].options.session_id().is_some(),
+        "the granted ID is used"
+    );
+    for (i, r) in reqs.iter().enumerate().skip(2) {
+        assert!(r.options.session_id().is_none(), "request {i}: {r:?}");
+        assert!(
+            !has(&r.options, OptionKind::SESSION_REQUEST),
+            "request {i} asks for no session for a while: {r:?}"
+        );
+        assert!(
+            r.options.auth_data(Method::USERNAME_PASSWORD).is_some(),
+            "request {i} carries the credentials"
+        );
+    }
+}
+
+/// A SOCKS6 server that reads domain names the libsocks6msg way: the
+/// length byte counts the name only, so a name with NULs counted in (the
+/// counted style) is malformed and rejected as sixpath-server rejects a bad
+/// address (failed Authentication Reply, Operation Reply 0x01, close).
+/// Accepted requests are served as an echo. Records each Request's raw
+/// bytes.
+async fn libsocks6msg_server() -> (SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>, Task) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                // Our own (tolerant) decoder finds the end of the Request.
+                let len = loop {
+                    if let Ok(Decoded::Complete { msg, len }) = Request::decode(&buf)
+                        && buf.len() >= len + msg.initial_data_len()
+                    {
+                        break len;
+                    }
+                    let mut b = [0u8; 4096];
+                    let n = s.read(&mut b).await.unwrap();
+                    assert!(n > 0, "closed before the request");
+                    buf.extend_from_slice(&b[..n]);
+                };
+                log.lock().unwrap().push(buf[..len].to_vec());
+                // Version, command, options length, port, padding, ATYP.
+                let counted_nul = buf[7] == 3 && {
+                    let l = usize::from(buf[8]);
+                    buf[9..9 + l].contains(&0)
+                };
+                let mut out = Vec::new();
+                if counted_nul {
+                    AuthenticationReply::new(AuthReplyType::FAILURE).encode(&mut out);
+                    OperationReply::new(ReplyCode::GENERAL_FAILURE, Endpoint::unspecified())
+                        .encode(&mut out);
+                    s.write_all(&out).await.unwrap();
+                    let _ = s.shutdown().await;
+                    return;
+                }
+                AuthenticationReply::new(AuthReplyType::SUCCESS).encode(&mut out);
+                OperationReply::new(ReplyCode::SUCCESS, Endpoint::unspecified()).encode(&mut out);
+                out.extend_from_slice(&buf[len..]);
+                s.write_all(&out).await.unwrap();
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    (addr, seen, Task(task))
+}
+
+/// The domain-name length byte of a raw Request.
+fn domain_length_byte(raw: &[u8]) -> u8 {
+    assert_eq!(raw[7], 3, "a domain name: {raw:02x?}");
+    raw[8]
+}
+
+fn name(n: &str, port: u16) -> Endpoint {
+    Endpoint::new(
+        sixpath_protocol::Address::Domain(sixpath_protocol::DomainName::new(n).unwrap()),
+        port,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_padding_switches_to_uncounted_when_the_server_rejects_counted_names() {
+    let (server, seen, _server) = libsocks6msg_server().await;
+    let (proxy, _client) = start_client(server, |_| {});
+    // "a.com": 5 bytes, 2 of padding; counted the length byte says 7.
+    for data in [&b"one"[..], b"two"] {
+        let (code, got) = socks6_echo_to(proxy, name("a.com", 80), data).await;
+        assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, data));
+    }
+    let reqs = seen.lock().unwrap().clone();
+    let lengths: Vec<u8> = reqs.iter().map(|r| domain_length_byte(r)).collect();
+    assert_eq!(
+        lengths,
+        [7, 5, 5],
+        "counted, retried uncounted, then uncounted from the start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_padding_given_on_the_command_line_is_used_from_the_first_request() {
+    use sixpath_client::config::DomainPadding;
+    let (server, seen, _server) = libsocks6msg_server().await;
+    let (proxy, _client) = start_client(server, |s| s.domain_padding = DomainPadding::Uncounted);
+    let (code, _) = socks6_echo_to(proxy, name("a.com", 80), b"x").await;
+    assert_eq!(code, ReplyCode::SUCCESS);
+    assert_eq!(domain_length_byte(&seen.lock().unwrap()[0]), 5);
+
+    let (server, seen, _server2) = libsocks6msg_server().await;
+    let (proxy, _client2) = start_client(server, |s| s.domain_padding = DomainPadding::Counted);
+    let (code, _) = socks6_echo_to(proxy, name("a.com", 80), b"x").await;
+    assert_eq!(
+        code,
+        ReplyCode::GENERAL_FAILURE,
+        "counted, as told: refused"
+    );
+    let reqs = seen.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1, "no switch when the style is given");
+    assert_eq!(domain_length_byte(&reqs[0]), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixpath_server_keeps_counted_domain_padding() {
+    let (server, _server) = start_server(None);
+    let tap = Tap::start(server).await;
+    let (target, _echo) = echo().await;
+    let (proxy, _client) = start_client(tap.addr, |_| {});
+    // A name the server resolves: its own host name is not needed, the
+    // loopback literal written as a name is an address (no DNS).
+    let (code, got) = socks6_echo_to(proxy, name("127.0.0.1", target.port()), b"hi").await;
+    assert_eq!((code, got.as_slice()), (ReplyCode::SUCCESS, &b"hi"[..]));
+    let (_, wire, _) = tap.exchange(0).await;
+    assert_eq!(
+        domain_length_byte(&wire),
+        11,
+        "\"127.0.0.1\" and 2 NULs, counted"
+    );
+    assert_eq!(tap.count(), 1);
 }
 
 // --- UDP ---------------------------------------------------------------

@@ -218,6 +218,8 @@ impl RequestHead {
     ///   remove any header or trailer field(s) from the message with the
     ///   same name", RFC 9110 §7.6.1), except `Content-Length` and
     ///   `Transfer-Encoding`, which frame the body the caller relays;
+    /// - a `Content-Length` repeated with the same value (which the decoder
+    ///   accepts) as one field with that value, where the first was;
     /// - `Connection: close`, because the client relays the rest of the
     ///   application's connection to this one origin unchanged, and a second
     ///   request on a kept-alive connection could be for another host. The
@@ -258,7 +260,19 @@ impl RequestHead {
         buf.put_slice(self.version.as_str().as_bytes());
         buf.put_slice(b"\r\n");
         put_field(buf, b"Host", HostPort(endpoint).to_string().as_bytes());
+        // Repeated identical Content-Length values go out as one field, in
+        // the place of the first (a head built by hand with an invalid one
+        // keeps its fields as they are).
+        let length = content_length(&self.headers).ok().flatten();
+        let mut length_written = false;
         for h in &self.headers {
+            if let (true, Some(n)) = (h.is("content-length"), length) {
+                if !length_written {
+                    put_field(buf, h.name.as_bytes(), n.to_string().as_bytes());
+                    length_written = true;
+                }
+                continue;
+            }
             let kept_upgrade = upgrade && h.is("upgrade");
             let hop_by_hop = HOP_BY_HOP.iter().any(|n| h.is(n)) && !kept_upgrade;
             let named = names(&h.name) && !kept_upgrade && !FRAMING.iter().any(|n| h.is(n));
@@ -319,6 +333,7 @@ fn decode_inner(buf: &[u8], max_head_len: usize) -> Result<(RequestHead, usize),
         .iter()
         .map(|h| Header::new(h.name, h.value))
         .collect();
+    check_framing(&headers)?;
     let mut auth = headers.iter().filter(|h| h.is("proxy-authorization"));
     let proxy_authorization = match (auth.next(), auth.next()) {
         (None, _) => None,
@@ -336,6 +351,81 @@ fn decode_inner(buf: &[u8], max_head_len: usize) -> Result<(RequestHead, usize),
         },
         len,
     ))
+}
+
+/// Refuses a head whose message framing or target host is ambiguous. The
+/// proxy relays the body after the head unchanged, so the origin frames it
+/// with these fields: if the proxy and the origin could read them
+/// differently, a second request could hide in the body (request
+/// smuggling, RFC 9112 §11.2). Refused, each with 400:
+///
+/// - more than one `Host` field line (RFC 9112 §3.2). A missing `Host` is
+///   accepted: the proxy writes `Host` from the target itself (§3.2.2),
+///   and CONNECT clients often send none;
+/// - a `Content-Length` that is not one decimal number, including
+///   different values in several fields or list members (§6.3, item 5);
+/// - `Transfer-Encoding` together with `Content-Length` (§6.3, item 3);
+/// - a `Transfer-Encoding` whose final coding is not `chunked` (§6.3,
+///   item 4).
+fn check_framing(headers: &[Header]) -> Result<(), Error> {
+    if headers.iter().filter(|h| h.is("host")).count() > 1 {
+        return Err(Error::DuplicateHost);
+    }
+    let length = content_length(headers)?;
+    let mut codings = headers
+        .iter()
+        .filter(|h| h.is("transfer-encoding"))
+        .peekable();
+    if codings.peek().is_none() {
+        return Ok(());
+    }
+    if length.is_some() {
+        return Err(Error::TransferEncodingWithContentLength);
+    }
+    let last = codings
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(trim_ows)
+        .rfind(|c| !c.is_empty());
+    if last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+        Ok(())
+    } else {
+        Err(Error::BadTransferEncoding)
+    }
+}
+
+/// The body length the `Content-Length` fields give, `None` without one:
+/// every member of every field must be the same decimal number ("a
+/// recipient MAY either reject the message as invalid or replace the
+/// duplicated field values with a single valid Content-Length field
+/// containing that decimal value", RFC 9110 §8.6).
+fn content_length(headers: &[Header]) -> Result<Option<u64>, Error> {
+    let mut length = None;
+    let members = headers
+        .iter()
+        .filter(|h| h.is("content-length"))
+        .flat_map(|h| h.value.split(|&b| b == b','));
+    for member in members {
+        let n = decimal(trim_ows(member)).ok_or(Error::BadContentLength)?;
+        match length {
+            Some(l) if l != n => return Err(Error::BadContentLength),
+            _ => length = Some(n),
+        }
+    }
+    Ok(length)
+}
+
+/// `1*DIGIT` as a number, `None` if it is not one or does not fit.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if d.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 fn syntax_error(e: httparse::Error, window: &[u8]) -> Error {
@@ -607,10 +697,9 @@ mod tests {
                       Proxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\
                       Proxy-Authenticate: nothing\r\n\
                       Keep-Alive: timeout=5\r\n\
-                      Connection: keep-alive, X-Hop, Content-Length\r\n\
+                      Connection: keep-alive, X-Hop, Transfer-Encoding\r\n\
                       X-Hop: secret\r\n\
                       Transfer-Encoding: chunked\r\n\
-                      Content-Length: 3\r\n\
                       Upgrade: h2c\r\n\
                       X-End: 2\r\n\r\n";
         let (head, _) = complete(bytes);
@@ -619,10 +708,152 @@ mod tests {
             "PUT /up?x=1 HTTP/1.1\r\n\
              Host: [2001:db8::5]:8000\r\n\
              Transfer-Encoding: chunked\r\n\
-             Content-Length: 3\r\n\
              X-End: 2\r\n\
              Connection: close\r\n\r\n"
         );
+    }
+
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+    // code to any ... request message that contains more than one Host
+    // header field line".
+    #[test]
+    fn rejects_duplicate_host() {
+        for bytes in [
+            &b"GET http://a.com/ HTTP/1.1\r\nHost: a.com\r\nHost: b.com\r\n\r\n"[..],
+            b"GET http://a.com/ HTTP/1.1\r\nHost: a.com\r\nhost: a.com\r\n\r\n",
+            b"CONNECT a.com:443 HTTP/1.1\r\nHost: a.com:443\r\nX: 1\r\nHOST: b.com:443\r\n\r\n",
+        ] {
+            let e = error(bytes);
+            assert_eq!(e, Error::DuplicateHost, "{bytes:?}");
+            assert_eq!(e.status(), (400, "Bad Request"));
+        }
+    }
+
+    #[test]
+    fn accepts_missing_host_the_proxy_writes_it() {
+        let (head, _) = complete(b"GET http://a.com/x HTTP/1.1\r\nAccept: */*\r\n\r\n");
+        assert_eq!(
+            origin_form(&head),
+            "GET /x HTTP/1.1\r\nHost: a.com\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    // RFC 9112 §6.3, item 5: an invalid Content-Length (RFC 9110 §8.6: not
+    // one decimal value) "MUST" get 400 and a close.
+    #[test]
+    fn rejects_two_different_content_lengths() {
+        for bytes in [
+            &b"POST http://a.com/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc"[..],
+            b"POST http://a.com/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nabc",
+            b"POST http://a.com/ HTTP/1.1\r\ncontent-length: 3\r\nX: y\r\nCONTENT-LENGTH: 0\r\n\r\n",
+        ] {
+            let e = error(bytes);
+            assert_eq!(e, Error::BadContentLength, "{bytes:?}");
+            assert_eq!(e.status(), (400, "Bad Request"));
+        }
+    }
+
+    #[test]
+    fn rejects_content_length_that_is_not_a_decimal_number() {
+        for value in [
+            "",
+            "-1",
+            "+3",
+            "3x",
+            "0x10",
+            "1 2",
+            "3,",
+            "18446744073709551616",
+        ] {
+            let bytes = format!("POST http://a.com/ HTTP/1.1\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(
+                error(bytes.as_bytes()),
+                Error::BadContentLength,
+                "{value:?}"
+            );
+        }
+    }
+
+    // RFC 9110 §8.6: identical values "MAY" be replaced by one field.
+    #[test]
+    fn accepts_repeated_identical_content_length_and_forwards_one() {
+        let bytes = b"POST http://a.com/f HTTP/1.1\r\nContent-Length: 3\r\n\
+                      X: y\r\ncontent-length: 3, 03\r\n\r\nabc";
+        let (head, len) = complete(bytes);
+        assert_eq!(&bytes[len..], b"abc");
+        round_trips(&head);
+        assert_eq!(
+            origin_form(&head),
+            "POST /f HTTP/1.1\r\nHost: a.com\r\nContent-Length: 3\r\nX: y\r\n\
+             Connection: close\r\n\r\n"
+        );
+    }
+
+    // RFC 9112 §6.3, item 3: both fields "might indicate an attempt to
+    // perform request smuggling ... and ought to be handled as an error".
+    #[test]
+    fn rejects_transfer_encoding_with_content_length() {
+        for bytes in [
+            &b"POST http://a.com/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"[..],
+            b"POST http://a.com/ HTTP/1.1\r\nContent-Length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"POST http://a.com/ HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        ] {
+            let e = error(bytes);
+            assert_eq!(e, Error::TransferEncodingWithContentLength, "{bytes:?}");
+            assert_eq!(e.status(), (400, "Bad Request"));
+        }
+    }
+
+    // RFC 9112 §6.3, item 4: chunked not the final coding of a request
+    // "MUST" get 400 and a close.
+    #[test]
+    fn rejects_transfer_encoding_not_ending_in_chunked() {
+        for value in [
+            "gzip",
+            "chunked, gzip",
+            "",
+            "chunked;x=1",
+            "chunked\r\nTransfer-Encoding: gzip",
+        ] {
+            let bytes =
+                format!("POST http://a.com/ HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
+            let e = error(bytes.as_bytes());
+            assert_eq!(e, Error::BadTransferEncoding, "{value:?}");
+            assert_eq!(e.status().0, 400);
+        }
+    }
+
+    #[test]
+    fn accepts_chunked_as_the_final_coding() {
+        for value in [
+            "chunked",
+            "gzip, chunked",
+            "Chunked",
+            "gzip\r\nTransfer-Encoding: chunked",
+        ] {
+            let bytes = format!(
+                "POST http://a.com/ HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n0\r\n\r\n"
+            );
+            let (head, len) = complete(bytes.as_bytes());
+            assert_eq!(&bytes.as_bytes()[len..], b"0\r\n\r\n");
+            round_trips(&head);
+        }
+    }
+
+    /// Ambiguous framing is found once the head is complete: every prefix
+    /// needs more, the whole head is refused.
+    #[test]
+    fn ambiguous_framing_split_at_every_byte() {
+        let bytes =
+            b"POST http://a.com/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        for k in 0..bytes.len() {
+            assert_eq!(
+                RequestHead::decode(&bytes[..k]),
+                Ok(Decoded::NeedMore(1)),
+                "prefix {k}"
+            );
+        }
+        assert_eq!(error(bytes), Error::BadContentLength);
     }
 
     #[test]

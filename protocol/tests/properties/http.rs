@@ -1,7 +1,7 @@
 //! Property tests for http: HTTP/1.x proxy request heads.
 
 use proptest::prelude::*;
-use sixpath_protocol::http::{Credentials, Header, RequestHead, Target, Version};
+use sixpath_protocol::http::{Credentials, Error, Header, RequestHead, Target, Version};
 use sixpath_protocol::{Address, Decoded, DomainName, Endpoint};
 
 use crate::assert_incremental;
@@ -54,9 +54,19 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
 
 fn header() -> impl Strategy<Value = Header> {
     ("[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20}", field_value())
-        .prop_filter("credentials are generated apart", |(name, _)| {
-            !name.eq_ignore_ascii_case("proxy-authorization")
-        })
+        .prop_filter(
+            "credentials and framing fields are generated apart",
+            |(name, _)| {
+                ![
+                    "proxy-authorization",
+                    "host",
+                    "content-length",
+                    "transfer-encoding",
+                ]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            },
+        )
         .prop_map(|(name, value)| Header::new(name, value))
 }
 
@@ -144,6 +154,8 @@ fn head_like() -> impl Strategy<Value = Vec<u8>> {
         b"Proxy-Authorization: Digest x\r\n",
         b"Connection: close, X\r\n",
         b"X: \x80\t v \r\n",
+        b"Content-Length: 3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
     ]);
     let bad_line = prop::sample::select(vec![
         &b"Proxy-Authorization: Basic Og=\r\n"[..],
@@ -152,6 +164,10 @@ fn head_like() -> impl Strategy<Value = Vec<u8>> {
         b" folded\r\n",
         b"X: y\r",
         b"\n",
+        b"Host: b.com\r\n",
+        b"Content-Length: 4\r\n",
+        b"Content-Length: x\r\n",
+        b"Transfer-Encoding: gzip\r\n",
     ]);
     let line = prop_oneof![4 => good_line, 1 => bad_line];
     let end = prop::sample::select(vec![&b"\r\n"[..], b"\n", b"", b"\r", b"\r\nbody"]);
@@ -240,6 +256,29 @@ proptest! {
             prop_assert!(head.is_connect());
             prop_assert!(buf.is_empty());
         }
+    }
+
+    /// RFC 9112 §6.3: two different Content-Length values, or one beside
+    /// Transfer-Encoding, anywhere among the fields of any head: refused
+    /// whole, `NeedMore` or the same error for every prefix.
+    #[test]
+    fn ambiguous_framing_is_refused_wherever_it_is(
+        mut head in request_head(),
+        at in any::<prop::sample::Index>(),
+        at2 in any::<prop::sample::Index>(),
+        n in 0u64..1000,
+        chunked in any::<bool>(),
+    ) {
+        head.headers.insert(at.index(head.headers.len() + 1), Header::new("Content-Length", n.to_string()));
+        let (second, expected) = if chunked {
+            (Header::new("Transfer-Encoding", "chunked"), Error::TransferEncodingWithContentLength)
+        } else {
+            (Header::new("content-length", (n + 1).to_string()), Error::BadContentLength)
+        };
+        head.headers.insert(at2.index(head.headers.len() + 1), second);
+        let bytes = encode(&head);
+        prop_assert_eq!(RequestHead::decode(&bytes), Err(expected));
+        let _ = assert_incremental(RequestHead::decode, &bytes);
     }
 
     #[test]
