@@ -36,6 +36,10 @@ use sixpath_net::framed::ReadError;
 
 /// How long a resolved server name is used before it is resolved again.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
+/// How long an attempt to open a connection may go unanswered before a
+/// change of path (see [`Upstream::open`]) makes it start again on the new
+/// path.
+const STUCK: Duration = Duration::from_millis(300);
 
 /// The start of the log detail of a failed TLS handshake with the server
 /// (the statistics count these as class `tls`).
@@ -220,6 +224,9 @@ pub struct Upstream {
     /// The interface the server connection's first subflow is bound to
     /// (`backup` and `single` path policies).
     device: Mutex<Option<String>>,
+    /// Bumped (and `device_moved` notified) whenever `device` changes.
+    device_generation: std::sync::atomic::AtomicU64,
+    device_moved: tokio::sync::Notify,
 }
 
 /// The receive buffer of a Multipath TCP server connection that uses TCP
@@ -241,6 +248,8 @@ impl Upstream {
             sessions: session::Sessions::new(),
             padding: socks6::Padding::new(settings.domain_padding),
             device: Mutex::new(None),
+            device_generation: std::sync::atomic::AtomicU64::new(0),
+            device_moved: tokio::sync::Notify::new(),
             settings,
         }
     }
@@ -258,10 +267,34 @@ impl Upstream {
     /// Binds every new server connection to interface `device`
     /// (`SO_BINDTODEVICE`), or to none.
     pub fn set_device(&self, device: Option<String>) {
-        *self
+        let mut current = self
             .device
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = device;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *current != device {
+            *current = device;
+            self.device_generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.device_moved.notify_waiters();
+        }
+    }
+
+    /// Completes once the interface for new server connections has
+    /// changed since generation `since`.
+    async fn device_moved_since(&self, since: u64) {
+        loop {
+            let moved = self.device_moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self
+                .device_generation
+                .load(std::sync::atomic::Ordering::Acquire)
+                != since
+            {
+                return;
+            }
+            moved.await;
+        }
     }
 
     /// The interface server connections are bound to.
@@ -342,21 +375,52 @@ impl Upstream {
         initial: &[u8],
         deadline: Instant,
     ) -> Result<Opened, Failure> {
-        let attempt = async {
+        let attempt = || async {
             match self.settings.upstream {
                 UpstreamProtocol::Socks6 => socks6::open(self, target, initial, deadline).await,
                 UpstreamProtocol::Convert => convert::open(self, target, initial, deadline).await,
             }
         };
+        let since = self
+            .device_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        let started = Instant::now();
+        let first = attempt();
+        tokio::pin!(first);
         // Name resolution included: nothing may outlast the deadline.
-        let result = tokio::time::timeout_at(deadline, attempt)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::server_timeout(
-                    &self.settings.server.to_string(),
-                    "answer",
-                ))
-            });
+        let result = tokio::time::timeout_at(deadline, async {
+            // The path manager moved new connections to another path (the
+            // one this attempt is bound to went down) while the server had
+            // not answered after STUCK: the SYN most likely went into the
+            // dead path and would wait for it to come back. One new attempt
+            // on the new path. (A SYN that did reach the server is reset
+            // when this one is dropped.)
+            tokio::select! {
+                r = &mut first => return r,
+                () = self.device_moved_since(since) => {}
+            }
+            // A quick attempt is not stuck: let it finish.
+            let stuck_at = started + STUCK;
+            if Instant::now() < stuck_at {
+                tokio::select! {
+                    r = &mut first => return r,
+                    () = tokio::time::sleep_until(stuck_at) => {}
+                }
+            }
+            tracing::info!(
+                target = %target,
+                device = self.device().as_deref().unwrap_or("(routing)"),
+                "the path of a connection being opened went down: opening it again on the new path"
+            );
+            attempt().await
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::server_timeout(
+                &self.settings.server.to_string(),
+                "answer",
+            ))
+        });
         match &result {
             Ok(_) => self.health.good(),
             Err(f) => self.health.failed(f),
