@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::command::{self, Handoff};
 use crate::config::Protocol;
-use crate::handshake::{self, Framed};
+use crate::handshake::{self, Framed, Reset};
 use crate::relay;
 use crate::state::{Outcome, Shared};
 use crate::sys::{self, Transport};
@@ -132,7 +132,7 @@ async fn serve_protocols<S>(
     deadline: Instant,
     outcome: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
@@ -243,7 +243,7 @@ async fn convert<S>(
     out: &mut Outcome,
 ) -> Option<Handoff<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let (f, req) = handshake::convert::serve(f, shared, deadline, out).await?;
     command::connect::serve_convert(f, shared, &req.connect, req.info, out).await
