@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sixpath_service::cli::ServiceArgs;
 use sixpath_service::config::{both_or_neither, count, seconds};
 
+use crate::outbound::DNS_TIMEOUT;
 use crate::policy::{EgressRule, RuleAction};
 use crate::secret::Secret;
 use crate::session::SessionLimits;
@@ -192,6 +193,13 @@ pub struct Options {
     /// /etc/resolv.conf (and /etc/hosts). Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     pub dns_server: Vec<SocketAddr>,
+
+    /// Seconds to wait for the DNS answer for a target name (default 5,
+    /// and never longer than --connect-timeout). No answer in time is
+    /// answered as a name that does not resolve: host unreachable (0x04).
+    #[arg(long, value_name = "SECS")]
+    pub dns_timeout: Option<u64>,
+
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
     /// --tls-key. Both files are re-read on SIGHUP.
@@ -350,6 +358,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// DNS servers replacing the system configuration (empty: system).
     pub dns_servers: Vec<SocketAddr>,
+    /// Deadline for resolving a target name.
+    pub dns_timeout: Duration,
     /// TLS for listeners marked `tls`, from --tls-cert and --tls-key
     /// (re-read on SIGHUP).
     pub tls: Option<sixpath_net::tls::ServerTls>,
@@ -396,6 +406,7 @@ impl Settings {
             max_connections_per_user: usize::MAX,
             admin: None,
             dns_servers: Vec::new(),
+            dns_timeout: DNS_TIMEOUT,
             tls: None,
         }
     }
@@ -490,6 +501,7 @@ sixpath_service::merge_fields!(Options {
     admin,
     admin_allow_remote,
     dns_server,
+    dns_timeout,
     tls_cert,
     tls_key,
 });
@@ -637,6 +649,7 @@ impl Options {
                 a => a,
             },
             dns_servers: self.dns_server,
+            dns_timeout: seconds("dns-timeout", self.dns_timeout, DNS_TIMEOUT)?,
             tls,
         };
         settings.check_tls_listeners()?;
@@ -955,6 +968,20 @@ mod tests {
                 assert!(!e.to_string().contains("unknown field"), "{name}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn dns_timeout_defaults_to_5_s_reads_the_file_and_refuses_zero() {
+        let s = opts(&["127.0.0.1:1"]).resolve().expect("valid");
+        assert_eq!(s.dns_timeout, Duration::from_secs(5));
+        let file: Options =
+            serde_json::from_str(r#"{"listen": ["127.0.0.1:1"], "dns-timeout": 2}"#)
+                .expect("valid");
+        let s = opts(&[]).or(file).resolve().expect("valid");
+        assert_eq!(s.dns_timeout, Duration::from_secs(2));
+        let mut o = opts(&["127.0.0.1:1"]);
+        o.dns_timeout = Some(0);
+        assert_eq!(o.resolve().expect_err("zero").field, "dns-timeout");
     }
 
     #[test]
