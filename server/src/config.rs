@@ -89,7 +89,10 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Maximum concurrent client connections from one source address.
+    /// Maximum concurrent client connections from one source address
+    /// (default 4096, sixpath-client's default --max-connections). Over it,
+    /// or over --max-connections, a connection is answered "not allowed"
+    /// in its protocol and closed.
     #[arg(long, value_name = "N")]
     pub max_connections_per_source: Option<usize>,
 
@@ -420,8 +423,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
-/// Default per-source connection cap.
-pub const DEFAULT_MAX_PER_SOURCE: usize = 2_000;
+/// Default per-source connection cap: the default `--max-connections` of
+/// sixpath-client (4096), so one client at its own cap, behind one
+/// address, is never refused by a server at its defaults.
+pub const DEFAULT_MAX_PER_SOURCE: usize = 4_096;
 /// Default SOCKS6 session cap.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
 /// Default SOCKS6 session idle timeout.

@@ -255,7 +255,8 @@ impl Stats {
         }
     }
 
-    /// Counts a connection closed at once by a connection cap.
+    /// Counts a connection refused by a connection cap (answered "not
+    /// allowed" and closed, without a handshake).
     pub fn refused(&self, cap: Refused) {
         match cap {
             Refused::Total => add(&self.refused_total_cap, 1),
@@ -383,7 +384,7 @@ impl Stats {
         metric(
             "connections_refused_total",
             "counter",
-            "Client connections closed at once by a connection cap (--max-connections, --max-connections-per-source); not in connections_total.",
+            "Client connections refused by a connection cap (--max-connections, --max-connections-per-source): answered not allowed and closed, without a handshake; not in connections_total.",
             &[
                 ("{cap=\"total\"}".to_owned(), get(&self.refused_total_cap)),
                 (

@@ -12,6 +12,7 @@
 
 mod cli;
 mod doctor;
+mod limits;
 mod mptcp;
 mod netns;
 mod ops;

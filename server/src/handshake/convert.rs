@@ -119,6 +119,25 @@ fn check_cookie(shared: &Shared, client: IpAddr, req: &Request) -> Option<(Vec<u
     }
 }
 
+/// The retry delay, in seconds, a Convert client refused by a connection
+/// cap is told to wait: the cap frees as other connections end.
+pub const CAP_RETRY_SECS: u8 = 1;
+
+/// Answers a Convert client that a connection cap refused, without reading
+/// its message: Resource Exceeded (64) with a retry delay of
+/// [`CAP_RETRY_SECS`], then a clean close. RFC 8803 §5.2.8 has no "not
+/// allowed by ruleset"; Not Authorized (32) says the request itself is
+/// refused, while Resource Exceeded ("the Transport Converter does not have
+/// enough resources to perform the request") says try again later, which is
+/// what a cap means.
+pub async fn refuse_over_cap<S>(f: Framed<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    f.reject(&ErrorTlv::resource_exceeded(CAP_RETRY_SECS).reply_bytes())
+        .await;
+}
+
 /// TCP options this converter can honour when a client lists them in an
 /// Extended Connect, and announces in Supported TCP Extensions.
 const SUPPORTED: [TcpOptionKind; 4] = [

@@ -122,6 +122,21 @@ fn authenticate(
     }
 }
 
+/// Answers a SOCKS6 client that a connection cap refused, without reading
+/// its Request: an Authentication Reply that lets the request through to
+/// its Operation Reply, and that reply with 0x02 (connection not allowed by
+/// ruleset), then a clean close. The credentials are neither read nor
+/// checked; the refusal is the server's rules, not the client's password.
+pub async fn refuse_over_cap<S>(f: Framed<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let mut bytes = encode(|b| AuthenticationReply::new(AuthReplyType::SUCCESS).encode(b));
+    OperationReply::new(ReplyCode::CONNECTION_NOT_ALLOWED, Endpoint::unspecified())
+        .encode(&mut bytes);
+    f.reject(&bytes).await;
+}
+
 /// True if authentication is required and `user` is no longer in the users
 /// file (removed by a reload): the session ends with the user.
 fn user_gone(shared: &Shared, user: Option<&str>) -> bool {
