@@ -113,6 +113,17 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
 
+    /// Maximum SOCKS6 sessions of one authenticated user (default 64); a
+    /// Session Request beyond it is served without a session.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+
+    /// Maximum SOCKS6 sessions from one source, an IPv4 address or an IPv6
+    /// /64 (default 256); a Session Request beyond it is served without a
+    /// session.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_source: Option<usize>,
+
     /// Seconds a SOCKS6 session may go unused before it ends.
     #[arg(long, value_name = "SECS")]
     pub session_timeout: Option<u64>,
@@ -393,6 +404,8 @@ impl Settings {
             secret: Secret::random(),
             sessions: SessionLimits {
                 max_sessions: DEFAULT_MAX_SESSIONS,
+                max_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+                max_per_source: DEFAULT_MAX_SESSIONS_PER_SOURCE,
                 idle_timeout: DEFAULT_SESSION_TIMEOUT,
                 lifetime: DEFAULT_SESSION_LIFETIME,
                 max_window: DEFAULT_TOKEN_WINDOW,
@@ -429,6 +442,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
 pub const DEFAULT_MAX_PER_SOURCE: usize = 4_096;
 /// Default SOCKS6 session cap.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default cap on the SOCKS6 sessions of one user: a client holds one
+/// session per server, so this leaves room for many devices and for
+/// sessions abandoned by restarts until they idle out, and keeps one user
+/// from more than a small share of `--max-sessions`.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 64;
+/// Default cap on the SOCKS6 sessions from one source: larger than the
+/// per-user cap, as one address may front many users (CGNAT, an office).
+pub const DEFAULT_MAX_SESSIONS_PER_SOURCE: usize = 256;
 /// Default SOCKS6 session idle timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default SOCKS6 session lifetime.
@@ -490,6 +511,8 @@ sixpath_service::merge_fields!(Options {
     no_tfo,
     secret_file,
     max_sessions,
+    max_sessions_per_user,
+    max_sessions_per_source,
     session_timeout,
     session_lifetime,
     token_window,
@@ -589,6 +612,16 @@ impl Options {
             },
             sessions: SessionLimits {
                 max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
+                max_per_user: count(
+                    "max-sessions-per-user",
+                    self.max_sessions_per_user,
+                    DEFAULT_MAX_SESSIONS_PER_USER,
+                )?,
+                max_per_source: count(
+                    "max-sessions-per-source",
+                    self.max_sessions_per_source,
+                    DEFAULT_MAX_SESSIONS_PER_SOURCE,
+                )?,
                 idle_timeout: seconds(
                     "session-timeout",
                     self.session_timeout,
@@ -799,7 +832,8 @@ mod tests {
     fn session_flags_resolve_and_name_bad_values() {
         let file: Options = serde_json::from_str(
             r#"{"listen": ["127.0.0.1:1"], "max-sessions": 7, "session-timeout": 30,
-                "session-lifetime": 90, "token-window": 128}"#,
+                "session-lifetime": 90, "token-window": 128, "max-sessions-per-user": 3,
+                "max-sessions-per-source": 5}"#,
         )
         .expect("valid");
         let s = opts(&[]).or(file).resolve().expect("valid");
@@ -807,12 +841,30 @@ mod tests {
         assert_eq!(s.sessions.idle_timeout, Duration::from_secs(30));
         assert_eq!(s.sessions.lifetime, Duration::from_secs(90));
         assert_eq!(s.sessions.max_window, 128);
+        assert_eq!(s.sessions.max_per_user, 3);
+        assert_eq!(s.sessions.max_per_source, 5);
+        let defaults = opts(&["127.0.0.1:1"]).resolve().expect("valid").sessions;
+        assert_eq!((defaults.max_per_user, defaults.max_per_source), (64, 256));
         let base = opts(&["127.0.0.1:1"]);
         for (field, o) in [
             (
                 "max-sessions",
                 Options {
                     max_sessions: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "max-sessions-per-user",
+                Options {
+                    max_sessions_per_user: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "max-sessions-per-source",
+                Options {
+                    max_sessions_per_source: Some(0),
                     ..base.clone()
                 },
             ),
