@@ -492,9 +492,9 @@ fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigErro
     Ok(out)
 }
 /// Default failed logins that block a source.
-pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 10;
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = sixpath_service::logins::DEFAULT_MAX_FAILURES;
 /// Default window for counting failed logins.
-pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = sixpath_service::logins::DEFAULT_WINDOW;
 
 sixpath_service::merge_fields!(Options {
     listen,

@@ -13,6 +13,7 @@
 mod cli;
 mod doctor;
 mod limits;
+mod logins;
 mod mptcp;
 mod netns;
 mod ops;
