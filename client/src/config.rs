@@ -22,6 +22,7 @@ use serde::Deserialize;
 use sixpath_net::tls::{self, ServerVerification, rustls};
 use sixpath_service::cli::ServiceArgs;
 use sixpath_service::config::{both_or_neither, count, seconds};
+use sixpath_service::logins::{DEFAULT_MAX_FAILURES, DEFAULT_WINDOW};
 
 use crate::paths::PathArgs;
 
@@ -76,6 +77,18 @@ pub struct Options {
     /// File whose first line is the password for --local-user.
     #[arg(long, value_name = "FILE")]
     pub local_password_file: Option<PathBuf>,
+
+    /// Failed logins of applications from one source (an IPv4 address or
+    /// an IPv6 /64) within --failed-login-window after which its further
+    /// logins are refused without checking the password, until the window
+    /// ends. Default 10.
+    #[arg(long, value_name = "N")]
+    pub max_failed_logins: Option<u32>,
+
+    /// Seconds over which failed logins are counted, from a source's first
+    /// failure. Default 60.
+    #[arg(long, value_name = "SECS")]
+    pub failed_login_window: Option<u64>,
 
     /// Serve applications without authentication on non-loopback
     /// front-ends. Without this the client refuses to start as an open
@@ -201,6 +214,8 @@ sixpath_service::merge_fields!(Options {
     password_file,
     local_user,
     local_password_file,
+    max_failed_logins,
+    failed_login_window,
     allow_anonymous,
     upstream,
     early_data_wait,
@@ -410,6 +425,11 @@ pub struct Settings {
     pub upstream_credentials: Option<Credentials>,
     /// Credentials applications must give.
     pub local_credentials: Option<Credentials>,
+    /// Failed local logins from one source that block it for the rest of
+    /// the window.
+    pub max_failed_logins: u32,
+    /// Window failed local logins are counted in.
+    pub failed_login_window: Duration,
     /// Serve anonymous applications on non-loopback front-ends.
     pub allow_anonymous: bool,
     /// SOCKS6 or Convert.
@@ -562,6 +582,8 @@ impl Settings {
             listen: vec![(listen, FrontEnd::Mixed)],
             upstream_credentials: None,
             local_credentials: None,
+            max_failed_logins: DEFAULT_MAX_FAILURES,
+            failed_login_window: DEFAULT_WINDOW,
             allow_anonymous: false,
             upstream: UpstreamProtocol::Socks6,
             early_data_wait: DEFAULT_EARLY_DATA_WAIT,
@@ -673,6 +695,16 @@ impl Options {
             listen,
             upstream_credentials,
             local_credentials,
+            max_failed_logins: match self.max_failed_logins {
+                None => DEFAULT_MAX_FAILURES,
+                Some(0) => return Err(ConfigError::new("max-failed-logins", "must be at least 1")),
+                Some(n) => n,
+            },
+            failed_login_window: seconds(
+                "failed-login-window",
+                self.failed_login_window,
+                DEFAULT_WINDOW,
+            )?,
             allow_anonymous: self.allow_anonymous,
             upstream,
             early_data_wait,
@@ -1023,6 +1055,26 @@ mod tests {
         };
         let e = o.resolve().expect_err("invalid");
         assert_eq!(e.field, "socks6-domain-padding");
+    }
+
+    #[test]
+    fn failed_login_limits_default_as_the_servers_read_the_file_and_refuse_zero() {
+        let s = opts("198.18.0.1:1").resolve().expect("valid");
+        assert_eq!(s.max_failed_logins, 10);
+        assert_eq!(s.failed_login_window, Duration::from_secs(60));
+        let file: Options = serde_json::from_str(
+            r#"{"server": "198.18.0.1:1", "max-failed-logins": 3, "failed-login-window": 5}"#,
+        )
+        .expect("valid");
+        let s = Options::default().or(file).resolve().expect("valid");
+        assert_eq!(s.max_failed_logins, 3);
+        assert_eq!(s.failed_login_window, Duration::from_secs(5));
+        let mut o = opts("198.18.0.1:1");
+        o.max_failed_logins = Some(0);
+        assert_eq!(o.resolve().expect_err("zero").field, "max-failed-logins");
+        let mut o = opts("198.18.0.1:1");
+        o.failed_login_window = Some(0);
+        assert_eq!(o.resolve().expect_err("zero").field, "failed-login-window");
     }
 
     #[test]

@@ -33,11 +33,12 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::config::FrontEnd;
-use crate::frontend::{self, Context};
+use crate::frontend::{self, Context, LocalAuth};
 use crate::paths::{Action, Interfaces, PathManager, RouteSocket};
 use crate::stats::{PathInfo, Stats, error_class};
 use crate::upstream::{ServerStream, Upstream};
 use sixpath_net::framed::Framed;
+use sixpath_service::logins::{FailedLogins, MAX_TRACKED_SOURCES};
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -48,6 +49,8 @@ pub struct Shared {
     pub active: AtomicUsize,
     /// Counters for the admin endpoint.
     pub stats: Stats,
+    /// Applications' failed logins per source (`--local-user`).
+    pub failed_logins: FailedLogins,
     /// The path manager, while it runs (taken at shutdown).
     pub paths: Mutex<Option<PathManager>>,
     /// Interfaces read when there is no path manager, and when.
@@ -64,10 +67,17 @@ const IFACES_TTL: Duration = Duration::from_secs(30);
 impl Shared {
     /// Shared state for `upstream`, with the path manager if one runs.
     pub fn new(upstream: Upstream, paths: Option<PathManager>) -> Self {
+        let settings = upstream.settings();
+        let failed_logins = FailedLogins::new(
+            settings.max_failed_logins,
+            settings.failed_login_window,
+            MAX_TRACKED_SOURCES,
+        );
         Self {
             upstream,
             active: AtomicUsize::new(0),
             stats: Stats::new(),
+            failed_logins,
             path_changes: paths.as_ref().map(PathManager::change_counter),
             paths: Mutex::new(paths),
             ifaces: Mutex::new(None),
@@ -262,7 +272,7 @@ pub fn serve(
     let started = Instant::now();
     let changes = shared.path_changes();
     let id = shared.stats.accepted();
-    let handshakes = Box::pin(prepare(stream, kind, listener, Arc::clone(&shared)));
+    let handshakes = Box::pin(prepare(stream, peer, kind, listener, Arc::clone(&shared)));
     async move {
         // Counted by the accept loop; uncounted when this ends.
         let _guard = ActiveGuard(&shared.active);
@@ -322,12 +332,13 @@ struct Ready {
 /// with the log line's [`Outcome`] so far.
 async fn prepare(
     stream: TcpStream,
+    peer: SocketAddr,
     kind: FrontEnd,
     listener: SocketAddr,
     shared: Arc<Shared>,
 ) -> (Outcome, Next) {
     let mut out = Outcome::default();
-    let next = handshakes(stream, kind, listener, &shared, &mut out).await;
+    let next = handshakes(stream, peer, kind, listener, &shared, &mut out).await;
     (out, next)
 }
 
@@ -336,6 +347,7 @@ async fn prepare(
 /// handshake. Every handshake buffer is dropped when this returns.
 async fn handshakes(
     stream: TcpStream,
+    peer: SocketAddr,
     kind: FrontEnd,
     listener: SocketAddr,
     shared: &Shared,
@@ -346,7 +358,15 @@ async fn handshakes(
     let deadline = Instant::now() + settings.handshake_timeout;
     let mut f = Framed::new(stream);
     let cx = Context {
-        local: settings.local_credentials.as_ref(),
+        local: settings
+            .local_credentials
+            .as_ref()
+            .map(|credentials| LocalAuth {
+                credentials,
+                failed_logins: &shared.failed_logins,
+                stats: &shared.stats,
+                source: peer.ip(),
+            }),
         listener,
     };
     let req = match tokio::time::timeout_at(deadline, frontend::handshake(kind, &mut f, cx)).await {

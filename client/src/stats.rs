@@ -190,6 +190,13 @@ pub struct Snapshot {
     /// Applications answered early whose connection then failed (they
     /// saw a reset).
     pub early_reply_closes: u64,
+    /// Application logins with wrong credentials (`--local-user`).
+    #[serde(default)]
+    pub auth_failures: u64,
+    /// Application logins refused unchecked: their source failed
+    /// `--max-failed-logins` times within `--failed-login-window`.
+    #[serde(default)]
+    pub logins_refused: u64,
     /// Configured paths.
     pub paths: Vec<PathInfo>,
     /// The path policy (`null` without paths).
@@ -227,6 +234,8 @@ pub struct Stats {
     bytes_down: AtomicU64,
     errors: [AtomicU64; ERRORS.len()],
     early_reply_closes: AtomicU64,
+    auth_failures: AtomicU64,
+    logins_refused: AtomicU64,
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
     live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
@@ -283,6 +292,8 @@ impl Stats {
             bytes_down: AtomicU64::new(0),
             errors: Default::default(),
             early_reply_closes: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            logins_refused: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
@@ -425,6 +436,17 @@ impl Stats {
         recent.push_back((Instant::now(), info));
     }
 
+    /// An application gave wrong local credentials.
+    pub fn auth_failure(&self) {
+        add(&self.auth_failures, 1);
+    }
+
+    /// An application's login was refused unchecked (its source failed too
+    /// often).
+    pub fn login_refused(&self) {
+        add(&self.logins_refused, 1);
+    }
+
     /// The current values, with `paths` from the path manager.
     pub fn snapshot(&self, open: usize, paths: Vec<PathInfo>) -> Snapshot {
         let mut interfaces = self
@@ -475,6 +497,8 @@ impl Stats {
                 .map(|(n, c)| ((*n).to_owned(), get(c)))
                 .collect(),
             early_reply_closes: get(&self.early_reply_closes),
+            auth_failures: get(&self.auth_failures),
+            logins_refused: get(&self.logins_refused),
             paths,
             recent_failures: self
                 .recent
@@ -609,6 +633,18 @@ impl Snapshot {
             "counter",
             "Applications answered before the server whose connection then failed (reset).",
             &one(self.early_reply_closes),
+        );
+        metric(
+            "auth_failures_total",
+            "counter",
+            "Application logins with wrong local credentials (--local-user).",
+            &one(self.auth_failures),
+        );
+        metric(
+            "logins_refused_total",
+            "counter",
+            "Application logins refused unchecked because their source failed too often (--max-failed-logins).",
+            &one(self.logins_refused),
         );
         metric(
             "path_info",
@@ -842,6 +878,13 @@ impl Snapshot {
                     f.cause
                 );
             }
+        }
+        if self.auth_failures > 0 || self.logins_refused > 0 {
+            let _ = writeln!(
+                s,
+                "local logins: {} failed, {} refused unchecked (source over --max-failed-logins)",
+                self.auth_failures, self.logins_refused
+            );
         }
         s
     }

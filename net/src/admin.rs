@@ -1,27 +1,40 @@
 //! A small HTTP/1.1 server for admin endpoints (stats, metrics): GET and
 //! HEAD only, one request per connection.
 //!
-//! Each connection gets [`DEADLINE`] to send a request head of at most
-//! [`MAX_HEAD`] bytes (parsed with `httparse`), then one response with
-//! `Connection: close`. The handler maps a path (query string removed) to a
-//! [`Response`]; `None` is 404. Other methods get 405 with `Allow`, a bad
-//! head 400, an oversized one 431. At most [`MAX_CONNECTIONS`] connections
-//! are served at once; more wait in the listen queue.
+//! Each connection gets [`HEAD_DEADLINE`] to send a request head of at most
+//! [`MAX_HEAD`] bytes (parsed with `httparse`) and [`DEADLINE`] in all,
+//! then one response with `Connection: close`. The handler maps a path
+//! (query string removed) to a [`Response`]; `None` is 404. Other methods
+//! get 405 with `Allow`, a bad head 400, an oversized one 431, a head begun
+//! and not finished in time 408 (a connection that sent nothing is closed
+//! without an answer).
+//!
+//! At most [`MAX_CONNECTIONS`] connections are served at once. The listener
+//! is always accepted from: when every slot is taken, the oldest connection
+//! is dropped to make room for the new one, so idle connections (any local
+//! process can open them) cannot keep a monitoring request waiting; each
+//! one costs a slot for [`HEAD_DEADLINE`] at most, and a request that is
+//! answered at once never ages into the oldest.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
 
 /// Largest request head read, in bytes.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Time a connection has to send its request and take the response.
+/// Time a connection has to send its request head (a local client sends it
+/// in one segment, at once).
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
+/// Time a connection has in all: its request, the response, and the drain
+/// of what it still sends.
 pub const DEADLINE: Duration = Duration::from_secs(10);
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 32;
+/// Connections served at once; beyond, the oldest is dropped.
+pub const MAX_CONNECTIONS: usize = 256;
 /// Header fields accepted in a request head.
 const MAX_HEADERS: usize = 64;
 
@@ -75,18 +88,22 @@ where
     H: Fn(&str) -> Option<Response> + Send + Sync + 'static,
 {
     let handler = Arc::new(handler);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // The connections being served, oldest first.
+    let mut open: VecDeque<AbortHandle> = VecDeque::with_capacity(MAX_CONNECTIONS);
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((stream, _)) => {
+                open.retain(|t| !t.is_finished());
+                if open.len() >= MAX_CONNECTIONS
+                    && let Some(oldest) = open.pop_front()
+                {
+                    oldest.abort();
+                }
                 let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     let _ = tokio::time::timeout(DEADLINE, serve_one(stream, &*handler)).await;
-                    drop(permit);
                 });
+                open.push_back(task.abort_handle());
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
@@ -138,27 +155,41 @@ where
 {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let (resp, extra, head) = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        match parse(&buf) {
-            Parsed::Get { path, head } => {
-                let resp = handler(&path).unwrap_or_else(|| Response::text(404, "not found"));
-                break (resp, &[][..], head);
+    let read_head = async {
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
             }
-            Parsed::Refuse(resp, extra) => break (resp, extra, false),
-            Parsed::Partial if buf.len() >= MAX_HEAD => {
-                break (
-                    Response::text(431, "request head too large"),
-                    &[][..],
-                    false,
-                );
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            match parse(&buf) {
+                Parsed::Get { path, head } => {
+                    let resp = handler(&path).unwrap_or_else(|| Response::text(404, "not found"));
+                    return Ok(Some((resp, &[][..], head)));
+                }
+                Parsed::Refuse(resp, extra) => return Ok(Some((resp, extra, false))),
+                Parsed::Partial if buf.len() >= MAX_HEAD => {
+                    return Ok(Some((
+                        Response::text(431, "request head too large"),
+                        &[][..],
+                        false,
+                    )));
+                }
+                Parsed::Partial => {}
             }
-            Parsed::Partial => {}
         }
+    };
+    let (resp, extra, head) = match tokio::time::timeout(HEAD_DEADLINE, read_head).await {
+        Ok(Ok(Some(answer))) => answer,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        // Nothing sent: nothing to answer.
+        Err(_) if buf.is_empty() => return Ok(()),
+        Err(_) => (
+            Response::text(408, "request head not received in time"),
+            &[][..],
+            false,
+        ),
     };
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
@@ -249,6 +280,52 @@ mod tests {
         let r = request(addr, b"POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
         assert!(r.contains("\r\nAllow: GET, HEAD\r\n"), "{r}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_within_seconds_while_a_thousand_idle_connections_are_open() {
+        let addr = start().await;
+        let mut idle = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            idle.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            request(addr, b"GET /hello HTTP/1.1\r\n\r\n"),
+        )
+        .await
+        .expect("answered within 5 s despite 1000 idle connections");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_no_head_is_closed_within_seconds() {
+        let addr = start().await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut out))
+            .await
+            .expect("closed well before the old 10 s deadline")
+            .expect("read");
+        assert!(out.is_empty(), "nothing sent, nothing answered: {out:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_head_begun_and_not_finished_in_time_gets_408() {
+        let addr = start().await;
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /hello HTTP/1.1\r\nHost: a")
+            .await
+            .expect("write");
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(6), s.read_to_string(&mut out))
+            .await
+            .expect("answered")
+            .expect("read");
+        assert!(out.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{out}");
     }
 
     #[tokio::test]

@@ -45,6 +45,38 @@ impl ReadError<std::convert::Infallible> {
     }
 }
 
+/// A stream whose connection can be ended with a reset (RST) instead of a
+/// FIN: a TCP socket, or TLS over one.
+pub trait Reset {
+    /// Makes closing the connection send a reset (`SO_LINGER` 0): unread
+    /// and unsent bytes are dropped.
+    fn reset_on_close(&self) -> io::Result<()>;
+}
+
+impl Reset for tokio::net::TcpStream {
+    fn reset_on_close(&self) -> io::Result<()> {
+        self.set_zero_linger()
+    }
+}
+
+impl<S: Reset + ?Sized> Reset for Box<S> {
+    fn reset_on_close(&self) -> io::Result<()> {
+        (**self).reset_on_close()
+    }
+}
+
+impl<S: Reset> Reset for tokio_rustls::server::TlsStream<S> {
+    fn reset_on_close(&self) -> io::Result<()> {
+        self.get_ref().0.reset_on_close()
+    }
+}
+
+impl<S: Reset> Reset for tokio_rustls::client::TlsStream<S> {
+    fn reset_on_close(&self) -> io::Result<()> {
+        self.get_ref().0.reset_on_close()
+    }
+}
+
 /// A stream with a read buffer.
 #[derive(Debug)]
 pub struct Framed<S> {
@@ -199,6 +231,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+
+    /// Ends the connection with a reset, writing nothing more (for the
+    /// errors a protocol answers with a reset, such as a Convert header of
+    /// Total Length 0).
+    pub fn reset(self)
+    where
+        S: Reset,
+    {
+        let _ = self.io.reset_on_close();
     }
 
     /// Reads into `sink` and drops what was read; false once the peer

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sixpath_service::cli::ServiceArgs;
 use sixpath_service::config::{both_or_neither, count, seconds};
 
+use crate::outbound::DNS_TIMEOUT;
 use crate::policy::{EgressRule, RuleAction};
 use crate::secret::Secret;
 use crate::session::SessionLimits;
@@ -88,7 +89,10 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Maximum concurrent client connections from one source address.
+    /// Maximum concurrent client connections from one source address
+    /// (default 4096, sixpath-client's default --max-connections). Over it,
+    /// or over --max-connections, a connection is answered "not allowed"
+    /// in its protocol and closed.
     #[arg(long, value_name = "N")]
     pub max_connections_per_source: Option<usize>,
 
@@ -108,6 +112,17 @@ pub struct Options {
     /// served without a session (no Session ID in the reply).
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
+
+    /// Maximum SOCKS6 sessions of one authenticated user (default 64); a
+    /// Session Request beyond it is served without a session.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+
+    /// Maximum SOCKS6 sessions from one source, an IPv4 address or an IPv6
+    /// /64 (default 256); a Session Request beyond it is served without a
+    /// session.
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_source: Option<usize>,
 
     /// Seconds a SOCKS6 session may go unused before it ends.
     #[arg(long, value_name = "SECS")]
@@ -192,6 +207,13 @@ pub struct Options {
     /// /etc/resolv.conf (and /etc/hosts). Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     pub dns_server: Vec<SocketAddr>,
+
+    /// Seconds to wait for the DNS answer for a target name (default 5,
+    /// and never longer than --connect-timeout). No answer in time is
+    /// answered as a name that does not resolve: host unreachable (0x04).
+    #[arg(long, value_name = "SECS")]
+    pub dns_timeout: Option<u64>,
+
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
     /// --tls-key. Both files are re-read on SIGHUP.
@@ -350,6 +372,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// DNS servers replacing the system configuration (empty: system).
     pub dns_servers: Vec<SocketAddr>,
+    /// Deadline for resolving a target name.
+    pub dns_timeout: Duration,
     /// TLS for listeners marked `tls`, from --tls-cert and --tls-key
     /// (re-read on SIGHUP).
     pub tls: Option<sixpath_net::tls::ServerTls>,
@@ -380,6 +404,8 @@ impl Settings {
             secret: Secret::random(),
             sessions: SessionLimits {
                 max_sessions: DEFAULT_MAX_SESSIONS,
+                max_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+                max_per_source: DEFAULT_MAX_SESSIONS_PER_SOURCE,
                 idle_timeout: DEFAULT_SESSION_TIMEOUT,
                 lifetime: DEFAULT_SESSION_LIFETIME,
                 max_window: DEFAULT_TOKEN_WINDOW,
@@ -396,6 +422,7 @@ impl Settings {
             max_connections_per_user: usize::MAX,
             admin: None,
             dns_servers: Vec::new(),
+            dns_timeout: DNS_TIMEOUT,
             tls: None,
         }
     }
@@ -409,10 +436,20 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
-/// Default per-source connection cap.
-pub const DEFAULT_MAX_PER_SOURCE: usize = 2_000;
+/// Default per-source connection cap: the default `--max-connections` of
+/// sixpath-client (4096), so one client at its own cap, behind one
+/// address, is never refused by a server at its defaults.
+pub const DEFAULT_MAX_PER_SOURCE: usize = 4_096;
 /// Default SOCKS6 session cap.
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Default cap on the SOCKS6 sessions of one user: a client holds one
+/// session per server, so this leaves room for many devices and for
+/// sessions abandoned by restarts until they idle out, and keeps one user
+/// from more than a small share of `--max-sessions`.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 64;
+/// Default cap on the SOCKS6 sessions from one source: larger than the
+/// per-user cap, as one address may front many users (CGNAT, an office).
+pub const DEFAULT_MAX_SESSIONS_PER_SOURCE: usize = 256;
 /// Default SOCKS6 session idle timeout.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default SOCKS6 session lifetime.
@@ -455,9 +492,9 @@ fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigErro
     Ok(out)
 }
 /// Default failed logins that block a source.
-pub const DEFAULT_MAX_FAILED_LOGINS: u32 = 10;
+pub const DEFAULT_MAX_FAILED_LOGINS: u32 = sixpath_service::logins::DEFAULT_MAX_FAILURES;
 /// Default window for counting failed logins.
-pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+pub const DEFAULT_FAILED_LOGIN_WINDOW: Duration = sixpath_service::logins::DEFAULT_WINDOW;
 
 sixpath_service::merge_fields!(Options {
     listen,
@@ -474,6 +511,8 @@ sixpath_service::merge_fields!(Options {
     no_tfo,
     secret_file,
     max_sessions,
+    max_sessions_per_user,
+    max_sessions_per_source,
     session_timeout,
     session_lifetime,
     token_window,
@@ -490,6 +529,7 @@ sixpath_service::merge_fields!(Options {
     admin,
     admin_allow_remote,
     dns_server,
+    dns_timeout,
     tls_cert,
     tls_key,
 });
@@ -572,6 +612,16 @@ impl Options {
             },
             sessions: SessionLimits {
                 max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
+                max_per_user: count(
+                    "max-sessions-per-user",
+                    self.max_sessions_per_user,
+                    DEFAULT_MAX_SESSIONS_PER_USER,
+                )?,
+                max_per_source: count(
+                    "max-sessions-per-source",
+                    self.max_sessions_per_source,
+                    DEFAULT_MAX_SESSIONS_PER_SOURCE,
+                )?,
                 idle_timeout: seconds(
                     "session-timeout",
                     self.session_timeout,
@@ -637,6 +687,7 @@ impl Options {
                 a => a,
             },
             dns_servers: self.dns_server,
+            dns_timeout: seconds("dns-timeout", self.dns_timeout, DNS_TIMEOUT)?,
             tls,
         };
         settings.check_tls_listeners()?;
@@ -781,7 +832,8 @@ mod tests {
     fn session_flags_resolve_and_name_bad_values() {
         let file: Options = serde_json::from_str(
             r#"{"listen": ["127.0.0.1:1"], "max-sessions": 7, "session-timeout": 30,
-                "session-lifetime": 90, "token-window": 128}"#,
+                "session-lifetime": 90, "token-window": 128, "max-sessions-per-user": 3,
+                "max-sessions-per-source": 5}"#,
         )
         .expect("valid");
         let s = opts(&[]).or(file).resolve().expect("valid");
@@ -789,12 +841,30 @@ mod tests {
         assert_eq!(s.sessions.idle_timeout, Duration::from_secs(30));
         assert_eq!(s.sessions.lifetime, Duration::from_secs(90));
         assert_eq!(s.sessions.max_window, 128);
+        assert_eq!(s.sessions.max_per_user, 3);
+        assert_eq!(s.sessions.max_per_source, 5);
+        let defaults = opts(&["127.0.0.1:1"]).resolve().expect("valid").sessions;
+        assert_eq!((defaults.max_per_user, defaults.max_per_source), (64, 256));
         let base = opts(&["127.0.0.1:1"]);
         for (field, o) in [
             (
                 "max-sessions",
                 Options {
                     max_sessions: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "max-sessions-per-user",
+                Options {
+                    max_sessions_per_user: Some(0),
+                    ..base.clone()
+                },
+            ),
+            (
+                "max-sessions-per-source",
+                Options {
+                    max_sessions_per_source: Some(0),
                     ..base.clone()
                 },
             ),
@@ -955,6 +1025,20 @@ mod tests {
                 assert!(!e.to_string().contains("unknown field"), "{name}: {e}");
             }
         }
+    }
+
+    #[test]
+    fn dns_timeout_defaults_to_5_s_reads_the_file_and_refuses_zero() {
+        let s = opts(&["127.0.0.1:1"]).resolve().expect("valid");
+        assert_eq!(s.dns_timeout, Duration::from_secs(5));
+        let file: Options =
+            serde_json::from_str(r#"{"listen": ["127.0.0.1:1"], "dns-timeout": 2}"#)
+                .expect("valid");
+        let s = opts(&[]).or(file).resolve().expect("valid");
+        assert_eq!(s.dns_timeout, Duration::from_secs(2));
+        let mut o = opts(&["127.0.0.1:1"]);
+        o.dns_timeout = Some(0);
+        assert_eq!(o.resolve().expect_err("zero").field, "dns-timeout");
     }
 
     #[test]

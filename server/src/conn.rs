@@ -1,5 +1,6 @@
 //! One client connection, driven from accept to close: the connection
-//! caps, the handshake deadline (and TLS), protocol detection on the first
+//! caps (a refused connection gets its protocol's "not allowed" and a
+//! close), the handshake deadline (and TLS), protocol detection on the first
 //! byte, the protocol's handshake, the command it asked for, the relay,
 //! and one log line (and the counters) when it ends.
 //!
@@ -8,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -15,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::command::{self, Handoff};
 use crate::config::Protocol;
-use crate::handshake::{self, Framed};
+use crate::handshake::{self, Framed, Reset};
 use crate::relay;
 use crate::state::{Outcome, Shared};
 use crate::sys::{self, Transport};
@@ -37,6 +39,7 @@ pub async fn serve(
         Err(cap) => {
             shared.stats.refused(cap);
             tracing::warn!(%peer, ?cap, "connection refused: connection limit reached");
+            refuse(stream, &protocols, tls.is_some(), &shared).await;
             return;
         }
     };
@@ -80,6 +83,47 @@ pub async fn serve(
     }
     outcome.record(&shared.stats, transport);
     log(peer, transport, started, &outcome);
+}
+
+/// How long a connection refused by a cap has to show its protocol: its
+/// first message (a client sends it at once; with TFO, in the SYN).
+const REFUSAL_READ: Duration = Duration::from_secs(1);
+/// The most answering a refused connection takes, the drain of what the
+/// client still sends included.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+/// Answers a connection that a cap refused with its protocol's "not
+/// allowed" ([`handshake::socks5::refuse_over_cap`],
+/// [`handshake::socks6::refuse_over_cap`],
+/// [`handshake::convert::refuse_over_cap`]), then closes; no handshake,
+/// no authentication. Cheap by construction: at most [`REFUSAL_TIME`], at
+/// most [`crate::limits::MAX_ANSWERED_REFUSALS`] at once (beyond them, and
+/// on TLS listeners, where an answer would cost a TLS handshake, the
+/// connection is closed at once), a client silent for [`REFUSAL_READ`] is
+/// closed without an answer.
+async fn refuse(stream: TcpStream, protocols: &[Protocol], tls: bool, shared: &Shared) {
+    if tls {
+        return;
+    }
+    let Some(_slot) = shared.limits.answer_slot() else {
+        return;
+    };
+    let read_by = Instant::now() + REFUSAL_READ;
+    let answer = async {
+        let mut f = Framed::new(stream);
+        let Ok(Ok(first)) = tokio::time::timeout_at(read_by, f.peek_u8()).await else {
+            return;
+        };
+        match detect(first, protocols) {
+            Some(Protocol::Socks5 | Protocol::Socks4) => {
+                handshake::socks5::refuse_over_cap(f, read_by).await;
+            }
+            Some(Protocol::Socks6) => handshake::socks6::refuse_over_cap(f).await,
+            Some(Protocol::Convert) => handshake::convert::refuse_over_cap(f).await,
+            None => {}
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
 }
 
 /// The TLS 1.3 handshake, then the protocol's, under one deadline.
@@ -132,7 +176,7 @@ async fn serve_protocols<S>(
     deadline: Instant,
     outcome: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
@@ -243,7 +287,7 @@ async fn convert<S>(
     out: &mut Outcome,
 ) -> Option<Handoff<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let (f, req) = handshake::convert::serve(f, shared, deadline, out).await?;
     command::connect::serve_convert(f, shared, &req.connect, req.info, out).await

@@ -51,8 +51,9 @@
 //!   classification.
 //! - [`secret`]: the HMAC key behind session IDs, tokens and cookies.
 //! - [`users`]: the users file, constant-time password checks.
-//! - [`session`]: SOCKS6 sessions, idempotence token windows and the
-//!   listeners Listen Backlogs keep open.
+//! - [`session`]: SOCKS6 sessions (capped in all, per user and per
+//!   source), idempotence token windows and the listeners Listen Backlogs
+//!   keep open.
 //! - [`associations`]: the server's UDP associations: cap, IDs, counters.
 //! - [`limits`]: caps on connections in total and per source.
 //! - [`probes`]: rate limits for path probes (answered in

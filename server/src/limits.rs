@@ -1,10 +1,20 @@
 //! Caps on what clients can make the server hold: concurrent connections
 //! in total and per source address. A permit is held for the life of a
 //! connection and released on drop.
+//!
+//! A connection over a cap is answered with its protocol's refusal and
+//! closed ([`crate::conn`]); that answer costs a moment of the connection's
+//! task, so at most [`MAX_ANSWERED_REFUSALS`] are answered at once
+//! ([`Limits::answer_slot`]) and beyond them a refused connection is closed
+//! at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Refusals (connections over a cap) answered at once.
+pub const MAX_ANSWERED_REFUSALS: usize = 256;
 
 /// Connection caps.
 #[derive(Debug)]
@@ -12,6 +22,7 @@ pub struct Limits {
     max_total: usize,
     max_per_source: usize,
     state: Mutex<State>,
+    answering: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +54,20 @@ impl Limits {
             max_total,
             max_per_source,
             state: Mutex::new(State::default()),
+            answering: AtomicUsize::new(0),
+        })
+    }
+
+    /// A slot to answer a refused connection in, or `None` when
+    /// [`MAX_ANSWERED_REFUSALS`] are being answered.
+    pub fn answer_slot(self: &Arc<Self>) -> Option<AnswerSlot> {
+        let taken = self
+            .answering
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_ANSWERED_REFUSALS).then_some(n + 1)
+            });
+        taken.is_ok().then(|| AnswerSlot {
+            limits: Arc::clone(self),
         })
     }
 
@@ -70,6 +95,18 @@ impl Limits {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .total
+    }
+}
+
+/// A held slot for answering a refused connection.
+#[derive(Debug)]
+pub struct AnswerSlot {
+    limits: Arc<Limits>,
+}
+
+impl Drop for AnswerSlot {
+    fn drop(&mut self) {
+        self.limits.answering.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -106,5 +143,16 @@ mod tests {
         assert_eq!(l.acquire(b).expect_err("total"), Refused::Total);
         drop(p1);
         assert!(l.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn refusals_answered_at_once_are_capped_and_released_on_drop() {
+        let l = Limits::new(1, 1);
+        let mut held: Vec<_> = (0..MAX_ANSWERED_REFUSALS)
+            .map(|_| l.answer_slot().expect("slot"))
+            .collect();
+        assert!(l.answer_slot().is_none(), "all slots taken");
+        held.pop();
+        assert!(l.answer_slot().is_some());
     }
 }

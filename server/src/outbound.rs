@@ -11,6 +11,12 @@
 //! option) the addresses are tried one at a time, each until it fails.
 //!
 //! IP TOS, TTL and Don't Fragment are set on the socket before the SYN.
+//!
+//! Resolving a name has its own deadline (`--dns-timeout`, [`DNS_TIMEOUT`]
+//! by default), inside the connect timeout: a resolver that does not answer
+//! is a DNS failure (SOCKS 0x04, as for a name that does not exist), not a
+//! connection attempt that timed out, and costs less than the whole connect
+//! timeout.
 
 use std::collections::HashMap;
 use std::io;
@@ -34,6 +40,11 @@ use crate::sys;
 const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 /// RFC 8305 §5: delay between connection attempts.
 const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Default deadline for resolving a target name (`--dns-timeout`): a
+/// resolver answers within milliseconds or, retrying over a lossy path,
+/// within a few seconds.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a target that answered Multipath TCP with plain TCP is
 /// connected to with plain TCP.
@@ -132,7 +143,8 @@ pub enum ConnectError {
 #[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// Deadline for the whole attempt (resolution and every address).
+    /// Deadline for the whole attempt (resolution and every address); the
+    /// resolution also ends at the connector's DNS deadline, if earlier.
     pub timeout: Duration,
     /// Open the outbound socket as Multipath TCP (SOCKS6 MPTCP stack
     /// option); the kernel falls back to TCP if the target lacks it.
@@ -198,24 +210,35 @@ pub struct Connector {
     resolver: Arc<TokioResolver>,
     policy: Arc<EgressPolicy>,
     no_mptcp: Arc<NoMptcp>,
+    dns_timeout: Duration,
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
             .field("policy", &self.policy)
+            .field("dns_timeout", &self.dns_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl Connector {
-    /// A connector using `resolver` and `policy`.
+    /// A connector using `resolver` and `policy`, resolving names within
+    /// [`DNS_TIMEOUT`].
     pub fn new(resolver: TokioResolver, policy: EgressPolicy) -> Self {
         Self {
             resolver: Arc::new(resolver),
             policy: Arc::new(policy),
             no_mptcp: Arc::default(),
+            dns_timeout: DNS_TIMEOUT,
         }
+    }
+
+    /// The same connector, resolving names within `timeout`.
+    #[must_use]
+    pub fn with_dns_timeout(mut self, timeout: Duration) -> Self {
+        self.dns_timeout = timeout;
+        self
     }
 
     /// The system resolver (`/etc/resolv.conf`, `/etc/hosts`), with
@@ -263,9 +286,13 @@ impl Connector {
         opts: &ConnectOptions,
     ) -> Result<Connected, ConnectError> {
         let name = format!("{addr}:{port}");
-        tokio::time::timeout(opts.timeout, self.connect_inner(addr, port, initial, opts))
-            .await
-            .unwrap_or(Err(ConnectError::TimedOut(name)))
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        tokio::time::timeout_at(
+            deadline,
+            self.connect_inner(addr, port, initial, opts, deadline),
+        )
+        .await
+        .unwrap_or(Err(ConnectError::TimedOut(name)))
     }
 
     async fn connect_inner(
@@ -274,8 +301,12 @@ impl Connector {
         port: u16,
         initial: &[u8],
         opts: &ConnectOptions,
+        deadline: tokio::time::Instant,
     ) -> Result<Connected, ConnectError> {
-        let allowed = self.resolve_allowed(addr, port).await?;
+        // A resolution still running at the connect deadline is a DNS
+        // failure too: its own deadline is never the later one.
+        let dns_deadline = deadline.min(tokio::time::Instant::now() + self.dns_timeout);
+        let allowed = self.resolve_allowed_by(addr, port, dns_deadline).await?;
         if let [one] = allowed[..] {
             // One address: no race, no task to spawn.
             let c = connect_one(one, initial, opts.fast_open, opts, &self.no_mptcp).await?;
@@ -298,12 +329,32 @@ impl Connector {
         addr: &Address,
         port: u16,
     ) -> Result<Vec<SocketAddr>, ConnectError> {
+        let dns_deadline = tokio::time::Instant::now() + self.dns_timeout;
+        self.resolve_allowed_by(addr, port, dns_deadline).await
+    }
+
+    /// [`Connector::resolve_allowed`], a name resolved by `dns_deadline`.
+    async fn resolve_allowed_by(
+        &self,
+        addr: &Address,
+        port: u16,
+        dns_deadline: tokio::time::Instant,
+    ) -> Result<Vec<SocketAddr>, ConnectError> {
         // A name that is an IP address literal (browsers send every host
         // as a name, `http://203.0.113.7/` included) is that address, and
         // goes through the policy as one.
-        let candidates = match addr.ip().or_else(|| literal_ip(&addr.to_string())) {
-            Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => self.resolve(&addr.to_string(), port).await?,
+        let candidates = if let Some(ip) = addr.ip().or_else(|| literal_ip(&addr.to_string())) {
+            vec![SocketAddr::new(ip, port)]
+        } else {
+            let name = addr.to_string();
+            tokio::time::timeout_at(dns_deadline, self.resolve(&name, port))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ConnectError::Dns {
+                        name,
+                        reason: "no answer from the DNS servers in time".into(),
+                    })
+                })?
         };
         let mut allowed = Vec::with_capacity(candidates.len());
         let mut first_denial = None;

@@ -152,7 +152,7 @@ impl Server {
             None => None,
         };
         let shared = Arc::new(Shared {
-            connector: Connector::new(resolver, policy),
+            connector: Connector::new(resolver, policy).with_dns_timeout(settings.dns_timeout),
             users,
             limits,
             sessions: Sessions::new(settings.secret.clone(), settings.sessions),

@@ -27,6 +27,15 @@
 //! `--session-timeout`, or when its lifetime (`--session-lifetime`, fixed in
 //! the ID) is over.
 //!
+//! So that one client cannot take every place (and with it everyone
+//! else's replay protection), the table also holds at most
+//! `--max-sessions-per-user` sessions of one authenticated user and
+//! `--max-sessions-per-source` sessions created or adopted from one source
+//! (an IPv4 address or an IPv6 /64, as failed logins count them; anonymous
+//! sessions are held by the source cap alone). A request beyond any cap is
+//! served without a session ([`Sessions::create`] says which cap,
+//! [`SessionCap`], for the counters); an ID beyond a cap is not adopted.
+//!
 //! Processes that share the key (a fleet behind a load balancer, or one
 //! process after a restart) accept each other's IDs: a valid ID this
 //! process did not issue is *adopted* into its table on first use, for the
@@ -56,7 +65,7 @@
 //! them findable by session and address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +76,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::secret::Secret;
+use sixpath_service::logins::source_key;
 
 /// The MAC domain of Session IDs.
 const ID_DOMAIN: &str = "socks6-session";
@@ -197,6 +207,11 @@ impl TokenWindow {
 pub struct SessionLimits {
     /// Most sessions in the table at once.
     pub max_sessions: usize,
+    /// Most sessions of one authenticated user.
+    pub max_per_user: usize,
+    /// Most sessions created or adopted from one source (an IPv4 address
+    /// or an IPv6 /64).
+    pub max_per_source: usize,
     /// A session unused this long ends.
     pub idle_timeout: Duration,
     /// A session ends this long after it began, however busy.
@@ -208,6 +223,8 @@ pub struct SessionLimits {
 #[derive(Debug)]
 struct Live {
     user: Option<String>,
+    /// The source it is counted against ([`source_key`]).
+    source: IpAddr,
     last_used: Instant,
     not_after: u32,
     window: Option<TokenWindow>,
@@ -217,10 +234,94 @@ struct Live {
 #[derive(Debug)]
 struct Table {
     live: HashMap<Key, Live>,
+    /// Sessions in `live` per authenticated user.
+    per_user: HashMap<String, usize>,
+    /// Sessions in `live` per source.
+    per_source: HashMap<IpAddr, usize>,
     /// Adopted sessions that ended here, until their lifetime ends, so the
     /// ID is not adopted again.
     ended: HashMap<Key, u32>,
     last_sweep: Instant,
+}
+
+/// Which cap kept a request from a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCap {
+    /// `--max-sessions`.
+    Total,
+    /// `--max-sessions-per-user`.
+    PerUser,
+    /// `--max-sessions-per-source`.
+    PerSource,
+}
+
+impl SessionCap {
+    /// Every cap, in the order of the counters.
+    pub const ALL: [Self; 3] = [Self::Total, Self::PerUser, Self::PerSource];
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Total => "total",
+            Self::PerUser => "per_user",
+            Self::PerSource => "per_source",
+        }
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, k: &K) {
+    if let Some(n) = map.get_mut(k) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(k);
+        }
+    }
+}
+
+impl Table {
+    /// Adds a session, counting it against its user and source.
+    fn insert(&mut self, key: Key, live: Live) {
+        if let Some(u) = &live.user {
+            *self.per_user.entry(u.clone()).or_insert(0) += 1;
+        }
+        *self.per_source.entry(live.source).or_insert(0) += 1;
+        if let Some(old) = self.live.insert(key, live) {
+            self.uncount(&old);
+        }
+    }
+
+    /// Removes a session and its counts.
+    fn remove(&mut self, key: &Key) -> Option<Live> {
+        let live = self.live.remove(key)?;
+        self.uncount(&live);
+        Some(live)
+    }
+
+    fn uncount(&mut self, live: &Live) {
+        if let Some(u) = &live.user {
+            decrement(&mut self.per_user, u);
+        }
+        decrement(&mut self.per_source, &live.source);
+    }
+
+    /// The cap a new session of `user` from `source` would break, if any.
+    fn over_cap(
+        &self,
+        limits: &SessionLimits,
+        user: Option<&str>,
+        source: IpAddr,
+    ) -> Option<SessionCap> {
+        let count = |n: Option<&usize>| n.copied().unwrap_or(0);
+        if self.live.len() >= limits.max_sessions {
+            Some(SessionCap::Total)
+        } else if user.is_some_and(|u| count(self.per_user.get(u)) >= limits.max_per_user) {
+            Some(SessionCap::PerUser)
+        } else if count(self.per_source.get(&source)) >= limits.max_per_source {
+            Some(SessionCap::PerSource)
+        } else {
+            None
+        }
+    }
 }
 
 /// The sessions of this process.
@@ -244,9 +345,12 @@ pub enum Admission {
     Fresh,
     /// A valid session: no authentication; the session's user applies.
     Session(Member),
-    /// The Session ID is not valid (forged, expired, ended, unknown, or the
-    /// table is full): answer Session Invalid.
+    /// The Session ID is not valid (forged, expired, ended or unknown):
+    /// answer Session Invalid.
     Invalid,
+    /// A valid ID this process would adopt, beyond a cap: answer Session
+    /// Invalid too (the client then asks again with its credentials).
+    OverCap(SessionCap),
 }
 
 /// A request that belongs to a session.
@@ -289,6 +393,8 @@ impl Sessions {
             limits,
             table: Mutex::new(Table {
                 live: HashMap::new(),
+                per_user: HashMap::new(),
+                per_source: HashMap::new(),
                 ended: HashMap::new(),
                 last_sweep: Instant::now(),
             }),
@@ -348,11 +454,11 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Reads the Session ID and Session Teardown options of a request
-    /// (a Session Request is for [`Sessions::create`], once the request is
-    /// authenticated). With `auth_required`, anonymous sessions are
-    /// refused.
-    pub fn admit(&self, req: &Request, auth_required: bool) -> Admission {
+    /// Reads the Session ID and Session Teardown options of a request from
+    /// `source` (a Session Request is for [`Sessions::create`], once the
+    /// request is authenticated). With `auth_required`, anonymous sessions
+    /// are refused.
+    pub fn admit(&self, req: &Request, auth_required: bool, source: IpAddr) -> Admission {
         let Some(id) = req.options.session_id() else {
             return Admission::Fresh;
         };
@@ -375,7 +481,7 @@ impl Sessions {
             .is_some_and(|l| now.duration_since(l.last_used) >= idle)
         {
             // Idle too long, the sweep just has not come round yet.
-            t.live.remove(&key);
+            t.remove(&key);
             if key.get(..4) != Some(&self.issuer[..]) {
                 Self::remember_ended(&mut t, key, not_after, self.limits.max_sessions);
             }
@@ -396,17 +502,16 @@ impl Sessions {
         if key.get(..4) == Some(&self.issuer[..]) || t.ended.contains_key(&key) {
             return Admission::Invalid;
         }
-        if t.live.len() >= self.limits.max_sessions {
-            self.sweep(&mut t, now, true);
-            if t.live.len() >= self.limits.max_sessions {
-                return Admission::Invalid;
-            }
+        let source = source_key(source);
+        if let Some(cap) = self.room(&mut t, user.as_deref(), source, now) {
+            return Admission::OverCap(cap);
         }
         tracing::debug!(user = user.as_deref().unwrap_or("-"), "session adopted");
-        t.live.insert(
+        t.insert(
             key,
             Live {
                 user: user.clone(),
+                source,
                 last_used: now,
                 not_after,
                 window: None,
@@ -421,20 +526,49 @@ impl Sessions {
         })
     }
 
-    /// A new session for `user`, or `None` when the table is full ("A proxy
-    /// that cannot or will not create a session silently omits the Session
-    /// ID", digest §4.3).
-    pub fn create(&self, user: Option<&str>) -> Option<Member> {
+    /// The cap a new session of `user` from `source` (a [`source_key`])
+    /// would break, after idle sessions made what room they can.
+    fn room(
+        &self,
+        t: &mut Table,
+        user: Option<&str>,
+        source: IpAddr,
+        now: Instant,
+    ) -> Option<SessionCap> {
+        t.over_cap(&self.limits, user, source)?;
+        self.sweep(t, now, true);
+        t.over_cap(&self.limits, user, source)
+    }
+
+    /// A new session for `user`, requested from `source`, or the cap that
+    /// refuses it ("A proxy that cannot or will not create a session
+    /// silently omits the Session ID", digest §4.3). `Ok(None)` only for a
+    /// user name too long for an ID (more than 255 bytes, which neither
+    /// SOCKS6 nor SOCKS5 can carry).
+    pub fn create(&self, user: Option<&str>, source: IpAddr) -> Result<Option<Member>, SessionCap> {
         let user_bytes = user.map_or(&[][..], str::as_bytes);
-        let ulen = u8::try_from(user_bytes.len()).ok()?;
+        let Ok(ulen) = u8::try_from(user_bytes.len()) else {
+            return Ok(None);
+        };
         let now = Instant::now();
+        let source = source_key(source);
         let mut t = self.table();
-        if t.live.len() >= self.limits.max_sessions {
-            self.sweep(&mut t, now, true);
-            if t.live.len() >= self.limits.max_sessions {
-                return None;
-            }
+        if let Some(cap) = self.room(&mut t, user, source, now) {
+            return Err(cap);
         }
+        Ok(self.issue(&mut t, user, ulen, source, now))
+    }
+
+    /// Issues an ID and enters the session in the table.
+    fn issue(
+        &self,
+        t: &mut Table,
+        user: Option<&str>,
+        ulen: u8,
+        source: IpAddr,
+        now: Instant,
+    ) -> Option<Member> {
+        let user_bytes = user.map_or(&[][..], str::as_bytes);
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let not_after = unix_now()
             .saturating_add(self.limits.lifetime.as_secs())
@@ -451,10 +585,11 @@ impl Sessions {
         let id = SessionId::new(body).ok()?;
         let mut key = [0u8; 12];
         key.copy_from_slice(id.as_bytes().get(..12)?);
-        t.live.insert(
+        t.insert(
             key,
             Live {
                 user: user.map(ToOwned::to_owned),
+                source,
                 last_used: now,
                 not_after,
                 window: None,
@@ -505,7 +640,7 @@ impl Sessions {
             return;
         };
         let mut t = self.table();
-        t.live.remove(&key);
+        t.remove(&key);
         if key.get(..4) != Some(&self.issuer[..]) {
             Self::remember_ended(&mut t, key, not_after, self.limits.max_sessions);
         }
@@ -543,22 +678,25 @@ impl Sessions {
         t.last_sweep = now;
         let unix = unix_now();
         let idle = self.limits.idle_timeout;
-        let mut gone = Vec::new();
-        t.live.retain(|k, s| {
-            let keep = now.duration_since(s.last_used) < idle && u64::from(s.not_after) > unix;
-            if !keep {
-                tracing::debug!(
-                    user = s.user.as_deref().unwrap_or("-"),
-                    requests = s.requests,
-                    "session expired"
-                );
-                gone.push((*k, s.not_after));
-            }
-            keep
-        });
-        for (k, na) in gone {
-            if k.get(..4) != Some(&self.issuer[..]) && u64::from(na) > unix {
-                Self::remember_ended(t, k, na, self.limits.max_sessions);
+        let gone: Vec<Key> = t
+            .live
+            .iter()
+            .filter(|(_, s)| {
+                now.duration_since(s.last_used) >= idle || u64::from(s.not_after) <= unix
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            let Some(s) = t.remove(&k) else {
+                continue;
+            };
+            tracing::debug!(
+                user = s.user.as_deref().unwrap_or("-"),
+                requests = s.requests,
+                "session expired"
+            );
+            if k.get(..4) != Some(&self.issuer[..]) && u64::from(s.not_after) > unix {
+                Self::remember_ended(t, k, s.not_after, self.limits.max_sessions);
             }
         }
         t.ended.retain(|_, &mut na| u64::from(na) > unix);
@@ -680,11 +818,92 @@ mod tests {
             Secret::from_bytes(&[9; 32]).expect("key"),
             SessionLimits {
                 max_sessions: max,
+                max_per_user: max,
+                max_per_source: max,
                 idle_timeout: Duration::from_secs(60),
                 lifetime: Duration::from_secs(3600),
                 max_window: 16,
             },
         )
+    }
+
+    /// 192.0.2.`n`.
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, n])
+    }
+
+    fn capped(total: usize, per_user: usize, per_source: usize) -> Sessions {
+        Sessions::new(
+            Secret::from_bytes(&[9; 32]).expect("key"),
+            SessionLimits {
+                max_sessions: total,
+                max_per_user: per_user,
+                max_per_source: per_source,
+                idle_timeout: Duration::from_secs(60),
+                lifetime: Duration::from_secs(3600),
+                max_window: 16,
+            },
+        )
+    }
+
+    #[test]
+    fn caps_sessions_per_user_and_per_source_and_frees_them_on_teardown() {
+        let s = capped(100, 2, 3);
+        let a = s.create(Some("alice"), ip(1)).expect("room").expect("id");
+        s.create(Some("alice"), ip(2)).expect("room").expect("id");
+        assert_eq!(
+            s.create(Some("alice"), ip(3)).err(),
+            Some(SessionCap::PerUser)
+        );
+        s.create(Some("bob"), ip(1)).expect("room").expect("id");
+        s.create(None, ip(1)).expect("room").expect("id");
+        assert_eq!(s.create(None, ip(1)).err(), Some(SessionCap::PerSource));
+        assert_eq!(
+            s.create(Some("carol"), ip(1)).err(),
+            Some(SessionCap::PerSource)
+        );
+        // An IPv6 source is its /64.
+        let v6 = |x: &str| x.parse::<IpAddr>().expect("ip");
+        let six = capped(100, 100, 1);
+        six.create(None, v6("2001:db8:1:2::1")).expect("room");
+        assert_eq!(
+            six.create(None, v6("2001:db8:1:2::99")).err(),
+            Some(SessionCap::PerSource)
+        );
+        assert!(six.create(None, v6("2001:db8:1:3::1")).is_ok());
+        // A teardown frees the user's and the source's place.
+        let tear = request(&[SocksOption::SessionId(a.id), SocksOption::SessionTeardown]);
+        assert!(matches!(s.admit(&tear, true, ip(9)), Admission::Fresh));
+        assert!(s.create(Some("alice"), ip(3)).is_ok());
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn adopting_an_id_counts_against_the_caps() {
+        let key = Secret::from_bytes(&[3; 32]).expect("key");
+        let limits = |per_user| SessionLimits {
+            max_sessions: 100,
+            max_per_user: per_user,
+            max_per_source: 100,
+            idle_timeout: Duration::from_secs(60),
+            lifetime: Duration::from_secs(60),
+            max_window: 4,
+        };
+        let issuer = Sessions::new(key.clone(), limits(10));
+        let adopter = Sessions::new(key, limits(1));
+        let one = issuer.create(Some("u"), ip(1)).expect("room").expect("id");
+        let two = issuer.create(Some("u"), ip(1)).expect("room").expect("id");
+        let use_one = request(&[SocksOption::SessionId(one.id)]);
+        let use_two = request(&[SocksOption::SessionId(two.id)]);
+        assert!(matches!(
+            adopter.admit(&use_one, true, ip(1)),
+            Admission::Session(_)
+        ));
+        assert!(matches!(
+            adopter.admit(&use_two, true, ip(1)),
+            Admission::OverCap(SessionCap::PerUser)
+        ));
+        assert_eq!(adopter.len(), 1);
     }
 
     fn request(opts: &[SocksOption]) -> Request {
@@ -775,10 +994,10 @@ mod tests {
     #[test]
     fn ids_round_trip_and_resist_tampering() {
         let s = sessions(4);
-        let m = s.create(Some("alice")).expect("room");
+        let m = s.create(Some("alice"), ip(1)).expect("room").expect("id");
         assert_eq!(m.id.as_bytes().len(), 40);
         let req = request(&[SocksOption::SessionId(m.id.clone())]);
-        let Admission::Session(again) = s.admit(&req, true) else {
+        let Admission::Session(again) = s.admit(&req, true, ip(1)) else {
             panic!("valid ID refused");
         };
         assert_eq!(again.user.as_deref(), Some("alice"));
@@ -787,7 +1006,7 @@ mod tests {
             b[i] ^= 0x01;
             let req = request(&[SocksOption::SessionId(SessionId::new(b).expect("len"))]);
             assert!(
-                matches!(s.admit(&req, true), Admission::Invalid),
+                matches!(s.admit(&req, true, ip(1)), Admission::Invalid),
                 "bit flip at {i}"
             );
         }
@@ -796,11 +1015,11 @@ mod tests {
     #[test]
     fn anonymous_ids_are_refused_when_auth_is_required() {
         let s = sessions(4);
-        let m = s.create(None).expect("room");
+        let m = s.create(None, ip(1)).expect("room").expect("id");
         assert_eq!(m.id.as_bytes().len(), 36);
         let req = request(&[SocksOption::SessionId(m.id)]);
-        assert!(matches!(s.admit(&req, true), Admission::Invalid));
-        assert!(matches!(s.admit(&req, false), Admission::Session(_)));
+        assert!(matches!(s.admit(&req, true, ip(1)), Admission::Invalid));
+        assert!(matches!(s.admit(&req, false, ip(1)), Admission::Session(_)));
     }
 
     #[test]
@@ -808,20 +1027,25 @@ mod tests {
         let key = Secret::from_bytes(&[3; 32]).expect("key");
         let limits = SessionLimits {
             max_sessions: 2,
+            max_per_user: 2,
+            max_per_source: 2,
             idle_timeout: Duration::from_secs(60),
             lifetime: Duration::from_secs(60),
             max_window: 4,
         };
         let a = Sessions::new(key.clone(), limits);
         let b = Sessions::new(key, limits);
-        let m = a.create(Some("u")).expect("room");
+        let m = a.create(Some("u"), ip(1)).expect("room").expect("id");
         let use_it = request(&[SocksOption::SessionId(m.id.clone())]);
-        assert!(matches!(b.admit(&use_it, true), Admission::Session(_)));
+        assert!(matches!(
+            b.admit(&use_it, true, ip(1)),
+            Admission::Session(_)
+        ));
         let tear = request(&[SocksOption::SessionId(m.id), SocksOption::SessionTeardown]);
-        assert!(matches!(b.admit(&tear, true), Admission::Fresh));
-        assert!(matches!(b.admit(&use_it, true), Admission::Invalid));
+        assert!(matches!(b.admit(&tear, true, ip(1)), Admission::Fresh));
+        assert!(matches!(b.admit(&use_it, true, ip(1)), Admission::Invalid));
         assert!(
-            matches!(a.admit(&use_it, true), Admission::Session(_)),
+            matches!(a.admit(&use_it, true, ip(1)), Admission::Session(_)),
             "a teardown is per process"
         );
     }
@@ -830,12 +1054,16 @@ mod tests {
     async fn idle_sessions_end_and_free_their_place() {
         tokio::time::pause();
         let s = sessions(1);
-        let m = s.create(None).expect("room");
-        assert!(s.create(None).is_none(), "cap of one");
+        let m = s.create(None, ip(1)).expect("room").expect("id");
+        assert_eq!(
+            s.create(None, ip(1)).err(),
+            Some(SessionCap::Total),
+            "cap of one"
+        );
         tokio::time::advance(Duration::from_secs(61)).await;
         let req = request(&[SocksOption::SessionId(m.id)]);
-        assert!(matches!(s.admit(&req, false), Admission::Invalid));
-        assert!(s.create(None).is_some(), "the idle session made room");
+        assert!(matches!(s.admit(&req, false, ip(1)), Admission::Invalid));
+        assert!(s.create(None, ip(1)).is_ok(), "the idle session made room");
         assert_eq!(s.len(), 1);
     }
 }

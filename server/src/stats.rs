@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use crate::limits::Refused;
 use crate::relay::RelayStats;
+use crate::session::SessionCap;
 use crate::sys::Transport;
 
 /// Protocols as counted (index into the per-protocol arrays).
@@ -139,6 +140,7 @@ pub struct Stats {
     logins_refused: AtomicU64,
     refused_total_cap: AtomicU64,
     refused_source_cap: AtomicU64,
+    sessions_refused: [AtomicU64; SessionCap::ALL.len()],
     probes: [AtomicU64; ProbeResult::ALL.len()],
 }
 
@@ -211,6 +213,7 @@ impl Stats {
             logins_refused: AtomicU64::new(0),
             refused_total_cap: AtomicU64::new(0),
             refused_source_cap: AtomicU64::new(0),
+            sessions_refused: Default::default(),
             probes: Default::default(),
         }
     }
@@ -255,12 +258,25 @@ impl Stats {
         }
     }
 
-    /// Counts a connection closed at once by a connection cap.
+    /// Counts a connection refused by a connection cap (answered "not
+    /// allowed" and closed, without a handshake).
     pub fn refused(&self, cap: Refused) {
         match cap {
             Refused::Total => add(&self.refused_total_cap, 1),
             Refused::PerSource => add(&self.refused_source_cap, 1),
         }
+    }
+
+    /// Counts a session request (or adoption) a session cap refused.
+    pub fn session_refused(&self, cap: SessionCap) {
+        if let Some(c) = self.sessions_refused.get(cap as usize) {
+            add(c, 1);
+        }
+    }
+
+    /// Session requests `cap` refused so far.
+    pub fn sessions_refused(&self, cap: SessionCap) -> u64 {
+        self.sessions_refused.get(cap as usize).map_or(0, get)
     }
 
     /// Counts a path probe by what became of it.
@@ -338,6 +354,10 @@ impl Stats {
             "egress_denied": get(&self.egress_denied),
             "auth_failures": get(&self.auth_failures),
             "logins_refused": get(&self.logins_refused),
+            "sessions_refused": SessionCap::ALL
+                .iter()
+                .map(|c| (c.name().to_owned(), self.sessions_refused(*c).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "probes": ProbeResult::ALL
                 .iter()
                 .map(|r| (r.name().to_owned(), self.probes(*r).into()))
@@ -383,7 +403,7 @@ impl Stats {
         metric(
             "connections_refused_total",
             "counter",
-            "Client connections closed at once by a connection cap (--max-connections, --max-connections-per-source); not in connections_total.",
+            "Client connections refused by a connection cap (--max-connections, --max-connections-per-source): answered not allowed and closed, without a handshake; not in connections_total.",
             &[
                 ("{cap=\"total\"}".to_owned(), get(&self.refused_total_cap)),
                 (
@@ -457,6 +477,20 @@ impl Stats {
             "counter",
             "Logins refused unchecked because their source failed too often.",
             &[(String::new(), get(&self.logins_refused))],
+        );
+        metric(
+            "sessions_refused_total",
+            "counter",
+            "SOCKS6 Session Requests served without a session, and Session IDs not adopted, because of a session cap (total: --max-sessions, per_user: --max-sessions-per-user, per_source: --max-sessions-per-source).",
+            &SessionCap::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        format!("{{cap=\"{}\"}}", c.name()),
+                        self.sessions_refused(*c),
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         metric(
             "probes_total",

@@ -8,9 +8,10 @@
 //! At most [`MAX_TRACKED_SOURCES`] sources are tracked; when full, expired
 //! entries go first, then the oldest.
 //!
-//! The server counts its clients' failed logins with it; it lives here,
-//! beside the rest of what a daemon needs, so that any daemon checking
-//! passwords refuses guessers the same way.
+//! The server counts its clients' failed logins with it, the client its
+//! applications' (`--local-user`); it lives here, beside the rest of what a
+//! daemon needs, so that any daemon checking passwords refuses guessers the
+//! same way, with the same defaults.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 
 /// The most sources [`FailedLogins`] tracks at once (a few MiB at most).
 pub const MAX_TRACKED_SOURCES: usize = 65_536;
+/// Default failed logins that block a source (`--max-failed-logins` of
+/// both daemons).
+pub const DEFAULT_MAX_FAILURES: u32 = 10;
+/// Default window failed logins are counted in (`--failed-login-window`).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Failed logins per source within a window.
 #[derive(Debug)]

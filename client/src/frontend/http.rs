@@ -18,7 +18,7 @@
 use sixpath_protocol::http::{self, RequestHead};
 use tokio::net::TcpStream;
 
-use super::{Answer, AppRequest, Context, Refusal};
+use super::{Answer, AppRequest, Context, Login, Refusal};
 use sixpath_net::framed::{Framed, ReadError};
 
 /// Reads an HTTP proxy request head.
@@ -34,17 +34,18 @@ pub async fn handshake(f: &mut Framed<TcpStream>, cx: Context<'_>) -> Result<App
     };
     let mut user = None;
     if let Some(local) = cx.local {
-        let ok = head
-            .proxy_authorization
-            .as_ref()
-            .is_some_and(|c| local.matches(c.username.as_bytes(), c.password.as_bytes()));
-        if !ok {
+        // No Proxy-Authorization is a question, not a failed login:
+        // browsers ask without credentials first.
+        let why = match &head.proxy_authorization {
+            Some(c) => match local.check(c.username.as_bytes(), c.password.as_bytes()) {
+                Login::Accepted => None,
+                login => Some(login.why(&c.username)),
+            },
+            None => Some("proxy authentication required".into()),
+        };
+        if let Some(why) = why {
             let mut bytes = Vec::new();
             http::proxy_auth_required(&mut bytes);
-            let why = match &head.proxy_authorization {
-                Some(c) => format!("authentication failed for {:?}", c.username),
-                None => "proxy authentication required".into(),
-            };
             return Err(Refusal::new(why, bytes));
         }
         user = head

@@ -15,6 +15,14 @@
 //! SOCKS4, 0x06 SOCKS6, an ASCII letter (an HTTP method) HTTP. Any other
 //! byte gets the SOCKS6 Version Mismatch Reply (`06`) and a close, as on
 //! the server.
+//!
+//! Local credentials (`--local-user`) are checked through [`LocalAuth`],
+//! under the failed-login limit the server applies to its clients
+//! (`sixpath_service::logins`): after `--max-failed-logins` wrong passwords
+//! from one source within `--failed-login-window`, that source's logins are
+//! refused without the password being checked, with the protocol's
+//! authentication failure. A request without credentials is not a failed
+//! login (browsers ask without them first).
 
 pub mod http;
 pub mod socks4;
@@ -22,7 +30,8 @@ pub mod socks5;
 pub mod socks6;
 pub mod transparent;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
 
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
 use sixpath_protocol::socks6::{OperationReply, VersionMismatchReply};
@@ -31,7 +40,9 @@ use tokio::net::TcpStream;
 
 use crate::config::{Credentials, FrontEnd};
 use crate::failure::Failure;
+use crate::stats::Stats;
 use sixpath_net::framed::{Framed, ReadError};
+use sixpath_service::logins::FailedLogins;
 
 /// How the application gets its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,11 +170,77 @@ impl Refusal {
     }
 }
 
+/// The credentials applications must give, and the failed-login limit
+/// they are checked under, for one application connection.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAuth<'a> {
+    /// The credentials (`--local-user`, `--local-password-file`).
+    pub credentials: &'a Credentials,
+    /// Failed logins per source.
+    pub failed_logins: &'a FailedLogins,
+    /// Where failures and refusals are counted.
+    pub stats: &'a Stats,
+    /// The application's address.
+    pub source: IpAddr,
+}
+
+/// What a login came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// The credentials match.
+    Accepted,
+    /// Wrong credentials; counted against the source.
+    Failed,
+    /// Not checked: the source has failed too often.
+    Refused,
+}
+
+impl LocalAuth<'_> {
+    /// Checks `username` and `password` from the application: refused
+    /// unchecked when its source is blocked, else compared (in constant
+    /// time) and a failure counted against the source; the failure that
+    /// blocks the source is logged.
+    pub fn check(&self, username: &[u8], password: &[u8]) -> Login {
+        let now = Instant::now();
+        if self.failed_logins.is_blocked(self.source, now) {
+            self.stats.login_refused();
+            return Login::Refused;
+        }
+        if self.credentials.matches(username, password) {
+            return Login::Accepted;
+        }
+        self.stats.auth_failure();
+        let n = self.failed_logins.record_failure(self.source, now);
+        if n == self.failed_logins.max_failures() {
+            tracing::warn!(
+                source = %self.source,
+                user = %String::from_utf8_lossy(username),
+                failures = n,
+                window_secs = self.failed_logins.window().as_secs(),
+                "too many failed local logins: source refused for the rest of the window"
+            );
+        }
+        Login::Failed
+    }
+}
+
+impl Login {
+    /// What the log line says about a login that was not accepted.
+    pub fn why(self, username: &str) -> String {
+        match self {
+            Self::Refused => {
+                format!("login refused for {username:?}: too many failed logins from this source")
+            }
+            Self::Accepted | Self::Failed => format!("authentication failed for {username:?}"),
+        }
+    }
+}
+
 /// What the front-ends share.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     /// Credentials applications must give, if any.
-    pub local: Option<&'a Credentials>,
+    pub local: Option<LocalAuth<'a>>,
     /// The listener's own address (a transparent connection to it has no
     /// other destination).
     pub listener: SocketAddr,

@@ -10,7 +10,7 @@ use sixpath_protocol::socks5::{
 };
 use tokio::net::TcpStream;
 
-use super::{Answer, AppRequest, Context, Refusal};
+use super::{Answer, AppRequest, Context, Login, Refusal};
 use sixpath_net::framed::{Framed, ReadError};
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
@@ -64,9 +64,10 @@ pub async fn handshake(f: &mut Framed<TcpStream>, cx: Context<'_>) -> Result<App
             Err(e) => return Err(Refusal::read(&e)),
         };
         let name = String::from_utf8_lossy(creds.username()).into_owned();
-        if !local.matches(creds.username(), creds.password()) {
+        let login = local.check(creds.username(), creds.password());
+        if login != Login::Accepted {
             return Err(Refusal::new(
-                format!("authentication failed for {name:?}"),
+                login.why(&name),
                 encode(|b| UserPassReply::FAILURE.encode(b)),
             ));
         }

@@ -21,7 +21,7 @@ use sixpath_protocol::socks6::{
 };
 use tokio::net::TcpStream;
 
-use super::{Answer, AppRequest, Context, Refusal};
+use super::{Answer, AppRequest, Context, Login, Refusal};
 use sixpath_net::framed::{Framed, ReadError};
 
 fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
@@ -65,19 +65,22 @@ pub async fn handshake(f: &mut Framed<TcpStream>, cx: Context<'_>) -> Result<App
             .options
             .auth_data(Method::USERNAME_PASSWORD)
             .map(UsernamePassword::from_auth_data);
+        let failed = |why: String| {
+            let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
+            let _ = reply.options.push(userpass_reply(false));
+            Refusal::new(why, encode(|b| reply.encode(b)))
+        };
         match creds {
-            Some(Ok(c)) if local.matches(c.username(), c.password()) => {
-                user = Some(String::from_utf8_lossy(c.username()).into_owned());
+            Some(Ok(c)) => {
+                let name = String::from_utf8_lossy(c.username()).into_owned();
+                let login = local.check(c.username(), c.password());
+                if login != Login::Accepted {
+                    return Err(failed(login.why(&name)));
+                }
+                user = Some(name);
                 let _ = auth.options.push(userpass_reply(true));
             }
-            Some(_) => {
-                let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
-                let _ = reply.options.push(userpass_reply(false));
-                return Err(Refusal::new(
-                    "authentication failed",
-                    encode(|b| reply.encode(b)),
-                ));
-            }
+            Some(Err(e)) => return Err(failed(format!("bad username/password data: {e}"))),
             None => {
                 // Digest §3.5: select method 2 only to say credentials are
                 // required, in a failure reply without continuation.

@@ -12,6 +12,8 @@
 
 mod cli;
 mod doctor;
+mod limits;
+mod logins;
 mod mptcp;
 mod netns;
 mod ops;

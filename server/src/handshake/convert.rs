@@ -10,7 +10,9 @@
 //!   downstream connection and replies.
 //! - Any failure: header + Error TLV, then FIN — "The Transport Converter
 //!   MUST NOT send a RST immediately after the detection of an error"
-//!   (RFC 8803 §5.2.8 / digest §2.9).
+//!   (RFC 8803 §5.2.8 / digest §2.9) — except a header with Total Length 0,
+//!   which gets no answer and a reset: "the connection MUST be reset upon
+//!   reception of a header with such total length" (digest §2.2).
 //!
 //! Convert carries no credentials, so a server that requires
 //! authentication answers Not Authorized (32) to Convert clients.
@@ -43,7 +45,7 @@ use sixpath_protocol::convert::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, read_by};
+use super::{Framed, Reset, read_by};
 use crate::secret::Secret;
 use crate::state::{Outcome, Shared};
 
@@ -117,6 +119,25 @@ fn check_cookie(shared: &Shared, client: IpAddr, req: &Request) -> Option<(Vec<u
     }
 }
 
+/// The retry delay, in seconds, a Convert client refused by a connection
+/// cap is told to wait: the cap frees as other connections end.
+pub const CAP_RETRY_SECS: u8 = 1;
+
+/// Answers a Convert client that a connection cap refused, without reading
+/// its message: Resource Exceeded (64) with a retry delay of
+/// [`CAP_RETRY_SECS`], then a clean close. RFC 8803 §5.2.8 has no "not
+/// allowed by ruleset"; Not Authorized (32) says the request itself is
+/// refused, while Resource Exceeded ("the Transport Converter does not have
+/// enough resources to perform the request") says try again later, which is
+/// what a cap means.
+pub async fn refuse_over_cap<S>(f: Framed<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    f.reject(&ErrorTlv::resource_exceeded(CAP_RETRY_SECS).reply_bytes())
+        .await;
+}
+
 /// TCP options this converter can honour when a client lists them in an
 /// Extended Connect, and announces in Supported TCP Extensions.
 const SUPPORTED: [TcpOptionKind; 4] = [
@@ -147,16 +168,17 @@ pub async fn serve<S>(
     out: &mut Outcome,
 ) -> Option<(Framed<S>, Accepted)>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let req = match read_by(deadline, out, f.next(|b| Request::decode(b, &SUPPORTED))).await {
         Ok(r) => r,
         Err(Some(e)) => {
             out.reply = format!("bad Convert message: {e}");
-            // None means the answer is a reset (Total Length 0): close
-            // without a reply.
-            let bytes = e.reply_bytes(f.buffered()).unwrap_or_default();
-            f.reject(&bytes).await;
+            // None means the answer is a reset (Total Length 0).
+            match e.reply_bytes(f.buffered()) {
+                Some(bytes) => f.reject(&bytes).await,
+                None => f.reset(),
+            }
             return None;
         }
         Err(None) => return None,

@@ -155,6 +155,37 @@ where
     Some((f, accepted))
 }
 
+/// Answers a SOCKS5 or SOCKS4 client (first byte 5 or 4) that a connection
+/// cap refused, then closes. SOCKS4 gets 0x5B (rejected) at once. SOCKS5:
+/// the method request is read by `deadline`; a client offering "no
+/// authentication" gets it selected and, for the request it sends next,
+/// REP 0x02 (connection not allowed by ruleset), both in one write; a
+/// client offering only methods that need its credentials checked gets
+/// "no acceptable methods". Nothing else is read or checked.
+pub async fn refuse_over_cap<S>(mut f: Framed<S>, deadline: Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    if f.peek_u8().await.ok() == Some(4) {
+        let reply = Socks4Reply::unbound(Socks4ReplyCode::REJECTED_OR_FAILED);
+        f.reject(&encode(|b| reply.encode(b))).await;
+        return;
+    }
+    let selection = |m| encode(|b| MethodSelection::new(m).encode(b));
+    let bytes = match tokio::time::timeout_at(deadline, f.next(MethodRequest::decode)).await {
+        Ok(Ok(m)) if m.offers(Method::NO_AUTHENTICATION) => {
+            let mut bytes = selection(Method::NO_AUTHENTICATION);
+            Reply::failure(ReplyCode::CONNECTION_NOT_ALLOWED_BY_RULESET).encode(&mut bytes);
+            bytes
+        }
+        Ok(Ok(_)) => selection(Method::NO_ACCEPTABLE_METHODS),
+        Ok(Err(ReadError::Invalid(e))) => e.method_selection().map(selection).unwrap_or_default(),
+        // Gone, or silent: nothing to answer.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    f.reject(&bytes).await;
+}
+
 async fn serve_socks4<S>(
     mut f: Framed<S>,
     shared: &Shared,

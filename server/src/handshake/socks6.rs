@@ -15,6 +15,8 @@
 //! performed. A new Session ID goes into the Authentication Reply and the
 //! successful Operation Reply (digest §5.2).
 
+use std::net::IpAddr;
+
 use bytes::BytesMut;
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::{
@@ -25,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::{Framed, ReadError, read_by};
-use crate::session::Admission;
+use crate::session::{Admission, SessionCap};
 use crate::state::{Outcome, Shared};
 
 /// A SOCKS6 request past its Authentication Reply: the command to serve,
@@ -122,6 +124,33 @@ fn authenticate(
     }
 }
 
+/// Answers a SOCKS6 client that a connection cap refused, without reading
+/// its Request: an Authentication Reply that lets the request through to
+/// its Operation Reply, and that reply with 0x02 (connection not allowed by
+/// ruleset), then a clean close. The credentials are neither read nor
+/// checked; the refusal is the server's rules, not the client's password.
+pub async fn refuse_over_cap<S>(f: Framed<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let mut bytes = encode(|b| AuthenticationReply::new(AuthReplyType::SUCCESS).encode(b));
+    OperationReply::new(ReplyCode::CONNECTION_NOT_ALLOWED, Endpoint::unspecified())
+        .encode(&mut bytes);
+    f.reject(&bytes).await;
+}
+
+/// Counts and logs a session a cap kept from a request (which is served
+/// without one, or, adopting an ID, answered Session Invalid).
+fn session_refused(shared: &Shared, cap: SessionCap, user: Option<&str>, source: IpAddr) {
+    shared.stats.session_refused(cap);
+    tracing::debug!(
+        %source,
+        user = user.unwrap_or("-"),
+        cap = cap.name(),
+        "no session: session cap reached"
+    );
+}
+
 /// True if authentication is required and `user` is no longer in the users
 /// file (removed by a reload): the session ends with the user.
 fn user_gone(shared: &Shared, user: Option<&str>) -> bool {
@@ -173,14 +202,19 @@ where
     out.target = Some(req.endpoint.to_string());
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
-    let admission = match shared.sessions.admit(&req, shared.auth_required()) {
+    let source = out.source.unwrap_or(IpAddr::from([0; 4]));
+    let admission = match shared.sessions.admit(&req, shared.auth_required(), source) {
         Admission::Session(m) if user_gone(shared, m.user.as_deref()) => Admission::Invalid,
+        Admission::OverCap(cap) => {
+            session_refused(shared, cap, None, source);
+            Admission::Invalid
+        }
         a => a,
     };
     let (user, member) = match admission {
         // "If the ID is invalid, the proxy replies Type 0x01 with Session
         // Invalid; no continuation is possible" (digest §4.3).
-        Admission::Invalid => {
+        Admission::Invalid | Admission::OverCap(_) => {
             out.reply = "session invalid".into();
             let mut reply = AuthenticationReply::new(AuthReplyType::FAILURE);
             let _ = reply.options.push(SocksOption::SessionInvalid);
@@ -203,7 +237,13 @@ where
                 let _ = auth.options.push(userpass_reply_option(true));
             }
             let member = if req.options.has(OptionKind::SESSION_REQUEST) {
-                shared.sessions.create(user.as_deref())
+                match shared.sessions.create(user.as_deref(), source) {
+                    Ok(m) => m,
+                    Err(cap) => {
+                        session_refused(shared, cap, user.as_deref(), source);
+                        None
+                    }
+                }
             } else {
                 None
             };

@@ -241,3 +241,31 @@ async fn admin_metrics_count_connections_refused_by_the_per_source_cap() {
         );
     }
 }
+
+/// One GET over a raw connection: the whole response.
+async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    String::from_utf8(read_to_eof(&mut s).await).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_metrics_answer_within_seconds_while_a_thousand_idle_connections_are_open() {
+    let h = admin_harness().await;
+    let admin = h.admin.unwrap();
+    let mut idle = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    }
+    let page = tokio::time::timeout(Duration::from_secs(5), raw_get(admin, "/metrics"))
+        .await
+        .expect("/metrics answered within 5 s despite 1000 idle connections");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(
+        page.contains("sixpath_server_connections_open 0\n"),
+        "{page}"
+    );
+    drop(idle);
+}

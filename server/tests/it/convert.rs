@@ -59,12 +59,23 @@ async fn header_without_connect_gets_malformed_with_echo() {
 }
 
 #[tokio::test]
-async fn zero_total_length_is_closed_without_reply() {
+async fn zero_total_length_is_reset_without_reply() {
+    // "If the Total Length is set to zero ... the connection MUST be
+    // reset" (RFC 8803 §5.1): a reset, not a FIN.
     let h = Harness::start(None).await;
-    assert_eq!(
-        exchange(&h, &[0x01, 0x00, 0x22, 0x63]).await,
-        Vec::<u8>::new()
-    );
+    let mut c = h.connect().await;
+    c.write_all(&[0x01, 0x00, 0x22, 0x63]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut c, &mut buf),
+    )
+    .await
+    .expect("the server ends the connection");
+    match read {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("expected a reset, got {n} bytes and a FIN: {:?}", &buf[..n]),
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 
 mod admin;
 mod bind;
+mod caps;
 mod convert;
 mod coverage;
 mod handshakes;

@@ -159,6 +159,55 @@ async fn an_ip_address_sent_as_a_name_goes_through_the_egress_policy_as_an_addre
     }
 }
 
+/// A DNS server on 127.0.0.1 that reads every query and never answers (a
+/// resolver behind a black hole).
+async fn silent_dns_server() -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while sock.recv_from(&mut buf).await.is_ok() {}
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_dns_query_gets_host_unreachable_04_at_the_dns_deadline() {
+    // The DNS deadline (5 s by default) is shorter than the connect
+    // timeout (10 s by default): a resolver that never answers is reported
+    // as the name not resolving (0x04, as for NXDOMAIN), not as a
+    // connection attempt that timed out (SOCKS6 0x09).
+    let dns = silent_dns_server().await;
+    let h = Harness::start_custom(None, |s| s.dns_servers = vec![dns]).await;
+    let socks6 = async {
+        let mut c = h.connect().await;
+        c.write_all(&socks6_connect_name("nx.sixpath-test.example", 80))
+            .await
+            .unwrap();
+        read_to_eof_within(&mut c, Duration::from_secs(60)).await
+    };
+    let socks5 = async {
+        let mut c = h.connect().await;
+        c.write_all(&socks5_connect_name("nx.sixpath-test.example", 80))
+            .await
+            .unwrap();
+        read_to_eof_within(&mut c, Duration::from_secs(60)).await
+    };
+    let (six, five) = tokio::join!(socks6, socks5);
+    assert_eq!(six, SOCKS6_HOST_UNREACHABLE);
+    assert_eq!(five, SOCKS5_HOST_UNREACHABLE);
+}
+
+/// Reads until EOF, waiting at most `limit`.
+async fn read_to_eof_within(s: &mut tokio::net::TcpStream, limit: Duration) -> Vec<u8> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(limit, tokio::io::AsyncReadExt::read_to_end(s, &mut buf))
+        .await
+        .expect("server closes")
+        .unwrap();
+    buf
+}
+
 /// 198.18.1.0/24 is routed to `lo` in the test's namespace, where packets
 /// for an address that is not local are dropped without an answer: a
 /// connection attempt there sees nothing until its deadline.

@@ -1048,3 +1048,94 @@ async fn session_ends_when_its_user_is_removed_from_the_users_file() {
     c.write_all(&use_id).await.unwrap();
     assert_eq!(read_to_eof(&mut c).await, SESSION_INVALID);
 }
+
+/// A NOOP with a Session Request (and `extra` options) from `from`: the
+/// Session ID the server granted, if any; the request itself must succeed.
+async fn session_from(h: &Harness, from: &str, extra: Vec<SocksOption>) -> Option<SessionId> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut c = sock.connect(h.server).await.unwrap();
+    let mut opts = extra;
+    opts.push(SocksOption::SessionRequest);
+    c.write_all(&noop(opts)).await.unwrap();
+    let (auth, _) = auth_reply(&mut c).await;
+    assert_eq!(auth.reply_type, AuthReplyType::SUCCESS);
+    let (op, _) = op_reply(&mut c).await;
+    assert_eq!(
+        op.code,
+        ReplyCode::SUCCESS,
+        "served, with or without a session"
+    );
+    auth.options.session_id().cloned()
+}
+
+/// The admin endpoint's `/metrics` page.
+async fn metrics(h: &Harness) -> String {
+    let mut s = TcpStream::connect(h.admin.unwrap()).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    String::from_utf8(read_to_eof(&mut s).await).unwrap()
+}
+
+fn credentials_of(user: &str, pass: &str) -> Vec<SocksOption> {
+    vec![UsernamePassword::new(user, pass).unwrap().to_option()]
+}
+
+#[tokio::test]
+async fn one_user_beyond_64_sessions_is_served_without_one_and_other_users_still_get_theirs() {
+    let h = Harness::start_custom(Some(&[("user", "pass"), ("zed", "word")]), |s| {
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    for i in 0..64 {
+        assert!(
+            session_from(&h, "127.0.0.1", credentials_of("user", "pass"))
+                .await
+                .is_some(),
+            "session {i} of 64"
+        );
+    }
+    // The 65th of the same user, from another address: served, no session.
+    assert_eq!(
+        session_from(&h, "127.0.0.2", credentials_of("user", "pass")).await,
+        None
+    );
+    // Another user still gets one.
+    assert!(
+        session_from(&h, "127.0.0.1", credentials_of("zed", "word"))
+            .await
+            .is_some()
+    );
+    let page = metrics(&h).await;
+    for line in [
+        "sixpath_server_sessions_refused_total{cap=\"per_user\"} 1",
+        "sixpath_server_sessions_refused_total{cap=\"per_source\"} 0",
+        "sixpath_server_sessions_refused_total{cap=\"total\"} 0",
+    ] {
+        assert!(
+            page.lines().any(|l| l == line),
+            "missing {line:?} in\n{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_source_beyond_256_sessions_is_served_without_one_and_other_sources_still_get_theirs() {
+    let h = Harness::start_custom(None, |s| {
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    for i in 0..256 {
+        assert!(
+            session_from(&h, "127.0.0.1", vec![]).await.is_some(),
+            "session {i} of 256"
+        );
+    }
+    assert_eq!(session_from(&h, "127.0.0.1", vec![]).await, None);
+    assert!(session_from(&h, "127.0.0.2", vec![]).await.is_some());
+    let page = metrics(&h).await;
+    assert!(
+        page.lines()
+            .any(|l| l == "sixpath_server_sessions_refused_total{cap=\"per_source\"} 1"),
+        "{page}"
+    );
+}
