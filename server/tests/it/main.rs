@@ -10,6 +10,7 @@
 
 mod admin;
 mod bind;
+mod cli;
 mod convert;
 mod coverage;
 mod handshakes;
