@@ -1,8 +1,9 @@
 //! The `sixpath-client` binary: parses the command line and runs the
-//! client, `doctor` or `status`. Start-up (config file, flags, logging),
-//! signals and exit codes are `sixpath_service`'s, as for the server: 0
-//! after a clean shutdown, 1 on a runtime failure, 2 on a usage or
-//! configuration error (the message names the field).
+//! client, `doctor` or `status`, or prints its completions or man page.
+//! Start-up (config file, flags, logging), signals and exit codes are
+//! `sixpath_service`'s, as for the server: 0 after a clean shutdown, 1 on a
+//! runtime failure, 2 on a usage or configuration error (the message names
+//! the field).
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use sixpath_client::config::Options;
 use sixpath_client::doctor::{self, DoctorArgs};
 use sixpath_client::status::{self, StatusArgs};
 use sixpath_service::cli::{self, CommandLine};
+use sixpath_service::docs::Docs;
 use sixpath_service::exit::{self, Failure};
 use sixpath_service::signal;
 
@@ -29,14 +31,14 @@ enum Command {
     /// Print a running client's statistics (from its --admin endpoint):
     /// connections, paths with bytes per interface, fallbacks, errors.
     Status(StatusArgs),
+    /// `completions SHELL` and `man`.
+    #[command(flatten)]
+    Docs(Docs),
 }
 
 fn main() -> ExitCode {
-    let cli = CommandLine::<Options, Command>::parse_for(
-        env!("CARGO_PKG_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        env!("CARGO_PKG_DESCRIPTION"),
-    );
+    let program = sixpath_service::program!();
+    let cli = CommandLine::<Options, Command>::parse_for(&program);
     let options = match cli.command {
         Some(Command::Run { options }) => *options,
         Some(Command::Doctor(args)) => {
@@ -46,6 +48,9 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Status(args)) => return status::run(&args),
+        Some(Command::Docs(docs)) => {
+            return docs.run(CommandLine::<Options, Command>::command_for(&program));
+        }
         None => cli.options,
     };
     let settings = match cli::configure(options, Options::resolve) {

@@ -1,8 +1,9 @@
 //! The `sixpath-server` binary: parses the command line and runs the
-//! server, or `gen-cert`. Start-up (config file, flags, logging), signals
-//! and exit codes are `sixpath_service`'s, as for the client: 0 after a
-//! clean shutdown, 1 on a runtime failure, 2 on a usage or configuration
-//! error (the message names the field).
+//! server or `gen-cert`, or prints its completions or man page. Start-up
+//! (config file, flags, logging), signals and exit codes are
+//! `sixpath_service`'s, as for the client: 0 after a clean shutdown, 1 on a
+//! runtime failure, 2 on a usage or configuration error (the message names
+//! the field).
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -13,6 +14,7 @@ use clap::Subcommand;
 use sixpath_server::config::{ConfigError, Options};
 use sixpath_server::server::{Server, StartError};
 use sixpath_service::cli::{self, CommandLine};
+use sixpath_service::docs::Docs;
 use sixpath_service::exit::{self, Failure};
 use sixpath_service::signal;
 
@@ -22,6 +24,9 @@ enum Command {
     /// Write a self-signed certificate and key for --tls-cert/--tls-key
     /// and print the SHA-256 fingerprint clients pin.
     GenCert(GenCert),
+    /// `completions SHELL` and `man`.
+    #[command(flatten)]
+    Docs(Docs),
 }
 
 /// `gen-cert` arguments.
@@ -44,13 +49,13 @@ struct GenCert {
 }
 
 fn main() -> ExitCode {
-    let cli = CommandLine::<Options, Command>::parse_for(
-        env!("CARGO_PKG_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        env!("CARGO_PKG_DESCRIPTION"),
-    );
+    let program = sixpath_service::program!();
+    let cli = CommandLine::<Options, Command>::parse_for(&program);
     match cli.command {
         Some(Command::GenCert(args)) => exit::code(gen_cert(&args)),
+        Some(Command::Docs(docs)) => {
+            docs.run(CommandLine::<Options, Command>::command_for(&program))
+        }
         None => serve(cli.options, cli.check_config),
     }
 }

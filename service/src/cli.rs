@@ -37,17 +37,73 @@ pub struct CommandLine<O: Args, C: Subcommand> {
 }
 
 impl<O: Args, C: Subcommand> CommandLine<O, C> {
-    /// Parses the process arguments for the package `name` at `version`,
-    /// with `about` (its description) as the summary in `--help`. A usage
-    /// error exits 2 with clap's message, as `--help` and `--version` exit
-    /// 0.
-    pub fn parse_for(name: &'static str, version: &'static str, about: &'static str) -> Self {
-        let mut command = Self::command().name(name).version(version).about(about);
+    /// Parses the process arguments for `program`. A usage error exits 2
+    /// with clap's message, as `--help` and `--version` exit 0.
+    pub fn parse_for(program: &Program) -> Self {
+        let mut command = Self::command_for(program);
         let mut matches = command.get_matches_mut();
         Self::from_arg_matches_mut(&mut matches)
             .map_err(|e| e.format(&mut command))
             .unwrap_or_else(|e| e.exit())
     }
+
+    /// The clap command of `program`: its name, `--version` (with the
+    /// commit when the build knew it) and its description as the summary
+    /// in `--help`. What the completions and man pages are made from.
+    pub fn command_for(program: &Program) -> clap::Command {
+        Self::command()
+            .name(program.name)
+            .version(program.version())
+            .about(program.about)
+    }
+}
+
+/// What a binary says about itself: [`program!`](crate::program) fills it
+/// in from the binary's own package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    /// The package name, which is the binary's name.
+    pub name: &'static str,
+    /// The package version.
+    pub version: &'static str,
+    /// The commit built from (`git rev-parse --short HEAD`), when the
+    /// build was given it in `SIXPATH_COMMIT`; `None` or empty otherwise.
+    pub commit: Option<&'static str>,
+    /// The package description.
+    pub about: &'static str,
+}
+
+impl Program {
+    /// The version `--version` prints: `0.1.0 (abc1234)`, or `0.1.0`
+    /// without a commit.
+    pub fn version(&self) -> &'static str {
+        match self.commit.map(str::trim) {
+            Some(commit) if !commit.is_empty() => {
+                // Built once per process, for clap, which keeps it until
+                // the process exits anyway.
+                String::leak(format!("{} ({commit})", self.version))
+            }
+            _ => self.version,
+        }
+    }
+}
+
+/// The [`Program`] of the binary this is expanded in: its package name,
+/// version and description, and the commit from the `SIXPATH_COMMIT`
+/// variable at build time (`scripts/package` sets it). The variable is
+/// read in the binary's own crate, so a new commit rebuilds only the
+/// binary's `main`, not the libraries below it, as a build script watching
+/// `.git` would.
+#[macro_export]
+macro_rules! program {
+    () => {
+        $crate::cli::Program {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            commit: option_env!("SIXPATH_COMMIT"),
+            about: env!("CARGO_PKG_DESCRIPTION"),
+        }
+    };
 }
 
 /// The flags every daemon takes besides its own: its config file, and how
@@ -158,6 +214,25 @@ mod tests {
             parse(&["d", "check"]).expect("tool").command,
             Some(Tool::Check)
         ));
+    }
+
+    #[test]
+    fn version_carries_the_commit_when_the_build_knew_it() {
+        let program = Program {
+            name: "d",
+            version: "0.1.0",
+            commit: Some("abc1234"),
+            about: "a daemon",
+        };
+        assert_eq!(program.version(), "0.1.0 (abc1234)");
+        let e = CommandLine::<Options, Tool>::command_for(&program)
+            .try_get_matches_from(["d", "--version"])
+            .expect_err("--version stops parsing");
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(e.to_string(), "d 0.1.0 (abc1234)\n");
+        for commit in [None, Some(""), Some(" ")] {
+            assert_eq!(Program { commit, ..program }.version(), "0.1.0");
+        }
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   options, `--check-config` or a subcommand), the flags every daemon
 //!   takes ([`cli::ServiceArgs`]: `--config`, `--log`, `--log-format`), and
 //!   [`cli::configure`], the start-up order: config file, flags over it,
-//!   logging, validation.
+//!   logging, validation; [`cli::Program`], what a binary says about
+//!   itself (name, version with the commit, description: [`program!`]).
+//! - [`docs`]: the hidden `completions` and `man` subcommands, which print
+//!   shell completions and man pages made from the clap definitions.
 //! - [`config`]: the JSON config file (unknown fields are refused with the
 //!   closest valid name), [`config::ConfigError`] (the field, and the
 //!   position in the file, once), flags over file ([`config::Merge`]), and
@@ -29,6 +32,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod docs;
 pub mod exit;
 pub mod logging;
 pub mod logins;

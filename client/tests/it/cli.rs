@@ -195,3 +195,52 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
         "status asks the admin address of the file"
     );
 }
+
+#[test]
+fn version_completions_and_man_pages_come_from_the_binary() {
+    let out = client(&["--version"]);
+    assert!(out.status.success());
+    let version = String::from_utf8(out.stdout).unwrap();
+    // `sixpath-client 0.1.0`, with ` (COMMIT)` when built with SIXPATH_COMMIT.
+    let expected = format!("sixpath-client {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+
+    let out = client(&["completions", "bash"]);
+    assert!(out.status.success());
+    let bash = String::from_utf8(out.stdout).unwrap();
+    assert!(bash.contains("complete -F _sixpath__client "), "{bash}");
+    assert!(bash.contains("--path-policy") && bash.contains("doctor"));
+
+    let out = client(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH sixpath-client 1"), "{page}");
+    assert!(
+        page.contains("\\-\\-password\\-file") && page.contains("sixpath\\-client\\-doctor(1)")
+    );
+
+    let dir = TempDir::new("man");
+    let out = client(&["man", "--out-dir", dir.0.to_str().unwrap()]);
+    assert!(out.status.success());
+    for page in [
+        "sixpath-client.1",
+        "sixpath-client-doctor.1",
+        "sixpath-client-status.1",
+    ] {
+        assert!(dir.0.join(page).is_file(), "{page} not written");
+    }
+}
+
+#[test]
+fn the_packaged_example_config_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/client/client-example.json"
+    );
+    let out = client(&["--config", example, "--check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,6 +11,7 @@
 mod admin;
 mod bind;
 mod caps;
+mod cli;
 mod convert;
 mod coverage;
 mod handshakes;

@@ -1,0 +1,64 @@
+//! The binary's own documentation: `--version`, completions, man pages,
+//! and the config the package installs.
+
+use std::process::{Command, Output};
+
+fn server(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sixpath-server"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn version_completions_and_man_page_come_from_the_binary() {
+    let out = server(&["--version"]);
+    assert!(out.status.success());
+    let version = String::from_utf8(out.stdout).unwrap();
+    // `sixpath-server 0.1.0`, with ` (COMMIT)` when built with SIXPATH_COMMIT.
+    let expected = format!("sixpath-server {}", env!("CARGO_PKG_VERSION"));
+    assert!(version.starts_with(&expected), "{version}");
+
+    for (shell, marker) in [
+        ("bash", "complete -F _sixpath__server "),
+        ("zsh", "#compdef sixpath-server"),
+        ("fish", "complete -c sixpath-server"),
+    ] {
+        let out = server(&["completions", shell]);
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("allow-egress"), "{shell}: {script}");
+    }
+
+    let out = server(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH sixpath-server 1"), "{page}");
+    assert!(
+        page.contains("\\-\\-allow\\-anonymous")
+            && page.contains("sixpath\\-server\\-gen\\-cert(1)")
+    );
+}
+
+#[test]
+fn the_packaged_config_is_valid_and_listens_on_loopback_only() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/server/server.json"
+    );
+    // Valid without --allow-anonymous, which a non-loopback listener would
+    // need.
+    let out = server(&["--config", config, "--check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(config).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for listen in json["listen"].as_array().unwrap() {
+        let addr: std::net::SocketAddr = listen.as_str().unwrap().parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+    }
+}
