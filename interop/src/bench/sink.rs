@@ -33,7 +33,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// The download pattern, one period plus one write's worth: byte `i` of a
 /// download is `pattern()[i % PATTERN_PERIOD]`, and every write of up to
-/// [`CHUNK`] bytes is one slice of it. The bytes come from xorshift64* with
+/// `CHUNK` bytes is one slice of it. The bytes come from xorshift64* with
 /// a fixed seed.
 pub fn pattern() -> &'static [u8] {
     static PATTERN: OnceLock<Vec<u8>> = OnceLock::new();
