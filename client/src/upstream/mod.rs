@@ -385,8 +385,7 @@ impl Upstream {
             .device_generation
             .load(std::sync::atomic::Ordering::Acquire);
         let started = Instant::now();
-        let first = attempt();
-        tokio::pin!(first);
+        let mut first = Box::pin(attempt());
         // Name resolution included: nothing may outlast the deadline.
         let result = tokio::time::timeout_at(deadline, async {
             // The path manager moved new connections to another path (the
@@ -407,6 +406,8 @@ impl Upstream {
                     () = tokio::time::sleep_until(stuck_at) => {}
                 }
             }
+            // The stuck attempt's socket closes before the new one opens.
+            drop(first);
             tracing::info!(
                 target = %target,
                 device = self.device().as_deref().unwrap_or("(routing)"),

@@ -449,6 +449,60 @@ fn client_chain_handover_moves_off_a_blackholed_wifi_and_back_without_a_1s_stall
 }
 
 #[test]
+fn client_chain_handover_reopens_a_connection_started_into_a_fresh_blackhole_on_lte() {
+    if !bed::can_run(
+        "client_chain_handover_reopens_a_connection_started_into_a_fresh_blackhole_on_lte",
+    ) {
+        return;
+    }
+    let tb = Testbed::up(&[]);
+    let flush = tb
+        .command(Ns::Phone, "ip")
+        .args(["mptcp", "endpoint", "flush"])
+        .status()
+        .expect("ip mptcp endpoint flush");
+    assert!(flush.success(), "ip mptcp endpoint flush");
+    let (blast, target) = blast_origin(&tb);
+    let _client = start_client(&tb, bed::SERVER_PORT, HANDOVER);
+    let route = Route::Socks5 {
+        proxy: entry(),
+        target,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let warm = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
+        .join()
+        .expect("warm-up download");
+    assert_eq!(warm.bytes, 64 * 1024);
+    let _ = blast.sent.recv_timeout(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    // Wi-Fi blackholes; a connection starts before the probes can tell.
+    tb.blackhole("wlan", true);
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, _rx) = mpsc::channel();
+    let d = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
+        .join()
+        .expect("download");
+    tb.blackhole("wlan", false);
+    println!(
+        "chain handover: a connection opened 50 ms into a Wi-Fi blackhole finished in {:.0} ms (must be < 2000)",
+        d.elapsed.as_secs_f64() * 1e3
+    );
+    assert_eq!(d.bytes, 64 * 1024);
+    assert!(
+        d.elapsed < Duration::from_secs(2),
+        "took {:?} (waited for Wi-Fi?)\n{}",
+        d.elapsed,
+        tb.log("client")
+    );
+    assert!(
+        tb.log("client")
+            .contains("opening it again on the new path"),
+        "{}",
+        tb.log("client")
+    );
+}
+
+#[test]
 fn client_chain_download_with_loss_keeps_the_bytes() {
     if !bed::can_run("client_chain_download_with_loss_keeps_the_bytes") {
         return;
