@@ -60,9 +60,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Serves until SIGTERM or Ctrl-C (SIGHUP reloads the users file and the
-/// TLS certificate); with `check_only`, validates the configuration and
-/// exits.
+/// Serves until SIGTERM or Ctrl-C (SIGHUP reloads the users file, the TLS
+/// certificate and the host's own addresses); with `check_only`, validates
+/// the configuration and exits.
 fn serve(options: Options, check_only: bool) -> ExitCode {
     let settings = match cli::configure(options, Options::resolve) {
         Ok(s) => s,
@@ -96,6 +96,7 @@ fn serve(options: Options, check_only: bool) -> ExitCode {
         signal::on_hangup(move || {
             hup.reload_users();
             hup.reload_tls();
+            hup.reload_own_addresses();
         });
         server.run(signal::shutdown()).await;
         Ok(())

@@ -12,11 +12,18 @@
 //! whatever the rules say: connecting to it reaches this host. An IPv6
 //! address that embeds an IPv4 one (IPv4-compatible `::a.b.c.d`, NAT64
 //! `64:ff9b::/96`, 6to4 `2002::/16`) must also pass as that IPv4 address.
+//!
+//! The server's own addresses are followed at run time
+//! ([`EgressPolicy::set_own_addresses`]). A destination that is one of the
+//! server's own listeners — its address and port, or any own address with
+//! the port of a listener bound to a wildcard address — is refused
+//! whatever the rules say: it would loop the proxy through itself.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// What a rule does with a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +212,8 @@ pub enum Denied {
     SpecialRange(Cidr),
     /// The address is one of this host's own.
     OwnAddress,
+    /// One of this server's own listeners: a proxy loop.
+    ProxyLoop,
     /// An unspecified address (`0.0.0.0`, `::`): never a destination.
     Unspecified,
     /// An IPv6 address embedding an IPv4 address that is refused.
@@ -217,6 +226,9 @@ impl fmt::Display for Denied {
             Self::Rule(c) => write!(f, "denied by rule {c}"),
             Self::SpecialRange(c) => write!(f, "{c} is denied by default (not globally routable)"),
             Self::OwnAddress => f.write_str("the server's own address"),
+            Self::ProxyLoop => {
+                f.write_str("one of the server's own listeners (proxy loop): never a destination")
+            }
             Self::Unspecified => f.write_str("an unspecified address is never a destination"),
             Self::Embedded(v4, why) => write!(f, "it embeds {v4}: {why}"),
         }
@@ -224,10 +236,30 @@ impl fmt::Display for Denied {
 }
 
 /// The egress policy in force.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct EgressPolicy {
     rules: Vec<EgressRule>,
-    own: HashSet<IpAddr>,
+    /// This host's addresses, unmapped; swapped whole on refresh so a check
+    /// holds the read lock only for one lookup.
+    own: RwLock<Arc<HashSet<IpAddr>>>,
+    /// The server's listener addresses (ports resolved), unmapped.
+    listeners: Vec<SocketAddr>,
+}
+
+/// Addresses that [`EgressPolicy::set_own_addresses`] added and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnChange {
+    /// Newly seen addresses.
+    pub added: Vec<IpAddr>,
+    /// Addresses no longer present.
+    pub removed: Vec<IpAddr>,
+}
+
+impl OwnChange {
+    /// True when the set did not change.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
 }
 
 impl EgressPolicy {
@@ -235,8 +267,58 @@ impl EgressPolicy {
     pub fn new(rules: Vec<EgressRule>, own_addresses: impl IntoIterator<Item = IpAddr>) -> Self {
         Self {
             rules,
-            own: own_addresses.into_iter().map(unmap).collect(),
+            own: RwLock::new(Arc::new(own_addresses.into_iter().map(unmap).collect())),
+            listeners: Vec::new(),
         }
+    }
+
+    /// The same policy, refusing the server's own listeners at `addrs`.
+    #[must_use]
+    pub fn with_listeners(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.listeners = addrs
+            .into_iter()
+            .map(|a| SocketAddr::new(unmap(a.ip()), a.port()))
+            .collect();
+        self
+    }
+
+    /// This host's addresses as last set.
+    pub fn own_addresses(&self) -> Arc<HashSet<IpAddr>> {
+        Arc::clone(&self.own.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces this host's addresses with `addrs`; returns what changed.
+    pub fn set_own_addresses(&self, addrs: impl IntoIterator<Item = IpAddr>) -> OwnChange {
+        let new: HashSet<IpAddr> = addrs.into_iter().map(unmap).collect();
+        let old = self.own_addresses();
+        if *old == new {
+            return OwnChange::default();
+        }
+        let mut change = OwnChange {
+            added: new.difference(&old).copied().collect(),
+            removed: old.difference(&new).copied().collect(),
+        };
+        change.added.sort_unstable();
+        change.removed.sort_unstable();
+        *self.own.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(new);
+        change
+    }
+
+    fn is_own(&self, ip: IpAddr) -> bool {
+        self.own
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&ip)
+    }
+
+    /// Whether `dest` (unmapped) reaches one of the server's listeners.
+    fn is_listener(&self, dest: SocketAddr) -> bool {
+        self.listeners.iter().any(|l| {
+            l.port() == dest.port()
+                && (l.ip() == dest.ip()
+                    || (l.ip().is_unspecified()
+                        && (dest.ip().is_loopback() || self.is_own(dest.ip()))))
+        })
     }
 
     /// Whether clients may connect to `dest`.
@@ -244,6 +326,9 @@ impl EgressPolicy {
         let dest = SocketAddr::new(unmap(dest.ip()), dest.port());
         if dest.ip().is_unspecified() {
             return Err(Denied::Unspecified);
+        }
+        if self.is_listener(dest) {
+            return Err(Denied::ProxyLoop);
         }
         if let IpAddr::V6(v6) = dest.ip()
             && let Some(v4) = embedded_v4(v6)
@@ -260,7 +345,7 @@ impl EgressPolicy {
         if let Some(net) = DENIED_BY_DEFAULT.iter().find(|n| n.contains(dest.ip())) {
             return Err(Denied::SpecialRange(*net));
         }
-        if self.own.contains(&dest.ip()) {
+        if self.is_own(dest.ip()) {
             return Err(Denied::OwnAddress);
         }
         Ok(())
@@ -397,6 +482,59 @@ mod tests {
         let own: IpAddr = "203.0.114.7".parse().expect("ip");
         let p = EgressPolicy::new(Vec::new(), [own]);
         assert_eq!(p.check(SocketAddr::new(own, 80)), Err(Denied::OwnAddress));
+    }
+
+    #[test]
+    fn own_addresses_follow_refreshes() {
+        let a: IpAddr = "203.0.114.7".parse().expect("ip");
+        let b: IpAddr = "203.0.114.8".parse().expect("ip");
+        let p = EgressPolicy::new(Vec::new(), [a]);
+        assert_eq!(p.check(SocketAddr::new(b, 80)), Ok(()));
+        let change = p.set_own_addresses([b, "::ffff:203.0.114.8".parse().expect("ip")]);
+        assert_eq!(
+            change,
+            OwnChange {
+                added: vec![b],
+                removed: vec![a]
+            }
+        );
+        assert_eq!(p.check(SocketAddr::new(b, 80)), Err(Denied::OwnAddress));
+        assert_eq!(p.check(SocketAddr::new(a, 80)), Ok(()));
+        assert!(p.set_own_addresses([b]).is_empty());
+    }
+
+    #[test]
+    fn own_listeners_are_refused_whatever_the_rules_say() {
+        let allow_all = vec![
+            EgressRule::parse(RuleAction::Allow, "0.0.0.0/0").unwrap(),
+            EgressRule::parse(RuleAction::Allow, "[::/0]").unwrap(),
+        ];
+        let own: IpAddr = "198.18.0.7".parse().expect("ip");
+        let p = EgressPolicy::new(allow_all, [own, "127.0.0.1".parse().expect("ip")])
+            .with_listeners([sa("127.0.0.1:1080"), sa("[::]:1443"), sa("0.0.0.0:1444")]);
+        for d in [
+            "127.0.0.1:1080",
+            "[::ffff:127.0.0.1]:1080",
+            "198.18.0.7:1443",
+            "127.0.0.2:1444",
+            "[::1]:1443",
+            "[64:ff9b::198.18.0.7]:1444",
+        ] {
+            let why = p.check(sa(d)).expect_err(d);
+            assert!(why.to_string().contains("proxy loop"), "{d}: {why}");
+        }
+        assert_eq!(p.check(sa("198.18.0.7:1443")), Err(Denied::ProxyLoop));
+        for d in ["127.0.0.2:1080", "198.18.0.7:1080", "198.18.0.8:1443"] {
+            assert_eq!(p.check(sa(d)), Ok(()), "{d}");
+        }
+        // An address added later counts once the set is refreshed.
+        let later: IpAddr = "198.18.0.9".parse().expect("ip");
+        assert_eq!(p.check(SocketAddr::new(later, 1443)), Ok(()));
+        p.set_own_addresses([own, later]);
+        assert_eq!(
+            p.check(SocketAddr::new(later, 1443)),
+            Err(Denied::ProxyLoop)
+        );
     }
 
     #[test]

@@ -101,7 +101,6 @@ impl Server {
             Connector::resolver_with_servers(&settings.dns_servers)
         }
         .map_err(StartError::Resolver)?;
-        let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses());
         let mut listeners = Vec::new();
         for spec in &settings.listen {
             let tls = match (spec.tls, &settings.tls) {
@@ -151,6 +150,12 @@ impl Server {
             }
             None => None,
         };
+        let own_listeners = listeners
+            .iter()
+            .filter_map(|b| b.listener.local_addr().ok())
+            .chain(admin.as_ref().and_then(|l| l.local_addr().ok()));
+        let policy = EgressPolicy::new(settings.egress_rules.clone(), sys::own_addresses())
+            .with_listeners(own_listeners);
         let shared = Arc::new(Shared {
             connector: Connector::new(resolver, policy).with_dns_timeout(settings.dns_timeout),
             users,
@@ -238,6 +243,7 @@ impl Server {
             let admin_shared = Arc::clone(&shared);
             tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)));
         }
+        let follow = tokio::spawn(follow_own_addresses(Arc::clone(&shared)));
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
             for b in self.listeners {
@@ -254,6 +260,7 @@ impl Server {
             () = accept_all => {}
             () = shutdown => {}
         }
+        follow.abort();
         let drain = async {
             while shared.limits.active() > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -268,7 +275,8 @@ impl Server {
     }
 }
 
-/// Re-reads the users file of a running server.
+/// Re-reads the users file, the TLS certificate and the own addresses of a
+/// running server.
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
     shared: Arc<Shared>,
@@ -291,6 +299,11 @@ impl ReloadHandle {
         }
     }
 
+    /// Re-reads this host's addresses for the egress policy.
+    pub fn reload_own_addresses(&self) {
+        refresh_own_addresses(&self.shared, "SIGHUP");
+    }
+
     /// Re-reads the TLS certificate and key; handshakes that start later
     /// use the new pair. On error the old pair stays in force.
     pub fn reload_tls(&self) {
@@ -304,6 +317,45 @@ impl ReloadHandle {
             ),
             Err(e) => tracing::error!(error = %e, "TLS certificate not reloaded"),
         }
+    }
+}
+
+/// How often the egress policy re-reads this host's addresses.
+const OWN_ADDRESSES_EVERY: Duration = Duration::from_secs(2);
+
+/// Re-reads this host's addresses every [`OWN_ADDRESSES_EVERY`], so an
+/// address added later (DHCP, SLAAC, VPN) is denied too. `getifaddrs` runs
+/// on this task, not the blocking pool: it must see the network namespace
+/// of the thread that runs the server. (An rtnetlink address watch would
+/// react at once; the client crate has one, the server does not yet.)
+async fn follow_own_addresses(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + OWN_ADDRESSES_EVERY,
+        OWN_ADDRESSES_EVERY,
+    );
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        refresh_own_addresses(&shared, "periodic");
+    }
+}
+
+/// Replaces the egress policy's own addresses with the current ones and
+/// logs what changed.
+fn refresh_own_addresses(shared: &Shared, trigger: &str) {
+    // `getifaddrs` failing reads as no addresses: keep the last set then.
+    let now = sys::own_addresses();
+    if now.is_empty() {
+        return;
+    }
+    let change = shared.connector.policy().set_own_addresses(now);
+    if !change.is_empty() {
+        tracing::info!(
+            trigger,
+            added = ?change.added,
+            removed = ?change.removed,
+            "own addresses changed (egress policy updated)"
+        );
     }
 }
 

@@ -18,6 +18,7 @@ mod handshakes;
 mod logins;
 mod netns;
 mod outbound;
+mod own;
 mod probe;
 mod relay_path;
 mod robustness;
