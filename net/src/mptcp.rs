@@ -2,7 +2,8 @@
 //! its local and remote address, bytes sent, acknowledged and received,
 //! and RTT, from `MPTCP_FULL_INFO` (Linux 6.5+) or, on older kernels,
 //! `MPTCP_TCPINFO` + `MPTCP_SUBFLOW_ADDRS` (5.16+). Layouts:
-//! `shared/specs/mptcp-linux.md` §1.3–1.5.
+//! `include/uapi/linux/mptcp.h` (`struct mptcp_info`,
+//! `struct mptcp_full_info`, `struct mptcp_subflow_addrs`).
 //!
 //! The parsers are pure functions over the bytes the kernel returns; only
 //! [`subflows`] touches the socket. Its `getsockopt` calls hand the kernel

@@ -6,7 +6,8 @@
 //! This is the only module of the crate with `unsafe` code. Every unsafe
 //! block is a single `getsockopt`/`setsockopt`/`recvmsg`/`getifaddrs` call on
 //! a file descriptor the caller owns, with a buffer whose length is passed
-//! alongside it. Constants come from `shared/specs/mptcp-linux.md` §0.
+//! alongside it. Constants come from the kernel uapi headers
+//! (`include/uapi/linux/mptcp.h`, `include/uapi/linux/tcp.h`, `in.h`).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -166,7 +167,7 @@ impl Transport {
 }
 
 /// Kernel `struct mptcp_info` fields sixpath reads (layout in
-/// `mptcp-linux.md` §1.3).
+/// `include/uapi/linux/mptcp.h`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MptcpInfo {
     /// Subflows including the initial one (`subflows_total`, 6.8+), or
@@ -207,7 +208,8 @@ pub fn mptcp_info(sock: &impl AsRawFd) -> io::Result<MptcpInfo> {
 }
 
 /// What carries the connection on `sock` (`SO_PROTOCOL`, then
-/// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `mptcp-linux.md` §1.6).
+/// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `include/uapi/linux/tcp.h`,
+/// `include/uapi/linux/mptcp.h`).
 pub fn transport(sock: &impl AsRawFd) -> Transport {
     let fd = sock.as_raw_fd();
     let proto =

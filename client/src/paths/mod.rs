@@ -1,7 +1,8 @@
 //! The path manager: one MPTCP `subflow` endpoint per address of each
 //! configured interface (`--path wlan0 --path lte0=backup`), so that every
 //! upstream connection gets a subflow over every interface
-//! (`shared/DESIGN.md` decision 2, `shared/specs/mptcp-linux.md` §3).
+//! (the in-kernel path manager's `subflow` endpoints: Linux
+//! `Documentation/networking/mptcp.rst`, `include/uapi/linux/mptcp_pm.h`).
 //!
 //! With `CAP_NET_ADMIN`, [`PathManager::start`] installs the endpoints over
 //! generic netlink, raises the limits if they are too low, follows address

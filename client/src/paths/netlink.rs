@@ -2,7 +2,8 @@
 //! `mptcp_pm`, what `ip mptcp` uses): endpoints, limits, endpoint flags.
 //!
 //! Message encoders and decoders are pure functions checked against the
-//! byte layouts of `shared/specs/mptcp-linux.md` §3.3; [`MptcpPm`] sends
+//! byte layouts of `include/uapi/linux/mptcp_pm.h` and
+//! `include/uapi/linux/mptcp.h` (the `mptcp_pm` family, `MPTCP_PM_ATTR_*`); [`MptcpPm`] sends
 //! them. Reading needs no privilege; every change needs `CAP_NET_ADMIN` in
 //! the network namespace's user namespace (`EPERM` otherwise, reported as
 //! `io::ErrorKind::PermissionDenied`, "needs `CAP_NET_ADMIN`").

@@ -1,7 +1,7 @@
 //! Netlink framing shared by the generic netlink (`mptcp_pm`) and rtnetlink
 //! code: message headers, attributes, error messages. Pure functions over
-//! byte slices; layouts in `shared/specs/mptcp-linux.md` §3.3 ("Wire
-//! layout"). Header fields are in host byte order.
+//! byte slices; layouts in `include/uapi/linux/netlink.h` and
+//! `include/uapi/linux/genetlink.h`. Header fields are in host byte order.
 
 use std::fmt;
 

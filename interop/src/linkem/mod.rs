@@ -1,6 +1,6 @@
 //! `sixpath-linkem`: a constant one-way delay for the testbed's links,
-//! because the development kernels have no `netem` (spec `mptcp-linux.md`
-//! §8.5).
+//! because the development kernels have no `netem` (`sch_netem` is not
+//! built).
 //!
 //! iptables rules queue each link direction's packets to its own NFQUEUE
 //! number. The kernel keeps every packet; this process only learns its id

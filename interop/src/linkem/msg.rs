@@ -2,8 +2,7 @@
 //! the batch verdict that releases packets, and the parser for what the
 //! kernel sends back (queued-packet notices and acknowledgements).
 //!
-//! Layout (`include/uapi/linux/netfilter/nfnetlink_queue.h`, spec
-//! `mptcp-linux.md` §8.5): `nlmsghdr` (host order) + `nfgenmsg`
+//! Layout (`include/uapi/linux/netfilter/nfnetlink_queue.h`): `nlmsghdr` (host order) + `nfgenmsg`
 //! (`u8 family, u8 version, be16 res_id` = queue number) + attributes
 //! (`u16 len, u16 type` in host order, payload big-endian, padded to 4).
 

@@ -16,7 +16,8 @@ const MIB: u64 = 1 << 20;
 /// Default testbed link rates (bit/s): Wi-Fi 20 Mbit/s + LTE 10 Mbit/s.
 const LINK_SUM: f64 = 30e6;
 
-/// The `simult_flows` deadline (spec `mptcp-linux.md` §7.2): the time to move
+/// The `simult_flows` deadline (Linux
+/// `tools/testing/selftests/net/mptcp/simult_flows.sh`): the time to move
 /// `size` bytes at 90 % of the link sum, plus 450 ms for the handshakes
 /// and the `MP_JOIN`.
 pub fn deadline(size: u64, link_sum_bits: f64) -> Duration {
