@@ -137,12 +137,17 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
     let dir = TempDir::new("cfg");
     let pw = dir.0.join("pw");
     std::fs::write(&pw, "secret\n").unwrap();
+    // An address nothing listens on, from the OS (`status` must name it).
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let good = dir.0.join("good.json");
     std::fs::write(
         &good,
         format!(
-            r#"{{"server": "proxy.example.net:1080", "listen": ["127.0.0.1:1080"],
-                "http-listen": ["127.0.0.1:8080"], "transparent": ["127.0.0.1:1081"],
+            r#"{{"server": "proxy.example.net:1080", "listen": ["127.0.0.1:0"],
+                "http-listen": ["127.0.0.2:0"], "transparent": ["127.0.0.3:0"],
                 "user": "alice", "password-file": {pw:?},
                 "local-user": "bob", "local-password-file": {pw:?},
                 "max-failed-logins": 5, "failed-login-window": 120,
@@ -152,7 +157,7 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
                 "path": ["wlan0", "lte0=backup"], "path-policy": "backup",
                 "tls": true, "tls-fingerprint": ["sha256:{fp}"],
                 "tls-server-name": "proxy.example.net",
-                "admin": "127.0.0.1:1090", "admin-allow-remote": false}}"#,
+                "admin": "{admin}", "admin-allow-remote": false}}"#,
             fp = "ab".repeat(32)
         ),
     )
@@ -191,7 +196,7 @@ fn config_file_sets_every_flag_and_typos_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = client(&["status", "--config", good.to_str().unwrap()]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1090"),
+        String::from_utf8_lossy(&out.stderr).contains(&admin.to_string()),
         "status asks the admin address of the file"
     );
 }

@@ -336,6 +336,34 @@ const HANDOVER: &[&str] = &[
     "--probe-idle",
 ];
 
+/// Starts the client under `handover` on its own endpoints (the testbed's
+/// are flushed: they are not the client's, so it could not withdraw them)
+/// and an origin, and makes a first connection, which opens the SOCKS6
+/// session the probes prove; returns when the probes have had a second
+/// to get answers.
+fn handover_client(tb: &Testbed) -> (Proc, Blast, Route) {
+    let flush = tb
+        .command(Ns::Phone, "ip")
+        .args(["mptcp", "endpoint", "flush"])
+        .status()
+        .expect("ip mptcp endpoint flush");
+    assert!(flush.success(), "ip mptcp endpoint flush");
+    let (blast, target) = blast_origin(tb);
+    let client = start_client(tb, bed::SERVER_PORT, HANDOVER);
+    let route = Route::Socks5 {
+        proxy: entry(),
+        target,
+    };
+    let (tx, _rx) = mpsc::channel();
+    let warm = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
+        .join()
+        .expect("warm-up download");
+    assert_eq!(warm.bytes, 64 * 1024, "warm-up");
+    let _ = blast.sent.recv_timeout(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    (client, blast, route)
+}
+
 /// A 24 MiB download through the client under `handover`: Wi-Fi fails
 /// (`fail(tb, true)`) after 4 MiB and recovers (`fail(tb, false)`) 4 s
 /// later. Asserts the bytes and their SHA-256, no stall of a second or
@@ -344,29 +372,7 @@ const HANDOVER: &[&str] = &[
 /// recovered, and the client's log naming `cause` for the path going down.
 fn assert_handover(label: &str, cause: &str, fail: impl Fn(&Testbed, bool)) {
     let tb = Testbed::up(&[]);
-    // The testbed's own endpoints are not the client's: it could not
-    // withdraw them. It installs its own.
-    let flush = tb
-        .command(Ns::Phone, "ip")
-        .args(["mptcp", "endpoint", "flush"])
-        .status()
-        .expect("ip mptcp endpoint flush");
-    assert!(flush.success(), "ip mptcp endpoint flush");
-    let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, HANDOVER);
-    let route = Route::Socks5 {
-        proxy: entry(),
-        target,
-    };
-    // A first connection opens the SOCKS6 session the probes prove; then
-    // the probes get answers.
-    let (tx, _rx) = mpsc::channel();
-    let warm = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
-        .join()
-        .expect("warm-up download");
-    assert_eq!(warm.bytes, 64 * 1024, "{label}: warm-up");
-    let _ = blast.sent.recv_timeout(Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
+    let (_client, blast, route) = handover_client(&tb);
 
     let size = 24 * MIB;
     let (tx, rx) = mpsc::channel();
@@ -456,25 +462,7 @@ fn client_chain_handover_reopens_a_connection_started_into_a_fresh_blackhole_on_
         return;
     }
     let tb = Testbed::up(&[]);
-    let flush = tb
-        .command(Ns::Phone, "ip")
-        .args(["mptcp", "endpoint", "flush"])
-        .status()
-        .expect("ip mptcp endpoint flush");
-    assert!(flush.success(), "ip mptcp endpoint flush");
-    let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, HANDOVER);
-    let route = Route::Socks5 {
-        proxy: entry(),
-        target,
-    };
-    let (tx, _rx) = mpsc::channel();
-    let warm = flows::download(&tb.ns(Ns::Phone), route, false, 64 * 1024, 64 * 1024, tx)
-        .join()
-        .expect("warm-up download");
-    assert_eq!(warm.bytes, 64 * 1024);
-    let _ = blast.sent.recv_timeout(Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
+    let (_client, _blast, route) = handover_client(&tb);
     // Wi-Fi blackholes; a connection starts before the probes can tell.
     tb.blackhole("wlan", true);
     std::thread::sleep(Duration::from_millis(50));
