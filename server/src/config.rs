@@ -39,8 +39,13 @@ pub struct Options {
     /// e.g. `[::]:1080` or `0.0.0.0:1234/convert`. Add `tls` to the list
     /// for a TLS 1.3 listener (needs --tls-cert and --tls-key), e.g.
     /// `[::]:443/tls` or `[::]:443/socks6+tls`; listeners without it are
-    /// plain. Repeatable. Sockets are Multipath TCP when the kernel allows,
-    /// else TCP.
+    /// plain. Add `proxy` for a listener behind a load balancer that sends
+    /// the PROXY protocol v2 header (HAProxy `send-proxy-v2`, cloud network
+    /// load balancers), e.g. `0.0.0.0:1080/proxy`: every connection must
+    /// start with the header, whose source address then counts as the
+    /// client's (limits, failed logins, cookies, logs); listeners without
+    /// it never accept one. Repeatable. Sockets are Multipath TCP when the
+    /// kernel allows, else TCP.
     #[arg(long, value_name = "ADDR:PORT[/PROTOS]")]
     pub listen: Vec<String>,
 
@@ -286,6 +291,9 @@ pub struct ListenSpec {
     pub protocols: Vec<Protocol>,
     /// Whether clients speak TLS 1.3 first (the `tls` marker).
     pub tls: bool,
+    /// Whether every connection starts with a PROXY protocol v2 header
+    /// naming the real client (the `proxy` marker).
+    pub proxy: bool,
 }
 
 impl FromStr for ListenSpec {
@@ -299,10 +307,14 @@ impl FromStr for ListenSpec {
             .parse::<SocketAddr>()
             .map_err(|_| format!("{addr:?} is not ADDR:PORT (IPv6 in brackets, e.g. [::]:1080)"))?;
         let mut protocols = Vec::new();
-        let mut tls = false;
+        let (mut tls, mut proxy) = (false, false);
         for name in protos.into_iter().flat_map(|p| p.split('+')) {
             if name.eq_ignore_ascii_case("tls") {
                 tls = true;
+                continue;
+            }
+            if name.eq_ignore_ascii_case("proxy") {
+                proxy = true;
                 continue;
             }
             let proto = name.parse::<Protocol>()?;
@@ -317,6 +329,7 @@ impl FromStr for ListenSpec {
             addr,
             protocols,
             tls,
+            proxy,
         })
     }
 }
@@ -390,6 +403,7 @@ impl Settings {
                     addr,
                     protocols: Protocol::ALL.to_vec(),
                     tls: false,
+                    proxy: false,
                 })
                 .collect(),
             users: None,
@@ -911,6 +925,18 @@ mod tests {
         assert_eq!(spec.protocols, vec![Protocol::Socks6]);
         let plain: ListenSpec = "[::]:1080/socks6".parse().expect("valid");
         assert!(!plain.tls);
+    }
+
+    #[test]
+    fn parses_the_proxy_marker_in_listen() {
+        let spec: ListenSpec = "0.0.0.0:1080/proxy".parse().expect("valid");
+        assert!(spec.proxy && !spec.tls);
+        assert_eq!(spec.protocols, Protocol::ALL.to_vec());
+        let spec: ListenSpec = "[::]:443/socks6+tls+PROXY".parse().expect("valid");
+        assert!(spec.proxy && spec.tls);
+        assert_eq!(spec.protocols, vec![Protocol::Socks6]);
+        let plain: ListenSpec = "[::]:1080".parse().expect("valid");
+        assert!(!plain.proxy);
     }
 
     /// A directory with a self-signed certificate and key, removed on drop.

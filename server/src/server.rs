@@ -59,6 +59,8 @@ struct Bound {
     /// SOCKS6 datagrams over UDP, on the TCP listener's address and port.
     udp: Option<tokio::net::UdpSocket>,
     tls: Option<TlsAcceptor>,
+    /// Connections start with a PROXY protocol v2 header.
+    proxy: bool,
 }
 
 /// A server with its listeners open.
@@ -132,6 +134,7 @@ impl Server {
                 mptcp,
                 udp,
                 tls,
+                proxy: spec.proxy,
             });
         }
         let limits = Limits::new(
@@ -198,11 +201,11 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             let protocols: Vec<_> = b.protocols.iter().map(|p| p.name()).collect();
-            let tls = b.tls.is_some();
+            let (tls, proxy) = (b.tls.is_some(), b.proxy);
             if b.mptcp {
-                tracing::info!(%addr, ?protocols, tls, "listening (Multipath TCP)");
+                tracing::info!(%addr, ?protocols, tls, proxy, "listening (Multipath TCP)");
             } else {
-                tracing::warn!(%addr, ?protocols, tls, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
+                tracing::warn!(%addr, ?protocols, tls, proxy, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
             }
         }
         if let Some(tls) = &self.shared.settings.tls {
@@ -252,7 +255,7 @@ impl Server {
                     tasks.spawn(command::udp::serve_listener(Arc::new(udp), shared));
                 }
                 let shared = Arc::clone(&shared);
-                tasks.spawn(accept_loop(b.listener, b.protocols, shared, b.tls));
+                tasks.spawn(accept_loop(b.listener, b.protocols, b.proxy, shared, b.tls));
             }
             while tasks.join_next().await.is_some() {}
         };
@@ -407,6 +410,7 @@ fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
 async fn accept_loop(
     listener: TcpListener,
     protocols: Arc<[Protocol]>,
+    proxy: bool,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
 ) {
@@ -417,6 +421,7 @@ async fn accept_loop(
                     stream,
                     peer,
                     Arc::clone(&protocols),
+                    proxy,
                     Arc::clone(&shared),
                     tls.clone(),
                 ));

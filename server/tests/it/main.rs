@@ -20,6 +20,7 @@ mod netns;
 mod outbound;
 mod own;
 mod probe;
+mod proxy_header;
 mod relay_path;
 mod robustness;
 mod sessions;
