@@ -219,6 +219,16 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     pub dns_timeout: Option<u64>,
 
+    /// This instance's own address, announced to every Multipath TCP
+    /// connection (`ADD_ADDR`) so that extra subflows come straight to this
+    /// instance, not through the load balancer's service address; IPv4 or
+    /// IPv6, repeatable. Installs in-kernel path-manager `signal`
+    /// endpoints (needs `CAP_NET_ADMIN`) and sets
+    /// `net.mptcp.allow_join_initial_addr_port` to 0; the endpoints are
+    /// removed when a drain starts (SIGTERM) and on exit.
+    #[arg(long, value_name = "IP")]
+    pub advertise: Vec<String>,
+
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
     /// --tls-key. Both files are re-read on SIGHUP.
@@ -365,6 +375,8 @@ pub struct Settings {
     pub bind_addresses: Vec<IpAddr>,
     /// Addresses reported to BIND clients (at most one per family).
     pub bind_advertise: Vec<IpAddr>,
+    /// Addresses announced to MPTCP peers (`--advertise`).
+    pub advertise: Vec<IpAddr>,
     /// How long a BIND waits for its incoming connection.
     pub bind_timeout: Duration,
     /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
@@ -426,6 +438,7 @@ impl Settings {
             },
             bind_addresses: Vec::new(),
             bind_advertise: Vec::new(),
+            advertise: Vec::new(),
             bind_timeout: DEFAULT_BIND_TIMEOUT,
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
@@ -505,6 +518,40 @@ fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigErro
     }
     Ok(out)
 }
+/// Longest `--advertise` list: the kernel keeps at most 64 endpoints in
+/// all (`MPTCP_PM_ADDR_MAX`), and an MPTCP connection at most 8 subflows.
+pub const MAX_ADVERTISED: usize = 8;
+
+/// `--advertise`: unicast, not loopback, no repeats, at most
+/// [`MAX_ADVERTISED`].
+fn advertised(list: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for s in list {
+        let ip = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::new("advertise", format!("{s:?} is not an IP address")))?;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+            return Err(ConfigError::new(
+                "advertise",
+                format!("{ip} cannot be announced to peers"),
+            ));
+        }
+        if out.contains(&ip) {
+            return Err(ConfigError::new("advertise", format!("{ip} given twice")));
+        }
+        out.push(ip);
+    }
+    if out.len() > MAX_ADVERTISED {
+        return Err(ConfigError::new(
+            "advertise",
+            format!("at most {MAX_ADVERTISED} addresses"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Default failed logins that block a source.
 pub const DEFAULT_MAX_FAILED_LOGINS: u32 = sixpath_service::logins::DEFAULT_MAX_FAILURES;
 /// Default window for counting failed logins.
@@ -544,6 +591,7 @@ sixpath_service::merge_fields!(Options {
     admin_allow_remote,
     dns_server,
     dns_timeout,
+    advertise,
     tls_cert,
     tls_key,
 });
@@ -659,6 +707,7 @@ impl Options {
             },
             bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
             bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
+            advertise: advertised(&self.advertise)?,
             bind_timeout: seconds("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
             udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
             udp_idle_timeout: seconds(
@@ -925,6 +974,29 @@ mod tests {
         assert_eq!(spec.protocols, vec![Protocol::Socks6]);
         let plain: ListenSpec = "[::]:1080/socks6".parse().expect("valid");
         assert!(!plain.tls);
+    }
+
+    #[test]
+    fn advertise_takes_ipv4_and_ipv6_and_refuses_what_cannot_be_announced() {
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.advertise = vec!["198.18.0.2".into(), "[2001:db8::2]".into()];
+        let s = o.resolve().expect("valid");
+        assert_eq!(
+            s.advertise,
+            vec![
+                "198.18.0.2".parse::<IpAddr>().expect("ip"),
+                "2001:db8::2".parse().expect("ip")
+            ]
+        );
+        for bad in ["0.0.0.0", "127.0.0.1", "ff02::1", "host.example"] {
+            let mut o = opts(&["127.0.0.1:1080"]);
+            o.advertise = vec![bad.into()];
+            let e = o.resolve().expect_err(bad);
+            assert_eq!(e.field, "advertise", "{bad}");
+        }
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.advertise = vec!["198.18.0.2".into(), "198.18.0.2".into()];
+        assert!(o.resolve().is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! config       the validated settings
 //!   ↓
 //! services     outbound → policy   session → secret   users
-//!              associations   limits   logins   stats
+//!              associations   limits   logins   stats   advertise
 //! ```
 //!
 //! A handshake returns the request it accepted and [`conn`] hands it to
@@ -59,9 +59,12 @@
 //! - [`probes`]: rate limits for path probes (answered in
 //!   [`command::probe`]).
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
+//! - [`advertise`]: `--advertise`, the instance's own addresses as
+//!   in-kernel MPTCP `signal` endpoints, withdrawn on drain and exit.
 //! - [`stats`]: counters behind the admin endpoint's `/stats` and
 //!   `/metrics`.
 
+pub mod advertise;
 pub mod associations;
 pub mod command;
 pub mod config;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sixpath_net::admin;
 use tokio::net::TcpListener;
 
+use crate::advertise::Advertised;
 use crate::associations::Associations;
 use crate::command;
 use crate::config::{Protocol, Settings};
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The users file is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `--advertise` could not install its endpoints.
+    #[error(transparent)]
+    Advertise(#[from] crate::advertise::AdvertiseError),
     /// The system DNS configuration could not be read.
     #[error("cannot set up DNS resolution: {0}")]
     Resolver(io::Error),
@@ -68,6 +72,8 @@ pub struct Server {
     listeners: Vec<Bound>,
     shared: Arc<Shared>,
     admin: Option<TcpListener>,
+    /// The `--advertise` endpoints, withdrawn when the drain starts.
+    advertised: Option<Advertised>,
 }
 
 impl std::fmt::Debug for Server {
@@ -171,10 +177,18 @@ impl Server {
             probe_limits: ProbeLimits::default(),
             settings,
         });
+        // Last: nothing after it can fail, and the endpoints go when the
+        // server does.
+        let advertised = if shared.settings.advertise.is_empty() {
+            None
+        } else {
+            Some(Advertised::install(&shared.settings.advertise)?)
+        };
         Ok(Self {
             listeners,
             shared,
             admin,
+            advertised,
         })
     }
 
@@ -235,8 +249,9 @@ impl Server {
         }
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits up
-    /// to 30 s for open connections.
+    /// Serves until `shutdown` completes, then withdraws the `--advertise`
+    /// addresses, stops accepting and waits up to 30 s for open
+    /// connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
         if let Some(l) = self.admin {
@@ -264,6 +279,10 @@ impl Server {
             () = shutdown => {}
         }
         follow.abort();
+        // Draining: no more subflows to this instance's own addresses.
+        if let Some(a) = &self.advertised {
+            a.withdraw();
+        }
         let drain = async {
             while shared.limits.active() > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;

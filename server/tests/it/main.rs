@@ -9,6 +9,7 @@
 )]
 
 mod admin;
+mod advertise;
 mod bind;
 mod caps;
 mod cli;
