@@ -229,6 +229,16 @@ pub struct Options {
     #[arg(long, value_name = "IP")]
     pub advertise: Vec<String>,
 
+    /// Keep SOCKS6 idempotence windows in a Redis or Valkey server shared
+    /// by every instance behind one address, as
+    /// `redis://[:PASSWORD@]HOST:PORT/DB`, so that a token granted by one
+    /// instance is spent on any of them exactly once. A store that fails
+    /// or does not answer within 500 ms gets tokens refused (clients retry
+    /// without them); everything else is served. Default: in this
+    /// process.
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
     /// --tls-key. Both files are re-read on SIGHUP.
@@ -377,6 +387,9 @@ pub struct Settings {
     pub bind_advertise: Vec<IpAddr>,
     /// Addresses announced to MPTCP peers (`--advertise`).
     pub advertise: Vec<IpAddr>,
+    /// The shared store's URL (`--state`); `None`: windows in this
+    /// process.
+    pub state: Option<String>,
     /// How long a BIND waits for its incoming connection.
     pub bind_timeout: Duration,
     /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
@@ -439,6 +452,7 @@ impl Settings {
             bind_addresses: Vec::new(),
             bind_advertise: Vec::new(),
             advertise: Vec::new(),
+            state: None,
             bind_timeout: DEFAULT_BIND_TIMEOUT,
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
@@ -592,6 +606,7 @@ sixpath_service::merge_fields!(Options {
     dns_server,
     dns_timeout,
     advertise,
+    state,
     tls_cert,
     tls_key,
 });
@@ -708,6 +723,14 @@ impl Options {
             bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
             bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
             advertise: advertised(&self.advertise)?,
+            state: match self.state {
+                Some(url) => {
+                    crate::store::Store::open(&url)
+                        .map_err(|e| ConfigError::new("state", format!("{url:?}: {e}")))?;
+                    Some(url)
+                }
+                None => None,
+            },
             bind_timeout: seconds("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
             udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
             udp_idle_timeout: seconds(
@@ -997,6 +1020,16 @@ mod tests {
         let mut o = opts(&["127.0.0.1:1080"]);
         o.advertise = vec!["198.18.0.2".into(), "198.18.0.2".into()];
         assert!(o.resolve().is_err());
+    }
+
+    #[test]
+    fn a_malformed_state_url_names_the_flag() {
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.state = Some("redis://127.0.0.1:6379/2".into());
+        assert!(o.resolve().is_ok());
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.state = Some("127.0.0.1:6379".into());
+        assert_eq!(o.resolve().expect_err("no scheme").field, "state");
     }
 
     #[test]

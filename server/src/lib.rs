@@ -18,7 +18,7 @@
 //!   ↓
 //! config       the validated settings
 //!   ↓
-//! services     outbound → policy   session → secret   users
+//! services     outbound → policy   session → secret, store   users
 //!              associations   limits   logins   stats   advertise
 //! ```
 //!
@@ -59,6 +59,8 @@
 //! - [`probes`]: rate limits for path probes (answered in
 //!   [`command::probe`]).
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
+//! - [`store`]: `--state`, idempotence windows in a shared Redis/Valkey
+//!   server, with a deadline, failing closed for tokens.
 //! - [`advertise`]: `--advertise`, the instance's own addresses as
 //!   in-kernel MPTCP `signal` endpoints, withdrawn on drain and exit.
 //! - [`stats`]: counters behind the admin endpoint's `/stats` and
@@ -80,6 +82,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod stats;
+pub mod store;
 pub mod users;
 
 pub use sixpath_net::{relay, sys};

@@ -25,6 +25,7 @@ use crate::probes::ProbeLimits;
 use crate::session::Sessions;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::store::Store;
 use crate::sys;
 use crate::users::Users;
 use sixpath_net::tls::TlsAcceptor;
@@ -175,6 +176,12 @@ impl Server {
             user_caps,
             stats: Arc::new(Stats::new()),
             probe_limits: ProbeLimits::default(),
+            store: match &settings.state {
+                Some(url) => Some(Store::open(url).map_err(|e| {
+                    StartError::Config(crate::config::ConfigError::new("state", e))
+                })?),
+                None => None,
+            },
             settings,
         });
         // Last: nothing after it can fail, and the endpoints go when the
@@ -420,7 +427,12 @@ fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
         )),
         "/metrics" => Some(admin::Response::ok(
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.stats.prometheus(open),
+            shared.stats.prometheus(open)
+                + &shared
+                    .store
+                    .as_ref()
+                    .map(Store::prometheus)
+                    .unwrap_or_default(),
         )),
         _ => None,
     }

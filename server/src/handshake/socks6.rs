@@ -252,7 +252,11 @@ where
     };
     out.user.clone_from(&user);
     if let Some(m) = &member {
-        match shared.sessions.reply_options(m, &req) {
+        let options = match &shared.store {
+            None => shared.sessions.reply_options(m, &req),
+            Some(store) => Box::pin(shared.sessions.reply_options_shared(m, &req, store)).await,
+        };
+        match options {
             Ok(opts) => {
                 for o in opts {
                     let _ = auth.options.push(o);

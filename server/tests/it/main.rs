@@ -25,6 +25,7 @@ mod proxy_header;
 mod relay_path;
 mod robustness;
 mod sessions;
+mod state;
 mod tls;
 mod udp;
 
