@@ -42,6 +42,18 @@ fn sh(args: &[&str]) {
     );
 }
 
+/// Whether every program the fleet needs is installed; prints SKIP if
+/// not.
+fn have_all(test: &str) -> bool {
+    for program in ["redis-server", "nft", "curl", "python3"] {
+        if !have(program) {
+            println!("SKIP {test}: {program} not installed");
+            return false;
+        }
+    }
+    true
+}
+
 fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -163,19 +175,30 @@ fn socks6_noop(instance: IpAddr, opts: &[SocksOption]) -> AuthenticationReply {
     }
 }
 
-#[test]
-fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
-    const TEST: &str = "a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance";
-    if !bed::can_run(TEST) {
-        return;
-    }
-    for program in ["redis-server", "nft", "curl", "python3"] {
-        if !have(program) {
-            println!("SKIP {TEST}: {program} not installed");
-            return;
-        }
-    }
-    let tb = Testbed::up(&["--no-server", "--wlan-delay", "0", "--lte-delay", "0"]);
+/// `ip ARGS` (whitespace-separated), which must succeed.
+fn ip(args: &str) {
+    let args: Vec<&str> = std::iter::once("ip")
+        .chain(args.split_whitespace())
+        .collect();
+    sh(&args);
+}
+
+/// The port of the echo origin in the internet namespace. Fixed ports are
+/// fine here: every namespace of the testbed is private to this test.
+const ECHO_PORT: u16 = 7007;
+/// The store's port in the operator namespace.
+const REDIS_PORT: u16 = 6390;
+
+/// An instance's IPv6 advertised address (dual stack).
+fn advertised6(i: u8) -> IpAddr {
+    IpAddr::from([0xfd00, 0x20 + u16::from(i), 0, 0, 0, 0, 0, 2])
+}
+
+/// The fleet on `tb` (started `--no-server`): the store, the echo origin,
+/// three instances, the balancer, the phone's endpoints. With `dual`, the
+/// phone's LTE is IPv6 only (`fd00:2::2`), the instances listen on `[::]`
+/// and also advertise `fd00:2N::2`.
+fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
     let (op, phone, inet) = (tb.ns(Ns::Operator), tb.ns(Ns::Phone), tb.ns(Ns::Internet));
     let dir = std::env::temp_dir().join(format!("sixpath-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,21 +209,22 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
     };
     let key = dir.join("fleet.key");
     std::fs::write(&key, [0x17; 32]).unwrap();
-
-    // The store, in the operator namespace. Fixed ports are fine here:
-    // every namespace of the testbed is private to this test.
-    let redis_port = "6390";
     fleet.children.push(
         Command::new("ip")
             .args(["netns", "exec", &op, "redis-server", "--bind", SERVER])
-            .args(["--port", redis_port, "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &REDIS_PORT.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--protected-mode", "no"])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    // An echo origin in the internet namespace.
-    let echo_port = 7007;
     fleet.children.push(
         Command::new("ip")
             .args(["netns", "exec", &inet, "python3", "-c"])
@@ -211,115 +235,90 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
                  \x20       while (d := self.request.recv(65536)):\n\
                  \x20           self.request.sendall(d)\n\
                  socketserver.ThreadingTCPServer.allow_reuse_address = True\n\
-                 socketserver.ThreadingTCPServer(('{ORIGIN}', {echo_port}), H).serve_forever()\n"
+                 socketserver.ThreadingTCPServer(('{ORIGIN}', {ECHO_PORT}), H).serve_forever()\n"
             ))
             .spawn()
             .unwrap(),
     );
-
+    if dual {
+        ip(&format!(
+            "netns exec {op} sysctl -qw net.ipv6.conf.all.forwarding=1"
+        ));
+        ip(&format!(
+            "-n {phone} addr del {}/24 dev lte0",
+            bed::PHONE_LTE
+        ));
+        ip(&format!(
+            "-n {phone} addr add {PHONE_LTE6}/64 dev lte0 nodad"
+        ));
+        ip(&format!("-n {op} addr add fd00:2::1/64 dev op_lte nodad"));
+        ip(&format!(
+            "-n {phone} -6 route add default via fd00:2::1 dev lte0"
+        ));
+    }
     let server_bin = bed::binary("sixpath-server");
     let mut targets = Vec::new();
     for i in 1..=INSTANCES {
-        let ns = instance_ns(&tb, i);
-        sh(&["ip", "netns", "add", &ns]);
+        let ns = instance_ns(tb, i);
+        ip(&format!("netns add {ns}"));
         fleet.namespaces.push(ns.clone());
-        let (op_if, op_addr, inst_addr) = (
-            format!("op_i{i}"),
-            format!("198.18.1{i}.1"),
-            format!("198.18.1{i}.2"),
-        );
+        let (op_addr, inst_addr) = (format!("198.18.1{i}.1"), format!("198.18.1{i}.2"));
         targets.push(inst_addr.clone());
-        sh(&[
-            "ip", "-n", &op, "link", "add", &op_if, "type", "veth", "peer", "name", "eth0",
-            "netns", &ns,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &op,
-            "addr",
-            "add",
-            &format!("{op_addr}/24"),
-            "dev",
-            &op_if,
-        ]);
-        sh(&["ip", "-n", &op, "link", "set", &op_if, "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            &op,
-            "route",
-            "add",
-            &format!("{}/32", advertised(i)),
-            "via",
-            &inst_addr,
-        ]);
-        sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{inst_addr}/24"),
-            "dev",
-            "eth0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{}/32", advertised(i)),
-            "dev",
-            "eth0",
-        ]);
-        sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        sh(&["ip", "-n", &ns, "route", "add", "default", "via", &op_addr]);
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "mptcp",
-            "limits",
-            "set",
-            "subflows",
-            "4",
-            "add_addr_accepted",
-            "0",
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.conf.all.rp_filter=0",
-        ]);
+        ip(&format!(
+            "-n {op} link add op_i{i} type veth peer name eth0 netns {ns}"
+        ));
+        ip(&format!("-n {op} addr add {op_addr}/24 dev op_i{i}"));
+        ip(&format!("-n {op} link set op_i{i} up"));
+        ip(&format!(
+            "-n {op} route add {}/32 via {inst_addr}",
+            advertised(i)
+        ));
+        ip(&format!("-n {ns} link set lo up"));
+        ip(&format!("-n {ns} addr add {inst_addr}/24 dev eth0"));
+        ip(&format!("-n {ns} addr add {}/32 dev eth0", advertised(i)));
+        ip(&format!("-n {ns} link set eth0 up"));
+        ip(&format!("-n {ns} route add default via {op_addr}"));
+        ip(&format!(
+            "-n {ns} mptcp limits set subflows 4 add_addr_accepted 0"
+        ));
+        ip(&format!(
+            "netns exec {ns} sysctl -qw net.ipv4.conf.all.rp_filter=0"
+        ));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns])
+            .arg(&server_bin)
+            .args(["--allow-anonymous", "--allow-egress", "198.18.0.0/15"])
+            .args(["--admin", "127.0.0.1:9090", "--secret-file"])
+            .arg(&key)
+            .args(["--state", &format!("redis://{SERVER}:{REDIS_PORT}/0")])
+            .args(["--advertise", &advertised(i).to_string()]);
+        if dual {
+            ip(&format!(
+                "-n {op} addr add fd00:1{i}::1/64 dev op_i{i} nodad"
+            ));
+            ip(&format!(
+                "-n {op} route add {}/128 via fd00:1{i}::2",
+                advertised6(i)
+            ));
+            ip(&format!("-n {ns} addr add fd00:1{i}::2/64 dev eth0 nodad"));
+            ip(&format!(
+                "-n {ns} addr add {}/128 dev eth0 nodad",
+                advertised6(i)
+            ));
+            ip(&format!("-n {ns} -6 route add default via fd00:1{i}::1"));
+            cmd.args([
+                "--listen",
+                "[::]:1080",
+                "--advertise",
+                &advertised6(i).to_string(),
+            ]);
+        } else {
+            cmd.args(["--listen", "0.0.0.0:1080"]);
+        }
         let log = std::fs::File::create(dir.join(format!("i{i}.log"))).unwrap();
-        fleet.children.push(
-            Command::new("ip")
-                .args(["netns", "exec", &ns])
-                .arg(&server_bin)
-                .args(["--listen", "0.0.0.0:1080", "--allow-anonymous"])
-                .args([
-                    "--allow-egress",
-                    "198.18.0.0/15",
-                    "--admin",
-                    "127.0.0.1:9090",
-                ])
-                .arg("--advertise")
-                .arg(advertised(i).to_string())
-                .arg("--secret-file")
-                .arg(&key)
-                .args(["--state", &format!("redis://{SERVER}:{redis_port}/0")])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        fleet
+            .children
+            .push(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap());
     }
     // The balancer: a hash of the source address and port picks the
     // instance, per subflow.
@@ -335,35 +334,19 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
     );
     let rules_file = dir.join("fleet.nft");
     std::fs::write(&rules_file, rules).unwrap();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &op,
-        "nft",
-        "-f",
-        rules_file.to_str().unwrap(),
-    ]);
+    ip(&format!("netns exec {op} nft -f {}", rules_file.display()));
     // The phone joins announced addresses from both interfaces.
-    sh(&["ip", "-n", &phone, "mptcp", "endpoint", "flush"]);
-    sh(&[
-        "ip",
-        "-n",
-        &phone,
-        "mptcp",
-        "limits",
-        "set",
-        "subflows",
-        "4",
-        "add_addr_accepted",
-        "4",
-    ]);
-    for (addr, dev, id) in [(PHONE_WLAN, "wlan0", "1"), (bed::PHONE_LTE, "lte0", "2")] {
-        sh(&[
-            "ip", "-n", &phone, "mptcp", "endpoint", "add", addr, "dev", dev, "id", id, "subflow",
-            "fullmesh",
-        ]);
-    }
+    let lte = if dual { PHONE_LTE6 } else { bed::PHONE_LTE };
+    ip(&format!("-n {phone} mptcp endpoint flush"));
+    ip(&format!(
+        "-n {phone} mptcp limits set subflows 4 add_addr_accepted 4"
+    ));
+    ip(&format!(
+        "-n {phone} mptcp endpoint add {PHONE_WLAN} dev wlan0 id 1 subflow fullmesh"
+    ));
+    ip(&format!(
+        "-n {phone} mptcp endpoint add {lte} dev lte0 id 2 subflow fullmesh"
+    ));
     // Every instance up (admin answers).
     let until = Instant::now() + Duration::from_secs(20);
     for ns in &fleet.namespaces {
@@ -376,7 +359,22 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    fleet
+}
 
+/// The phone's LTE address in the dual-stack fleet.
+const PHONE_LTE6: &str = "fd00:2::2";
+
+#[test]
+fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
+    const TEST: &str = "a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance";
+    if !bed::can_run(TEST) || !have_all(TEST) {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server", "--wlan-delay", "0", "--lte-delay", "0"]);
+    let phone = tb.ns(Ns::Phone);
+    let mut fleet = fleet_up(&tb, false);
+    let echo_port = ECHO_PORT;
     let origin: SocketAddr = format!("{ORIGIN}:{echo_port}").parse().unwrap();
     let conns = spawn_in(&phone, move || {
         let conns: Vec<(TcpStream, Vec<(SocketAddr, SocketAddr)>)> = (0..CONNECTIONS)
