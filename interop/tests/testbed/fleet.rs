@@ -542,3 +542,103 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
         );
     }
 }
+
+/// As [`socks5_echo`], from an IPv6 socket (IPv4-mapped service address),
+/// so that the connection may have IPv6 subflows too.
+fn socks5_echo_dual(origin: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::MPTCP),
+    )
+    .unwrap();
+    let mapped = |a: &str| -> SocketAddr {
+        let v4: std::net::Ipv4Addr = a.parse().unwrap();
+        SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), 0)
+    };
+    sock.bind(&mapped(PHONE_WLAN).into()).unwrap();
+    let mut service = mapped(SERVER);
+    service.set_port(SERVER_PORT);
+    sock.connect_timeout(&service.into(), Duration::from_secs(5))
+        .unwrap();
+    let mut s = TcpStream::from(sock);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let SocketAddr::V4(o) = origin else {
+        panic!("IPv4 origin")
+    };
+    let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+    req.extend_from_slice(&o.ip().octets());
+    req.extend_from_slice(&o.port().to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..4], [5, 0, 5, 0], "SOCKS5 connect through the fleet");
+    s
+}
+
+#[test]
+fn a_dual_stack_phone_joins_the_instances_ipv6_address_over_lte_and_aggregates() {
+    const TEST: &str =
+        "a_dual_stack_phone_joins_the_instances_ipv6_address_over_lte_and_aggregates";
+    if !bed::can_run(TEST) || !have_all(TEST) {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server"]);
+    let phone = tb.ns(Ns::Phone);
+    let _fleet = fleet_up(&tb, true);
+    let origin: SocketAddr = format!("{ORIGIN}:{ECHO_PORT}").parse().unwrap();
+    let lte6: IpAddr = PHONE_LTE6.parse().unwrap();
+
+    let (wlan_before, lte_before) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
+    let (flows, echoed) = spawn_in(&phone, move || {
+        let mut s = socks5_echo_dual(origin);
+        let flows = subflows(&s);
+        // 8 MiB up and echoed back, written and read at once.
+        let mut reader = s.try_clone().unwrap();
+        let total = 8 << 20;
+        let read = std::thread::spawn(move || {
+            let mut got = 0usize;
+            let mut buf = vec![0u8; 1 << 16];
+            while got < total {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            got
+        });
+        let chunk = vec![0x5au8; 1 << 16];
+        for _ in 0..total / chunk.len() {
+            s.write_all(&chunk).unwrap();
+        }
+        (flows, read.join().unwrap())
+    })
+    .join()
+    .unwrap();
+    let (wlan, lte) = (
+        tb.phone_rx_bytes("wlan0") - wlan_before,
+        tb.phone_rx_bytes("lte0") - lte_before,
+    );
+    println!("dual stack: subflows {flows:?}; received wlan0 {wlan} B, lte0 {lte} B");
+    assert_eq!(echoed, 8 << 20, "every byte echoed");
+    let lte_join = flows
+        .iter()
+        .find(|(l, _)| l.ip() == lte6)
+        .unwrap_or_else(|| panic!("an LTE (IPv6) subflow: {flows:?}"));
+    let i = (1..=INSTANCES)
+        .find(|i| advertised6(*i) == lte_join.1.ip())
+        .unwrap_or_else(|| panic!("the LTE subflow ends on an advertised IPv6 address: {flows:?}"));
+    // The IPv4 joins (Wi-Fi) end on the same instance.
+    for (_, r) in &flows {
+        let r = r.ip().to_canonical();
+        assert!(
+            r == IpAddr::from([198, 18, 0, 1]) || r == advertised(i) || r == advertised6(i),
+            "every subflow on instance {i} or the service address: {flows:?}"
+        );
+    }
+    let total = (wlan + lte) as f64;
+    assert!(
+        lte as f64 >= 0.1 * total && wlan as f64 >= 0.1 * total,
+        "both paths carry at least 10 % (wlan0 {wlan} B, lte0 {lte} B)"
+    );
+}
