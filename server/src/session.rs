@@ -375,6 +375,14 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A session's table key in hex, as the shared store names it.
+fn hex_key(key: &Key) -> String {
+    key.iter().fold(String::new(), |mut k, b| {
+        let _ = write!(k, "{b:02x}");
+        k
+    })
+}
+
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
@@ -641,6 +649,18 @@ impl Sessions {
         Some((key, user, not_after))
     }
 
+    /// The store key (issuer and serial, hex) and lifetime end of a valid
+    /// ID, for the shared store (`--state`).
+    pub fn store_key(&self, id: &SessionId) -> Option<(String, u32)> {
+        let (key, _, not_after) = self.check(id)?;
+        Some((hex_key(&key), not_after))
+    }
+
+    /// Ends `member`'s session here (it was torn down on another instance).
+    pub fn end(&self, member: &Member) {
+        self.teardown(&member.id);
+    }
+
     /// Ends the session `id` names, if it is valid.
     fn teardown(&self, id: &SessionId) {
         let Some((key, user, not_after)) = self.check(id) else {
@@ -793,10 +813,7 @@ impl Sessions {
                 Some((u32::from_be_bytes(base), size))
             });
         let spend = req.options.idempotence_expenditure();
-        let key = member.key.iter().fold(String::new(), |mut k, b| {
-            let _ = write!(k, "{b:02x}");
-            k
-        });
+        let key = hex_key(&member.key);
         let state = store
             .window(&key, member.not_after, grant, spend)
             .await

@@ -2,6 +2,10 @@
 //! Redis or Valkey server that every instance of a fleet shares, so that a
 //! token granted by one instance is spent on any instance, exactly once.
 //!
+//! A teardown is shared too: `sixpath:{HEX}:end` marks a session torn
+//! down on any instance until its lifetime ends, and every instance checks
+//! it before it serves a request in the session.
+//!
 //! Without `--state` nothing here runs: the windows live in each process
 //! ([`crate::session`]), as they always did.
 //!
@@ -19,7 +23,9 @@
 //!
 //! # Failure
 //!
-//! Every operation has a deadline ([`DEADLINE`]). A store that errors,
+//! Every operation has a deadline ([`DEADLINE`]); after a failure the
+//! store is left alone for [`BACK_OFF`], so a hanging store delays one
+//! request a second, not every one. A store that errors,
 //! hangs or cannot be reached fails closed for tokens: an Expenditure is
 //! answered Rejected (the client retries without the token, draft -11
 //! §8.5), a window request is served without a window, and everything
@@ -37,6 +43,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub const DEADLINE: Duration = Duration::from_millis(500);
 /// Store failures are logged at most once per this interval.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
+/// After a failure the store is not asked again for this long: requests
+/// meanwhile fail at once (tokens refused) instead of each waiting out the
+/// deadline.
+pub const BACK_OFF: Duration = Duration::from_secs(1);
 
 /// Grants (`ARGV[1]` > 0: size, with `ARGV[2]` base, `ARGV[3]` slots,
 /// `ARGV[4]` travel) and spends (`ARGV[5]` ≥ 0: the token) in one step;
@@ -104,6 +114,9 @@ pub enum StoreError {
     /// No answer within [`DEADLINE`].
     #[error("state store: no answer within {DEADLINE:?}")]
     Timeout,
+    /// Failed within the last [`BACK_OFF`]; not asked.
+    #[error("state store: failing, not asked for a moment")]
+    BackingOff,
     /// An answer of the wrong shape.
     #[error("state store: unexpected answer {0:?}")]
     Answer(Vec<i64>),
@@ -135,6 +148,8 @@ pub struct Store {
     script: redis::Script,
     metrics: Metrics,
     last_log: Mutex<Option<Instant>>,
+    /// Until when the store is not asked, after a failure.
+    quiet_until: Mutex<Option<Instant>>,
 }
 
 impl Store {
@@ -149,12 +164,86 @@ impl Store {
             script: redis::Script::new(WINDOW_SCRIPT),
             metrics: Metrics::default(),
             last_log: Mutex::new(None),
+            quiet_until: Mutex::new(None),
         })
     }
 
     /// The URL without its password, for logs.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Records that the session `key` was torn down, until its lifetime
+    /// ends (`not_after`), for every instance to see.
+    pub async fn end_session(&self, key: &str, not_after: u32) -> Result<(), StoreError> {
+        self.timed(async {
+            let mut conn = self.connection().await?;
+            let r: Result<(), redis::RedisError> = redis::cmd("SET")
+                .arg(format!("sixpath:{{{key}}}:end"))
+                .arg(1)
+                .arg("EXAT")
+                .arg(not_after)
+                .query_async(&mut conn)
+                .await;
+            self.checked(r)
+        })
+        .await
+    }
+
+    /// Whether the session `key` was torn down on any instance.
+    pub async fn session_ended(&self, key: &str) -> Result<bool, StoreError> {
+        self.timed(async {
+            let mut conn = self.connection().await?;
+            let r: Result<bool, redis::RedisError> = redis::cmd("EXISTS")
+                .arg(format!("sixpath:{{{key}}}:end"))
+                .query_async(&mut conn)
+                .await;
+            self.checked(r)
+        })
+        .await
+    }
+
+    /// Runs `op` under [`DEADLINE`] and records its latency and failure.
+    async fn timed<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        {
+            let mut quiet = self
+                .quiet_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match *quiet {
+                Some(t) if started < t => return Err(StoreError::BackingOff),
+                Some(_) => *quiet = None,
+                None => {}
+            }
+        }
+        let result = tokio::time::timeout(DEADLINE, op)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        if result.is_err() {
+            *self
+                .quiet_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + BACK_OFF);
+        }
+        self.record(started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    /// Passes `r` on; a broken connection is dropped so that the next
+    /// operation makes a new one.
+    fn checked<T>(&self, r: Result<T, redis::RedisError>) -> Result<T, StoreError> {
+        r.map_err(|e| {
+            if (e.is_unrecoverable_error() || e.is_connection_dropped())
+                && let Ok(mut slot) = self.conn.try_lock()
+            {
+                *slot = None;
+            }
+            StoreError::from(e)
+        })
     }
 
     /// Grants a window of `grant` tokens (if the session has none) and
@@ -166,12 +255,8 @@ impl Store {
         grant: Option<(u32, u32)>,
         spend: Option<u32>,
     ) -> Result<WindowState, StoreError> {
-        let started = Instant::now();
-        let result = tokio::time::timeout(DEADLINE, self.run_window(key, not_after, grant, spend))
+        self.timed(self.run_window(key, not_after, grant, spend))
             .await
-            .unwrap_or(Err(StoreError::Timeout));
-        self.record(started.elapsed(), result.as_ref().err());
-        result
     }
 
     async fn run_window(
@@ -197,16 +282,7 @@ impl Store {
             .arg(not_after)
             .invoke_async(&mut conn)
             .await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                // A broken connection is made anew next time.
-                if e.is_unrecoverable_error() || e.is_connection_dropped() {
-                    *self.conn.lock().await = None;
-                }
-                return Err(e.into());
-            }
-        };
+        let answer = self.checked(answer)?;
         let [status, base, size] = answer[..] else {
             return Err(StoreError::Answer(answer));
         };
