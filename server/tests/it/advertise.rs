@@ -163,3 +163,41 @@ fn the_extra_subflow_ends_on_the_advertised_address_and_the_service_address_refu
         running.abort();
     });
 }
+
+#[test]
+fn advertised_endpoints_go_when_the_server_is_dropped_and_a_conflicting_endpoint_stops_the_start() {
+    const TEST: &str = "advertised_endpoints_go_when_the_server_is_dropped_and_a_conflicting_endpoint_stops_the_start";
+    in_netns(
+        TEST,
+        &[
+            "addr add 198.18.0.2/32 dev lo",
+            "addr add 198.18.0.3/32 dev lo",
+            "mptcp endpoint add 198.18.0.3 subflow",
+        ],
+        || async {
+            let mut settings = Settings::for_listeners(&["127.0.0.1:0".parse().unwrap()]);
+            settings.advertise = vec!["198.18.0.2".parse().unwrap()];
+            let server = Server::bind(settings.clone()).expect("bind with --advertise");
+            assert!(ip_out("mptcp endpoint show").contains("198.18.0.2 id"));
+            drop(server);
+            assert!(
+                !ip_out("mptcp endpoint show").contains("198.18.0.2"),
+                "removed on exit"
+            );
+
+            // 198.18.0.3 already has a `subflow` endpoint: refused, naming
+            // the address, and what was installed before it is removed.
+            settings.advertise = vec!["198.18.0.2".parse().unwrap(), "198.18.0.3".parse().unwrap()];
+            let Err(e) = Server::bind(settings) else {
+                panic!("a conflicting endpoint stops the start");
+            };
+            assert!(e.to_string().contains("--advertise 198.18.0.3"), "{e}");
+            let left = ip_out("mptcp endpoint show");
+            assert!(!left.contains("198.18.0.2"), "{left}");
+            assert!(
+                left.contains("198.18.0.3"),
+                "the other endpoint stays: {left}"
+            );
+        },
+    );
+}
