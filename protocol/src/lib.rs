@@ -3,10 +3,11 @@
 //! This crate turns bytes into typed messages and back for every protocol
 //! sixpath speaks: SOCKS6 (draft-olteanu-intarea-socks-6-11) between client
 //! and server, SOCKS5 (RFC 1928, RFC 1929) and SOCKS4/4a from applications,
-//! the 0-RTT TCP Convert protocol (RFC 8803), and HTTP/1.x proxy request
-//! heads. It has no sockets, no async runtime and no clock; callers feed it
-//! bytes and get back messages, so the same code serves the server, the
-//! client, the tests and the fuzzers.
+//! the 0-RTT TCP Convert protocol (RFC 8803), HTTP/1.x proxy request
+//! heads, and the PROXY protocol v2 header of load balancers. It has no
+//! sockets, no async runtime and no clock; callers feed it bytes and get
+//! back messages, so the same code serves the server, the client, the
+//! tests and the fuzzers.
 //!
 //! Every decoder is incremental: given the bytes received so far it answers
 //! [`Decoded::Complete`] with the message and how many bytes it used,
@@ -29,6 +30,8 @@
 //! - [`http`]: HTTP/1.x proxy request heads (`CONNECT` and absolute-form).
 //! - [`probe`]: the path probe (keyed UDP echo) a client sends over each
 //!   of its paths.
+//! - [`proxy`]: the PROXY protocol version 2 header a load balancer puts
+//!   before a client's bytes.
 #![forbid(unsafe_code)]
 
 pub mod addr;
@@ -36,6 +39,7 @@ pub mod codec;
 pub mod convert;
 pub mod http;
 pub mod probe;
+pub mod proxy;
 mod rfc1929;
 pub mod socks5;
 pub mod socks6;

@@ -39,8 +39,13 @@ pub struct Options {
     /// e.g. `[::]:1080` or `0.0.0.0:1234/convert`. Add `tls` to the list
     /// for a TLS 1.3 listener (needs --tls-cert and --tls-key), e.g.
     /// `[::]:443/tls` or `[::]:443/socks6+tls`; listeners without it are
-    /// plain. Repeatable. Sockets are Multipath TCP when the kernel allows,
-    /// else TCP.
+    /// plain. Add `proxy` for a listener behind a load balancer that sends
+    /// the PROXY protocol v2 header (HAProxy `send-proxy-v2`, cloud network
+    /// load balancers), e.g. `0.0.0.0:1080/proxy`: every connection must
+    /// start with the header, whose source address then counts as the
+    /// client's (limits, failed logins, cookies, logs); listeners without
+    /// it never accept one. Repeatable. Sockets are Multipath TCP when the
+    /// kernel allows, else TCP.
     #[arg(long, value_name = "ADDR:PORT[/PROTOS]")]
     pub listen: Vec<String>,
 
@@ -214,6 +219,26 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     pub dns_timeout: Option<u64>,
 
+    /// This instance's own address, announced to every Multipath TCP
+    /// connection (`ADD_ADDR`) so that extra subflows come straight to this
+    /// instance, not through the load balancer's service address; IPv4 or
+    /// IPv6, repeatable. Installs in-kernel path-manager `signal`
+    /// endpoints (needs `CAP_NET_ADMIN`) and sets
+    /// `net.mptcp.allow_join_initial_addr_port` to 0; the endpoints are
+    /// removed when a drain starts (SIGTERM) and on exit.
+    #[arg(long, value_name = "IP")]
+    pub advertise: Vec<String>,
+
+    /// Keep SOCKS6 idempotence windows in a Redis or Valkey server shared
+    /// by every instance behind one address, as
+    /// `redis://[:PASSWORD@]HOST:PORT/DB`, so that a token granted by one
+    /// instance is spent on any of them exactly once. A store that fails
+    /// or does not answer within 500 ms gets tokens refused (clients retry
+    /// without them); everything else is served. Default: in this
+    /// process.
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
     /// --tls-key. Both files are re-read on SIGHUP.
@@ -286,6 +311,9 @@ pub struct ListenSpec {
     pub protocols: Vec<Protocol>,
     /// Whether clients speak TLS 1.3 first (the `tls` marker).
     pub tls: bool,
+    /// Whether every connection starts with a PROXY protocol v2 header
+    /// naming the real client (the `proxy` marker).
+    pub proxy: bool,
 }
 
 impl FromStr for ListenSpec {
@@ -299,10 +327,14 @@ impl FromStr for ListenSpec {
             .parse::<SocketAddr>()
             .map_err(|_| format!("{addr:?} is not ADDR:PORT (IPv6 in brackets, e.g. [::]:1080)"))?;
         let mut protocols = Vec::new();
-        let mut tls = false;
+        let (mut tls, mut proxy) = (false, false);
         for name in protos.into_iter().flat_map(|p| p.split('+')) {
             if name.eq_ignore_ascii_case("tls") {
                 tls = true;
+                continue;
+            }
+            if name.eq_ignore_ascii_case("proxy") {
+                proxy = true;
                 continue;
             }
             let proto = name.parse::<Protocol>()?;
@@ -317,6 +349,7 @@ impl FromStr for ListenSpec {
             addr,
             protocols,
             tls,
+            proxy,
         })
     }
 }
@@ -352,6 +385,11 @@ pub struct Settings {
     pub bind_addresses: Vec<IpAddr>,
     /// Addresses reported to BIND clients (at most one per family).
     pub bind_advertise: Vec<IpAddr>,
+    /// Addresses announced to MPTCP peers (`--advertise`).
+    pub advertise: Vec<IpAddr>,
+    /// The shared store's URL (`--state`); `None`: windows in this
+    /// process.
+    pub state: Option<String>,
     /// How long a BIND waits for its incoming connection.
     pub bind_timeout: Duration,
     /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
@@ -390,6 +428,7 @@ impl Settings {
                     addr,
                     protocols: Protocol::ALL.to_vec(),
                     tls: false,
+                    proxy: false,
                 })
                 .collect(),
             users: None,
@@ -412,6 +451,8 @@ impl Settings {
             },
             bind_addresses: Vec::new(),
             bind_advertise: Vec::new(),
+            advertise: Vec::new(),
+            state: None,
             bind_timeout: DEFAULT_BIND_TIMEOUT,
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
@@ -491,6 +532,40 @@ fn ip_per_family(field: &str, list: &[String]) -> Result<Vec<IpAddr>, ConfigErro
     }
     Ok(out)
 }
+/// Longest `--advertise` list: the kernel keeps at most 64 endpoints in
+/// all (`MPTCP_PM_ADDR_MAX`), and an MPTCP connection at most 8 subflows.
+pub const MAX_ADVERTISED: usize = 8;
+
+/// `--advertise`: unicast, not loopback, no repeats, at most
+/// [`MAX_ADVERTISED`].
+fn advertised(list: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for s in list {
+        let ip = s
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map_err(|_| ConfigError::new("advertise", format!("{s:?} is not an IP address")))?;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+            return Err(ConfigError::new(
+                "advertise",
+                format!("{ip} cannot be announced to peers"),
+            ));
+        }
+        if out.contains(&ip) {
+            return Err(ConfigError::new("advertise", format!("{ip} given twice")));
+        }
+        out.push(ip);
+    }
+    if out.len() > MAX_ADVERTISED {
+        return Err(ConfigError::new(
+            "advertise",
+            format!("at most {MAX_ADVERTISED} addresses"),
+        ));
+    }
+    Ok(out)
+}
+
 /// Default failed logins that block a source.
 pub const DEFAULT_MAX_FAILED_LOGINS: u32 = sixpath_service::logins::DEFAULT_MAX_FAILURES;
 /// Default window for counting failed logins.
@@ -530,6 +605,8 @@ sixpath_service::merge_fields!(Options {
     admin_allow_remote,
     dns_server,
     dns_timeout,
+    advertise,
+    state,
     tls_cert,
     tls_key,
 });
@@ -645,6 +722,15 @@ impl Options {
             },
             bind_addresses: ip_per_family("bind-address", &self.bind_address)?,
             bind_advertise: ip_per_family("bind-advertise", &self.bind_advertise)?,
+            advertise: advertised(&self.advertise)?,
+            state: match self.state {
+                Some(url) => {
+                    crate::store::Store::open(&url)
+                        .map_err(|e| ConfigError::new("state", format!("{url:?}: {e}")))?;
+                    Some(url)
+                }
+                None => None,
+            },
             bind_timeout: seconds("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
             udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
             udp_idle_timeout: seconds(
@@ -911,6 +997,51 @@ mod tests {
         assert_eq!(spec.protocols, vec![Protocol::Socks6]);
         let plain: ListenSpec = "[::]:1080/socks6".parse().expect("valid");
         assert!(!plain.tls);
+    }
+
+    #[test]
+    fn advertise_takes_ipv4_and_ipv6_and_refuses_what_cannot_be_announced() {
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.advertise = vec!["198.18.0.2".into(), "[2001:db8::2]".into()];
+        let s = o.resolve().expect("valid");
+        assert_eq!(
+            s.advertise,
+            vec![
+                "198.18.0.2".parse::<IpAddr>().expect("ip"),
+                "2001:db8::2".parse().expect("ip")
+            ]
+        );
+        for bad in ["0.0.0.0", "127.0.0.1", "ff02::1", "host.example"] {
+            let mut o = opts(&["127.0.0.1:1080"]);
+            o.advertise = vec![bad.into()];
+            let e = o.resolve().expect_err(bad);
+            assert_eq!(e.field, "advertise", "{bad}");
+        }
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.advertise = vec!["198.18.0.2".into(), "198.18.0.2".into()];
+        assert!(o.resolve().is_err());
+    }
+
+    #[test]
+    fn a_malformed_state_url_names_the_flag() {
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.state = Some("redis://127.0.0.1:6379/2".into());
+        assert!(o.resolve().is_ok());
+        let mut o = opts(&["127.0.0.1:1080"]);
+        o.state = Some("127.0.0.1:6379".into());
+        assert_eq!(o.resolve().expect_err("no scheme").field, "state");
+    }
+
+    #[test]
+    fn parses_the_proxy_marker_in_listen() {
+        let spec: ListenSpec = "0.0.0.0:1080/proxy".parse().expect("valid");
+        assert!(spec.proxy && !spec.tls);
+        assert_eq!(spec.protocols, Protocol::ALL.to_vec());
+        let spec: ListenSpec = "[::]:443/socks6+tls+PROXY".parse().expect("valid");
+        assert!(spec.proxy && spec.tls);
+        assert_eq!(spec.protocols, vec![Protocol::Socks6]);
+        let plain: ListenSpec = "[::]:1080".parse().expect("valid");
+        assert!(!plain.proxy);
     }
 
     /// A directory with a self-signed certificate and key, removed on drop.

@@ -23,16 +23,33 @@ use crate::state::{Outcome, Shared};
 use crate::sys::{self, Transport};
 use sixpath_net::tls::TlsAcceptor;
 
-/// Serves one accepted connection to the end; with `tls`, the TLS 1.3
-/// handshake comes first, under the same deadline as the protocol's.
+/// Serves one accepted connection to the end; with `proxy`, the PROXY
+/// protocol v2 header comes first and names the client that `peer` (the
+/// balancer) forwards; with `tls`, the TLS 1.3 handshake comes next. All
+/// of them are under one handshake deadline.
 pub async fn serve(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     protocols: Arc<[Protocol]>,
+    proxy: bool,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
 ) {
     let started = Instant::now();
+    let deadline = started + shared.settings.handshake_timeout;
+    let peer = if proxy {
+        match proxied_client(&mut stream, peer, deadline).await {
+            Ok(client) => client,
+            Err(why) => {
+                shared.stats.proxy_header_refused();
+                tracing::warn!(%peer, error = %why, "connection closed: no valid PROXY header");
+                Framed::new(stream).reject(&[]).await;
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let transport = sys::transport(&stream);
     let _permit = match shared.limits.acquire(peer.ip()) {
         Ok(p) => p,
@@ -48,7 +65,6 @@ pub async fn serve(
         source: Some(peer.ip()),
         ..Outcome::default()
     };
-    let deadline = started + shared.settings.handshake_timeout;
     if matches!(transport, Transport::Mptcp { .. }) {
         wait_handshake_end(&stream, deadline).await;
     }
@@ -83,6 +99,49 @@ pub async fn serve(
     }
     outcome.record(&shared.stats, transport);
     log(peer, transport, started, &outcome);
+}
+
+/// Reads the PROXY protocol v2 header (HAProxy `doc/proxy-protocol.txt`
+/// §2.2) a balancer sends first, byte-exact (what follows stays in the
+/// socket for TLS or the protocol), by `deadline`, and answers the client
+/// it names: the header's source for PROXY, `peer` itself for LOCAL (the
+/// balancer's own health check). A PROXY header without an IPv4 or IPv6
+/// source, garbage, a version 1 header, a closed connection or the
+/// deadline are errors.
+async fn proxied_client(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Result<SocketAddr, String> {
+    use sixpath_protocol::Decoded;
+    use sixpath_protocol::proxy::{self, Command};
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut buf = Vec::with_capacity(proxy::FIXED_LEN + 36);
+        loop {
+            match proxy::decode(&buf).map_err(|e| e.to_string())? {
+                Decoded::Complete { msg, .. } => return Ok(msg),
+                Decoded::NeedMore(n) => {
+                    let start = buf.len();
+                    buf.resize(start + n, 0);
+                    let free = buf.get_mut(start..).unwrap_or_default();
+                    let got = stream.read(free).await.map_err(|e| e.to_string())?;
+                    if got == 0 {
+                        return Err("closed before the end of the PROXY header".to_owned());
+                    }
+                    buf.truncate(start + got);
+                }
+            }
+        }
+    };
+    let header = tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| "PROXY header timeout".to_owned())??;
+    match (header.command, header.addresses) {
+        (Command::Local, _) => Ok(peer),
+        (Command::Proxy, Some(a)) => Ok(a.source),
+        (Command::Proxy, None) => Err("PROXY header without an IPv4 or IPv6 source".to_owned()),
+    }
 }
 
 /// How long a connection refused by a cap has to show its protocol: its

@@ -18,8 +18,8 @@
 //!   ↓
 //! config       the validated settings
 //!   ↓
-//! services     outbound → policy   session → secret   users
-//!              associations   limits   logins   stats
+//! services     outbound → policy   session → secret, store   users
+//!              associations   limits   logins   stats   advertise
 //! ```
 //!
 //! A handshake returns the request it accepted and [`conn`] hands it to
@@ -59,9 +59,14 @@
 //! - [`probes`]: rate limits for path probes (answered in
 //!   [`command::probe`]).
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
+//! - [`store`]: `--state`, idempotence windows in a shared Redis/Valkey
+//!   server, with a deadline, failing closed for tokens.
+//! - [`advertise`]: `--advertise`, the instance's own addresses as
+//!   in-kernel MPTCP `signal` endpoints, withdrawn on drain and exit.
 //! - [`stats`]: counters behind the admin endpoint's `/stats` and
 //!   `/metrics`.
 
+pub mod advertise;
 pub mod associations;
 pub mod command;
 pub mod config;
@@ -77,6 +82,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod stats;
+pub mod store;
 pub mod users;
 
 pub use sixpath_net::{relay, sys};

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sixpath_net::admin;
 use tokio::net::TcpListener;
 
+use crate::advertise::Advertised;
 use crate::associations::Associations;
 use crate::command;
 use crate::config::{Protocol, Settings};
@@ -24,6 +25,7 @@ use crate::probes::ProbeLimits;
 use crate::session::Sessions;
 use crate::state::Shared;
 use crate::stats::Stats;
+use crate::store::Store;
 use crate::sys;
 use crate::users::Users;
 use sixpath_net::tls::TlsAcceptor;
@@ -47,6 +49,9 @@ pub enum StartError {
     /// The users file is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// `--advertise` could not install its endpoints.
+    #[error(transparent)]
+    Advertise(#[from] crate::advertise::AdvertiseError),
     /// The system DNS configuration could not be read.
     #[error("cannot set up DNS resolution: {0}")]
     Resolver(io::Error),
@@ -59,6 +64,8 @@ struct Bound {
     /// SOCKS6 datagrams over UDP, on the TCP listener's address and port.
     udp: Option<tokio::net::UdpSocket>,
     tls: Option<TlsAcceptor>,
+    /// Connections start with a PROXY protocol v2 header.
+    proxy: bool,
 }
 
 /// A server with its listeners open.
@@ -66,6 +73,8 @@ pub struct Server {
     listeners: Vec<Bound>,
     shared: Arc<Shared>,
     admin: Option<TcpListener>,
+    /// The `--advertise` endpoints, withdrawn when the drain starts.
+    advertised: Option<Advertised>,
 }
 
 impl std::fmt::Debug for Server {
@@ -132,6 +141,7 @@ impl Server {
                 mptcp,
                 udp,
                 tls,
+                proxy: spec.proxy,
             });
         }
         let limits = Limits::new(
@@ -166,12 +176,26 @@ impl Server {
             user_caps,
             stats: Arc::new(Stats::new()),
             probe_limits: ProbeLimits::default(),
+            store: match &settings.state {
+                Some(url) => Some(Store::open(url).map_err(|e| {
+                    StartError::Config(crate::config::ConfigError::new("state", e))
+                })?),
+                None => None,
+            },
             settings,
         });
+        // Last: nothing after it can fail, and the endpoints go when the
+        // server does.
+        let advertised = if shared.settings.advertise.is_empty() {
+            None
+        } else {
+            Some(Advertised::install(&shared.settings.advertise)?)
+        };
         Ok(Self {
             listeners,
             shared,
             admin,
+            advertised,
         })
     }
 
@@ -198,11 +222,11 @@ impl Server {
                 .map(|a| a.to_string())
                 .unwrap_or_default();
             let protocols: Vec<_> = b.protocols.iter().map(|p| p.name()).collect();
-            let tls = b.tls.is_some();
+            let (tls, proxy) = (b.tls.is_some(), b.proxy);
             if b.mptcp {
-                tracing::info!(%addr, ?protocols, tls, "listening (Multipath TCP)");
+                tracing::info!(%addr, ?protocols, tls, proxy, "listening (Multipath TCP)");
             } else {
-                tracing::warn!(%addr, ?protocols, tls, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
+                tracing::warn!(%addr, ?protocols, tls, proxy, "listening with plain TCP: the kernel refused MPTCP (check net.mptcp.enabled)");
             }
         }
         if let Some(tls) = &self.shared.settings.tls {
@@ -232,8 +256,9 @@ impl Server {
         }
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits up
-    /// to 30 s for open connections.
+    /// Serves until `shutdown` completes, then withdraws the `--advertise`
+    /// addresses, stops accepting and waits up to 30 s for open
+    /// connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
         if let Some(l) = self.admin {
@@ -252,7 +277,7 @@ impl Server {
                     tasks.spawn(command::udp::serve_listener(Arc::new(udp), shared));
                 }
                 let shared = Arc::clone(&shared);
-                tasks.spawn(accept_loop(b.listener, b.protocols, shared, b.tls));
+                tasks.spawn(accept_loop(b.listener, b.protocols, b.proxy, shared, b.tls));
             }
             while tasks.join_next().await.is_some() {}
         };
@@ -261,6 +286,10 @@ impl Server {
             () = shutdown => {}
         }
         follow.abort();
+        // Draining: no more subflows to this instance's own addresses.
+        if let Some(a) = &self.advertised {
+            a.withdraw();
+        }
         let drain = async {
             while shared.limits.active() > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -398,7 +427,12 @@ fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
         )),
         "/metrics" => Some(admin::Response::ok(
             "text/plain; version=0.0.4; charset=utf-8",
-            shared.stats.prometheus(open),
+            shared.stats.prometheus(open)
+                + &shared
+                    .store
+                    .as_ref()
+                    .map(Store::prometheus)
+                    .unwrap_or_default(),
         )),
         _ => None,
     }
@@ -407,6 +441,7 @@ fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
 async fn accept_loop(
     listener: TcpListener,
     protocols: Arc<[Protocol]>,
+    proxy: bool,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
 ) {
@@ -417,6 +452,7 @@ async fn accept_loop(
                     stream,
                     peer,
                     Arc::clone(&protocols),
+                    proxy,
                     Arc::clone(&shared),
                     tls.clone(),
                 ));

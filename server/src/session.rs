@@ -65,6 +65,7 @@
 //! them findable by session and address.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -76,6 +77,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::secret::Secret;
+use crate::store::{Store, WindowState};
 use sixpath_service::logins::source_key;
 
 /// The MAC domain of Session IDs.
@@ -357,6 +359,8 @@ pub enum Admission {
 #[derive(Debug, Clone)]
 pub struct Member {
     key: Key,
+    /// End of the session's lifetime (Unix seconds), from its ID.
+    not_after: u32,
     /// The session's ID.
     pub id: SessionId,
     /// The user the session was created for.
@@ -369,6 +373,14 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A session's table key in hex, as the shared store names it.
+fn hex_key(key: &Key) -> String {
+    key.iter().fold(String::new(), |mut k, b| {
+        let _ = write!(k, "{b:02x}");
+        k
+    })
 }
 
 fn pad4(n: usize) -> usize {
@@ -492,6 +504,7 @@ impl Sessions {
             live.requests += 1;
             return Admission::Session(Member {
                 key,
+                not_after,
                 id: id.clone(),
                 user,
                 created: false,
@@ -520,6 +533,7 @@ impl Sessions {
         );
         Admission::Session(Member {
             key,
+            not_after,
             id: id.clone(),
             user,
             created: false,
@@ -599,6 +613,7 @@ impl Sessions {
         tracing::debug!(user = user.unwrap_or("-"), "session created");
         Some(Member {
             key,
+            not_after,
             id,
             user: user.map(ToOwned::to_owned),
             created: true,
@@ -632,6 +647,18 @@ impl Sessions {
         };
         let key: Key = signed.get(..12)?.try_into().ok()?;
         Some((key, user, not_after))
+    }
+
+    /// The store key (issuer and serial, hex) and lifetime end of a valid
+    /// ID, for the shared store (`--state`).
+    pub fn store_key(&self, id: &SessionId) -> Option<(String, u32)> {
+        let (key, _, not_after) = self.check(id)?;
+        Some((hex_key(&key), not_after))
+    }
+
+    /// Ends `member`'s session here (it was torn down on another instance).
+    pub fn end(&self, member: &Member) {
+        self.teardown(&member.id);
     }
 
     /// Ends the session `id` names, if it is valid.
@@ -747,6 +774,57 @@ impl Sessions {
             opts.push(SocksOption::IdempotenceWindow(w));
         }
         match spent {
+            Some(true) => opts.push(SocksOption::IdempotenceAccepted),
+            Some(false) => {
+                opts.push(SocksOption::IdempotenceRejected);
+                return Err(opts);
+            }
+            None => {}
+        }
+        Ok(opts)
+    }
+}
+
+impl Sessions {
+    /// As [`Sessions::reply_options`], with the idempotence window kept in
+    /// the shared `store` (`--state`) instead of this process. A store
+    /// that fails rejects an Expenditure (fail closed) and grants no
+    /// window; the request is otherwise served.
+    pub async fn reply_options_shared(
+        &self,
+        member: &Member,
+        req: &Request,
+        store: &Store,
+    ) -> Result<Vec<SocksOption>, Vec<SocksOption>> {
+        let mut opts = Vec::with_capacity(3);
+        opts.push(if member.created {
+            SocksOption::SessionId(member.id.clone())
+        } else {
+            SocksOption::SessionOk
+        });
+        let grant = req
+            .options
+            .idempotence_request()
+            .filter(|&size| size > 0)
+            .and_then(|size| {
+                let mut base = [0u8; 4];
+                getrandom::fill(&mut base).ok()?;
+                let size = size.clamp(1, self.limits.max_window.min(MAX_WINDOW_SIZE));
+                Some((u32::from_be_bytes(base), size))
+            });
+        let spend = req.options.idempotence_expenditure();
+        let key = hex_key(&member.key);
+        let state = store
+            .window(&key, member.not_after, grant, spend)
+            .await
+            .unwrap_or(WindowState {
+                window: None,
+                spent: spend.map(|_| false),
+            });
+        if let Some(w) = state.window.and_then(|(b, n)| Window::new(b, n).ok()) {
+            opts.push(SocksOption::IdempotenceWindow(w));
+        }
+        match state.spent {
             Some(true) => opts.push(SocksOption::IdempotenceAccepted),
             Some(false) => {
                 opts.push(SocksOption::IdempotenceRejected);

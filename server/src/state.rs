@@ -19,6 +19,7 @@ use crate::probes::ProbeLimits;
 use crate::relay::{RelayOptions, RelayStats};
 use crate::session::Sessions;
 use crate::stats::Stats;
+use crate::store::Store;
 use crate::sys::Transport;
 use crate::users::Users;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Rate limits for path probes.
     pub probe_limits: ProbeLimits,
+    /// The shared idempotence store (`--state`); `None`: in this process.
+    pub store: Option<Store>,
 }
 
 impl Shared {

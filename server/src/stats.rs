@@ -140,6 +140,7 @@ pub struct Stats {
     logins_refused: AtomicU64,
     refused_total_cap: AtomicU64,
     refused_source_cap: AtomicU64,
+    proxy_headers_refused: AtomicU64,
     sessions_refused: [AtomicU64; SessionCap::ALL.len()],
     probes: [AtomicU64; ProbeResult::ALL.len()],
 }
@@ -213,6 +214,7 @@ impl Stats {
             logins_refused: AtomicU64::new(0),
             refused_total_cap: AtomicU64::new(0),
             refused_source_cap: AtomicU64::new(0),
+            proxy_headers_refused: AtomicU64::new(0),
             sessions_refused: Default::default(),
             probes: Default::default(),
         }
@@ -265,6 +267,17 @@ impl Stats {
             Refused::Total => add(&self.refused_total_cap, 1),
             Refused::PerSource => add(&self.refused_source_cap, 1),
         }
+    }
+
+    /// Counts a connection on a `proxy` listener closed because it did not
+    /// start with a valid PROXY protocol v2 header.
+    pub fn proxy_header_refused(&self) {
+        add(&self.proxy_headers_refused, 1);
+    }
+
+    /// Connections closed for a missing or invalid PROXY header so far.
+    pub fn proxy_headers_refused(&self) -> u64 {
+        get(&self.proxy_headers_refused)
     }
 
     /// Counts a session request (or adoption) a session cap refused.
@@ -343,6 +356,7 @@ impl Stats {
                     "total": get(&self.refused_total_cap),
                     "per_source": get(&self.refused_source_cap),
                 },
+                "proxy_header_refused": get(&self.proxy_headers_refused),
             },
             "subflows": get(&self.subflows),
             "bytes": {
@@ -411,6 +425,12 @@ impl Stats {
                     get(&self.refused_source_cap),
                 ),
             ],
+        );
+        metric(
+            "proxy_headers_refused_total",
+            "counter",
+            "Connections on listeners marked proxy closed because they did not start with a valid PROXY protocol v2 header (missing, garbage, version 1, timeout); not in connections_total.",
+            &[(String::new(), get(&self.proxy_headers_refused))],
         );
         metric(
             "connections_by_transport_total",

@@ -42,15 +42,16 @@
 //! - [`health`]: each path's `up`/`suspect`/`down` state machine.
 //! - [`probe`]: the probes that feed it, and the kernel's MPTCP blackhole
 //!   detection.
-//! - `wire`, `socket`: netlink framing and the socket.
+//! - `netlink`, `wire` (from `sixpath-net`): the path manager over
+//!   generic netlink, netlink framing.
 
 pub mod health;
-pub mod netlink;
 pub mod plan;
 pub mod probe;
 pub mod rtnetlink;
-mod socket;
-pub mod wire;
+
+use sixpath_net::netlink::socket;
+pub use sixpath_net::netlink::{mptcp_pm as netlink, wire};
 
 use std::collections::BTreeMap;
 use std::fmt;

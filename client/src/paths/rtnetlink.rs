@@ -429,4 +429,31 @@ mod tests {
             })
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+        ) {
+            for msg in wire::messages(&bytes).flatten() {
+                let _ = decode_event(&msg);
+                let _ = decode_link(msg.payload);
+            }
+            let _ = decode_address(&bytes);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_well_framed_garbage(
+            ty in proptest::sample::select(vec![wire::NLMSG_ERROR, 20, 21, 16]),
+            flags in proptest::prelude::any::<u16>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)
+        ) {
+            let mut w = MsgWriter::new(ty, flags, 1);
+            w.header(&payload);
+            let bytes = w.finish();
+            let msg = wire::messages(&bytes).next().expect("one message").expect("framed");
+            let _ = decode_event(&msg);
+            let _ = decode_link(msg.payload);
+        }
+    }
 }

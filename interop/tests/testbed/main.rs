@@ -20,6 +20,7 @@
 
 mod bed;
 mod client_chain;
+mod fleet;
 mod flows;
 mod lifecycle;
 mod linkem;

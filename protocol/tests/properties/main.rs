@@ -14,6 +14,7 @@ use sixpath_protocol::Decoded;
 mod convert;
 mod http;
 mod probe;
+mod proxy;
 mod socks5;
 mod socks6;
 mod socks6_udp;

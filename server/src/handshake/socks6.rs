@@ -203,6 +203,9 @@ where
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
     let source = out.source.unwrap_or(IpAddr::from([0; 4]));
+    if let Some(store) = &shared.store {
+        Box::pin(shared_teardown(shared, store, &req)).await;
+    }
     let admission = match shared.sessions.admit(&req, shared.auth_required(), source) {
         Admission::Session(m) if user_gone(shared, m.user.as_deref()) => Admission::Invalid,
         Admission::OverCap(cap) => {
@@ -210,6 +213,23 @@ where
             Admission::Invalid
         }
         a => a,
+    };
+    // Torn down on another instance (`--state`): ended here too.
+    let admission = match (admission, &shared.store) {
+        (Admission::Session(m), Some(store)) => {
+            let key = shared.sessions.store_key(&m.id);
+            let ended = match key {
+                Some((key, _)) => Box::pin(store.session_ended(&key)).await.unwrap_or(false),
+                None => false,
+            };
+            if ended {
+                shared.sessions.end(&m);
+                Admission::Invalid
+            } else {
+                Admission::Session(m)
+            }
+        }
+        (a, _) => a,
     };
     let (user, member) = match admission {
         // "If the ID is invalid, the proxy replies Type 0x01 with Session
@@ -252,7 +272,11 @@ where
     };
     out.user.clone_from(&user);
     if let Some(m) = &member {
-        match shared.sessions.reply_options(m, &req) {
+        let options = match &shared.store {
+            None => shared.sessions.reply_options(m, &req),
+            Some(store) => Box::pin(shared.sessions.reply_options_shared(m, &req, store)).await,
+        };
+        match options {
             Ok(opts) => {
                 for o in opts {
                     let _ = auth.options.push(o);
@@ -307,4 +331,22 @@ where
         }
     };
     Some((f, accepted))
+}
+
+/// With a shared store, a Session Teardown is recorded there so that every
+/// instance ends the session; a store that fails leaves it to this
+/// instance (the session then ends elsewhere when it idles out or its
+/// lifetime does).
+async fn shared_teardown(shared: &Shared, store: &crate::store::Store, req: &Request) {
+    if !req.options.has(OptionKind::SESSION_TEARDOWN) {
+        return;
+    }
+    let Some((key, not_after)) = req
+        .options
+        .session_id()
+        .and_then(|id| shared.sessions.store_key(id))
+    else {
+        return;
+    };
+    let _ = store.end_session(&key, not_after).await;
 }

@@ -243,7 +243,7 @@ async fn admin_metrics_count_connections_refused_by_the_per_source_cap() {
 }
 
 /// One GET over a raw connection: the whole response.
-async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await

@@ -62,3 +62,21 @@ fn the_packaged_config_is_valid_and_listens_on_loopback_only() {
         assert!(addr.ip().is_loopback(), "{addr}");
     }
 }
+
+#[test]
+fn malformed_state_url_and_advertise_address_exit_2_naming_the_flag() {
+    for (flag, value) in [
+        ("--state", "localhost:6379"),
+        ("--state", "redis://"),
+        ("--advertise", "0.0.0.0"),
+        ("--advertise", "not-an-ip"),
+    ] {
+        let out = server(&["--listen", "127.0.0.1:0", flag, value, "--check-config"]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(flag.trim_start_matches('-')),
+            "{flag} {value}: {err}"
+        );
+    }
+}

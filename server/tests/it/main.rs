@@ -9,6 +9,7 @@
 )]
 
 mod admin;
+mod advertise;
 mod bind;
 mod caps;
 mod cli;
@@ -20,9 +21,11 @@ mod netns;
 mod outbound;
 mod own;
 mod probe;
+mod proxy_header;
 mod relay_path;
 mod robustness;
 mod sessions;
+mod state;
 mod tls;
 mod udp;
 

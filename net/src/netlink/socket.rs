@@ -44,7 +44,7 @@ fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()
 
 /// Opens a raw netlink socket of `protocol` (`NETLINK_GENERIC`,
 /// `NETLINK_ROUTE`).
-pub(super) fn open_raw(protocol: i32) -> io::Result<Socket> {
+pub fn open_raw(protocol: i32) -> io::Result<Socket> {
     let sock = Socket::new(
         Domain::from(libc::AF_NETLINK),
         Type::RAW,
@@ -60,7 +60,7 @@ pub(super) fn open_raw(protocol: i32) -> io::Result<Socket> {
 /// groups in the `groups` mask (`RTMGRP_*`). Subscribing an unbound
 /// socket with `NETLINK_ADD_MEMBERSHIP` delivered no notifications on
 /// 6.18; binding with the group mask does.
-pub(super) fn bind_groups(sock: &Socket, groups: u32) -> io::Result<()> {
+pub fn bind_groups(sock: &Socket, groups: u32) -> io::Result<()> {
     let mut storage = SockAddrStorage::zeroed();
     // SAFETY: `sockaddr_nl` is smaller than `sockaddr_storage`, whose
     // alignment suits it, and all-zero bytes are a valid `sockaddr_nl`.
@@ -75,7 +75,7 @@ pub(super) fn bind_groups(sock: &Socket, groups: u32) -> io::Result<()> {
 
 /// Registers a non-blocking netlink socket with the tokio reactor for
 /// reading. Must run inside a tokio runtime.
-pub(super) fn register(sock: Socket) -> io::Result<AsyncFd<Socket>> {
+pub fn register(sock: Socket) -> io::Result<AsyncFd<Socket>> {
     // SAFETY: `Socket` owns its file descriptor: it stays open and is the
     // same descriptor until the `AsyncFd` (which now owns the `Socket`) is
     // dropped, and `as_raw_fd` always returns it.
@@ -84,7 +84,7 @@ pub(super) fn register(sock: Socket) -> io::Result<AsyncFd<Socket>> {
 
 /// Converts a kernel refusal of `op` into an `io::Error`: `EPERM` says
 /// `CAP_NET_ADMIN` is needed, `EEXIST` has kind `AlreadyExists`.
-pub(super) fn to_io_error(op: &str, e: &NlError) -> io::Error {
+pub fn to_io_error(op: &str, e: &NlError) -> io::Error {
     let base = io::Error::from_raw_os_error(e.errno);
     let detail = e
         .message
@@ -106,7 +106,7 @@ pub(super) fn to_io_error(op: &str, e: &NlError) -> io::Error {
 
 /// A synchronous request/reply netlink socket.
 #[derive(Debug)]
-pub(super) struct NlSocket {
+pub struct NlSocket {
     sock: Socket,
     seq: u32,
     buf: Vec<u8>,
@@ -114,7 +114,7 @@ pub(super) struct NlSocket {
 
 impl NlSocket {
     /// Opens a socket of netlink `protocol` in the caller's namespace.
-    pub(super) fn open(protocol: i32) -> io::Result<Self> {
+    pub fn open(protocol: i32) -> io::Result<Self> {
         let sock = open_raw(protocol)?;
         sock.set_read_timeout(Some(REPLY_TIMEOUT))?;
         Ok(Self {
@@ -129,7 +129,7 @@ impl NlSocket {
     /// data message answering it. Returns after the acknowledgement
     /// (`NLM_F_ACK`), the end of the dump (`NLM_F_DUMP`), or the first
     /// reply (neither). Kernel errors become `io::Error`s naming `op`.
-    pub(super) fn transact(
+    pub fn transact(
         &mut self,
         op: &str,
         build: impl FnOnce(u32) -> Vec<u8>,
