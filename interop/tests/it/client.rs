@@ -1274,6 +1274,34 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_or_half_sent_applications_are_closed_at_the_handshake_deadline() {
+    // An application that opens a connection and sends nothing, half a
+    // SOCKS5 method request or an unfinished HTTP head holds a slot until
+    // the handshake deadline (1 s here), then is closed without an answer.
+    let server = start_server(|_| {});
+    let proxy = start_client(server, |s| {
+        s.handshake_timeout = Duration::from_secs(1);
+    });
+    let starts: [&[u8]; 3] = [
+        b"",
+        &[5, 2, 0],
+        b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    ];
+    let opened = Instant::now();
+    let mut conns = Vec::new();
+    for start in starts {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(start).await.unwrap();
+        conns.push((start, s));
+    }
+    for (start, mut s) in conns {
+        assert_eq!(read_until_closed(&mut s).await, b"", "{start:?}");
+    }
+    // Not refused at once: it was the deadline that closed them.
+    assert!(opened.elapsed() >= Duration::from_millis(900));
+}
+
 /// Reads up to `n` bytes, stopping early at EOF or reset.
 async fn read_until_closed_or(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut got = Vec::new();

@@ -1,7 +1,8 @@
 //! Outbound failures the client must hear about with the right code: a
-//! name that does not resolve, and a target that never answers.
+//! name that does not resolve or resolves to denied addresses, and a
+//! target that never answers.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -157,6 +158,75 @@ async fn an_ip_address_sent_as_a_name_goes_through_the_egress_policy_as_an_addre
             "{name}: not allowed by ruleset, got {reply:?}"
         );
     }
+}
+
+/// A DNS server on 127.0.0.1 answering every A query with `v4` and every
+/// AAAA query with `v6` (other types: no records).
+async fn answering_dns_server(v4: Ipv4Addr, v6: Ipv6Addr) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            // The question: QNAME labels up to the root, QTYPE, QCLASS.
+            let mut end = 12;
+            while end < n && buf[end] != 0 {
+                end += 1 + usize::from(buf[end]);
+            }
+            if end + 5 > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([buf[end + 1], buf[end + 2]]);
+            let rdata = match qtype {
+                1 => v4.octets().to_vec(),
+                28 => v6.octets().to_vec(),
+                _ => Vec::new(),
+            };
+            let mut r = buf[..2].to_vec(); // ID
+            r.push(0x80 | (buf[2] & 0x01)); // QR, opcode 0, RD copied
+            r.push(0x80); // RA, RCODE 0
+            r.extend([0, 1, 0, u8::from(!rdata.is_empty()), 0, 0, 0, 0]);
+            r.extend(&buf[12..end + 5]);
+            if !rdata.is_empty() {
+                r.extend([0xc0, 12]); // the name of the question
+                r.extend(qtype.to_be_bytes());
+                r.extend([0, 1, 0, 0, 0, 60]); // class IN, TTL 60 s
+                r.extend((rdata.len() as u16).to_be_bytes());
+                r.extend(rdata);
+            }
+            let _ = sock.send_to(&r, from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_denied_addresses_gets_02_in_socks5_and_socks6() {
+    // The name resolves to 10.0.0.1 (RFC 1918) and to its NAT64 form
+    // 64:ff9b::a00:1: both are denied by default, so the answer is "not
+    // allowed by ruleset", not a connection attempt that fails.
+    let dns = answering_dns_server(
+        Ipv4Addr::new(10, 0, 0, 1),
+        "64:ff9b::10.0.0.1".parse().unwrap(),
+    )
+    .await;
+    let h = Harness::start_custom(None, |s| s.dns_servers = vec![dns]).await;
+    let mut c = h.connect().await;
+    c.write_all(&socks5_connect_name("denied.sixpath-test.example", 80))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_to_eof(&mut c).await,
+        [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0]
+    );
+    let mut c = h.connect().await;
+    c.write_all(&socks6_connect_name("denied.sixpath-test.example", 80))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_to_eof(&mut c).await,
+        [6, 0, 0, 0, 6, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    );
 }
 
 /// A DNS server on 127.0.0.1 that reads every query and never answers (a
