@@ -257,6 +257,21 @@ pub fn tcp_state(sock: &impl AsRawFd) -> io::Result<u8> {
     Ok(buf.first().copied().unwrap_or(0))
 }
 
+/// Bytes in the socket's send queue not yet acknowledged by the peer
+/// (`ioctl(SIOCOUTQ)`, tcp(7); a Multipath TCP socket answers for the
+/// whole connection, `mptcp_ioctl` in the kernel's net/mptcp/protocol.c).
+pub fn unacknowledged(sock: &impl AsRawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points to
+    // `n` for the duration of the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc == 0 {
+        Ok(usize::try_from(n).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `tcpi_state` of a connection accepted with TCP Fast Open data before the
 /// client's ACK arrived.
 pub const TCP_SYN_RECV: u8 = 3;
