@@ -12,8 +12,11 @@
 //!
 //! - **SOCKS5.** A client-facing socket on the control connection's local
 //!   address; the reply's BND is that address (or `--udp-advertise`) and
-//!   the socket's port. Only datagrams from the control connection's IP
-//!   (and from the port the client declared, if not 0) are taken; FRAG ≠ 0
+//!   the socket's port. Only datagrams from the client's addresses — the
+//!   control connection's IP and, over Multipath TCP, the remote address
+//!   of each of its subflows ([`PeerAddresses`], looked up again when an
+//!   unknown source sends) — and from the port the client declared, if
+//!   not 0, are taken; FRAG ≠ 0
 //!   is dropped ("An implementation that does not support fragmentation
 //!   MUST drop any datagram whose FRAG field is other than X'00'", §7).
 //!   Replies go to where the client's last datagram came from.
@@ -58,11 +61,12 @@ use sixpath_protocol::socks6::{
 use sixpath_protocol::{Decoded, Endpoint};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use sixpath_net::framed::Framed;
+use sixpath_net::framed::{Framed, Reset};
+use sixpath_net::mptcp::PeerAddresses;
 
 use super::{for_family, privileged, push_session_id};
 use crate::associations::{FromUdp, UdpStats};
@@ -371,15 +375,27 @@ impl Engine {
     }
 }
 
+/// The TCP (or Multipath TCP) socket under a control connection, plain or
+/// TLS.
+fn control_socket(s: &dyn std::any::Any) -> Option<std::os::fd::BorrowedFd<'_>> {
+    use std::os::fd::AsFd;
+    if let Some(t) = s.downcast_ref::<TcpStream>() {
+        return Some(t.as_fd());
+    }
+    s.downcast_ref::<Box<sixpath_net::tls::server::TlsStream<TcpStream>>>()
+        .map(|t| t.get_ref().0.as_fd())
+}
+
 /// Serves a SOCKS5 UDP ASSOCIATE; `declared` is DST.ADDR/DST.PORT, where
-/// the client says it will send from.
+/// the client says it will send from: its port, and an address of the
+/// client (the control connection's, or one of its subflows').
 pub async fn serve_socks5<S>(
     mut f: Framed<S>,
     shared: &Shared,
     declared: &Endpoint,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let failure = |code| encode(|b| Reply::failure(code).encode(b));
     let (Some(local), Some(peer)) = (f.local_addr(), f.peer_addr()) else {
@@ -395,7 +411,9 @@ pub async fn serve_socks5<S>(
         return;
     };
     let control_local = unmap(local.ip());
-    let client_ip = unmap(peer.ip());
+    // The client's addresses: the control connection's peer and, over
+    // Multipath TCP, every subflow's (a phone's other path).
+    let mut client_ips = PeerAddresses::new(control_socket(f.get_ref()), unmap(peer.ip()));
     let opened = bind_listener(SocketAddr::new(control_local, 0))
         .and_then(|client_sock| Ok((client_sock, Engine::start(shared, None)?)));
     let (client_sock, engine) = match opened {
@@ -435,7 +453,7 @@ pub async fn serve_socks5<S>(
                 // error here is the socket's own (out of memory, ...).
                 let Ok((n, src)) = r else { break RelayEnd::ClientError };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
-                if src.ip() != client_ip || (declared.port != 0 && src.port() != declared.port) {
+                if !client_ips.admits(src.ip()) || (declared.port != 0 && src.port() != declared.port) {
                     tracing::debug!(%src, "UDP datagram from a foreign source dropped");
                     UdpStats::add(&engine.stats.rejected, 1);
                     continue;
@@ -469,8 +487,12 @@ pub async fn serve_socks5<S>(
                 }
             }
             () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+            () = shared.cutoff.reached() => break RelayEnd::Drained,
         }
     };
+    if end == RelayEnd::Drained {
+        let _ = control.reset_on_close();
+    }
     engine.finish(shared, end, out);
 }
 
@@ -501,7 +523,7 @@ pub async fn serve_socks6<S>(
     new_session: Option<&SessionId>,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let want = &req.endpoint;
     // Port Parity (proxy-remote leg): honoured without reservation.
@@ -589,8 +611,8 @@ pub async fn serve_socks6<S>(
     }
     out.reply = format!("UDP ASSOCIATE {:?} at {bnd}", Socks6ReplyCode::SUCCESS);
 
-    let (control, leftover) = f.into_parts();
-    let (mut rd, wr) = tokio::io::split(control);
+    let (mut control, leftover) = f.into_parts();
+    let (mut rd, wr) = tokio::io::split(&mut control);
     let (tcp_tx, tcp_rx) = mpsc::channel::<(Vec<u8>, usize)>(QUEUE);
     let to_client = Budget::default();
     let done = tokio::sync::Notify::new();
@@ -727,6 +749,7 @@ pub async fn serve_socks6<S>(
                     }
                 }
                 () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+                () = shared.cutoff.reached() => break RelayEnd::Drained,
             }
         };
         drop(tcp_tx);
@@ -734,6 +757,9 @@ pub async fn serve_socks6<S>(
         end
     };
     let (end, ()) = tokio::join!(main, writer);
+    if end == RelayEnd::Drained {
+        let _ = control.reset_on_close();
+    }
     drop(slot);
     engine.finish(shared, end, out);
 }

@@ -550,3 +550,82 @@ async fn socks6_udp_port_parity_is_honoured_without_reservation() {
         assert_eq!(port % 2, remainder, "port {port}");
     }
 }
+
+/// A Multipath TCP connection from 127.0.0.1 to `server`.
+fn mptcp_connect(server: SocketAddr) -> TcpStream {
+    let (sock, mptcp) = sixpath_net::sys::stream_socket(&server, true).unwrap();
+    assert!(mptcp, "the kernel refused Multipath TCP");
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    sock.connect(&server.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    TcpStream::from_std(sock.into()).unwrap()
+}
+
+/// Waits until the Multipath TCP connection `c` has a subflow from
+/// 127.0.0.2 (its client's "other path"; the kernel adds it once the
+/// connection is fully established, after the first data).
+async fn wait_for_second_path(c: &TcpStream) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let locals: Vec<_> = sixpath_net::mptcp::subflows(c)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.local.map(|a| a.ip()))
+            .collect();
+        if locals.contains(&"127.0.0.2".parse().unwrap()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no subflow from 127.0.0.2: {locals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn socks5_udp_takes_datagrams_from_every_subflow_address_of_the_control_connection() {
+    const TEST: &str =
+        "socks5_udp_takes_datagrams_from_every_subflow_address_of_the_control_connection";
+    crate::netns::in_netns(
+        TEST,
+        &[
+            "addr add 127.0.0.2/32 dev lo",
+            "mptcp limits set subflows 2 add_addr_accepted 2",
+            "mptcp endpoint add 127.0.0.2 dev lo subflow",
+        ],
+        || async {
+            let h = Harness::start(None).await;
+            let echo = Echo::start("127.0.0.1").await;
+            let mut c = mptcp_connect(h.server);
+            c.write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            assert_eq!(read_n(&mut c, 2).await, [5, 0]);
+            let reply = read_n(&mut c, 10).await;
+            wait_for_second_path(&c).await;
+            assert_eq!(reply[1], 0, "UDP ASSOCIATE succeeded");
+            let relay =
+                SocketAddr::from(([127, 0, 0, 1], u16::from_be_bytes([reply[8], reply[9]])));
+            // The other path's address: the client's too.
+            let other_path = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+            other_path
+                .send_to(&socks5_datagram(0, echo.addr, b"other path"), relay)
+                .await
+                .unwrap();
+            let (got, _) = recv_timeout(&other_path, 10)
+                .await
+                .expect("the datagram from the other subflow's address is relayed");
+            assert_eq!(got, socks5_datagram(0, echo.addr, b"other path"));
+            // An address of no subflow: a stranger.
+            let stranger = UdpSocket::bind("127.0.0.3:0").await.unwrap();
+            stranger
+                .send_to(&socks5_datagram(0, echo.addr, b"stranger"), relay)
+                .await
+                .unwrap();
+            assert!(recv_timeout(&stranger, 1).await.is_none());
+            assert_eq!(echo.seen(), [b"other path".to_vec()], "only the client's");
+        },
+    );
+}
