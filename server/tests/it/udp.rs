@@ -13,6 +13,9 @@ use sixpath_server::policy::{EgressRule, RuleAction};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 
+use sixpath_protocol::Decoded;
+use sixpath_protocol::socks6::udp::{UdpErrorCode, UdpMessage};
+
 use crate::{Harness, read_n};
 
 /// A UDP echo server that also records what it received.
@@ -627,5 +630,126 @@ fn socks5_udp_takes_datagrams_from_every_subflow_address_of_the_control_connecti
             assert!(recv_timeout(&stranger, 1).await.is_none());
             assert_eq!(echo.seen(), [b"other path".to_vec()], "only the client's");
         },
+    );
+}
+
+/// A SOCKS6 UDP ASSOCIATE asking for UDP Error messages (Stack option UDP
+/// Error, desired, proxy-remote leg): returns the control connection and
+/// the Association ID, after checking that the reply reports the option.
+async fn socks6_associate_with_udp_errors(h: &Harness) -> (TcpStream, [u8; 8]) {
+    let mut c = h.connect().await;
+    c.write_all(&[
+        6, 3, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 8, 0x85, 1, 2, 0,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+    let op = read_n(&mut c, 20).await;
+    assert_eq!(op[..4], [6, 0, 0, 8], "operation reply: success");
+    assert_eq!(
+        op[12..],
+        [0, 1, 0, 8, 0x85, 1, 2, 0],
+        "UDP Error reported as performed"
+    );
+    let init = read_n(&mut c, 12).await;
+    assert_eq!(init[..4], [6, 1, 0, 12], "Association Initialization");
+    (c, init[4..].try_into().unwrap())
+}
+
+/// The next association message on the control connection.
+async fn next_message(c: &mut TcpStream) -> UdpMessage {
+    let head = read_n(c, 4).await;
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let mut all = head;
+    all.extend(read_n(c, len - 4).await);
+    match UdpMessage::decode(&all).unwrap() {
+        Decoded::Complete { msg, .. } => msg,
+        Decoded::NeedMore(_) => panic!("incomplete message {all:02x?}"),
+    }
+}
+
+#[tokio::test]
+async fn socks6_udp_relays_icmp_host_and_network_unreachable_as_udp_error_messages() {
+    const TEST: &str = "socks6_udp_relays_icmp_host_and_network_unreachable_as_udp_error_messages";
+    let router = match crate::sessions::Router::create() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP {TEST}: needs root and ip netns ({why})");
+            return;
+        }
+    };
+    let h = Harness::start_custom(None, |s| {
+        s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+    })
+    .await;
+    let echo = Echo::start("127.0.0.1").await;
+    let (mut c, id) = socks6_associate_with_udp_errors(&h).await;
+    let int_id = u64::from_be_bytes(id);
+    // Host unreachable: the router's `unreachable` route (.64/26).
+    let host = SocketAddr::from((router.ip(70), 9));
+    c.write_all(&socks6_datagram(id, host, b"to nowhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut c).await,
+        UdpMessage::AssociationConfirmation { id: int_id }
+    );
+    let UdpMessage::Error(e) = next_message(&mut c).await else {
+        panic!("an Error message expected")
+    };
+    assert_eq!(
+        (e.id, e.destination, e.code),
+        (int_id, host, UdpErrorCode::HOST_UNREACHABLE)
+    );
+    let std::net::IpAddr::V4(reporter) = e.reporter else {
+        panic!("IPv4 reporter expected: {e:?}")
+    };
+    assert_eq!(
+        reporter.octets()[..2],
+        [198, 19],
+        "the router reported it: {e:?}"
+    );
+    // Network unreachable: no route on the router (.128 and up).
+    let net = SocketAddr::from((router.ip(130), 9));
+    c.write_all(&socks6_datagram(id, net, b"no route"))
+        .await
+        .unwrap();
+    let UdpMessage::Error(e) = next_message(&mut c).await else {
+        panic!("an Error message expected")
+    };
+    assert_eq!(
+        (e.destination, e.code),
+        (net, UdpErrorCode::NETWORK_UNREACHABLE)
+    );
+    // The association goes on.
+    let msg = socks6_datagram(id, echo.addr, b"still here");
+    c.write_all(&msg).await.unwrap();
+    assert_eq!(read_n(&mut c, msg.len()).await, msg);
+}
+
+#[tokio::test]
+async fn socks6_udp_sends_no_error_messages_to_a_client_that_did_not_ask() {
+    // A closed port on loopback: ICMP port unreachable, which has no UDP
+    // Error code either; the association is not disturbed.
+    let h = Harness::start(None).await;
+    let echo = Echo::start("127.0.0.1").await;
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let (mut c, _, id) = socks6_associate(&h).await;
+    c.write_all(&socks6_datagram(id, closed, b"closed port"))
+        .await
+        .unwrap();
+    let mut confirmation = vec![6, 2, 0, 12];
+    confirmation.extend(id);
+    assert_eq!(read_n(&mut c, 12).await, confirmation);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let msg = socks6_datagram(id, echo.addr, b"after");
+    c.write_all(&msg).await.unwrap();
+    assert_eq!(
+        read_n(&mut c, msg.len()).await,
+        msg,
+        "the echo comes next, no Error message before it"
     );
 }
