@@ -1,7 +1,8 @@
 //! SIGTERM's drain through the real binary: connections still relaying
 //! when `--drain-timeout` ends are reset on both sides (the client's
-//! Multipath TCP connection and the target's), each is logged with
-//! `end="drained"`, and the server exits 0.
+//! Multipath TCP connection and the target's), a UDP association's control
+//! connection is reset, each is logged with `end="drained"`, and the
+//! server exits 0.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -75,6 +76,15 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
     let server: SocketAddr = rx.recv_timeout(PATIENCE).unwrap().parse().unwrap();
 
     let mut app = socks5_connect_mptcp(server, origin.local_addr().unwrap());
+    // A SOCKS5 UDP association, open too.
+    let mut udp_control = TcpStream::connect(server).unwrap();
+    udp_control.set_read_timeout(Some(PATIENCE)).unwrap();
+    udp_control
+        .write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    udp_control.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..4], [5, 0, 5, 0], "UDP ASSOCIATE succeeded");
     app.write_all(b"hello").unwrap();
     let (mut target, _) = origin.accept().unwrap();
     target.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -101,6 +111,11 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
         Err(ErrorKind::ConnectionReset),
         "the target's connection is reset, not closed"
     );
+    assert_eq!(
+        read_end(&mut udp_control),
+        Err(ErrorKind::ConnectionReset),
+        "the UDP association's control connection is reset, not closed"
+    );
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -115,10 +130,13 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
     reader.join().unwrap();
     let log = log.lock().unwrap();
     assert!(status.success(), "exit {status}:\n{log}");
-    let line = log
+    let lines: Vec<&str> = log
         .lines()
-        .find(|l| l.contains("connection closed"))
-        .unwrap_or_else(|| panic!("no connection line:\n{log}"));
-    assert!(line.contains("end=\"drained\""), "{line}");
+        .filter(|l| l.contains("connection closed"))
+        .collect();
+    assert_eq!(lines.len(), 2, "a line for each connection:\n{log}");
+    for line in lines {
+        assert!(line.contains("end=\"drained\""), "{line}");
+    }
     assert!(log.contains("drain timeout: resetting"), "{log}");
 }
