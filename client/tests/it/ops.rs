@@ -760,6 +760,15 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
     target.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut b = [0u8; 5];
     target.read_exact(&mut b).unwrap();
+    // A SOCKS5 UDP association, open too.
+    let mut udp_control = TcpStream::connect(&listen).unwrap();
+    udp_control.set_read_timeout(Some(PATIENCE)).unwrap();
+    udp_control
+        .write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    udp_control.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..4], [5, 0, 5, 0], "UDP ASSOCIATE succeeded");
 
     let sent = Instant::now();
     let (st, err) = client.terminate();
@@ -778,9 +787,15 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
         Err(std::io::ErrorKind::ConnectionReset),
         "the origin's connection is reset through the server"
     );
+    assert_eq!(
+        read_end(&mut udp_control),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the UDP association's control connection is reset"
+    );
+    assert!(err.contains("ended by the drain (reset)"), "{err}");
     let line = err
         .lines()
-        .find(|l| l.contains("connection closed"))
+        .find(|l| l.contains("connection closed") && l.contains("protocol=\"socks5\""))
         .unwrap_or_else(|| panic!("no connection line:\n{err}"));
     assert!(line.contains("end=\"drained\""), "{line}");
     assert!(err.contains("drain timeout: resetting"), "{err}");
