@@ -99,14 +99,6 @@ pub enum RelayEnd {
     Drained,
 }
 
-impl RelayEnd {
-    /// Whether the connection ended normally: both sides closed, or idle.
-    /// The other ends are passed on as resets ([`pass_on_end`]).
-    pub fn is_normal(self) -> bool {
-        matches!(self, Self::Closed | Self::Idle)
-    }
-}
-
 /// The end of the shutdown drain: relays still running when it is
 /// [`cut`](Cutoff::cut) end at once with [`RelayEnd::Drained`], and both
 /// of their connections are reset rather than closed with a FIN (the
@@ -129,11 +121,6 @@ impl Cutoff {
     /// Ends every relay waiting on [`Cutoff::reached`].
     pub fn cut(&self) {
         self.0.send_replace(true);
-    }
-
-    /// Whether [`Cutoff::cut`] was called.
-    pub fn is_cut(&self) -> bool {
-        *self.0.borrow()
     }
 
     /// Completes once [`Cutoff::cut`] is called (at once if it was).
