@@ -20,8 +20,9 @@ use sixpath_net::{admin, sys};
 
 /// Listen queue length.
 const BACKLOG: i32 = 1024;
-/// How long open connections may take to finish after shutdown.
-const DRAIN: Duration = Duration::from_secs(30);
+/// How long connections reset at the end of the drain have to write their
+/// log lines before the client stops.
+const AFTER_CUTOFF: Duration = Duration::from_secs(2);
 
 /// What the path probes need from the client: the server's address, the
 /// SOCKS6 Session ID it granted (the probe's proof), and whether
@@ -246,7 +247,8 @@ impl Client {
     }
 
     /// Serves until `shutdown` completes, then stops accepting and waits up
-    /// to 30 s for open connections.
+    /// to the drain timeout (30 s) for open connections; relays still open
+    /// then are reset (each logs `end=drained`).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
         let admin = self.admin.map(|l| {
@@ -269,11 +271,24 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
-        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        let drain_timeout = shared.upstream.settings().drain_timeout;
+        if tokio::time::timeout(drain_timeout, drain).await.is_err() {
             tracing::warn!(
                 open = shared.active.load(Ordering::Relaxed),
-                "shutdown with connections still open"
+                "drain timeout: resetting the connections still open"
             );
+            shared.cutoff.cut();
+            let ended = async {
+                while shared.active.load(Ordering::Relaxed) > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            if tokio::time::timeout(AFTER_CUTOFF, ended).await.is_err() {
+                tracing::warn!(
+                    open = shared.active.load(Ordering::Relaxed),
+                    "shutdown with connections still open"
+                );
+            }
         }
         if let Some(a) = admin {
             a.abort();

@@ -130,6 +130,12 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 
+    /// Seconds open connections get to finish after SIGTERM or SIGINT;
+    /// relays still open then are reset, each logged with `end=drained`.
+    /// Default 30.
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+
     /// Maximum concurrent application connections; more are closed at
     /// once. Default 4096.
     #[arg(long, value_name = "N")]
@@ -223,6 +229,7 @@ sixpath_service::merge_fields!(Options {
     connect_timeout,
     handshake_timeout,
     idle_timeout,
+    drain_timeout,
     max_connections,
     no_mptcp,
     no_tfo,
@@ -445,6 +452,9 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Idle timeout for relayed connections.
     pub idle_timeout: Duration,
+    /// How long open connections may go on after a shutdown signal; those
+    /// still open then are reset (30 s).
+    pub drain_timeout: Duration,
     /// Cap on concurrent application connections.
     pub max_connections: usize,
     /// Multipath TCP to the server.
@@ -567,6 +577,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time open connections get to finish after a shutdown signal.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -591,6 +603,7 @@ impl Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             mptcp: true,
             tfo: true,
@@ -712,6 +725,7 @@ impl Options {
             connect_timeout,
             handshake_timeout,
             idle_timeout,
+            drain_timeout: seconds("drain-timeout", self.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?,
             max_connections: count(
                 "max-connections",
                 self.max_connections,

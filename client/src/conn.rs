@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sixpath_net::mptcp::{self, InterfaceStats};
 
-use sixpath_net::relay::{self, RelayOptions, RelayStats};
+use sixpath_net::relay::{self, Cutoff, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
@@ -57,6 +57,8 @@ pub struct Shared {
     ifaces: Mutex<Option<(Instant, Interfaces)>>,
     /// Path health transitions so far (with a path manager).
     path_changes: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The end of the shutdown drain: relays still open then are reset.
+    pub cutoff: Cutoff,
 }
 
 /// How often subflow statistics of a relaying connection are sampled, and
@@ -81,6 +83,7 @@ impl Shared {
             path_changes: paths.as_ref().map(PathManager::change_counter),
             paths: Mutex::new(paths),
             ifaces: Mutex::new(None),
+            cutoff: Cutoff::new(),
         }
     }
 
@@ -469,6 +472,8 @@ async fn handshakes(
         let ok = server.write_all(&rest).await.is_ok() && server.write_all(&leftover).await.is_ok();
         if !ok {
             out.reply = "server closed before the application's data".into();
+            // Told "connected": the application must not see a clean end.
+            let _ = app.set_zero_linger();
             return Next::Done;
         }
         pre_up += (rest.len() + leftover.len()) as u64;
@@ -476,6 +481,8 @@ async fn handshakes(
     if !opened.from_server.is_empty() {
         if app.write_all(&opened.from_server).await.is_err() {
             out.reply = "application gone".into();
+            // The target must not see a clean end either.
+            let _ = server.set_zero_linger();
             return Next::Done;
         }
         pre_down += opened.from_server.len() as u64;
@@ -512,7 +519,9 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
         idle_timeout: shared.upstream.settings().idle_timeout,
         ..RelayOptions::default()
     };
-    let mut stats = relay::relay_copy(&mut app, watched, opts).await;
+    let mut stats = relay::relay_copy(&mut app, watched, opts, &shared.cutoff).await;
+    // An abnormal end reaches the other side as a reset.
+    relay::pass_on_end(stats.end, &mut app, &mut server, &shared.cutoff).await;
     // The subflows as they ended (a connection shorter than one sample
     // period is counted here only).
     record(&server);
@@ -657,6 +666,7 @@ fn end_name(e: relay::RelayEnd) -> &'static str {
         relay::RelayEnd::Idle => "idle-timeout",
         relay::RelayEnd::ClientError => "app-error",
         relay::RelayEnd::TargetError => "server-error",
+        relay::RelayEnd::Drained => "drained",
     }
 }
 
@@ -703,10 +713,12 @@ mod tests {
             record: &record,
             next: Instant::now(),
         };
+        let cutoff = Cutoff::new();
         let relay = std::mem::size_of_val(&relay::relay_copy(
             &mut app,
             watched,
             RelayOptions::default(),
+            &cutoff,
         ));
         assert!(
             whole < relay + 1200,

@@ -39,6 +39,10 @@ use crate::conn::{Outcome, Shared};
 use crate::failure::{Failure, Kind};
 use crate::upstream::socks6;
 use sixpath_net::framed::Framed;
+use sixpath_net::relay::Cutoff;
+
+/// Why an association ended, when the shutdown drain cut it short.
+const DRAINED: &str = "ended by the drain (reset)";
 
 /// Datagrams waiting for the stream to the server, per association.
 pub const QUEUE: usize = 256;
@@ -93,7 +97,7 @@ pub async fn serve(mut f: Framed<TcpStream>, from: Endpoint, shared: &Shared, ou
     out.reply = "associated".into();
     let app = App::new(peer.ip(), &from);
     let (control, _) = f.into_parts();
-    relay(control, opened, &socket, &app, out).await;
+    relay(control, opened, &socket, &app, &shared.cutoff, out).await;
 }
 
 /// The association through the server: the stream past the Association
@@ -235,15 +239,16 @@ async fn relay(
     assoc: Association,
     socket: &UdpSocket,
     app: &App,
+    cutoff: &Cutoff,
     out: &mut Outcome,
 ) {
     let Association {
-        stream,
+        mut stream,
         mut buf,
         id,
         server,
     } = assoc;
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (mut rd, mut wr) = tokio::io::split(&mut stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let mut up = 0u64;
     let mut down = 0u64;
@@ -336,9 +341,16 @@ async fn relay(
             () = from_app => "UDP socket error",
             () = to_server => "server gone",
             why = from_server => why,
+            () = cutoff.reached() => DRAINED,
         };
         end
     };
+    if end == DRAINED {
+        // Cut short by the shutdown drain: both connections end with a
+        // reset, not a FIN.
+        let _ = control.set_zero_linger();
+        let _ = stream.set_zero_linger();
+    }
     tracing::debug!(
         %server,
         up,

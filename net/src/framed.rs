@@ -49,13 +49,23 @@ impl ReadError<std::convert::Infallible> {
 /// FIN: a TCP socket, or TLS over one.
 pub trait Reset {
     /// Makes closing the connection send a reset (`SO_LINGER` 0): unread
-    /// and unsent bytes are dropped.
+    /// and unsent bytes are dropped. On a Multipath TCP socket the close
+    /// then sends `MP_FASTCLOSE` (RFC 8684 §3.5) and the peer's reads fail
+    /// with `ECONNRESET`, as with TCP.
     fn reset_on_close(&self) -> io::Result<()>;
+
+    /// Bytes written to the socket that the peer has not acknowledged yet
+    /// (`SIOCOUTQ`, tcp(7)); on Multipath TCP the connection-level count.
+    fn unacknowledged(&self) -> io::Result<usize>;
 }
 
 impl Reset for tokio::net::TcpStream {
     fn reset_on_close(&self) -> io::Result<()> {
         self.set_zero_linger()
+    }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        crate::sys::unacknowledged(self)
     }
 }
 
@@ -63,17 +73,39 @@ impl<S: Reset + ?Sized> Reset for Box<S> {
     fn reset_on_close(&self) -> io::Result<()> {
         (**self).reset_on_close()
     }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        (**self).unacknowledged()
+    }
+}
+
+impl<S: Reset + ?Sized> Reset for &mut S {
+    fn reset_on_close(&self) -> io::Result<()> {
+        (**self).reset_on_close()
+    }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        (**self).unacknowledged()
+    }
 }
 
 impl<S: Reset> Reset for tokio_rustls::server::TlsStream<S> {
     fn reset_on_close(&self) -> io::Result<()> {
         self.get_ref().0.reset_on_close()
     }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        self.get_ref().0.unacknowledged()
+    }
 }
 
 impl<S: Reset> Reset for tokio_rustls::client::TlsStream<S> {
     fn reset_on_close(&self) -> io::Result<()> {
         self.get_ref().0.reset_on_close()
+    }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        self.get_ref().0.unacknowledged()
     }
 }
 

@@ -288,6 +288,64 @@ fn subflows_pre_6_5(fd: i32) -> io::Result<Vec<SubflowStats>> {
         .collect())
 }
 
+/// The addresses a peer sends from over one connection, for checking the
+/// source of its datagrams (a SOCKS5 or SOCKS6 UDP association): the
+/// connection's peer address and, on Multipath TCP, the remote address of
+/// every subflow ([`subflows`]), so datagrams a phone sends over its other
+/// path are the client's too. Subflows join and leave during the
+/// connection: a source not known yet makes one look-up (one `getsockopt`,
+/// the same order of cost as receiving the datagram), and is refused if it
+/// is still not among them. Addresses of subflows that left stay admitted.
+#[derive(Debug)]
+pub struct PeerAddresses {
+    /// A duplicate of the connection's descriptor, for the look-ups.
+    sock: Option<std::os::fd::OwnedFd>,
+    known: Vec<IpAddr>,
+}
+
+impl PeerAddresses {
+    /// The most addresses kept.
+    const MAX: usize = 2 * MAX_SUBFLOWS;
+
+    /// The addresses of the peer of `sock` (whose address is `peer`); with
+    /// no socket (not a TCP connection), `peer` alone.
+    pub fn new(sock: Option<std::os::fd::BorrowedFd<'_>>, peer: IpAddr) -> Self {
+        let mut me = Self {
+            sock: sock.and_then(|s| s.try_clone_to_owned().ok()),
+            known: vec![peer.to_canonical()],
+        };
+        me.look_up();
+        me
+    }
+
+    /// The addresses known so far.
+    pub fn known(&self) -> &[IpAddr] {
+        &self.known
+    }
+
+    /// Whether `ip` is one of the peer's addresses; looks the subflows up
+    /// again when it is not known yet.
+    pub fn admits(&mut self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        if self.known.contains(&ip) {
+            return true;
+        }
+        self.look_up();
+        self.known.contains(&ip)
+    }
+
+    fn look_up(&mut self) {
+        let Some(sock) = &self.sock else { return };
+        let Ok(list) = subflows(sock) else { return };
+        for remote in list.iter().filter_map(|s| s.remote) {
+            let ip = remote.ip().to_canonical();
+            if !self.known.contains(&ip) && self.known.len() < Self::MAX {
+                self.known.push(ip);
+            }
+        }
+    }
+}
+
 /// Subflow statistics summed per local interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceStats {

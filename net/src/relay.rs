@@ -7,6 +7,14 @@
 //! in either direction for `idle_timeout` — or an error ends the relay
 //! early. Byte counts come back for the connection's log line.
 //!
+//! An abnormal end is passed on as one ([`pass_on_end`]): when one side
+//! fails (a reset, or any other read or write error) the other side's
+//! connection is reset too, after the bytes already written to it have
+//! been acknowledged (at most [`DELIVERY_BEFORE_RESET`]), so a truncated
+//! transfer never looks like a complete one (a FIN) to the peer that is
+//! still there. At the end of the shutdown drain ([`Cutoff`]) both sides
+//! are reset at once.
+//!
 //! When both sides are plain [`tokio::net::TcpStream`]s on Linux the bytes
 //! never enter user space: each direction moves them socket → pipe → socket
 //! with `splice(2)` (module `splice`). Every other stream type (TLS, test
@@ -22,7 +30,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::framed::Reset;
 
 #[cfg(target_os = "linux")]
 mod splice;
@@ -84,6 +95,91 @@ pub enum RelayEnd {
     ClientError,
     /// Reading from or writing to the target failed (e.g. reset).
     TargetError,
+    /// The shutdown drain ended ([`Cutoff`]) with the connection open.
+    Drained,
+}
+
+/// The end of the shutdown drain: relays still running when it is
+/// [`cut`](Cutoff::cut) end at once with [`RelayEnd::Drained`], and both
+/// of their connections are reset rather than closed with a FIN (the
+/// transfer was cut short).
+#[derive(Debug)]
+pub struct Cutoff(watch::Sender<bool>);
+
+impl Default for Cutoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cutoff {
+    /// Not cut yet.
+    pub fn new() -> Self {
+        Self(watch::Sender::new(false))
+    }
+
+    /// Ends every relay waiting on [`Cutoff::reached`].
+    pub fn cut(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once [`Cutoff::cut`] is called (at once if it was).
+    pub async fn reached(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender is `self`: it cannot be dropped while this waits.
+        let _ = rx.wait_for(|cut| *cut).await;
+    }
+}
+
+/// The longest an abnormal end waits for the bytes already written to the
+/// surviving side to be acknowledged before resetting it.
+pub const DELIVERY_BEFORE_RESET: Duration = Duration::from_secs(5);
+
+/// How often the wait before a reset looks at the send queue.
+const DELIVERY_POLL: Duration = Duration::from_millis(5);
+
+/// Flushes `s`, waits until the peer has acknowledged every byte written
+/// (at most [`DELIVERY_BEFORE_RESET`], or until `cutoff`), then makes its
+/// close a reset. The caller drops `s` afterwards.
+pub async fn reset_when_delivered<S>(s: &mut S, cutoff: &Cutoff)
+where
+    S: AsyncWrite + Reset + Unpin + ?Sized,
+{
+    let deliver = async {
+        if s.flush().await.is_err() {
+            return;
+        }
+        while s.unacknowledged().is_ok_and(|n| n > 0) {
+            tokio::time::sleep(DELIVERY_POLL).await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(DELIVERY_BEFORE_RESET, deliver) => {}
+        () = cutoff.reached() => {}
+    }
+    let _ = s.reset_on_close();
+}
+
+/// Passes an abnormal end of a relay on to the sides that are still there:
+/// a failed target resets the client's connection, a failed client the
+/// target's (each after [`reset_when_delivered`]); at the drain's
+/// [`Cutoff`] both are reset at once. A normal end changes nothing: the
+/// relay has already passed each FIN on. The caller drops both streams
+/// afterwards.
+pub async fn pass_on_end<C, T>(end: RelayEnd, client: &mut C, target: &mut T, cutoff: &Cutoff)
+where
+    C: AsyncWrite + Reset + Unpin + ?Sized,
+    T: AsyncWrite + Reset + Unpin + ?Sized,
+{
+    match end {
+        RelayEnd::Closed | RelayEnd::Idle => {}
+        RelayEnd::TargetError => reset_when_delivered(client, cutoff).await,
+        RelayEnd::ClientError => reset_when_delivered(target, cutoff).await,
+        RelayEnd::Drained => {
+            let _ = client.reset_on_close();
+            let _ = target.reset_on_close();
+        }
+    }
 }
 
 /// Which implementation moved the bytes.
@@ -166,10 +262,10 @@ impl Meter {
     }
 }
 
-/// Runs both directions and the idle timer; the first error or the idle
-/// timeout ends the relay. An error in one direction ends the relay: the
-/// other direction is dropped and the caller closes (or resets) both
-/// sockets.
+/// Runs both directions, the idle timer and the drain's cut-off; the first
+/// error, the idle timeout or the cut-off ends the relay. An error in one
+/// direction ends the relay: the other direction is dropped and the caller
+/// passes the end on ([`pass_on_end`]).
 ///
 /// The directions are pinned in the caller's frame and borrowed here: an
 /// `async fn` that took them by value would keep a second copy of each in
@@ -179,6 +275,7 @@ async fn drive<U, D>(
     upstream: Pin<&mut U>,
     downstream: Pin<&mut D>,
     idle_timeout: Duration,
+    cutoff: &Cutoff,
 ) -> RelayEnd
 where
     U: Future<Output = Result<(), (Side, io::Error)>>,
@@ -205,6 +302,7 @@ where
     tokio::select! {
         end = both => end,
         end = meter.idle(idle_timeout) => end,
+        () = cutoff.reached() => RelayEnd::Drained,
     }
 }
 
@@ -312,22 +410,50 @@ where
 }
 
 /// Relays between `client` and `target` until both directions are closed,
-/// the connection is idle for `opts.idle_timeout`, or one side fails.
+/// the connection is idle for `opts.idle_timeout`, one side fails, or the
+/// drain is `cutoff`; then passes an abnormal end on as a reset
+/// ([`pass_on_end`]) and closes both.
 ///
 /// Two plain [`tokio::net::TcpStream`]s are relayed with `splice(2)` on Linux unless
 /// `opts.mode` is [`RelayMode::Copy`]; anything else is copied through a
 /// buffer of `opts.buffer_size` per direction.
-pub async fn relay<C, T>(mut client: C, mut target: T, opts: RelayOptions) -> RelayStats
+pub async fn relay<C, T>(
+    mut client: C,
+    mut target: T,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+) -> RelayStats
 where
-    C: AsyncRead + AsyncWrite + Unpin + 'static,
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
+    C: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
-    relay_borrowed(&mut client, &mut target, opts).await
+    relay_borrowed(&mut client, &mut target, opts, cutoff).await
 }
 
 /// [`relay`] on borrowed streams, so the caller can still inspect them
 /// afterwards (for example the MPTCP subflow count at the end).
-pub async fn relay_borrowed<C, T>(client: &mut C, target: &mut T, opts: RelayOptions) -> RelayStats
+pub async fn relay_borrowed<C, T>(
+    client: &mut C,
+    target: &mut T,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+) -> RelayStats
+where
+    C: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
+    T: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
+{
+    let stats = relay_only(client, target, opts, cutoff).await;
+    pass_on_end(stats.end, client, target, cutoff).await;
+    stats
+}
+
+/// The relay itself, without passing its end on.
+async fn relay_only<C, T>(
+    client: &mut C,
+    target: &mut T,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin + 'static,
     T: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -339,15 +465,22 @@ where
         let c = (&*client as &dyn Any).downcast_ref::<TcpStream>();
         let t = (&*target as &dyn Any).downcast_ref::<TcpStream>();
         if let (Some(c), Some(t)) = (c, t) {
-            return splice::relay(c, t, opts).await;
+            return splice::relay(c, t, opts, cutoff).await;
         }
     }
-    relay_copy(client, target, opts).await
+    relay_copy(client, target, opts, cutoff).await
 }
 
 /// The buffered copy, whatever the stream types (no `'static` bound: for
 /// wrapped or borrowed streams, which never take the `splice(2)` path).
-pub async fn relay_copy<C, T>(client: C, target: T, opts: RelayOptions) -> RelayStats
+/// It does not pass the end on: a caller with borrowed streams calls
+/// [`pass_on_end`] with the returned [`RelayStats::end`].
+pub async fn relay_copy<C, T>(
+    client: C,
+    target: T,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+) -> RelayStats
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
@@ -357,7 +490,7 @@ where
     let meter = Meter::new();
     let upstream = pin!(pump(cr, tw, opts.buffer_size, &meter, &meter.up));
     let downstream = pin!(pump(tr, cw, opts.buffer_size, &meter, &meter.down));
-    let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
+    let end = drive(&meter, upstream, downstream, opts.idle_timeout, cutoff).await;
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),
         target_to_client: meter.down.load(Ordering::Relaxed),
@@ -375,11 +508,31 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
 
+    /// In-memory pipes have no reset: closing them is all there is.
+    impl Reset for tokio::io::DuplexStream {
+        fn reset_on_close(&self) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn unacknowledged(&self) -> io::Result<usize> {
+            Ok(0)
+        }
+    }
+
+    /// Runs [`relay`] in a task of its own, with a drain that never ends.
+    fn spawn_relay<C, T>(client: C, target: T, opts: RelayOptions) -> JoinHandle<RelayStats>
+    where
+        C: AsyncRead + AsyncWrite + Reset + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Reset + Unpin + Send + 'static,
+    {
+        tokio::spawn(async move { relay(client, target, opts, &Cutoff::new()).await })
+    }
+
     #[tokio::test]
     async fn half_close_keeps_the_other_direction_flowing() {
         let (client, mut app) = duplex(1024);
         let (target, mut origin) = duplex(1024);
-        let task = tokio::spawn(relay(client, target, RelayOptions::default()));
+        let task = spawn_relay(client, target, RelayOptions::default());
 
         app.write_all(b"request").await.expect("write");
         app.shutdown().await.expect("shutdown");
@@ -410,9 +563,10 @@ mod tests {
         }
         let (a, b) = tcp_pair().await;
         let (c, d) = tcp_pair().await;
-        let relay_future = relay(a, c, RelayOptions::default());
+        let cutoff = Cutoff::new();
+        let relay_future = relay(a, c, RelayOptions::default(), &cutoff);
         assert!(size(&relay_future) < 2048, "{} bytes", size(&relay_future));
-        let copy_future = relay_copy(b, d, RelayOptions::default());
+        let copy_future = relay_copy(b, d, RelayOptions::default(), &cutoff);
         assert!(size(&copy_future) < 1024, "{} bytes", size(&copy_future));
     }
 
@@ -421,7 +575,7 @@ mod tests {
         let (client, mut app) = duplex(1024);
         let (target, mut origin) = duplex(1024);
         assert_eq!(pool::kept(), 0);
-        let task = tokio::spawn(relay(client, target, RelayOptions::default()));
+        let task = spawn_relay(client, target, RelayOptions::default());
         app.write_all(b"ping").await.expect("write");
         let mut got = [0u8; 4];
         origin.read_exact(&mut got).await.expect("read");
@@ -444,7 +598,7 @@ mod tests {
             idle_timeout: Duration::from_secs(30),
             ..RelayOptions::default()
         };
-        let stats = relay(client, target, opts).await;
+        let stats = relay(client, target, opts, &Cutoff::new()).await;
         assert_eq!(stats.end, RelayEnd::Idle);
     }
 
@@ -501,7 +655,7 @@ mod tests {
             mode,
             ..RelayOptions::default()
         };
-        let task = tokio::spawn(relay(client, target, opts));
+        let task = spawn_relay(client, target, opts);
         Rig { app, origin, task }
     }
 
@@ -635,6 +789,31 @@ mod tests {
         assert_eq!(origin.read(&mut b).await.expect("EOF"), 0);
     }
 
+    /// Reads until the connection ends: the bytes read, and the error that
+    /// ended it (`None` for a clean EOF).
+    async fn read_to_end_or_error(s: &mut TcpStream) -> (Vec<u8>, Option<io::ErrorKind>) {
+        let mut got = Vec::new();
+        let mut b = vec![0u8; 64 << 10];
+        loop {
+            match tokio::time::timeout(LONG, s.read(&mut b))
+                .await
+                .expect("end in time")
+            {
+                Ok(0) => return (got, None),
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(e) => return (got, Some(e.kind())),
+            }
+        }
+    }
+
+    /// Resets `s` once the peer has acknowledged everything it sent.
+    async fn reset_when_acknowledged(s: TcpStream) {
+        while crate::sys::unacknowledged(&s).expect("SIOCOUTQ") > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        reset(s);
+    }
+
     fn reset(s: TcpStream) {
         socket2::SockRef::from(&s)
             .set_linger(Some(Duration::ZERO))
@@ -652,6 +831,12 @@ mod tests {
         let mut b = [0u8; 5];
         origin.read_exact(&mut b).await.expect("read");
         reset(origin);
+        let (got, err) = read_to_end_or_error(&mut app).await;
+        assert_eq!(
+            (got.len(), err),
+            (0, Some(io::ErrorKind::ConnectionReset)),
+            "the application sees the target's reset, not a FIN"
+        );
         let stats = task.await.expect("relay");
         assert_eq!(
             (stats.end, stats.client_to_target, stats.path),
@@ -669,11 +854,68 @@ mod tests {
         let mut b = [0u8; 5];
         app.read_exact(&mut b).await.expect("read");
         reset(app);
+        let (got, err) = read_to_end_or_error(&mut origin).await;
+        assert_eq!(
+            (got.len(), err),
+            (0, Some(io::ErrorKind::ConnectionReset)),
+            "the target sees the application's reset, not a FIN"
+        );
         let stats = task.await.expect("relay");
         assert_eq!(
             (stats.end, stats.target_to_client, stats.path),
             (RelayEnd::ClientError, 5, path)
         );
+    }
+
+    /// The target sends 4 MiB and resets: the application gets all of
+    /// them, then the reset.
+    async fn bytes_before_a_target_reset_arrive_then_the_reset(mode: RelayMode, path: RelayPath) {
+        const N: usize = 4 << 20;
+        let Rig {
+            mut app,
+            mut origin,
+            task,
+        } = rig(mode, LONG).await;
+        let mut data = vec![0u8; N];
+        Stream(11).fill(&mut data);
+        let sender = tokio::spawn(async move {
+            origin.write_all(&data).await.expect("send");
+            reset_when_acknowledged(origin).await;
+            data
+        });
+        let (got, err) = read_to_end_or_error(&mut app).await;
+        let data = sender.await.expect("sender");
+        assert_eq!(got.len(), N, "every byte sent before the reset arrives");
+        assert!(got == data, "bytes identical");
+        assert_eq!(err, Some(io::ErrorKind::ConnectionReset), "then the reset");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            (stats.end, stats.target_to_client, stats.path),
+            (RelayEnd::TargetError, N as u64, path)
+        );
+    }
+
+    /// The drain's cut-off ends a busy relay: both sides see a reset.
+    async fn cutoff_resets_both_sides(mode: RelayMode, path: RelayPath) {
+        let (mut app, client) = tcp_pair().await;
+        let (target, mut origin) = tcp_pair().await;
+        let opts = RelayOptions {
+            mode,
+            ..RelayOptions::default()
+        };
+        let cutoff = std::sync::Arc::new(Cutoff::new());
+        let c = std::sync::Arc::clone(&cutoff);
+        let task = tokio::spawn(async move { relay(client, target, opts, &c).await });
+        app.write_all(b"request").await.expect("write");
+        let mut b = [0u8; 7];
+        origin.read_exact(&mut b).await.expect("read");
+        cutoff.cut();
+        let stats = task.await.expect("relay");
+        assert_eq!((stats.end, stats.path), (RelayEnd::Drained, path));
+        for side in [&mut app, &mut origin] {
+            let (_, err) = read_to_end_or_error(side).await;
+            assert_eq!(err, Some(io::ErrorKind::ConnectionReset));
+        }
     }
 
     /// Sends `len` bytes of the stream with `seed` and checks them on the
@@ -717,6 +959,8 @@ mod tests {
         } = rig(mode, LONG).await;
         bulk(&mut origin, &mut app, 1 << 20).await;
         reset(origin);
+        let (got, err) = read_to_end_or_error(&mut app).await;
+        assert_eq!((got.len(), err), (0, Some(io::ErrorKind::ConnectionReset)));
         let stats = task.await.expect("relay");
         assert_eq!(
             (stats.end, stats.target_to_client, stats.path),
@@ -757,6 +1001,8 @@ mod tests {
         idle_timeout_ends_a_silent_connection => Copy,
         target_reset_is_a_target_error => Copy,
         client_reset_is_a_client_error => Copy,
+        bytes_before_a_target_reset_arrive_then_the_reset => Splice,
+        cutoff_resets_both_sides => Copy,
         splice_half_close_from_client => Splice,
         splice_target_reset_is_a_target_error => Splice,
     );

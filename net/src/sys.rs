@@ -257,6 +257,21 @@ pub fn tcp_state(sock: &impl AsRawFd) -> io::Result<u8> {
     Ok(buf.first().copied().unwrap_or(0))
 }
 
+/// Bytes in the socket's send queue not yet acknowledged by the peer
+/// (`ioctl(SIOCOUTQ)`, tcp(7); a Multipath TCP socket answers for the
+/// whole connection, `mptcp_ioctl` in the kernel's net/mptcp/protocol.c).
+pub fn unacknowledged(sock: &impl AsRawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points to
+    // `n` for the duration of the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if rc == 0 {
+        Ok(usize::try_from(n).unwrap_or(0))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `tcpi_state` of a connection accepted with TCP Fast Open data before the
 /// client's ACK arrived.
 pub const TCP_SYN_RECV: u8 = 3;
@@ -280,6 +295,28 @@ pub struct IcmpError {
     pub icmp_type: u8,
     /// ICMP code.
     pub code: u8,
+    /// Where the packet the error is about was going (the error queue
+    /// message's `msg_name`, ip(7) `IP_RECVERR`).
+    pub destination: Option<SocketAddr>,
+    /// The host that sent the ICMP error (`SO_EE_OFFENDER`).
+    pub reporter: Option<IpAddr>,
+}
+
+/// A `sockaddr_in` or `sockaddr_in6` in `b` (unmapped), if it is one.
+fn sockaddr_from(b: &[u8]) -> Option<SocketAddr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match family {
+        libc::AF_INET => {
+            let ip: [u8; 4] = b.get(4..8)?.try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::from(ip), port))
+        }
+        libc::AF_INET6 => {
+            let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::from(ip).to_canonical(), port))
+        }
+        _ => None,
+    }
 }
 
 /// Reads one ICMP error from the socket's error queue, if there is one.
@@ -293,6 +330,9 @@ pub fn take_icmp_error(sock: &impl AsRawFd) -> Option<IcmpError> {
     // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
     // the recvmsg call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    let mut name = [0u8; 32];
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = 32;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -321,10 +361,36 @@ pub fn take_icmp_error(sock: &impl AsRawFd) -> Option<IcmpError> {
             // read_unaligned copes with the control buffer's alignment.
             let ee: libc::sock_extended_err =
                 unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            // SO_EE_OFFENDER: the sockaddr right after the
+            // sock_extended_err, inside the same cmsg (linux/errqueue.h).
+            // SAFETY: cmsg is non-null and inside the control buffer; its
+            // data starts at CMSG_DATA within the same cmsg.
+            let (cmsg_len, header) = unsafe {
+                (
+                    (*cmsg).cmsg_len as usize,
+                    libc::CMSG_DATA(cmsg) as usize - cmsg as usize,
+                )
+            };
+            let data_len = cmsg_len.saturating_sub(header);
+            let after = size_of::<libc::sock_extended_err>();
+            let mut offender = [0u8; 28];
+            let avail = data_len.saturating_sub(after).min(offender.len());
+            // SAFETY: `avail` bytes after the sock_extended_err lie inside
+            // this cmsg's data, which the kernel wrote.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(cmsg).add(after),
+                    offender.as_mut_ptr(),
+                    avail,
+                );
+            }
+            let namelen = (msg.msg_namelen as usize).min(name.len());
             return Some(IcmpError {
                 origin: ee.ee_origin,
                 icmp_type: ee.ee_type,
                 code: ee.ee_code,
+                destination: sockaddr_from(name.get(..namelen).unwrap_or_default()),
+                reporter: sockaddr_from(offender.get(..avail).unwrap_or_default()).map(|a| a.ip()),
             });
         }
         // SAFETY: advancing within the same control buffer.

@@ -86,6 +86,12 @@ pub struct Options {
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 
+    /// Seconds open connections get to finish after SIGTERM or SIGINT;
+    /// relays still open then are reset, each logged with `end=drained`.
+    /// Default 30.
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
+
     /// Seconds to wait for an outbound connection (all addresses together).
     #[arg(long, value_name = "SECS")]
     pub connect_timeout: Option<u64>,
@@ -369,6 +375,9 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// Idle timeout for relayed connections.
     pub idle_timeout: Duration,
+    /// How long open connections may go on after a shutdown signal; those
+    /// still open then are reset (30 s).
+    pub drain_timeout: Duration,
     /// Outbound connect deadline.
     pub connect_timeout: Duration,
     /// Cap on concurrent client connections.
@@ -436,6 +445,7 @@ impl Settings {
             egress_rules: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_source: DEFAULT_MAX_PER_SOURCE,
@@ -473,6 +483,8 @@ impl Settings {
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default idle timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time open connections get to finish after a shutdown signal.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default outbound connect deadline.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connection cap.
@@ -580,6 +592,7 @@ sixpath_service::merge_fields!(Options {
     deny_egress,
     handshake_timeout,
     idle_timeout,
+    drain_timeout,
     connect_timeout,
     max_connections,
     max_connections_per_source,
@@ -667,6 +680,7 @@ impl Options {
                 DEFAULT_HANDSHAKE_TIMEOUT,
             )?,
             idle_timeout: seconds("idle-timeout", self.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
+            drain_timeout: seconds("drain-timeout", self.drain_timeout, DEFAULT_DRAIN_TIMEOUT)?,
             connect_timeout: seconds(
                 "connect-timeout",
                 self.connect_timeout,

@@ -277,7 +277,7 @@ async fn socks5<S>(
     out: &mut Outcome,
 ) -> Option<Handoff<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     use handshake::socks5::Accepted;
     let (f, req) = handshake::socks5::serve(f, shared, deadline, out).await?;
@@ -307,7 +307,7 @@ async fn socks6<S>(
     out: &mut Outcome,
 ) -> Option<Handoff<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     use handshake::socks6::Accepted;
     let (f, req) = handshake::socks6::serve(f, shared, deadline, out).await?;
@@ -355,10 +355,10 @@ where
 /// Relays a handed-off connection, if the command got that far.
 async fn relay<S>(handoff: Option<Handoff<S>>, shared: &Shared, outcome: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     if let Some(h) = handoff {
-        outcome.relay = Some(h.relay(shared.relay_options()).await);
+        outcome.relay = Some(h.relay(shared.relay_options(), &shared.cutoff).await);
     }
 }
 
@@ -405,5 +405,6 @@ fn end_name(e: relay::RelayEnd) -> &'static str {
         relay::RelayEnd::Idle => "idle-timeout",
         relay::RelayEnd::ClientError => "client-error",
         relay::RelayEnd::TargetError => "target-error",
+        relay::RelayEnd::Drained => "drained",
     }
 }

@@ -22,6 +22,7 @@ use crate::logins::{FailedLogins, MAX_TRACKED_SOURCES, UserCaps};
 use crate::outbound::Connector;
 use crate::policy::EgressPolicy;
 use crate::probes::ProbeLimits;
+use crate::relay::Cutoff;
 use crate::session::Sessions;
 use crate::state::Shared;
 use crate::stats::Stats;
@@ -32,8 +33,9 @@ use sixpath_net::tls::TlsAcceptor;
 
 /// Listen queue length, and the TFO queue of pending 0-RTT connections.
 const BACKLOG: i32 = 1024;
-/// How long open connections may take to finish after shutdown.
-const DRAIN: Duration = Duration::from_secs(30);
+/// How long connections reset at the end of the drain have to write their
+/// log lines before the server stops.
+const AFTER_CUTOFF: Duration = Duration::from_secs(2);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +184,7 @@ impl Server {
                 })?),
                 None => None,
             },
+            cutoff: Cutoff::new(),
             settings,
         });
         // Last: nothing after it can fail, and the endpoints go when the
@@ -257,8 +260,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then withdraws the `--advertise`
-    /// addresses, stops accepting and waits up to 30 s for open
-    /// connections.
+    /// addresses, stops accepting and waits up to the drain timeout (30 s)
+    /// for open connections; relays still open then are reset (each logs
+    /// `end=drained`).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
         if let Some(l) = self.admin {
@@ -295,11 +299,26 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };
-        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+        if tokio::time::timeout(shared.settings.drain_timeout, drain)
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 open = shared.limits.active(),
-                "shutdown with connections still open"
+                "drain timeout: resetting the connections still open"
             );
+            shared.cutoff.cut();
+            let ended = async {
+                while shared.limits.active() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            if tokio::time::timeout(AFTER_CUTOFF, ended).await.is_err() {
+                tracing::warn!(
+                    open = shared.limits.active(),
+                    "shutdown with connections still open"
+                );
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::limits::Limits;
 use crate::logins::{FailedLogins, UserCaps, UserSlot};
 use crate::outbound::Connector;
 use crate::probes::ProbeLimits;
-use crate::relay::{RelayOptions, RelayStats};
+use crate::relay::{Cutoff, RelayOptions, RelayStats};
 use crate::session::Sessions;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -48,6 +48,8 @@ pub struct Shared {
     pub probe_limits: ProbeLimits,
     /// The shared idempotence store (`--state`); `None`: in this process.
     pub store: Option<Store>,
+    /// The end of the shutdown drain: relays still open then are reset.
+    pub cutoff: Cutoff,
 }
 
 impl Shared {

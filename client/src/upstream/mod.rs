@@ -66,6 +66,16 @@ impl Deref for ServerStream {
     }
 }
 
+impl sixpath_net::framed::Reset for ServerStream {
+    fn reset_on_close(&self) -> io::Result<()> {
+        (**self).set_zero_linger()
+    }
+
+    fn unacknowledged(&self) -> io::Result<usize> {
+        sixpath_net::sys::unacknowledged(&**self)
+    }
+}
+
 impl AsyncRead for ServerStream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -51,6 +51,7 @@ fn help_documents_every_flag() {
         "--connect-timeout",
         "--handshake-timeout",
         "--idle-timeout",
+        "--drain-timeout",
         "--max-connections",
         "--no-mptcp",
         "--no-tfo",

@@ -1,7 +1,8 @@
 //! The client's operations surface through the real binary: the admin
 //! endpoint and `sixpath-client status`, a TLS server with the wrong
-//! fingerprint, and `--path` endpoints installed in a network namespace,
-//! carrying bytes per interface, and removed on SIGTERM.
+//! fingerprint, `--path` endpoints installed in a network namespace,
+//! carrying bytes per interface, and removed on SIGTERM, and the reset of
+//! connections still open at the end of SIGTERM's drain.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -725,4 +726,77 @@ fn without_cap_net_admin_the_client_logs_the_ip_mptcp_commands_and_runs() {
         err.contains("ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow"),
         "{err}"
     );
+}
+
+/// How a blocking read on `s` ends: `Ok(n)` or the error kind.
+fn read_end(s: &mut TcpStream) -> Result<usize, std::io::ErrorKind> {
+    let mut b = [0u8; 64];
+    s.read(&mut b).map_err(|e| e.kind())
+}
+
+#[test]
+fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
+    // The client resets both its connections at the end of the drain; the
+    // server passes the reset of its client connection on to the origin.
+    let up = Upstream::start(None, "127.0.0.1", 100, None);
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let client = Proc::spawn(Command::new(BIN).args([
+        "--server",
+        &up.server.to_string(),
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+        "--drain-timeout",
+        "1",
+    ]));
+    wait_for_admin(None, &admin);
+    let (code, mut app) = socks5_connect(&listen, origin.local_addr().unwrap());
+    assert_eq!(code, 0);
+    app.write_all(b"hello").unwrap();
+    let (mut target, _) = origin.accept().unwrap();
+    target.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut b = [0u8; 5];
+    target.read_exact(&mut b).unwrap();
+    // A SOCKS5 UDP association, open too.
+    let mut udp_control = TcpStream::connect(&listen).unwrap();
+    udp_control.set_read_timeout(Some(PATIENCE)).unwrap();
+    udp_control
+        .write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    udp_control.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[..4], [5, 0, 5, 0], "UDP ASSOCIATE succeeded");
+
+    let sent = Instant::now();
+    let (st, err) = client.terminate();
+    assert!(
+        sent.elapsed() >= Duration::from_millis(900),
+        "the connection had the drain timeout to finish first"
+    );
+    assert!(st.success(), "exit {st}: {err}");
+    assert_eq!(
+        read_end(&mut app),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the application's connection is reset, not closed"
+    );
+    assert_eq!(
+        read_end(&mut target),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the origin's connection is reset through the server"
+    );
+    assert_eq!(
+        read_end(&mut udp_control),
+        Err(std::io::ErrorKind::ConnectionReset),
+        "the UDP association's control connection is reset"
+    );
+    assert!(err.contains("ended by the drain (reset)"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("connection closed") && l.contains("protocol=\"socks5\""))
+        .unwrap_or_else(|| panic!("no connection line:\n{err}"));
+    assert!(line.contains("end=\"drained\""), "{line}");
+    assert!(err.contains("drain timeout: resetting"), "{err}");
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
+use super::{Cutoff, Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
 
 /// Pipe capacity per direction: the most bytes in flight inside the relay.
 /// 256 KiB moved more per system call than the 64 KiB default in
@@ -228,6 +228,7 @@ pub(super) async fn relay(
     client: &TcpStream,
     target: &TcpStream,
     opts: RelayOptions,
+    cutoff: &Cutoff,
 ) -> RelayStats {
     let meter = Meter::new();
     let (spliced, fell_back) = (AtomicBool::new(false), AtomicBool::new(false));
@@ -244,7 +245,7 @@ pub(super) async fn relay(
         &fell_back,
         size,
     ));
-    let end = drive(&meter, upstream, downstream, opts.idle_timeout).await;
+    let end = drive(&meter, upstream, downstream, opts.idle_timeout, cutoff).await;
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),
         target_to_client: meter.down.load(Ordering::Relaxed),

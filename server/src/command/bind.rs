@@ -53,6 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use sixpath_net::framed::Reset;
 use sixpath_protocol::socks5::{Reply, ReplyCode, Socks4Reply, Socks4ReplyCode};
 use sixpath_protocol::socks6::{
     Availability, Leg, OperationReply, ReplyCode as Socks6ReplyCode, Request as Socks6Request,
@@ -331,7 +332,7 @@ async fn accept_then_relay<S>(
     second: impl FnOnce(&TcpStream, SocketAddr) -> (Vec<u8>, String),
     failure: impl FnOnce(&BindError) -> (Vec<u8>, String),
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let (mut client, mut early) = f.into_parts();
     match wait_for_peer(shared, &listener, expected, &mut client, &mut early).await {
@@ -346,7 +347,8 @@ async fn accept_then_relay<S>(
                 return;
             }
             let opts = shared.relay_options();
-            out.relay = Some(relay_with_leftover(client, &early, peer_stream, opts).await);
+            out.relay =
+                Some(relay_with_leftover(client, &early, peer_stream, opts, &shared.cutoff).await);
         }
         Err(e) => {
             let (reply, why) = failure(&e);
@@ -365,7 +367,7 @@ fn control_local<S: AsyncRead + AsyncWrite + Unpin>(f: &Framed<S>) -> IpAddr {
 /// Serves a SOCKS5 BIND: `hint` is DST.ADDR/DST.PORT of the request.
 pub async fn serve_socks5<S>(mut f: Framed<S>, shared: &Shared, hint: &Endpoint, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let fail = |e: &BindError| encode(|b| Reply::failure(ReplyCode(e.code(false))).encode(b));
     let local = control_local(&f);
@@ -408,7 +410,7 @@ where
 /// Serves a SOCKS4 BIND: `hint` is DSTIP (or the 4A name) and DSTPORT.
 pub async fn serve_socks4<S>(mut f: Framed<S>, shared: &Shared, hint: &Endpoint, out: &mut Outcome)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let rejected =
         || encode(|b| Socks4Reply::unbound(Socks4ReplyCode::REJECTED_OR_FAILED).encode(b));
@@ -471,7 +473,7 @@ pub async fn serve_socks6<S>(
     new_session: Option<&SessionId>,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let fail = |e: &BindError| {
         let reply = OperationReply::new(Socks6ReplyCode(e.code(true)), Endpoint::unspecified());
@@ -609,7 +611,7 @@ async fn hold_backlog<S>(
     advertised: SocketAddr,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let backlogs = shared.sessions.backlogs();
     backlogs.insert(session, advertised, &listener);

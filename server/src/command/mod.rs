@@ -29,7 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::outbound::ConnectError;
-use crate::relay::{self, RelayOptions, RelayStats};
+use crate::relay::{self, Cutoff, RelayOptions, RelayStats};
+use sixpath_net::framed::Reset;
 
 /// What a successful CONNECT hands to the relay: the client stream, the
 /// bytes the client sent past its request (for the target), the connected
@@ -66,32 +67,40 @@ where
     }
 
     /// Writes the leftover bytes to the target, frees them, then relays.
-    pub async fn relay(self, opts: RelayOptions) -> RelayStats {
+    pub async fn relay(self, opts: RelayOptions, cutoff: &Cutoff) -> RelayStats
+    where
+        S: Reset,
+    {
         let Self {
             client,
             leftover,
             target,
             delivered,
         } = self;
-        let mut stats = relay_with_leftover(client, leftover, target, opts).await;
+        let mut stats = relay_with_leftover(client, leftover, target, opts, cutoff).await;
         stats.client_to_target += delivered;
         stats
     }
 }
 
 /// Writes the leftover handshake bytes to the target, frees them, then
-/// relays.
+/// relays ([`relay::relay`]: an abnormal end reaches the other side as a
+/// reset).
 pub async fn relay_with_leftover<S>(
     client: S,
     leftover: impl AsRef<[u8]>,
     mut target: TcpStream,
     opts: RelayOptions,
+    cutoff: &Cutoff,
 ) -> RelayStats
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let pre = leftover.as_ref().len() as u64;
     if pre > 0 && target.write_all(leftover.as_ref()).await.is_err() {
+        // The target is gone before the client's first bytes: the client
+        // must not see a clean end.
+        let _ = client.reset_on_close();
         return RelayStats {
             client_to_target: 0,
             target_to_client: 0,
@@ -100,7 +109,7 @@ where
         };
     }
     drop(leftover);
-    let mut stats = relay::relay(client, target, opts).await;
+    let mut stats = relay::relay(client, target, opts, cutoff).await;
     stats.client_to_target += pre;
     stats
 }

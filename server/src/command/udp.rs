@@ -12,8 +12,11 @@
 //!
 //! - **SOCKS5.** A client-facing socket on the control connection's local
 //!   address; the reply's BND is that address (or `--udp-advertise`) and
-//!   the socket's port. Only datagrams from the control connection's IP
-//!   (and from the port the client declared, if not 0) are taken; FRAG ≠ 0
+//!   the socket's port. Only datagrams from the client's addresses — the
+//!   control connection's IP and, over Multipath TCP, the remote address
+//!   of each of its subflows ([`PeerAddresses`], looked up again when an
+//!   unknown source sends) — and from the port the client declared, if
+//!   not 0, are taken; FRAG ≠ 0
 //!   is dropped ("An implementation that does not support fragmentation
 //!   MUST drop any datagram whose FRAG field is other than X'00'", §7).
 //!   Replies go to where the client's last datagram came from.
@@ -29,8 +32,13 @@
 //!   datagram to `0.0.0.0:0` only asks for the Confirmation (§7.3.1).
 //!   Without a first datagram within the idle timeout the association ends
 //!   ("The proxy SHOULD close the TCP connection if no initial datagram
-//!   arrives within a timeout"). UDP Error messages are not sent: the UDP
-//!   Error Stack option is not honoured and so not reported. Port Parity is
+//!   arrives within a timeout"). A client that asks for them with the UDP
+//!   Error Stack option (reported back as performed) gets UDP Error
+//!   messages on its channel for the ICMP errors the remote-facing socket
+//!   receives (`IP_RECVERR`, read off the error queue): network and host
+//!   unreachable, TTL expired, `ICMPv6` Packet Too Big; ICMP errors without
+//!   a code there (port unreachable) and those of clients that did not ask
+//!   are drained and dropped. Port Parity is
 //!   honoured when the Request asks for any port (a few sockets are tried)
 //!   and reported with the parity obtained; no counterpart port is
 //!   reserved (Reserve 0).
@@ -50,19 +58,20 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use sixpath_protocol::socks5::{Reply, ReplyCode, UdpHeader};
-use sixpath_protocol::socks6::udp::{Datagram, UdpMessage};
+use sixpath_protocol::socks6::udp::{Datagram, UdpErrorCode, UdpErrorMessage, UdpMessage};
 use sixpath_protocol::socks6::{
-    Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SessionId, SocksOption,
-    StackOption, StackValue,
+    Availability, Leg, OperationReply, Parity, ReplyCode as Socks6ReplyCode, Request, SessionId,
+    SocksOption, StackOption, StackValue,
 };
 use sixpath_protocol::{Decoded, Endpoint};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use sixpath_net::framed::Framed;
+use sixpath_net::framed::{Framed, Reset};
+use sixpath_net::mptcp::PeerAddresses;
 
 use super::{for_family, privileged, push_session_id};
 use crate::associations::{FromUdp, UdpStats};
@@ -70,6 +79,7 @@ use crate::outbound::Connector;
 use crate::policy::unmap;
 use crate::relay::{RelayEnd, RelayPath, RelayStats};
 use crate::state::{Outcome, Shared};
+use crate::sys;
 
 /// Datagrams queued per association in each direction that can back up.
 pub const QUEUE: usize = 256;
@@ -169,6 +179,14 @@ fn remote_socket(want: Option<SocketAddr>) -> io::Result<(UdpSocket, bool)> {
             sock.set_only_v6(!addr.ip().is_unspecified())?;
         }
         sock.set_nonblocking(true)?;
+        // ICMP errors about sent datagrams go to the error queue (ip(7),
+        // ipv6(7) `IP_RECVERR`): relayed to SOCKS6 clients that asked for
+        // them, drained for the others. A dual-stack socket needs both,
+        // for its IPv4 and IPv6 destinations.
+        if addr.is_ipv6() {
+            let _ = sys::enable_recverr(&sock, true);
+        }
+        let _ = sys::enable_recverr(&sock, false);
         sock.bind(&addr.into())?;
         UdpSocket::from_std(sock.into())
     };
@@ -179,6 +197,51 @@ fn remote_socket(want: Option<SocketAddr>) -> io::Result<(UdpSocket, bool)> {
         Ok(s) => Ok((s, true)),
         Err(_) => open((Ipv4Addr::UNSPECIFIED, 0).into()).map(|s| (s, false)),
     }
+}
+
+/// The SOCKS6 UDP Error code (draft -11 §7.3, Error message) for an ICMP
+/// error: Destination Unreachable "net" and "host" codes (RFC 792; RFC 4443
+/// "no route" and "address unreachable"), Time Exceeded, and `ICMPv6`
+/// Packet Too Big. Others (port unreachable among them) have no code.
+fn udp_error_code(e: &sys::IcmpError) -> Option<UdpErrorCode> {
+    const ICMP: u8 = 2; // SO_EE_ORIGIN_ICMP
+    const ICMP6: u8 = 3; // SO_EE_ORIGIN_ICMP6
+    match (e.origin, e.icmp_type, e.code) {
+        (ICMP, 3, 0 | 6 | 9 | 11) | (ICMP6, 1, 0) => Some(UdpErrorCode::NETWORK_UNREACHABLE),
+        (ICMP, 3, 1 | 7 | 10 | 12) | (ICMP6, 1, 3) => Some(UdpErrorCode::HOST_UNREACHABLE),
+        (ICMP, 11, _) | (ICMP6, 3, _) => Some(UdpErrorCode::TTL_EXPIRED),
+        (ICMP6, 2, _) => Some(UdpErrorCode::DATAGRAM_TOO_BIG),
+        _ => None,
+    }
+}
+
+/// ICMP errors read off a socket's error queue at most per wake-up.
+const ICMP_PER_WAKE: usize = 64;
+
+/// Takes the ICMP errors queued on `sock` (at most [`ICMP_PER_WAKE`]).
+fn take_icmp_errors(sock: &UdpSocket) -> Vec<sys::IcmpError> {
+    std::iter::from_fn(|| sys::take_icmp_error(sock))
+        .take(ICMP_PER_WAKE)
+        .collect()
+}
+
+/// The SOCKS6 Error messages for `errors` on association `id`: those with a
+/// code, a destination and a reporter.
+fn udp_error_messages(id: u64, errors: &[sys::IcmpError]) -> Vec<Vec<u8>> {
+    errors
+        .iter()
+        .filter_map(|e| {
+            let msg = UdpMessage::Error(UdpErrorMessage {
+                id,
+                destination: e.destination?,
+                code: udp_error_code(e)?,
+                reporter: e.reporter?,
+            });
+            let mut b = Vec::with_capacity(msg.encoded_len());
+            msg.encode(&mut b).ok()?;
+            Some(b)
+        })
+        .collect()
 }
 
 /// `dest` as the remote socket can address it.
@@ -371,15 +434,27 @@ impl Engine {
     }
 }
 
+/// The TCP (or Multipath TCP) socket under a control connection, plain or
+/// TLS.
+fn control_socket(s: &dyn std::any::Any) -> Option<std::os::fd::BorrowedFd<'_>> {
+    use std::os::fd::AsFd;
+    if let Some(t) = s.downcast_ref::<TcpStream>() {
+        return Some(t.as_fd());
+    }
+    s.downcast_ref::<Box<sixpath_net::tls::server::TlsStream<TcpStream>>>()
+        .map(|t| t.get_ref().0.as_fd())
+}
+
 /// Serves a SOCKS5 UDP ASSOCIATE; `declared` is DST.ADDR/DST.PORT, where
-/// the client says it will send from.
+/// the client says it will send from: its port, and an address of the
+/// client (the control connection's, or one of its subflows').
 pub async fn serve_socks5<S>(
     mut f: Framed<S>,
     shared: &Shared,
     declared: &Endpoint,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let failure = |code| encode(|b| Reply::failure(code).encode(b));
     let (Some(local), Some(peer)) = (f.local_addr(), f.peer_addr()) else {
@@ -395,7 +470,9 @@ pub async fn serve_socks5<S>(
         return;
     };
     let control_local = unmap(local.ip());
-    let client_ip = unmap(peer.ip());
+    // The client's addresses: the control connection's peer and, over
+    // Multipath TCP, every subflow's (a phone's other path).
+    let mut client_ips = PeerAddresses::new(control_socket(f.get_ref()), unmap(peer.ip()));
     let opened = bind_listener(SocketAddr::new(control_local, 0))
         .and_then(|client_sock| Ok((client_sock, Engine::start(shared, None)?)));
     let (client_sock, engine) = match opened {
@@ -435,7 +512,7 @@ pub async fn serve_socks5<S>(
                 // error here is the socket's own (out of memory, ...).
                 let Ok((n, src)) = r else { break RelayEnd::ClientError };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
-                if src.ip() != client_ip || (declared.port != 0 && src.port() != declared.port) {
+                if !client_ips.admits(src.ip()) || (declared.port != 0 && src.port() != declared.port) {
                     tracing::debug!(%src, "UDP datagram from a foreign source dropped");
                     UdpStats::add(&engine.stats.rejected, 1);
                     continue;
@@ -454,7 +531,14 @@ pub async fn serve_socks5<S>(
                 engine.send(header.endpoint, datagram.get(offset..).unwrap_or_default().to_vec());
             }
             r = engine.remote.recv_from(&mut rbuf) => {
-                let Ok((n, src)) = r else { break RelayEnd::TargetError };
+                let Ok((n, src)) = r else {
+                    // An ICMP error about a datagram sent: SOCKS5 has no
+                    // message for it (RFC 1928); drain it and go on.
+                    if take_icmp_errors(&engine.remote).is_empty() {
+                        break RelayEnd::TargetError;
+                    }
+                    continue;
+                };
                 let src = SocketAddr::new(unmap(src.ip()), src.port());
                 let Some(to) = client_addr else { continue };
                 if !engine.inbound_allowed(shared, src) {
@@ -469,8 +553,12 @@ pub async fn serve_socks5<S>(
                 }
             }
             () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+            () = shared.cutoff.reached() => break RelayEnd::Drained,
         }
     };
+    if end == RelayEnd::Drained {
+        let _ = control.reset_on_close();
+    }
     engine.finish(shared, end, out);
 }
 
@@ -501,7 +589,7 @@ pub async fn serve_socks6<S>(
     new_session: Option<&SessionId>,
     out: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
     let want = &req.endpoint;
     // Port Parity (proxy-remote leg): honoured without reservation.
@@ -513,6 +601,16 @@ pub async fn serve_socks6<S>(
             StackValue::PortParity { parity, .. } => Some(parity),
             _ => None,
         });
+    // UDP Error (proxy-remote leg): the client opts in to Error messages.
+    let udp_error = req
+        .options
+        .stack()
+        .filter(|s| s.leg.0 & Leg::PROXY_REMOTE.0 != 0)
+        .find_map(|s| match s.value {
+            StackValue::UdpError(a) => Some(a),
+            _ => None,
+        });
+    let send_errors = udp_error == Some(Availability::AVAILABLE);
     let failure = |code| {
         let reply = OperationReply::new(code, Endpoint::unspecified());
         encode(|b| reply.encode(b))
@@ -579,6 +677,13 @@ pub async fn serve_socks6<S>(
             },
         }));
     }
+    if let Some(asked) = udp_error {
+        // Reported as asked: desired is performed, not desired is not.
+        let _ = reply.options.push(SocksOption::Stack(StackOption {
+            leg: Leg::PROXY_REMOTE,
+            value: StackValue::UdpError(asked),
+        }));
+    }
     push_session_id(&mut reply, new_session);
     let mut hello = encode(|b| reply.encode(b));
     let init = UdpMessage::AssociationInit { id };
@@ -589,8 +694,8 @@ pub async fn serve_socks6<S>(
     }
     out.reply = format!("UDP ASSOCIATE {:?} at {bnd}", Socks6ReplyCode::SUCCESS);
 
-    let (control, leftover) = f.into_parts();
-    let (mut rd, wr) = tokio::io::split(control);
+    let (mut control, leftover) = f.into_parts();
+    let (mut rd, wr) = tokio::io::split(&mut control);
     let (tcp_tx, tcp_rx) = mpsc::channel::<(Vec<u8>, usize)>(QUEUE);
     let to_client = Budget::default();
     let done = tokio::sync::Notify::new();
@@ -684,7 +789,34 @@ pub async fn serve_socks6<S>(
                     }
                 }
                 r = engine.remote.recv_from(&mut rbuf) => {
-                    let Ok((n, src)) = r else { break RelayEnd::TargetError };
+                    let Ok((n, src)) = r else {
+                        // ICMP errors about datagrams sent: Error messages
+                        // for a client that opted in (draft -11 §7.3).
+                        let errors = take_icmp_errors(&engine.remote);
+                        if errors.is_empty() {
+                            break RelayEnd::TargetError;
+                        }
+                        let Some(m) = mapping.as_ref().filter(|_| send_errors) else {
+                            continue;
+                        };
+                        for bytes in udp_error_messages(id, &errors) {
+                            match m {
+                                Mapping::Tcp => {
+                                    let len = bytes.len();
+                                    if !to_client.take(len) {
+                                        UdpStats::add(&engine.stats.queue_full, 1);
+                                    } else if tcp_tx.try_send((bytes, len)).is_err() {
+                                        to_client.give(len);
+                                        UdpStats::add(&engine.stats.queue_full, 1);
+                                    }
+                                }
+                                Mapping::Udp(sock, to) => {
+                                    let _ = sock.send_to(&bytes, *to).await;
+                                }
+                            }
+                        }
+                        continue;
+                    };
                     let src = SocketAddr::new(unmap(src.ip()), src.port());
                     let Some(m) = &mapping else { continue };
                     if !engine.inbound_allowed(shared, src) {
@@ -727,6 +859,7 @@ pub async fn serve_socks6<S>(
                     }
                 }
                 () = tokio::time::sleep_until(last + idle) => break RelayEnd::Idle,
+                () = shared.cutoff.reached() => break RelayEnd::Drained,
             }
         };
         drop(tcp_tx);
@@ -734,6 +867,9 @@ pub async fn serve_socks6<S>(
         end
     };
     let (end, ()) = tokio::join!(main, writer);
+    if end == RelayEnd::Drained {
+        let _ = control.reset_on_close();
+    }
     drop(slot);
     engine.finish(shared, end, out);
 }
@@ -760,6 +896,46 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn icmp(origin: u8, icmp_type: u8, code: u8) -> sys::IcmpError {
+        sys::IcmpError {
+            origin,
+            icmp_type,
+            code,
+            destination: Some("198.18.0.9:53".parse().expect("addr")),
+            reporter: Some("198.19.0.2".parse().expect("addr")),
+        }
+    }
+
+    #[test]
+    fn icmp_errors_map_to_the_drafts_udp_error_codes() {
+        let cases = [
+            (icmp(2, 3, 0), Some(UdpErrorCode::NETWORK_UNREACHABLE)),
+            (icmp(2, 3, 1), Some(UdpErrorCode::HOST_UNREACHABLE)),
+            (icmp(2, 11, 0), Some(UdpErrorCode::TTL_EXPIRED)),
+            (icmp(2, 3, 3), None), // port unreachable: no code
+            (icmp(2, 3, 4), None), // fragmentation needed: IPv6 only
+            (icmp(3, 1, 0), Some(UdpErrorCode::NETWORK_UNREACHABLE)),
+            (icmp(3, 1, 3), Some(UdpErrorCode::HOST_UNREACHABLE)),
+            (icmp(3, 3, 0), Some(UdpErrorCode::TTL_EXPIRED)),
+            (icmp(3, 2, 0), Some(UdpErrorCode::DATAGRAM_TOO_BIG)),
+            (icmp(3, 1, 4), None), // port unreachable
+            (icmp(1, 3, 1), None), // a local error, not ICMP
+        ];
+        for (e, want) in cases {
+            assert_eq!(udp_error_code(&e), want, "{e:?}");
+        }
+        // The message: header, destination, reporter ATYP and code.
+        let m = udp_error_messages(7, &[icmp(2, 3, 1)]);
+        assert_eq!(
+            m,
+            [vec![
+                6, 4, 0, 28, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0, 0, 53, 198, 18, 0, 9, 1, 2, 0, 0, 198,
+                19, 0, 2
+            ]]
+        );
+        assert!(udp_error_messages(7, &[icmp(2, 3, 3)]).is_empty());
+    }
 
     #[test]
     fn ipv4_destinations_are_mapped_for_a_dual_stack_socket() {

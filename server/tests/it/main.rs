@@ -15,6 +15,7 @@ mod caps;
 mod cli;
 mod convert;
 mod coverage;
+mod drain;
 mod handshakes;
 mod logins;
 mod netns;

@@ -2,7 +2,7 @@
 //! every command) takes the `splice(2)` path for plain TCP sockets.
 
 use sixpath_server::command::relay_with_leftover;
-use sixpath_server::relay::{RelayEnd, RelayMode, RelayOptions, RelayPath};
+use sixpath_server::relay::{Cutoff, RelayEnd, RelayMode, RelayOptions, RelayPath};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,8 +22,9 @@ async fn bulk_through_call_site(mode: RelayMode) -> RelayPath {
         mode,
         ..RelayOptions::default()
     };
-    let task =
-        tokio::spawn(async move { relay_with_leftover(client, b"early", target, opts).await });
+    let task = tokio::spawn(async move {
+        relay_with_leftover(client, b"early", target, opts, &Cutoff::new()).await
+    });
     let mut early = [0u8; 5];
     origin.read_exact(&mut early).await.unwrap();
     assert_eq!(&early, b"early");

@@ -13,6 +13,9 @@ use sixpath_server::policy::{EgressRule, RuleAction};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 
+use sixpath_protocol::Decoded;
+use sixpath_protocol::socks6::udp::{UdpErrorCode, UdpMessage};
+
 use crate::{Harness, read_n};
 
 /// A UDP echo server that also records what it received.
@@ -549,4 +552,204 @@ async fn socks6_udp_port_parity_is_honoured_without_reservation() {
         let port = u16::from_be_bytes([op[4], op[5]]);
         assert_eq!(port % 2, remainder, "port {port}");
     }
+}
+
+/// A Multipath TCP connection from 127.0.0.1 to `server`.
+fn mptcp_connect(server: SocketAddr) -> TcpStream {
+    let (sock, mptcp) = sixpath_net::sys::stream_socket(&server, true).unwrap();
+    assert!(mptcp, "the kernel refused Multipath TCP");
+    sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    sock.connect(&server.into()).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    TcpStream::from_std(sock.into()).unwrap()
+}
+
+/// Waits until the Multipath TCP connection `c` has a subflow from
+/// 127.0.0.2 (its client's "other path"; the kernel adds it once the
+/// connection is fully established, after the first data).
+async fn wait_for_second_path(c: &TcpStream) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let locals: Vec<_> = sixpath_net::mptcp::subflows(c)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.local.map(|a| a.ip()))
+            .collect();
+        if locals.contains(&"127.0.0.2".parse().unwrap()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no subflow from 127.0.0.2: {locals:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn socks5_udp_takes_datagrams_from_every_subflow_address_of_the_control_connection() {
+    const TEST: &str =
+        "socks5_udp_takes_datagrams_from_every_subflow_address_of_the_control_connection";
+    crate::netns::in_netns(
+        TEST,
+        &[
+            "addr add 127.0.0.2/32 dev lo",
+            "mptcp limits set subflows 2 add_addr_accepted 2",
+            "mptcp endpoint add 127.0.0.2 dev lo subflow",
+        ],
+        || async {
+            let h = Harness::start(None).await;
+            let echo = Echo::start("127.0.0.1").await;
+            let mut c = mptcp_connect(h.server);
+            c.write_all(&[5, 1, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
+            assert_eq!(read_n(&mut c, 2).await, [5, 0]);
+            let reply = read_n(&mut c, 10).await;
+            wait_for_second_path(&c).await;
+            assert_eq!(reply[1], 0, "UDP ASSOCIATE succeeded");
+            let relay =
+                SocketAddr::from(([127, 0, 0, 1], u16::from_be_bytes([reply[8], reply[9]])));
+            // The other path's address: the client's too.
+            let other_path = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+            other_path
+                .send_to(&socks5_datagram(0, echo.addr, b"other path"), relay)
+                .await
+                .unwrap();
+            let (got, _) = recv_timeout(&other_path, 10)
+                .await
+                .expect("the datagram from the other subflow's address is relayed");
+            assert_eq!(got, socks5_datagram(0, echo.addr, b"other path"));
+            // An address of no subflow: a stranger.
+            let stranger = UdpSocket::bind("127.0.0.3:0").await.unwrap();
+            stranger
+                .send_to(&socks5_datagram(0, echo.addr, b"stranger"), relay)
+                .await
+                .unwrap();
+            assert!(recv_timeout(&stranger, 1).await.is_none());
+            assert_eq!(echo.seen(), [b"other path".to_vec()], "only the client's");
+        },
+    );
+}
+
+/// A SOCKS6 UDP ASSOCIATE asking for UDP Error messages (Stack option UDP
+/// Error, desired, proxy-remote leg): returns the control connection and
+/// the Association ID, after checking that the reply reports the option.
+async fn socks6_associate_with_udp_errors(h: &Harness) -> (TcpStream, [u8; 8]) {
+    let mut c = h.connect().await;
+    c.write_all(&[
+        6, 3, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 8, 0x85, 1, 2, 0,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read_n(&mut c, 4).await, [6, 0, 0, 0]);
+    let op = read_n(&mut c, 20).await;
+    assert_eq!(op[..4], [6, 0, 0, 8], "operation reply: success");
+    assert_eq!(
+        op[12..],
+        [0, 1, 0, 8, 0x85, 1, 2, 0],
+        "UDP Error reported as performed"
+    );
+    let init = read_n(&mut c, 12).await;
+    assert_eq!(init[..4], [6, 1, 0, 12], "Association Initialization");
+    (c, init[4..].try_into().unwrap())
+}
+
+/// The next association message on the control connection.
+async fn next_message(c: &mut TcpStream) -> UdpMessage {
+    let head = read_n(c, 4).await;
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let mut all = head;
+    all.extend(read_n(c, len - 4).await);
+    match UdpMessage::decode(&all).unwrap() {
+        Decoded::Complete { msg, .. } => msg,
+        Decoded::NeedMore(_) => panic!("incomplete message {all:02x?}"),
+    }
+}
+
+#[tokio::test]
+async fn socks6_udp_relays_icmp_host_and_network_unreachable_as_udp_error_messages() {
+    const TEST: &str = "socks6_udp_relays_icmp_host_and_network_unreachable_as_udp_error_messages";
+    let router = match crate::sessions::Router::create() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP {TEST}: needs root and ip netns ({why})");
+            return;
+        }
+    };
+    let h = Harness::start_custom(None, |s| {
+        s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
+    })
+    .await;
+    let echo = Echo::start("127.0.0.1").await;
+    let (mut c, id) = socks6_associate_with_udp_errors(&h).await;
+    let int_id = u64::from_be_bytes(id);
+    // Host unreachable: the router's `unreachable` route (.64/26).
+    let host = SocketAddr::from((router.ip(70), 9));
+    c.write_all(&socks6_datagram(id, host, b"to nowhere"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut c).await,
+        UdpMessage::AssociationConfirmation { id: int_id }
+    );
+    let UdpMessage::Error(e) = next_message(&mut c).await else {
+        panic!("an Error message expected")
+    };
+    assert_eq!(
+        (e.id, e.destination, e.code),
+        (int_id, host, UdpErrorCode::HOST_UNREACHABLE)
+    );
+    let std::net::IpAddr::V4(reporter) = e.reporter else {
+        panic!("IPv4 reporter expected: {e:?}")
+    };
+    assert_eq!(
+        reporter.octets()[..2],
+        [198, 19],
+        "the router reported it: {e:?}"
+    );
+    // Network unreachable: no route on the router (.128 and up).
+    let net = SocketAddr::from((router.ip(130), 9));
+    c.write_all(&socks6_datagram(id, net, b"no route"))
+        .await
+        .unwrap();
+    let UdpMessage::Error(e) = next_message(&mut c).await else {
+        panic!("an Error message expected")
+    };
+    assert_eq!(
+        (e.destination, e.code),
+        (net, UdpErrorCode::NETWORK_UNREACHABLE)
+    );
+    // The association goes on.
+    let msg = socks6_datagram(id, echo.addr, b"still here");
+    c.write_all(&msg).await.unwrap();
+    assert_eq!(read_n(&mut c, msg.len()).await, msg);
+}
+
+#[tokio::test]
+async fn socks6_udp_sends_no_error_messages_to_a_client_that_did_not_ask() {
+    // A closed port on loopback: ICMP port unreachable, which has no UDP
+    // Error code either; the association is not disturbed.
+    let h = Harness::start(None).await;
+    let echo = Echo::start("127.0.0.1").await;
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let (mut c, _, id) = socks6_associate(&h).await;
+    c.write_all(&socks6_datagram(id, closed, b"closed port"))
+        .await
+        .unwrap();
+    let mut confirmation = vec![6, 2, 0, 12];
+    confirmation.extend(id);
+    assert_eq!(read_n(&mut c, 12).await, confirmation);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let msg = socks6_datagram(id, echo.addr, b"after");
+    c.write_all(&msg).await.unwrap();
+    assert_eq!(
+        read_n(&mut c, msg.len()).await,
+        msg,
+        "the echo comes next, no Error message before it"
+    );
 }
