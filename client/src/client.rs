@@ -251,7 +251,7 @@ impl Client {
         let shared = Arc::clone(&self.shared);
         let admin = self.admin.map(|l| {
             let admin_shared = Arc::clone(&shared);
-            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)))
+            tokio::spawn(admin::serve(l, move |req| admin_page(&admin_shared, req)))
         });
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -305,8 +305,11 @@ fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// The admin endpoint's pages.
-fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
-    match path {
+fn admin_page(shared: &Shared, req: &admin::Request) -> Option<admin::Response> {
+    if req.method == admin::Method::POST {
+        return None;
+    }
+    match req.path.as_str() {
         "/stats" => Some(admin::Response::ok(
             "application/json",
             serde_json::to_string_pretty(&shared.snapshot()).unwrap_or_default() + "\n",

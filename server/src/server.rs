@@ -241,7 +241,7 @@ impl Server {
                 tracing::info!(%addr, "admin endpoint: /stats, /metrics");
             }
             let admin_shared = Arc::clone(&shared);
-            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)));
+            tokio::spawn(admin::serve(l, move |req| admin_page(&admin_shared, req)));
         }
         let follow = tokio::spawn(follow_own_addresses(Arc::clone(&shared)));
         let accept_all = async {
@@ -389,9 +389,12 @@ fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// The admin endpoint's pages.
-fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
+fn admin_page(shared: &Shared, req: &admin::Request) -> Option<admin::Response> {
+    if req.method == admin::Method::POST {
+        return None;
+    }
     let open = shared.limits.active();
-    match path {
+    match req.path.as_str() {
         "/stats" => Some(admin::Response::ok(
             "application/json",
             shared.stats.json(open).to_string() + "\n",
