@@ -128,6 +128,16 @@ impl Response {
         }
     }
 
+    /// 200 with a status page asset: [`PAGE_CSP`], no framing, no
+    /// referrer, no type sniffing.
+    pub fn page(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Self::ok(content_type, body)
+            .with_header("Content-Security-Policy", PAGE_CSP)
+            .with_header("X-Frame-Options", "DENY")
+            .with_header("Referrer-Policy", "no-referrer")
+            .with_header("X-Content-Type-Options", "nosniff")
+    }
+
     /// This response with header field `name: value` added.
     #[must_use]
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -135,6 +145,32 @@ impl Response {
         self
     }
 }
+
+/// Whether `Host` names this endpoint by address (or `localhost`), not by
+/// a name that someone else's DNS could point here (DNS rebinding): pages
+/// and APIs for browsers answer only then.
+pub fn host_ok(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        // HTTP/1.0 without Host: not a browser.
+        return true;
+    };
+    if host.parse::<std::net::SocketAddr>().is_ok() || host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.rsplit_once(':').map_or(
+        host,
+        |(n, p)| {
+            if p.parse::<u16>().is_ok() { n } else { host }
+        },
+    );
+    name.eq_ignore_ascii_case("localhost")
+}
+
+/// The Content-Security-Policy of the status pages: their own compiled-in
+/// assets only, no framing.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 
 /// Serves `listener` forever with `handler`.
 pub async fn serve<H>(listener: TcpListener, handler: H)
@@ -277,6 +313,16 @@ mod tests {
             .expect("closes")
             .expect("read");
         out
+    }
+
+    #[test]
+    fn host_must_be_an_address_or_localhost() {
+        assert!(host_ok(Some("127.0.0.1:1090")));
+        assert!(host_ok(Some("[::1]:1090")));
+        assert!(host_ok(Some("localhost:1090")));
+        assert!(host_ok(Some("LOCALHOST")));
+        assert!(!host_ok(Some("evil.example:1090")));
+        assert!(!host_ok(Some("localhost.evil.example")));
     }
 
     #[tokio::test]
