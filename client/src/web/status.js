@@ -1,5 +1,6 @@
 // sixpath-client status page: polls api/status once a second and keeps
-// the last five minutes of throughput per interface for the chart.
+// the last five minutes of throughput per interface for the chart (its
+// span grows with the history, by minutes).
 'use strict';
 (() => {
   const token = document.querySelector('meta[name="sixpath-token"]').content;
@@ -67,6 +68,10 @@
     g.clearRect(0, 0, w, h);
     const L = 80, R = 10, T = 10, B = 24;
     const now = performance.now() / 1000;
+    // The span grows with the history kept, by whole minutes, to SPAN.
+    let oldest = now;
+    for (const pts of series.values()) if (pts.length) oldest = Math.min(oldest, pts[0][0]);
+    const span = Math.min(SPAN, Math.max(60, Math.ceil((now - oldest) / 60) * 60));
     let max = 1000;
     for (const pts of series.values()) for (const [, v] of pts) max = Math.max(max, v);
     max *= 1.1;
@@ -76,14 +81,16 @@
       g.beginPath(); g.moveTo(L, y); g.lineTo(w - R, y); g.stroke();
       g.fillText(rate(max * k / 4), 4, y + 4);
     }
-    for (let m = 0; m <= SPAN / 60; m++) {
-      const x = w - R - (w - L - R) * (m * 60 / SPAN);
-      g.fillText(m ? '-' + m + ' min' : 'now', x - 14, h - 6);
+    for (let k = 0; k <= 6; k++) {
+      const sec = span * k / 6;
+      const x = w - R - (w - L - R) * (sec / span);
+      const label = !k ? 'now' : span <= 120 ? '-' + sec + ' s' : '-' + (sec / 60).toFixed(1) + ' min';
+      g.fillText(label, x - 14, h - 6);
     }
     for (const [name, pts] of series) {
       g.strokeStyle = color(name); g.lineWidth = 2; g.beginPath();
       pts.forEach(([t, v], i) => {
-        const x = w - R - (w - L - R) * ((now - t) / SPAN);
+        const x = w - R - (w - L - R) * ((now - t) / span);
         const y = T + (h - T - B) * (1 - v / max);
         if (i) g.lineTo(x, y); else g.moveTo(x, y);
       });

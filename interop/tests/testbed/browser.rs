@@ -118,7 +118,7 @@ impl Session {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
-            "--window-size=1100,1250",
+            "--window-size=1000,900",
             &format!("--user-data-dir={}", profile.display()),
         ];
         let caps = json!({

@@ -1059,8 +1059,9 @@ fn policy_now() -> String {
 /// stop growing while Wi-Fi's do; policy POSTs without the page's token,
 /// with a wrong one, from a foreign origin or from a page of another
 /// origin in the browser are refused (403) and change nothing. Saves a
-/// screenshot taken during the download (`status-page.png` in the cargo
-/// target tmp dir, or `$SIXPATH_SCREENSHOT`).
+/// screenshot taken during the download, after the switch
+/// (`status-page.png` in the cargo target tmp dir, or
+/// `$SIXPATH_SCREENSHOT`; `docs/status-page.png` is one).
 #[test]
 fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
     const TEST: &str = "status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte";
@@ -1145,8 +1146,7 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
              return p.wlan0 > 1e6 && p.lte0 > 1e5 && peak('wlan0') > 1e5 && peak('lte0') > 1e5 ? p : null;",
         );
         println!("{TEST}: the page shows under aggregate {both}");
-        std::thread::sleep(Duration::from_secs(3));
-        let shot = s.screenshot();
+        std::thread::sleep(Duration::from_secs(5));
 
         s.click("#policy-backup");
         wait_page(
@@ -1161,6 +1161,8 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         let a = page_paths(&s);
         std::thread::sleep(Duration::from_secs(4));
         let b = page_paths(&s);
+        // Still downloading: the chart shows both policies.
+        let shot = s.screenshot();
         let grew = |k: &str| b[k]["bytes"].as_f64().unwrap() - a[k]["bytes"].as_f64().unwrap();
         let (wlan, lte) = (grew("wlan0"), grew("lte0"));
         println!(
