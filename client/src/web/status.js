@@ -7,7 +7,7 @@
   const SPAN = 300; // seconds shown
   const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
   const series = new Map(); // interface -> [[seconds, bits/s]]
-  let prev = null; // {t, totals: Map}
+  const prev = []; // the last polls' {t, totals: Map}, oldest first
   let latest = null;
   const $ = (id) => document.getElementById(id);
 
@@ -44,18 +44,23 @@
       const i = s.interfaces[n] || { bytes_sent: 0, bytes_received: 0 };
       return [n, i.bytes_sent + i.bytes_received];
     }));
-    if (prev) {
-      const dt = t - prev.t;
+    // Rates over about three seconds: the client samples each
+    // connection's subflows once a second, out of step with these polls,
+    // and a one-poll difference would alias into spikes.
+    const from = prev.length ? prev[0] : null;
+    if (from) {
+      const dt = t - from.t;
       for (const [n, total] of totals) {
         if (!series.has(n)) series.set(n, []);
-        const before = prev.totals.has(n) ? prev.totals.get(n) : total;
+        const before = from.totals.has(n) ? from.totals.get(n) : total;
         series.get(n).push([t, Math.max(0, (total - before) * 8 / dt)]);
       }
     }
     for (const pts of series.values()) {
       while (pts.length && pts[0][0] < t - SPAN) pts.shift();
     }
-    prev = { t, totals };
+    prev.push({ t, totals });
+    while (prev.length > 1 && prev[0].t < t - 2.9) prev.shift();
   }
 
   function draw() {
