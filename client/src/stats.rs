@@ -1030,6 +1030,68 @@ mod tests {
     }
 
     #[test]
+    fn relaying_connections_are_listed_newest_first_with_bytes_per_path_until_closed() {
+        let s = Stats::new();
+        let a = s.accepted();
+        let b = s.accepted();
+        let c = s.accepted();
+        s.relaying(
+            a,
+            "mixed",
+            "socks5",
+            "example.org:443",
+            Transport::Mptcp { subflows: 2 },
+        );
+        s.relaying(
+            b,
+            "http",
+            "http-connect",
+            "10.0.0.1:22",
+            Transport::Fallback,
+        );
+        s.relaying(
+            c,
+            "transparent",
+            "transparent",
+            "10.0.0.2:80",
+            Transport::Tcp,
+        );
+        s.sample(a, vec![iface("wlan0", 10, 2000), iface("lte0", 5, 700)]);
+        let (list, all) = s.connections(2);
+        assert_eq!(all, 3);
+        let ids: Vec<u64> = list.iter().map(|o| o.id).collect();
+        assert_eq!(ids, [c, b], "newest first, at most the limit");
+        assert_eq!(list[1].transport, "tcp-fallback");
+        assert_eq!(list[1].front_end, "http");
+        let (list, _) = s.connections(10);
+        let first = list.iter().find(|o| o.id == a).unwrap();
+        assert_eq!(first.target, "example.org:443");
+        assert_eq!(first.transport, "mptcp");
+        let lte = first
+            .interfaces
+            .iter()
+            .find(|i| i.interface == "lte0")
+            .unwrap();
+        assert_eq!(
+            (lte.bytes_sent, lte.bytes_received, lte.rtt_us),
+            (5, 700, 100)
+        );
+        s.closed(
+            a,
+            Some("socks5"),
+            Some(Transport::Mptcp { subflows: 2 }),
+            15,
+            2700,
+        );
+        let (list, all) = s.connections(10);
+        assert_eq!(all, 2);
+        assert!(
+            list.iter().all(|o| o.id != a),
+            "closed connections leave the list"
+        );
+    }
+
+    #[test]
     fn counts_connections_transports_and_interface_bytes() {
         let s = Stats::new();
         let a = s.accepted();
