@@ -1090,17 +1090,32 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
             ADMIN,
         ],
     );
-    let mut driver = Proc::spawn(
-        &tb,
-        Ns::Phone,
-        "chromedriver",
-        Path::new(browser::CHROMEDRIVER),
-        &[&format!("--port={DRIVER_PORT}")],
-    );
-    driver.wait_listening(&tb, Ns::Phone, DRIVER_PORT);
-    let profile = std::env::temp_dir().join(format!("{}-chromium", tb.ns(Ns::Phone)));
-    let _ = std::fs::remove_dir_all(&profile);
+    // The browser's profile and temporary files live in the testbed's
+    // state directory, which `down` removes even when the test fails.
+    let state = tb
+        .log_path("chromium")
+        .parent()
+        .expect("state directory")
+        .join("chromium");
+    let profile = state.join("profile");
+    let tmp = state.join("tmp");
     std::fs::create_dir_all(&profile).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let log = File::create(tb.log_path("chromedriver")).expect("create log");
+    let child = tb
+        .command(Ns::Phone, browser::CHROMEDRIVER)
+        .arg(format!("--port={DRIVER_PORT}"))
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("start chromedriver");
+    let mut driver = Proc {
+        child,
+        name: "chromedriver",
+    };
+    driver.wait_listening(&tb, Ns::Phone, DRIVER_PORT);
     let shot_path = std::env::var_os("SIXPATH_SCREENSHOT").map_or_else(
         || Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png"),
         std::path::PathBuf::from,
@@ -1212,7 +1227,6 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         scenario
             .join()
             .expect("browser scenario (see the panic above)");
-    let _ = std::fs::remove_dir_all(&profile);
     std::fs::write(&shot_path, &shot).expect("write screenshot");
     println!(
         "{TEST}: screenshot {} ({} bytes); POST without token {no_token}, wrong token {wrong_token}, \
