@@ -12,15 +12,21 @@ use tokio::net::TcpStream;
 /// A client (its server never reached) with an admin endpoint on
 /// loopback: the admin address.
 fn start() -> SocketAddr {
+    start_on("127.0.0.1:0")
+}
+
+/// The same with the admin endpoint on `admin` (the address to reach it
+/// on loopback).
+fn start_on(admin: &str) -> SocketAddr {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let server = unused.local_addr().unwrap();
     drop(unused);
     let mut s = Settings::new(server, "127.0.0.1:0".parse().unwrap());
-    s.admin = Some("127.0.0.1:0".parse().unwrap());
+    s.admin = Some(admin.parse().unwrap());
     let client = Client::bind(s).unwrap();
-    let admin = client.admin_addr().unwrap();
+    let port = client.admin_addr().unwrap().port();
     tokio::spawn(client.run(std::future::pending()));
-    admin
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Sends `head` (and `body`) and returns the status code, the head and
@@ -152,4 +158,33 @@ async fn policy_post_without_token_or_from_another_origin_is_403() {
     )
     .await;
     assert_eq!(code, 400);
+}
+
+#[tokio::test]
+async fn policy_switch_is_off_when_the_admin_endpoint_is_not_on_loopback() {
+    // All addresses (as with --admin-allow-remote), reached over loopback.
+    let admin = start_on("0.0.0.0:0");
+    let host = format!("Host: {admin}");
+    let (_, _, page) = exchange(admin, &format!("GET / HTTP/1.1\r\n{host}"), "").await;
+    let token = token_of(&page);
+    let (_, _, body) = exchange(admin, &format!("GET /api/status HTTP/1.1\r\n{host}"), "").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["policy_switch"], false);
+    assert!(
+        v["policy_switch_note"]
+            .as_str()
+            .unwrap()
+            .contains("not on a loopback address"),
+        "{v}"
+    );
+    let (code, _, why) = exchange(
+        admin,
+        &format!(
+            "POST /api/policy HTTP/1.1\r\n{host}\r\nX-Sixpath-Token: {token}\r\nOrigin: http://{admin}"
+        ),
+        r#"{"policy":"backup"}"#,
+    )
+    .await;
+    assert_eq!(code, 403, "{why}");
+    assert!(why.contains("not on a loopback address"), "{why}");
 }
