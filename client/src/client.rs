@@ -232,7 +232,7 @@ impl Client {
             }
         }
         if let Some(addr) = self.admin_addr() {
-            tracing::info!(%addr, "admin endpoint: /stats, /metrics");
+            tracing::info!(%addr, "admin endpoint: status page at http://{addr}/, /stats, /metrics");
         }
         if s.mptcp && sys::sysctl_int("net/mptcp/enabled") == Some(0) {
             tracing::warn!(
@@ -252,8 +252,11 @@ impl Client {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let shared = Arc::clone(&self.shared);
         let admin = self.admin.map(|l| {
-            let admin_shared = Arc::clone(&shared);
-            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)))
+            let addr = l
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let pages = crate::web::Admin::new(Arc::clone(&shared), addr);
+            tokio::spawn(admin::serve(l, move |req| pages.handle(req)))
         });
         let accept_all = async {
             let mut tasks = tokio::task::JoinSet::new();
@@ -317,21 +320,6 @@ fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     sock.bind(&addr.into())?;
     sock.listen(64)?;
     TcpListener::from_std(sock.into())
-}
-
-/// The admin endpoint's pages.
-fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
-    match path {
-        "/stats" => Some(admin::Response::ok(
-            "application/json",
-            serde_json::to_string_pretty(&shared.snapshot()).unwrap_or_default() + "\n",
-        )),
-        "/metrics" => Some(admin::Response::ok(
-            "text/plain; version=0.0.4; charset=utf-8",
-            shared.snapshot().prometheus(),
-        )),
-        _ => None,
-    }
 }
 
 async fn accept_loop(listener: TcpListener, kind: FrontEnd, addr: SocketAddr, shared: Arc<Shared>) {

@@ -199,9 +199,10 @@ pub struct Options {
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
 
-    /// Admin endpoint as ADDR:PORT serving `/stats` (JSON) and `/metrics`
-    /// (Prometheus), read by `sixpath-client status`. Loopback only unless
-    /// --admin-allow-remote.
+    /// Admin endpoint as ADDR:PORT serving a status page at `/` (with a
+    /// path policy switch, on loopback only), `/api/status`, `/stats`
+    /// (JSON, read by `sixpath-client status`) and `/metrics`
+    /// (Prometheus). Loopback only unless --admin-allow-remote.
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin: Option<String>,
 

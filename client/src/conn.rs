@@ -281,7 +281,7 @@ pub fn serve(
         let _guard = ActiveGuard(&shared.active);
         let (mut out, next) = handshakes.await;
         match next {
-            Next::Relay(ready) => carry(ready, &shared, &mut out, id).await,
+            Next::Relay(ready) => carry(ready, &shared, &mut out, id, kind).await,
             Next::Udp(control, from) => {
                 Box::pin(crate::udp::serve(control, from, &shared, &mut out)).await;
             }
@@ -497,13 +497,20 @@ async fn handshakes(
 
 /// Relays between the application and the server, sampling the server
 /// connection's subflows while it runs.
-async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
+async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: FrontEnd) {
     let Ready {
         mut app,
         mut server,
         pre_up,
         pre_down,
     } = ready;
+    shared.stats.relaying(
+        id,
+        kind.name(),
+        out.protocol.unwrap_or("none"),
+        out.target.as_deref().unwrap_or("-"),
+        sys::transport(&*server),
+    );
     let record = |sock: &TcpStream| {
         let now = sample(sock, &shared.interfaces());
         if !now.is_empty() {

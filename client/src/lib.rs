@@ -23,6 +23,8 @@
 //!   generic netlink, address-change following, `ip mptcp` advice).
 //! - [`stats`]: counters behind the admin endpoint (`/stats`, `/metrics`).
 //! - [`status`]: `sixpath-client status`, a running client's statistics.
+//! - [`web`]: the admin endpoint's pages: `/stats`, `/metrics`, the status
+//!   page and its JSON API, the guarded policy switch.
 //! - [`doctor`]: `sixpath-client doctor`, checks of the host and the path
 //!   to the server, each problem with the command that fixes it.
 //!
@@ -40,3 +42,4 @@ pub mod stats;
 pub mod status;
 pub mod udp;
 pub mod upstream;
+pub mod web;

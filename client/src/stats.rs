@@ -219,6 +219,51 @@ pub struct Snapshot {
     pub recent_failures: Vec<FailureInfo>,
 }
 
+/// One interface of an open connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnInterface {
+    /// Interface name (or the local address when it is unknown).
+    pub interface: String,
+    /// Subflows over it.
+    pub subflows: u64,
+    /// Bytes sent to the server over it.
+    pub bytes_sent: u64,
+    /// Bytes received from the server over it.
+    pub bytes_received: u64,
+    /// Lowest smoothed RTT of its subflows, in microseconds (0 unknown).
+    pub rtt_us: u32,
+}
+
+/// An open connection in its relay, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenConnection {
+    /// Its number (in order of acceptance).
+    pub id: u64,
+    /// The front-end that accepted it (`mixed`, `http`, `transparent`).
+    pub front_end: &'static str,
+    /// The application's protocol.
+    pub protocol: &'static str,
+    /// The target.
+    pub target: String,
+    /// How the server connection is carried (`mptcp`, `tcp-fallback`,
+    /// `tcp`), as at the start of the relay.
+    pub transport: &'static str,
+    /// Milliseconds since the relay began.
+    pub age_ms: u64,
+    /// Bytes per interface as of the latest sample (empty for TCP).
+    pub interfaces: Vec<ConnInterface>,
+}
+
+/// What is kept of a relaying connection for [`OpenConnection`].
+#[derive(Debug)]
+struct Relaying {
+    since: Instant,
+    front_end: &'static str,
+    protocol: &'static str,
+    target: Box<str>,
+    transport: &'static str,
+}
+
 /// The counters.
 #[derive(Debug)]
 pub struct Stats {
@@ -239,6 +284,8 @@ pub struct Stats {
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
     live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
+    /// Connections in their relay.
+    relaying: Mutex<HashMap<u64, Relaying>>,
     /// The last failures, oldest first, with when they happened.
     recent: Mutex<VecDeque<(Instant, FailureInfo)>>,
 }
@@ -297,6 +344,7 @@ impl Stats {
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
+            relaying: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_FAILURES)),
         }
     }
@@ -337,6 +385,10 @@ impl Stats {
         }
         let last = self
             .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        self.relaying
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&id);
@@ -389,6 +441,78 @@ impl Stats {
                 live.insert(id, ifaces);
             }
         }
+    }
+
+    /// Connection `id` began its relay: listed by [`Stats::connections`]
+    /// until [`Stats::closed`].
+    pub fn relaying(
+        &self,
+        id: u64,
+        front_end: &'static str,
+        protocol: &'static str,
+        target: &str,
+        transport: Transport,
+    ) {
+        self.relaying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                id,
+                Relaying {
+                    since: Instant::now(),
+                    front_end,
+                    protocol,
+                    target: target.into(),
+                    transport: transport.name(),
+                },
+            );
+    }
+
+    /// The newest `limit` connections in their relay, newest first, with
+    /// their bytes per interface, and how many there are in all.
+    pub fn connections(&self, limit: usize) -> (Vec<OpenConnection>, usize) {
+        let relaying = self
+            .relaying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ids: Vec<u64> = relaying.keys().copied().collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.truncate(limit);
+        let live = self
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = ids
+            .iter()
+            .filter_map(|id| {
+                let r = relaying.get(id)?;
+                Some(OpenConnection {
+                    id: *id,
+                    front_end: r.front_end,
+                    protocol: r.protocol,
+                    target: r.target.to_string(),
+                    transport: r.transport,
+                    age_ms: u64::try_from(r.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    interfaces: live
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .map(|i| ConnInterface {
+                            interface: i.iface.clone(),
+                            subflows: i.subflows as u64,
+                            bytes_sent: i.bytes_sent,
+                            bytes_received: i.bytes_received,
+                            rtt_us: if i.min_rtt_us == u32::MAX {
+                                0
+                            } else {
+                                i.min_rtt_us
+                            },
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        (list, relaying.len())
     }
 
     /// An error of class `class` (one of [`ERRORS`]).
@@ -903,6 +1027,68 @@ mod tests {
             bytes_received: received,
             min_rtt_us: 100,
         }
+    }
+
+    #[test]
+    fn relaying_connections_are_listed_newest_first_with_bytes_per_path_until_closed() {
+        let s = Stats::new();
+        let a = s.accepted();
+        let b = s.accepted();
+        let c = s.accepted();
+        s.relaying(
+            a,
+            "mixed",
+            "socks5",
+            "example.org:443",
+            Transport::Mptcp { subflows: 2 },
+        );
+        s.relaying(
+            b,
+            "http",
+            "http-connect",
+            "10.0.0.1:22",
+            Transport::Fallback,
+        );
+        s.relaying(
+            c,
+            "transparent",
+            "transparent",
+            "10.0.0.2:80",
+            Transport::Tcp,
+        );
+        s.sample(a, vec![iface("wlan0", 10, 2000), iface("lte0", 5, 700)]);
+        let (list, all) = s.connections(2);
+        assert_eq!(all, 3);
+        let ids: Vec<u64> = list.iter().map(|o| o.id).collect();
+        assert_eq!(ids, [c, b], "newest first, at most the limit");
+        assert_eq!(list[1].transport, "tcp-fallback");
+        assert_eq!(list[1].front_end, "http");
+        let (list, _) = s.connections(10);
+        let first = list.iter().find(|o| o.id == a).unwrap();
+        assert_eq!(first.target, "example.org:443");
+        assert_eq!(first.transport, "mptcp");
+        let lte = first
+            .interfaces
+            .iter()
+            .find(|i| i.interface == "lte0")
+            .unwrap();
+        assert_eq!(
+            (lte.bytes_sent, lte.bytes_received, lte.rtt_us),
+            (5, 700, 100)
+        );
+        s.closed(
+            a,
+            Some("socks5"),
+            Some(Transport::Mptcp { subflows: 2 }),
+            15,
+            2700,
+        );
+        let (list, all) = s.connections(10);
+        assert_eq!(all, 2);
+        assert!(
+            list.iter().all(|o| o.id != a),
+            "closed connections leave the list"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   host's own addresses (with [`mptcp`] and [`netlink::socket`], the
 //!   crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.
-//! - [`admin`]: the small HTTP/1.1 server behind the admin endpoints.
+//! - [`admin`]: the HTTP/1.1 server (on hyper) behind the admin endpoints.
 //! - [`framed`]: the buffered handshake reader both sides decode with.
 //! - [`tls`]: TLS 1.3 configurations (rustls, ring), certificate pinning,
 //!   self-signed certificates.

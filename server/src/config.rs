@@ -203,8 +203,8 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_connections_per_user: Option<usize>,
 
-    /// Serve the admin endpoint (HTTP: `/stats` JSON, `/metrics` Prometheus
-    /// text) on ADDR:PORT. It must be a loopback address unless
+    /// Serve the admin endpoint (HTTP: a status page at `/`, `/stats` JSON,
+    /// `/metrics` Prometheus text) on ADDR:PORT. It must be a loopback address unless
     /// --admin-allow-remote is given; the endpoint has no authentication.
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin: Option<SocketAddr>,

@@ -267,10 +267,10 @@ impl Server {
         let shared = Arc::clone(&self.shared);
         if let Some(l) = self.admin {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, "admin endpoint: /stats, /metrics");
+                tracing::info!(%addr, "admin endpoint: status page at http://{addr}/, /stats, /metrics");
             }
             let admin_shared = Arc::clone(&shared);
-            tokio::spawn(admin::serve(l, move |path| admin_page(&admin_shared, path)));
+            tokio::spawn(admin::serve(l, move |req| admin_page(&admin_shared, req)));
         }
         let follow = tokio::spawn(follow_own_addresses(Arc::clone(&shared)));
         let accept_all = async {
@@ -437,9 +437,31 @@ fn admin_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// The admin endpoint's pages.
-fn admin_page(shared: &Shared, path: &str) -> Option<admin::Response> {
+fn admin_page(shared: &Shared, req: &admin::Request) -> Option<admin::Response> {
+    if req.method == admin::Method::POST {
+        return None;
+    }
+    let page = matches!(req.path.as_str(), "/" | "/status.js" | "/status.css");
+    if page && !admin::host_ok(req.header("host")) {
+        return Some(admin::Response::text(
+            403,
+            "Host must be an IP address or localhost",
+        ));
+    }
     let open = shared.limits.active();
-    match path {
+    match req.path.as_str() {
+        "/" => Some(admin::Response::page(
+            "text/html; charset=utf-8",
+            include_str!("web/index.html"),
+        )),
+        "/status.js" => Some(admin::Response::page(
+            "text/javascript; charset=utf-8",
+            include_str!("web/status.js"),
+        )),
+        "/status.css" => Some(admin::Response::page(
+            "text/css; charset=utf-8",
+            include_str!("web/status.css"),
+        )),
         "/stats" => Some(admin::Response::ok(
             "application/json",
             shared.stats.json(open).to_string() + "\n",

@@ -19,3 +19,4 @@ mod netns;
 mod ops;
 mod paths;
 mod sink;
+mod web;

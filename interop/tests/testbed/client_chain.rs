@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::bed::{self, Ns, Testbed};
+use crate::browser;
 use crate::flows::{self, Blast, Route};
 use crate::mptcp;
 use crate::netns;
@@ -988,4 +989,280 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
     assert_eq!(dns[..2], [0x51, 0x7e], "DNS id");
     assert_eq!(dns[6..8], [0, 1], "one answer");
     assert_eq!(dns[dns.len() - 4..], [198, 18, 9, 2], "the A record");
+}
+
+/// The client's admin endpoint inside the phone namespace.
+const ADMIN: &str = "127.0.0.1:1090";
+/// chromedriver's port inside the phone namespace.
+const DRIVER_PORT: u16 = 9515;
+
+/// Per path as the status page shows it: bytes (both directions) in the
+/// paths table and the highest rate the chart has plotted.
+fn page_paths(s: &browser::Session) -> serde_json::Value {
+    s.run(
+        "const out = {};
+         for (const r of document.querySelectorAll('#paths tr[data-iface]')) {
+           out[r.dataset.iface] = { bytes: Number(r.dataset.bytes), backup: r.dataset.backup === 'true', peak: 0 };
+         }
+         for (const [k, pts] of Object.entries(window.sixpathStatus().series)) {
+           if (out[k]) out[k].peak = pts.reduce((m, p) => Math.max(m, p[1]), 0);
+         }
+         return out;",
+    )
+}
+
+/// Runs `script` in the page every 250 ms until it returns something
+/// other than `null` (that value), at most `secs` seconds.
+fn wait_page(s: &browser::Session, what: &str, secs: u64, script: &str) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = s.run(script);
+        if !v.is_null() {
+            return v;
+        }
+        assert!(Instant::now() < until, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One raw HTTP/1.1 exchange with the admin endpoint: status code and body.
+fn admin_exchange(head: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(ADMIN).expect("connect admin endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: {ADMIN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (code, body.unwrap_or_default())
+}
+
+fn policy_now() -> String {
+    let (code, body) = admin_exchange("GET /api/status HTTP/1.1", "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["policy"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The status page in headless Chromium, inside the phone, while a 48 MiB
+/// download runs through the client under `aggregate` over Wi-Fi and LTE:
+/// the page loads, its table and chart show bytes on both paths; a click
+/// on `backup` switches the policy at run time, after which LTE's bytes
+/// stop growing while Wi-Fi's do; policy POSTs without the page's token,
+/// with a wrong one, from a foreign origin or from a page of another
+/// origin in the browser are refused (403) and change nothing. Saves a
+/// screenshot taken during the download, after the switch
+/// (`status-page.png` in the cargo target tmp dir, or
+/// `$SIXPATH_SCREENSHOT`; `docs/status-page.png` is one).
+#[test]
+fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
+    const TEST: &str = "status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte";
+    if !bed::can_run(TEST) || !browser::available(TEST) {
+        return;
+    }
+    let tb = Testbed::up(&[]);
+    let flush = tb
+        .command(Ns::Phone, "ip")
+        .args(["mptcp", "endpoint", "flush"])
+        .status()
+        .expect("ip mptcp endpoint flush");
+    assert!(flush.success(), "ip mptcp endpoint flush");
+    let (blast, target) = blast_origin(&tb);
+    let client = start_client(
+        &tb,
+        bed::SERVER_PORT,
+        &[
+            "--path",
+            "wlan0",
+            "--path",
+            "lte0",
+            "--path-policy",
+            "aggregate",
+            "--admin",
+            ADMIN,
+        ],
+    );
+    // The browser's profile and temporary files live in the testbed's
+    // state directory, which `down` removes even when the test fails.
+    let state = tb
+        .log_path("chromium")
+        .parent()
+        .expect("state directory")
+        .join("chromium");
+    let profile = state.join("profile");
+    let tmp = state.join("tmp");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let log = File::create(tb.log_path("chromedriver")).expect("create log");
+    let child = tb
+        .command(Ns::Phone, browser::CHROMEDRIVER)
+        .arg(format!("--port={DRIVER_PORT}"))
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("start chromedriver");
+    let mut driver = Proc {
+        child,
+        name: "chromedriver",
+    };
+    driver.wait_listening(&tb, Ns::Phone, DRIVER_PORT);
+    let shot_path = std::env::var_os("SIXPATH_SCREENSHOT").map_or_else(
+        || Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png"),
+        std::path::PathBuf::from,
+    );
+
+    let ns = tb.ns(Ns::Phone);
+    let route = Route::Socks5 {
+        proxy: entry(),
+        target,
+    };
+    let profile_dir = profile.clone();
+    let size = 48 * MIB;
+    let scenario = netns::spawn_in(&ns.clone(), move || {
+        let s = browser::Session::start(
+            SocketAddr::from(([127, 0, 0, 1], DRIVER_PORT)),
+            &profile_dir,
+        );
+        s.go(&format!("http://{ADMIN}/"));
+        assert_eq!(s.title(), "sixpath-client status");
+        wait_page(
+            &s,
+            "the page shows the policy",
+            15,
+            "return document.querySelector('#policy-aggregate.active') ? true : null;",
+        );
+        let token = s
+            .run("return document.querySelector('meta[name=\"sixpath-token\"]').content;")
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let (tx, rx) = mpsc::channel();
+        let download = flows::download(&ns, route, false, size, 4 * MIB, tx);
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("4 MiB arrived");
+        let both = wait_page(
+            &s,
+            "bytes and a plotted rate on both paths",
+            20,
+            "const p = {}; for (const r of document.querySelectorAll('#paths tr[data-iface]')) p[r.dataset.iface] = Number(r.dataset.bytes);
+             const sr = window.sixpathStatus().series;
+             const peak = (k) => (sr[k] || []).reduce((m, x) => Math.max(m, x[1]), 0);
+             return p.wlan0 > 1e6 && p.lte0 > 1e5 && peak('wlan0') > 1e5 && peak('lte0') > 1e5 ? p : null;",
+        );
+        println!("{TEST}: the page shows under aggregate {both}");
+        std::thread::sleep(Duration::from_secs(5));
+
+        s.click("#policy-backup");
+        wait_page(
+            &s,
+            "the page shows backup in force",
+            10,
+            "return document.querySelector('#policy-backup.active') ? true : null;",
+        );
+        // MP_PRIO reaches the server within a round trip; the page's
+        // numbers lag by up to two samples.
+        std::thread::sleep(Duration::from_secs(3));
+        let a = page_paths(&s);
+        std::thread::sleep(Duration::from_secs(4));
+        let b = page_paths(&s);
+        // Still downloading: the chart shows both policies.
+        let shot = s.screenshot();
+        let grew = |k: &str| b[k]["bytes"].as_f64().unwrap() - a[k]["bytes"].as_f64().unwrap();
+        let (wlan, lte) = (grew("wlan0"), grew("lte0"));
+        println!(
+            "{TEST}: in 4 s under backup the page shows wlan0 +{:.2} MB, lte0 +{:.3} MB (lte0 backup: {})",
+            wlan / 1e6,
+            lte / 1e6,
+            b["lte0"]["backup"]
+        );
+
+        // Refused: no token, a wrong token (from the page itself), the
+        // right token with a foreign Origin, and a page of another origin.
+        let post = |headers: &str| {
+            s.run_async(&format!(
+                "fetch('/api/policy', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json'{headers} }}, \
+                 body: JSON.stringify({{ policy: 'single' }}) }}).then((r) => arguments[0](r.status), (e) => arguments[0](String(e)));"
+            ))
+        };
+        let no_token = post("");
+        let wrong_token = post(", 'X-Sixpath-Token': '0123456789abcdef0123456789abcdef'");
+        let foreign = admin_exchange(
+            &format!(
+                "POST /api/policy HTTP/1.1\r\nOrigin: http://evil.example\r\nX-Sixpath-Token: {token}"
+            ),
+            r#"{"policy":"single"}"#,
+        );
+        s.go("data:text/html,<title>elsewhere</title>");
+        let from_elsewhere = s.run_async(&format!(
+            "fetch('http://{ADMIN}/api/policy', {{ method: 'POST', mode: 'no-cors', body: '{{\"policy\":\"single\"}}' }})
+               .then(() => arguments[0]('sent'), (e) => arguments[0]('blocked: ' + e));"
+        ));
+        let policy_after = policy_now();
+        let d = download.join().expect("download thread");
+        drop(s);
+        (
+            shot,
+            wlan,
+            lte,
+            no_token,
+            wrong_token,
+            foreign,
+            from_elsewhere,
+            policy_after,
+            d,
+        )
+    });
+    let (shot, wlan, lte, no_token, wrong_token, foreign, from_elsewhere, policy_after, d) =
+        scenario
+            .join()
+            .expect("browser scenario (see the panic above)");
+    std::fs::write(&shot_path, &shot).expect("write screenshot");
+    println!(
+        "{TEST}: screenshot {} ({} bytes); POST without token {no_token}, wrong token {wrong_token}, \
+         foreign Origin {}, from a data: page {from_elsewhere}; policy afterwards {policy_after}",
+        shot_path.display(),
+        shot.len(),
+        foreign.0
+    );
+    assert!(shot.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
+    assert_eq!(d.bytes, size, "download byte count");
+    let (sent, _) = blast
+        .sent
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the sender reported its digest");
+    assert_eq!(d.sha, sent, "download digest");
+    assert!(
+        wlan > 1e6,
+        "Wi-Fi kept carrying the download under backup: +{wlan} bytes"
+    );
+    assert!(
+        lte < wlan * 0.05,
+        "LTE stopped under backup: +{lte} bytes vs Wi-Fi +{wlan}"
+    );
+    assert_eq!(no_token, 403, "POST without the token");
+    assert_eq!(wrong_token, 403, "POST with a wrong token");
+    assert_eq!(foreign.0, 403, "POST from a foreign Origin: {}", foreign.1);
+    assert_eq!(
+        policy_after, "backup",
+        "no refused request changed the policy (a page of another origin: {from_elsewhere})"
+    );
+    let log = tb.log("client");
+    assert!(
+        log.contains("path policy switched from the status page"),
+        "the switch is logged:\n{log}"
+    );
+    drop(client);
+    drop(driver);
 }

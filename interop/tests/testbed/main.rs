@@ -19,6 +19,7 @@
 )]
 
 mod bed;
+mod browser;
 mod client_chain;
 mod fleet;
 mod flows;

@@ -269,3 +269,32 @@ async fn admin_metrics_answer_within_seconds_while_a_thousand_idle_connections_a
     );
     drop(idle);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_status_page_is_served_with_its_assets_and_refuses_foreign_host_names() {
+    let h = admin_harness().await;
+    let admin = h.admin.unwrap();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/status.js", "text/javascript"),
+        ("/status.css", "text/css"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = String::from_utf8(read_to_eof(&mut s).await).unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {r}");
+        assert!(r.contains(&format!("content-type: {kind}")), "{path}: {r}");
+        assert!(
+            r.contains("content-security-policy: default-src 'none'"),
+            "{path}: {r}"
+        );
+    }
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: rebound.example:80\r\n\r\n")
+        .await
+        .unwrap();
+    let r = String::from_utf8(read_to_eof(&mut s).await).unwrap();
+    assert!(r.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{r}");
+}
