@@ -238,6 +238,8 @@ pub struct Outcome {
     pub initial_data: usize,
     /// The SYN's data was acknowledged.
     pub syn_data: bool,
+    /// The TLS handshake made with the server (`None`: plain TCP).
+    pub tls: Option<sixpath_net::tls::Handshake>,
     /// The server connection.
     pub server: Option<SocketAddr>,
     /// How the server connection was carried (at the end of the relay).
@@ -453,6 +455,10 @@ async fn handshakes(
     };
     out.server = Some(opened.server);
     out.syn_data = opened.syn_data;
+    out.tls = opened.stream.tls_handshake();
+    if let Some(kind) = out.tls {
+        shared.stats.tls_handshake(kind);
+    }
     if !early {
         let bytes = req.answer.success(opened.reply.as_ref());
         if !bytes.is_empty() && f.send(&bytes).await.is_err() {
@@ -639,6 +645,7 @@ fn log(
         early = o.early,
         initial_data = o.initial_data,
         syn_data = o.syn_data,
+        tls = o.tls.map_or("no", sixpath_net::tls::Handshake::name),
         transport,
         subflows,
         %paths,

@@ -56,6 +56,16 @@ pub enum ServerStream {
     Tls(Box<client::TlsStream<TcpStream>>),
 }
 
+impl ServerStream {
+    /// The kind of TLS handshake made (`None` over plain TCP).
+    pub fn tls_handshake(&self) -> Option<sixpath_net::tls::Handshake> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(s) => sixpath_net::tls::Handshake::of(s.get_ref().1),
+        }
+    }
+}
+
 impl Deref for ServerStream {
     type Target = TcpStream;
     fn deref(&self) -> &TcpStream {
