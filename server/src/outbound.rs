@@ -521,8 +521,7 @@ async fn connect_one(
 ) -> Result<Connected, ConnectError> {
     let want_mptcp = opts.mptcp && !no_mptcp.remembers(addr);
     let (sock, mptcp) =
-        sys::stream_socket(&addr, want_mptcp).map_err(|e| classify(e, addr, None))?;
-    sock.set_nonblocking(true).map_err(ConnectError::Other)?;
+        sys::nonblocking_stream_socket(&addr, want_mptcp).map_err(|e| classify(e, addr, None))?;
     if opts.nodelay {
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
     }

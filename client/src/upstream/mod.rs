@@ -448,8 +448,7 @@ impl Upstream {
         let name = server.to_string();
         let fail = |e: &io::Error| Failure::server(e, &name);
         let (sock, mptcp) =
-            sys::stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
-        sock.set_nonblocking(true).map_err(|e| fail(&e))?;
+            sys::nonblocking_stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
         sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
         if let Some(device) = self.device() {
             sock.bind_device(Some(device.as_bytes())).map_err(|e| {
