@@ -202,6 +202,9 @@ pub struct Connected {
     pub syn_data: usize,
     /// The IP-level settings in effect on the socket.
     pub applied: Applied,
+    /// The connection is Multipath TCP (not fallen back to TCP), as found
+    /// once it was established.
+    pub mptcp: bool,
 }
 
 /// Resolves names and connects to targets under the egress policy.
@@ -575,7 +578,13 @@ async fn connect_one(
     if let Err(e) = stream.peer_addr() {
         return Err(classify(e, addr, sys::take_icmp_error(&stream)));
     }
-    if mptcp && sys::transport(&stream) == sys::Transport::Fallback {
+    // A socket made as TCP is TCP: asked only of MPTCP sockets.
+    let transport = if mptcp {
+        sys::transport(&stream)
+    } else {
+        sys::Transport::Tcp
+    };
+    if transport == sys::Transport::Fallback {
         no_mptcp.record(addr);
     }
     Ok(Connected {
@@ -583,6 +592,7 @@ async fn connect_one(
         peer: addr,
         syn_data: sent,
         applied,
+        mptcp: matches!(transport, sys::Transport::Mptcp { .. }),
     })
 }
 
