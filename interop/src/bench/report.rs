@@ -181,6 +181,10 @@ fn ratio(v: Option<f64>, base: Option<f64>) -> String {
     }
 }
 
+/// The label of the direct Multipath TCP row of `scripts/bench`: the
+/// connection-rate table also compares against it when it is there.
+pub const MPTCP_BASELINE: &str = "direct MPTCP";
+
 /// Markdown tables from the JSON lines in `input`, ratios against the row
 /// labelled `baseline`.
 pub fn markdown(input: &str, baseline: &str) -> String {
@@ -212,16 +216,32 @@ pub fn markdown(input: &str, baseline: &str) -> String {
             ratio(r.thr8, base.thr8)
         );
     }
+    // With a direct Multipath TCP row, rates are also given against it:
+    // what the proxy costs on top of setting up its transport.
+    let mptcp_rate = rows
+        .iter()
+        .find(|r| r.label == MPTCP_BASELINE)
+        .and_then(|r| r.rate);
+    let (extra_head, extra_rule) = if mptcp_rate.is_some() {
+        (format!(" vs {MPTCP_BASELINE} |"), "---:|")
+    } else {
+        (String::new(), "")
+    };
     let _ = writeln!(
         md,
         "\n#### Connection rate (100 B up, 1 KiB down, one connection each; median)\n\n\
-         | Path | conn/s | vs {baseline} | latency p50 (ms) | latency p99 (ms) |\n\
-         |---|---:|---:|---:|---:|"
+         | Path | conn/s | vs {baseline} |{extra_head} latency p50 (ms) | latency p99 (ms) |\n\
+         |---|---:|---:|{extra_rule}---:|---:|"
     );
     for r in rows.iter().filter(|r| r.pending.is_none()) {
+        let extra = if mptcp_rate.is_some() {
+            format!(" {} |", ratio(r.rate, mptcp_rate))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |{extra} {} | {} |",
             r.label,
             num(r.rate, 0),
             ratio(r.rate, base.rate),
@@ -433,6 +453,29 @@ mod tests {
         assert!(!cpu.contains("| direct |"), "no processes, no row: {cpu}");
         // Without any cpu figures there is no table.
         assert!(!markdown(INPUT, "direct").contains("CPU s/GiB"));
+    }
+
+    #[test]
+    fn rate_table_compares_with_direct_mptcp_when_that_row_is_there() {
+        let input = r#"{"kind":"run","workload":"rate","label":"direct","conn_per_s":8000.0,"p50_ms":0.5,"p99_ms":2.0}
+{"kind":"run","workload":"rate","label":"direct MPTCP","conn_per_s":4000.0,"p50_ms":1.0,"p99_ms":3.0}
+{"kind":"run","workload":"rate","label":"chain","conn_per_s":2000.0,"p50_ms":2.0,"p99_ms":6.0}
+"#;
+        let md = markdown(input, "direct");
+        assert!(
+            md.contains("| conn/s | vs direct | vs direct MPTCP |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| chain | 2000 | 25 % | 50 % | 2.00 | 6.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| direct MPTCP | 4000 | 50 % | 100 % |"),
+            "{md}"
+        );
+        // Without that row the table keeps its columns.
+        assert!(markdown(INPUT, "direct").contains("| proxy | 1000 | – | 1.50 | 4.00 |"));
     }
 
     #[test]
