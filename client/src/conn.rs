@@ -516,20 +516,26 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64) {
             shared.stats.sample(id, now);
         }
     };
-    let watched = Sampled {
+    let mut watched = Sampled {
         inner: &mut server,
         record: &record,
         next: Instant::now() + SAMPLE_EVERY,
+        seen_eof: false,
+        seen_shutdown: false,
     };
     let opts = RelayOptions {
         idle_timeout: shared.upstream.settings().idle_timeout,
         buffer_size: RELAY_BUFFER,
         ..RelayOptions::default()
     };
-    let mut stats = relay::relay_copy(&mut app, watched, opts).await;
+    let mut stats = relay::relay_copy(&mut app, &mut watched, opts).await;
     // The subflows as they ended (a connection shorter than one sample
-    // period is counted here only).
-    record(&server);
+    // period is counted here only), unless the samples at the server's
+    // EOF and at our shutdown, both taken after the last byte either way,
+    // already say it.
+    if !(watched.seen_eof && watched.seen_shutdown) {
+        record(&server);
+    }
     out.transport = Some(sys::transport(&*server));
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
@@ -546,6 +552,10 @@ struct Sampled<'a> {
     inner: &'a mut ServerStream,
     record: &'a (dyn Fn(&TcpStream) + Sync),
     next: Instant,
+    /// Sampled at the server's EOF.
+    seen_eof: bool,
+    /// Sampled at our shutdown of the write side.
+    seen_shutdown: bool,
 }
 
 impl Sampled<'_> {
@@ -571,6 +581,7 @@ impl AsyncRead for Sampled<'_> {
         if matches!(r, Poll::Ready(Ok(()))) {
             if buf.filled().len() == before && buf.remaining() > 0 {
                 (this.record)(this.inner);
+                this.seen_eof = true;
             } else {
                 this.tick();
             }
@@ -600,6 +611,7 @@ impl AsyncWrite for Sampled<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         (this.record)(this.inner);
+        this.seen_shutdown = true;
         Pin::new(&mut *this.inner).poll_shutdown(cx)
     }
 }
@@ -713,14 +725,16 @@ mod tests {
         let (server, _s) = pair().await;
         let mut server = ServerStream::Plain(server);
         let record = |_: &TcpStream| {};
-        let watched = Sampled {
+        let mut watched = Sampled {
             inner: &mut server,
             record: &record,
             next: Instant::now(),
+            seen_eof: false,
+            seen_shutdown: false,
         };
         let relay = std::mem::size_of_val(&relay::relay_copy(
             &mut app,
-            watched,
+            &mut watched,
             RelayOptions::default(),
         ));
         assert!(

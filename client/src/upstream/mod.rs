@@ -546,6 +546,10 @@ impl Upstream {
     /// connection can even miss the server's FIN; one round trip more beats
     /// losing every subflow.
     pub fn check_syn_data(&self, stream: &TcpStream) -> bool {
+        if !self.settings.tfo {
+            // No data rode in the SYN: nothing to ask the kernel.
+            return false;
+        }
         let syn_data = sys::tcpi_options(stream).is_ok_and(|o| o & sys::TCPI_OPT_SYN_DATA != 0);
         if self.cookieless_tfo() && !syn_data && sys::transport(stream) == sys::Transport::Fallback
         {
