@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sixpath_net::mptcp::InterfaceStats;
 use sixpath_net::sys::Transport;
+use sixpath_net::tls::Handshake;
 
 use crate::failure::Kind;
 
@@ -197,6 +198,10 @@ pub struct Snapshot {
     /// `--max-failed-logins` times within `--failed-login-window`.
     #[serde(default)]
     pub logins_refused: u64,
+    /// Completed TLS handshakes with the server by kind: `full` or
+    /// `resumed` (a session ticket of an earlier connection).
+    #[serde(default)]
+    pub tls_handshakes: Named,
     /// Configured paths.
     pub paths: Vec<PathInfo>,
     /// The path policy (`null` without paths).
@@ -281,6 +286,7 @@ pub struct Stats {
     early_reply_closes: AtomicU64,
     auth_failures: AtomicU64,
     logins_refused: AtomicU64,
+    tls_handshakes: [AtomicU64; Handshake::ALL.len()],
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
     live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
@@ -341,6 +347,7 @@ impl Stats {
             early_reply_closes: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             logins_refused: AtomicU64::new(0),
+            tls_handshakes: Default::default(),
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
@@ -560,6 +567,13 @@ impl Stats {
         recent.push_back((Instant::now(), info));
     }
 
+    /// A TLS handshake with the server completed.
+    pub fn tls_handshake(&self, kind: Handshake) {
+        if let Some(c) = self.tls_handshakes.get(kind as usize) {
+            add(c, 1);
+        }
+    }
+
     /// An application gave wrong local credentials.
     pub fn auth_failure(&self) {
         add(&self.auth_failures, 1);
@@ -623,6 +637,11 @@ impl Stats {
             early_reply_closes: get(&self.early_reply_closes),
             auth_failures: get(&self.auth_failures),
             logins_refused: get(&self.logins_refused),
+            tls_handshakes: Handshake::ALL
+                .iter()
+                .zip(&self.tls_handshakes)
+                .map(|(k, c)| (k.name().to_owned(), get(c)))
+                .collect(),
             paths,
             recent_failures: self
                 .recent
@@ -706,6 +725,12 @@ impl Snapshot {
             "counter",
             "Subflows of finished MPTCP server connections.",
             &one(self.subflows),
+        );
+        metric(
+            "tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes with the server, by kind (full: certificate and signature; resumed: a session ticket of an earlier connection).",
+            &by("kind", &self.tls_handshakes),
         );
         metric(
             "bytes_total",

@@ -32,18 +32,25 @@ pub const TCPI_OPT_SYN_DATA: u8 = 0x20;
 /// with `ENOPROTOOPT` (`net.mptcp.enabled=0`), `EPROTONOSUPPORT` (not built
 /// in) or `EINVAL` (older than 5.6); then a TCP socket is returned instead.
 pub fn stream_socket(addr: &SocketAddr, mptcp: bool) -> io::Result<(Socket, bool)> {
+    new_stream_socket(addr, mptcp, Type::STREAM)
+}
+
+/// [`stream_socket`], non-blocking from the start (`SOCK_NONBLOCK`, no
+/// `fcntl` round trip afterwards): for sockets handed to tokio.
+pub fn nonblocking_stream_socket(addr: &SocketAddr, mptcp: bool) -> io::Result<(Socket, bool)> {
+    new_stream_socket(addr, mptcp, Type::STREAM.nonblocking())
+}
+
+fn new_stream_socket(addr: &SocketAddr, mptcp: bool, ty: Type) -> io::Result<(Socket, bool)> {
     let domain = Domain::for_address(*addr);
     if mptcp {
-        match Socket::new(domain, Type::STREAM, Some(Protocol::from(IPPROTO_MPTCP))) {
+        match Socket::new(domain, ty, Some(Protocol::from(IPPROTO_MPTCP))) {
             Ok(s) => return Ok((s, true)),
             Err(e) if mptcp_unavailable(&e) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok((
-        Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
-        false,
-    ))
+    Ok((Socket::new(domain, ty, Some(Protocol::TCP))?, false))
 }
 
 /// True for the errors that mean "this kernel has no MPTCP for us".
@@ -579,6 +586,26 @@ mod tests {
         tcp_client.connect(&local.into()).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert_eq!(transport(&accepted), Transport::Tcp, "plain TCP client");
+    }
+
+    #[test]
+    fn nonblocking_stream_socket_is_nonblocking_and_of_the_asked_protocol() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        for want in [true, false] {
+            let (sock, mptcp) = nonblocking_stream_socket(&addr, want).expect("socket");
+            assert!(sock.nonblocking().expect("flags"), "O_NONBLOCK set");
+            let proto = getsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL)
+                .expect("SO_PROTOCOL");
+            let expect = if mptcp {
+                IPPROTO_MPTCP
+            } else {
+                libc::IPPROTO_TCP
+            };
+            assert_eq!(proto, expect);
+            assert!(want || !mptcp, "TCP when MPTCP is not asked for");
+            let (blocking, _) = stream_socket(&addr, want).expect("socket");
+            assert!(!blocking.nonblocking().expect("flags"));
+        }
     }
 
     #[test]

@@ -16,6 +16,15 @@
 //!
 //! Both sides offer the ALPN identifier [`ALPN_SIXPATH`]; a server built
 //! with it still accepts clients that send no ALPN extension.
+//!
+//! Resumption (RFC 8446 §2.2, §4.6.1): the server hands out stateless
+//! session tickets, encrypted under a key that rotates every 6 hours and
+//! valid for 12 ([`rustls::crypto::ring::Ticketer`]), so it keeps no state
+//! per client; a client keeps the tickets of its last 256 servers in the
+//! [`ClientConfig`] it shares across connections. A resumed handshake skips
+//! the certificate and its signature (a fresh ECDHE key exchange is still
+//! made, `psk_dhe_ke`, so forward secrecy stays). [`Handshake::of`] tells
+//! which kind a connection made.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,7 +36,10 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, CommonState, DigitallySignedStruct, HandshakeKind, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 
 pub use rustls;
@@ -94,6 +106,39 @@ impl TlsError {
         Self::Cert {
             path: path.to_path_buf(),
             message: message.into(),
+        }
+    }
+}
+
+/// Which kind of TLS handshake a connection made, for its log line and
+/// the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// A full handshake: certificate, signature and key exchange (a
+    /// `HelloRetryRequest` round trip included).
+    Full,
+    /// A resumed handshake (a session ticket of an earlier connection):
+    /// no certificate, no signature.
+    Resumed,
+}
+
+impl Handshake {
+    /// Every kind, in the order of counters indexed by `kind as usize`.
+    pub const ALL: [Self; 2] = [Self::Full, Self::Resumed];
+
+    /// The kind of a finished handshake; `None` while it is running.
+    pub fn of(conn: &CommonState) -> Option<Self> {
+        conn.handshake_kind().map(|k| match k {
+            HandshakeKind::Full | HandshakeKind::FullWithHelloRetryRequest => Self::Full,
+            HandshakeKind::Resumed => Self::Resumed,
+        })
+    }
+
+    /// `full` or `resumed`: the log field's value and the metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Resumed => "resumed",
         }
     }
 }
@@ -184,6 +229,9 @@ impl ServerTls {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        // Stateless tickets: resumption for any number of clients without
+        // a server-side cache (the default stateful cache holds 256).
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Self {
             config: Arc::new(config),
@@ -519,6 +567,65 @@ mod tests {
         .await;
         let _ = srv.await;
         result
+    }
+
+    /// One connection over loopback TCP: the client sends a message, the
+    /// server echoes it and closes; returns the handshake kind each side
+    /// saw.
+    async fn tcp_exchange(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> (Option<Handshake>, Option<Handshake>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(server);
+        let srv = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let kind = Handshake::of(s.get_ref().1);
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+            s.shutdown().await.unwrap();
+            kind
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = TlsConnector::from(client).connect(name, tcp).await.unwrap();
+        let kind = Handshake::of(c.get_ref().1);
+        c.write_all(b"hello").await.unwrap();
+        let mut back = Vec::new();
+        // Reading to the end also takes in the server's session tickets.
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"hello");
+        (kind, srv.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn second_connection_with_a_shared_client_config_resumes() {
+        let dir = TempDir::new("resume");
+        let (cert, key, fp) = self_signed(&dir, &["localhost"]);
+        let server = server_config(&cert, &key, &[ALPN_SIXPATH]).unwrap();
+        let client = client_config(ServerVerification::Pinned(vec![fp]), &[ALPN_SIXPATH]).unwrap();
+        let full = Some(Handshake::Full);
+        let resumed = Some(Handshake::Resumed);
+        assert_eq!(
+            tcp_exchange(Arc::clone(&server), Arc::clone(&client)).await,
+            (full, full)
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                tcp_exchange(Arc::clone(&server), Arc::clone(&client)).await,
+                (resumed, resumed)
+            );
+        }
+        // A client configuration of its own has no ticket: full again.
+        let other = client_config(ServerVerification::Pinned(vec![fp]), &[ALPN_SIXPATH]).unwrap();
+        assert_eq!(tcp_exchange(Arc::clone(&server), other).await, (full, full));
+        // Another server (another ticket key) cannot read the ticket: the
+        // client falls back to a full handshake.
+        let restarted = server_config(&cert, &key, &[ALPN_SIXPATH]).unwrap();
+        assert_eq!(tcp_exchange(restarted, client).await, (full, full));
     }
 
     #[tokio::test]

@@ -198,6 +198,10 @@ async fn serve_tls(
     let accept = acceptor.accept(stream).into_fallible();
     match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(stream)) => {
+            if let Some(kind) = sixpath_net::tls::Handshake::of(stream.get_ref().1) {
+                outcome.tls_handshake = Some(kind);
+                shared.stats.tls_handshake(kind);
+            }
             // Boxed: the TLS connection state is large, and the stream
             // moves through the handshake into the relay.
             let stream = Box::new(stream);
@@ -387,7 +391,7 @@ fn log(peer: SocketAddr, transport: Transport, started: Instant, o: &Outcome) {
         user = o.user.as_deref().unwrap_or("-"),
         target = o.target.as_deref().unwrap_or("-"),
         reply = %o.reply,
-        tls = o.tls,
+        tls = o.tls_name(),
         bytes_up = up,
         bytes_down = down,
         end,

@@ -202,6 +202,9 @@ pub struct Connected {
     pub syn_data: usize,
     /// The IP-level settings in effect on the socket.
     pub applied: Applied,
+    /// The connection is Multipath TCP (not fallen back to TCP), as found
+    /// once it was established.
+    pub mptcp: bool,
 }
 
 /// Resolves names and connects to targets under the egress policy.
@@ -521,8 +524,7 @@ async fn connect_one(
 ) -> Result<Connected, ConnectError> {
     let want_mptcp = opts.mptcp && !no_mptcp.remembers(addr);
     let (sock, mptcp) =
-        sys::stream_socket(&addr, want_mptcp).map_err(|e| classify(e, addr, None))?;
-    sock.set_nonblocking(true).map_err(ConnectError::Other)?;
+        sys::nonblocking_stream_socket(&addr, want_mptcp).map_err(|e| classify(e, addr, None))?;
     if opts.nodelay {
         sock.set_tcp_nodelay(true).map_err(ConnectError::Other)?;
     }
@@ -576,7 +578,13 @@ async fn connect_one(
     if let Err(e) = stream.peer_addr() {
         return Err(classify(e, addr, sys::take_icmp_error(&stream)));
     }
-    if mptcp && sys::transport(&stream) == sys::Transport::Fallback {
+    // A socket made as TCP is TCP: asked only of MPTCP sockets.
+    let transport = if mptcp {
+        sys::transport(&stream)
+    } else {
+        sys::Transport::Tcp
+    };
+    if transport == sys::Transport::Fallback {
         no_mptcp.record(addr);
     }
     Ok(Connected {
@@ -584,6 +592,7 @@ async fn connect_one(
         peer: addr,
         syn_data: sent,
         applied,
+        mptcp: matches!(transport, sys::Transport::Mptcp { .. }),
     })
 }
 

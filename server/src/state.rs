@@ -138,9 +138,21 @@ pub struct Outcome {
     pub user_slot: Option<UserSlot>,
     /// Whether the connection came in on a TLS listener.
     pub tls: bool,
+    /// The kind of TLS handshake made, once it succeeded.
+    pub tls_handshake: Option<sixpath_net::tls::Handshake>,
 }
 
 impl Outcome {
+    /// The log line's `tls` field: `no` (plain listener), `full` or
+    /// `resumed` (the handshake made), `failed` (no handshake completed).
+    pub fn tls_name(&self) -> &'static str {
+        match (self.tls, self.tls_handshake) {
+            (false, _) => "no",
+            (true, None) => "failed",
+            (true, Some(h)) => h.name(),
+        }
+    }
+
     /// Counts the finished connection in `stats` (beside its log line).
     pub fn record(&self, stats: &Stats, transport: Transport) {
         stats.record(transport, self.protocol, &self.reply, self.relay.as_ref());

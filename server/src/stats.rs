@@ -20,6 +20,7 @@ use crate::limits::Refused;
 use crate::relay::RelayStats;
 use crate::session::SessionCap;
 use crate::sys::Transport;
+use sixpath_net::tls::Handshake;
 
 /// Protocols as counted (index into the per-protocol arrays).
 const PROTOCOLS: [&str; 5] = ["socks6", "socks5", "socks4", "convert", "none"];
@@ -143,6 +144,7 @@ pub struct Stats {
     proxy_headers_refused: AtomicU64,
     sessions_refused: [AtomicU64; SessionCap::ALL.len()],
     probes: [AtomicU64; ProbeResult::ALL.len()],
+    tls_handshakes: [AtomicU64; Handshake::ALL.len()],
 }
 
 /// What became of a path probe (`docs/probe.md`).
@@ -217,6 +219,7 @@ impl Stats {
             proxy_headers_refused: AtomicU64::new(0),
             sessions_refused: Default::default(),
             probes: Default::default(),
+            tls_handshakes: Default::default(),
         }
     }
 
@@ -304,6 +307,18 @@ impl Stats {
         self.probes.get(result as usize).map_or(0, get)
     }
 
+    /// Counts a completed TLS handshake by its kind.
+    pub fn tls_handshake(&self, kind: Handshake) {
+        if let Some(c) = self.tls_handshakes.get(kind as usize) {
+            add(c, 1);
+        }
+    }
+
+    /// Completed TLS handshakes of `kind` so far.
+    pub fn tls_handshakes(&self, kind: Handshake) -> u64 {
+        self.tls_handshakes.get(kind as usize).map_or(0, get)
+    }
+
     /// Counts a wrong password.
     pub fn auth_failure(&self) {
         add(&self.auth_failures, 1);
@@ -375,6 +390,10 @@ impl Stats {
             "probes": ProbeResult::ALL
                 .iter()
                 .map(|r| (r.name().to_owned(), self.probes(*r).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "tls_handshakes": Handshake::ALL
+                .iter()
+                .map(|k| (k.name().to_owned(), self.tls_handshakes(*k).into()))
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
     }
@@ -519,6 +538,20 @@ impl Stats {
             &ProbeResult::ALL
                 .iter()
                 .map(|r| (format!("{{result=\"{}\"}}", r.name()), self.probes(*r)))
+                .collect::<Vec<_>>(),
+        );
+        metric(
+            "tls_handshakes_total",
+            "counter",
+            "Completed TLS handshakes by kind (full: certificate and signature; resumed: a session ticket of an earlier connection).",
+            &Handshake::ALL
+                .iter()
+                .map(|k| {
+                    (
+                        format!("{{kind=\"{}\"}}", k.name()),
+                        self.tls_handshakes(*k),
+                    )
+                })
                 .collect::<Vec<_>>(),
         );
         s

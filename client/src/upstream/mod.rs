@@ -56,6 +56,16 @@ pub enum ServerStream {
     Tls(Box<client::TlsStream<TcpStream>>),
 }
 
+impl ServerStream {
+    /// The kind of TLS handshake made (`None` over plain TCP).
+    pub fn tls_handshake(&self) -> Option<sixpath_net::tls::Handshake> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Tls(s) => sixpath_net::tls::Handshake::of(s.get_ref().1),
+        }
+    }
+}
+
 impl Deref for ServerStream {
     type Target = TcpStream;
     fn deref(&self) -> &TcpStream {
@@ -448,8 +458,7 @@ impl Upstream {
         let name = server.to_string();
         let fail = |e: &io::Error| Failure::server(e, &name);
         let (sock, mptcp) =
-            sys::stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
-        sock.set_nonblocking(true).map_err(|e| fail(&e))?;
+            sys::nonblocking_stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
         sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
         if let Some(device) = self.device() {
             sock.bind_device(Some(device.as_bytes())).map_err(|e| {
@@ -547,6 +556,10 @@ impl Upstream {
     /// connection can even miss the server's FIN; one round trip more beats
     /// losing every subflow.
     pub fn check_syn_data(&self, stream: &TcpStream) -> bool {
+        if !self.settings.tfo {
+            // No data rode in the SYN: nothing to ask the kernel.
+            return false;
+        }
         let syn_data = sys::tcpi_options(stream).is_ok_and(|o| o & sys::TCPI_OPT_SYN_DATA != 0);
         if self.cookieless_tfo() && !syn_data && sys::transport(stream) == sys::Transport::Fallback
         {

@@ -336,6 +336,46 @@ fn wrong_tls_fingerprint_answers_socks5_general_failure_logs_why_and_status_coun
     assert!(err.contains("handshake failed"), "{err}");
 }
 
+#[test]
+fn later_tls_connections_to_the_server_resume_and_stats_and_log_say_so() {
+    let dir = TempDir::new("tlsresume");
+    let (cert, key, fp) = tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
+    let (c, k) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&c, cert).unwrap();
+    std::fs::write(&k, key).unwrap();
+    let up = Upstream::start(None, "127.0.0.1", 100, Some((c, k)));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let client = Proc::spawn(Command::new(BIN).args([
+        "--server",
+        &up.server.to_string(),
+        "--tls",
+        "--tls-fingerprint",
+        &tls::format_fingerprint(&fp),
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+    ]));
+    wait_for_admin(None, &admin);
+    for _ in 0..3 {
+        let (code, mut s) = socks5_connect(&listen, up.origin);
+        assert_eq!(code, 0, "SOCKS5 succeeded");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert!(got.ends_with(&body(100)), "the whole body");
+    }
+    wait_idle(&admin);
+    let json = stats_json(None, &admin);
+    assert_eq!(json["tls_handshakes"]["full"], 1, "{json}");
+    assert_eq!(json["tls_handshakes"]["resumed"], 2, "{json}");
+    let (st, err) = client.terminate();
+    assert!(st.success(), "exit {st}: {err}");
+    assert_eq!(err.matches("tls=\"full\"").count(), 1, "{err}");
+    assert_eq!(err.matches("tls=\"resumed\"").count(), 2, "{err}");
+}
+
 /// A SOCKS5 CONNECT to `target` through `listen`: the reply code and the
 /// stream.
 fn socks5_connect(listen: &str, target: SocketAddr) -> (u8, TcpStream) {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sixpath_net::sys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 
 use super::sink::{self, head, pattern_digest};
 use super::socks5;
@@ -38,7 +38,7 @@ pub struct FetchSpec {
     pub proxy: Option<SocketAddr>,
     /// The sink.
     pub target: SocketAddr,
-    /// Connect directly over Multipath TCP (without a proxy).
+    /// Connect over Multipath TCP (to the proxy, or directly to the sink).
     pub mptcp: bool,
     /// Bytes to download.
     pub bytes: u64,
@@ -214,18 +214,6 @@ pub fn rx_bytes(devs: &[String]) -> io::Result<Vec<(String, u64)>> {
         .collect()
 }
 
-/// Connects to `target` directly, over Multipath TCP when `mptcp` is set
-/// (and the kernel allows).
-async fn connect_direct(target: SocketAddr, mptcp: bool) -> io::Result<TcpStream> {
-    let (sock, _) = sys::stream_socket(&target, mptcp)?;
-    sock.set_nonblocking(true)?;
-    let s = TcpSocket::from_std_stream(std::net::TcpStream::from(sock))
-        .connect(target)
-        .await?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
 /// What a download has got so far (kept when it fails or times out).
 struct Progress {
     t0: Instant,
@@ -246,10 +234,12 @@ impl Progress {
 }
 
 async fn download(spec: &FetchSpec, p: &mut Progress) -> io::Result<()> {
-    let mut s = match spec.proxy {
-        Some(_) => socks5::connect(spec.proxy, spec.target).await?,
-        None => connect_direct(spec.target, spec.mptcp).await?,
-    };
+    let mut s = socks5::Route {
+        proxy: spec.proxy,
+        mptcp: spec.mptcp,
+    }
+    .connect(spec.target)
+    .await?;
     let t = sys::transport(&s);
     p.transport = format!("{} ({} subflows)", t.name(), t.subflows());
     s.write_all(&head(0, spec.bytes)).await?;

@@ -18,6 +18,19 @@ struct Runs {
     p50: Vec<f64>,
     p99: Vec<f64>,
     idle: Vec<f64>,
+    cpu: Cpu<Vec<f64>>,
+}
+
+/// CPU seconds per GiB of a path's processes by role: the client side of a
+/// chain (the process the application talks to) and the server side (the
+/// one that talks to the target; a one-hop proxy is only this).
+#[derive(Debug, Default, Clone)]
+struct Cpu<T> {
+    client: Option<String>,
+    client_s: T,
+    server: Option<String>,
+    server_s: T,
+    total_s: T,
 }
 
 /// One path's medians.
@@ -31,6 +44,41 @@ struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
     idle: Option<f64>,
+    cpu: Cpu<Option<f64>>,
+}
+
+/// Adds one throughput run's `cpu` array (`role`, `process`, `s_per_gib`)
+/// to `to`: per role the sum over its processes, and the total.
+fn push_cpu(to: &mut Cpu<Vec<f64>>, cpu: &Value) {
+    let Some(list) = cpu.as_array() else { return };
+    let (mut client, mut server) = (None::<f64>, None::<f64>);
+    let (mut client_names, mut server_names) = (Vec::new(), Vec::new());
+    for p in list {
+        let Some(x) = p.get("s_per_gib").and_then(Value::as_f64) else {
+            // A run without bytes has no figure: none for the whole run.
+            return;
+        };
+        let name = p.get("process").and_then(Value::as_str).unwrap_or("?");
+        if p.get("role").and_then(Value::as_str) == Some("client") {
+            *client.get_or_insert(0.0) += x;
+            client_names.push(name);
+        } else {
+            *server.get_or_insert(0.0) += x;
+            server_names.push(name);
+        }
+    }
+    if let Some(c) = client {
+        to.client = Some(client_names.join(" + "));
+        to.client_s.push(c);
+    }
+    if let Some(s) = server {
+        to.server = Some(server_names.join(" + "));
+        to.server_s.push(s);
+    }
+    if client.is_some() || server.is_some() {
+        to.total_s
+            .push(client.unwrap_or(0.0) + server.unwrap_or(0.0));
+    }
 }
 
 fn med(v: &[f64]) -> Option<f64> {
@@ -72,10 +120,15 @@ fn rows(lines: &str) -> Vec<Row> {
             }
         };
         match v.get("workload").and_then(Value::as_str) {
-            Some("throughput") => match v.get("conns").and_then(Value::as_u64) {
-                Some(1) => push(&mut r.thr1, "gbit_per_s"),
-                _ => push(&mut r.thr8, "gbit_per_s"),
-            },
+            Some("throughput") => {
+                match v.get("conns").and_then(Value::as_u64) {
+                    Some(1) => push(&mut r.thr1, "gbit_per_s"),
+                    _ => push(&mut r.thr8, "gbit_per_s"),
+                }
+                if let Some(cpu) = v.get("cpu") {
+                    push_cpu(&mut r.cpu, cpu);
+                }
+            }
             Some("rate") => {
                 push(&mut r.rate, "conn_per_s");
                 push(&mut r.p50, "p50_ms");
@@ -93,6 +146,13 @@ fn rows(lines: &str) -> Vec<Row> {
             p50: med(&r.p50),
             p99: med(&r.p99),
             idle: med(&r.idle),
+            cpu: Cpu {
+                client_s: med(&r.cpu.client_s),
+                server_s: med(&r.cpu.server_s),
+                total_s: med(&r.cpu.total_s),
+                client: r.cpu.client,
+                server: r.cpu.server,
+            },
             label: r.label,
             pending: r.pending,
         })
@@ -120,6 +180,10 @@ fn ratio(v: Option<f64>, base: Option<f64>) -> String {
         _ => "–".to_owned(),
     }
 }
+
+/// The label of the direct Multipath TCP row of `scripts/bench`: the
+/// connection-rate table also compares against it when it is there.
+pub const MPTCP_BASELINE: &str = "direct MPTCP";
 
 /// Markdown tables from the JSON lines in `input`, ratios against the row
 /// labelled `baseline`.
@@ -152,16 +216,32 @@ pub fn markdown(input: &str, baseline: &str) -> String {
             ratio(r.thr8, base.thr8)
         );
     }
+    // With a direct Multipath TCP row, rates are also given against it:
+    // what the proxy costs on top of setting up its transport.
+    let mptcp_rate = rows
+        .iter()
+        .find(|r| r.label == MPTCP_BASELINE)
+        .and_then(|r| r.rate);
+    let (extra_head, extra_rule) = if mptcp_rate.is_some() {
+        (format!(" vs {MPTCP_BASELINE} |"), "---:|")
+    } else {
+        (String::new(), "")
+    };
     let _ = writeln!(
         md,
         "\n#### Connection rate (100 B up, 1 KiB down, one connection each; median)\n\n\
-         | Path | conn/s | vs {baseline} | latency p50 (ms) | latency p99 (ms) |\n\
-         |---|---:|---:|---:|---:|"
+         | Path | conn/s | vs {baseline} |{extra_head} latency p50 (ms) | latency p99 (ms) |\n\
+         |---|---:|---:|{extra_rule}---:|---:|"
     );
     for r in rows.iter().filter(|r| r.pending.is_none()) {
+        let extra = if mptcp_rate.is_some() {
+            format!(" {} |", ratio(r.rate, mptcp_rate))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} |{extra} {} | {} |",
             r.label,
             num(r.rate, 0),
             ratio(r.rate, base.rate),
@@ -176,6 +256,28 @@ pub fn markdown(input: &str, baseline: &str) -> String {
     );
     for r in rows.iter().filter(|r| r.idle.is_some()) {
         let _ = writeln!(md, "| {} | {} |", r.label, num(r.idle, 0));
+    }
+    let with_cpu: Vec<&Row> = rows.iter().filter(|r| r.cpu.total_s.is_some()).collect();
+    if !with_cpu.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n#### CPU s/GiB (user + system CPU seconds per GiB relayed, throughput runs; median)\n\n\
+             | Path | client side | CPU s/GiB | server side | CPU s/GiB | total CPU s/GiB |\n\
+             |---|---|---:|---|---:|---:|"
+        );
+        for r in with_cpu {
+            let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "–".to_owned());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.label,
+                name(&r.cpu.client),
+                num(r.cpu.client_s, 3),
+                name(&r.cpu.server),
+                num(r.cpu.server_s, 3),
+                num(r.cpu.total_s, 3)
+            );
+        }
     }
     let notes: Vec<String> = input
         .lines()
@@ -324,6 +426,56 @@ mod tests {
         assert!(md.contains("| proxy | 5.00 | 50 % | – | – |"), "{md}");
         assert!(md.contains("| proxy | 1000 | – | 1.50 | 4.00 |"), "{md}");
         assert!(md.contains("| chain | not yet available | | | |"), "{md}");
+    }
+
+    #[test]
+    fn cpu_table_puts_client_and_server_side_next_to_each_other_with_medians() {
+        let input = r#"{"kind":"run","workload":"throughput","label":"direct","conns":1,"gbit_per_s":10.0,"cpu":[]}
+{"kind":"run","workload":"throughput","label":"chain","conns":1,"gbit_per_s":2.0,"cpu":[{"role":"client","process":"ss-local","s_per_gib":0.5},{"role":"server","process":"ss-server","s_per_gib":0.25}]}
+{"kind":"run","workload":"throughput","label":"chain","conns":8,"gbit_per_s":8.0,"cpu":[{"role":"client","process":"ss-local","s_per_gib":0.75},{"role":"server","process":"ss-server","s_per_gib":0.5}]}
+{"kind":"run","workload":"throughput","label":"chain","conns":8,"gbit_per_s":8.0,"cpu":[{"role":"client","process":"ss-local","s_per_gib":0.7},{"role":"server","process":"ss-server","s_per_gib":null}]}
+{"kind":"run","workload":"throughput","label":"chain","conns":1,"gbit_per_s":2.0,"cpu":[{"role":"client","process":"ss-local","s_per_gib":1.0},{"role":"server","process":"ss-server","s_per_gib":0.75}]}
+{"kind":"run","workload":"throughput","label":"dante","conns":1,"gbit_per_s":3.0,"cpu":[{"role":"server","process":"danted","s_per_gib":0.125}]}
+"#;
+        let md = markdown(input, "direct");
+        assert!(md.contains("#### CPU s/GiB"), "{md}");
+        // Medians of three runs each (the run without a server figure is
+        // left out whole): client 0.5/0.75/1.0, server 0.25/0.5/0.75.
+        assert!(
+            md.contains("| chain | ss-local | 0.750 | ss-server | 0.500 | 1.250 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| dante | – | – | danted | 0.125 | 0.125 |"),
+            "{md}"
+        );
+        let cpu = &md[md.find("#### CPU s/GiB").unwrap()..];
+        assert!(!cpu.contains("| direct |"), "no processes, no row: {cpu}");
+        // Without any cpu figures there is no table.
+        assert!(!markdown(INPUT, "direct").contains("CPU s/GiB"));
+    }
+
+    #[test]
+    fn rate_table_compares_with_direct_mptcp_when_that_row_is_there() {
+        let input = r#"{"kind":"run","workload":"rate","label":"direct","conn_per_s":8000.0,"p50_ms":0.5,"p99_ms":2.0}
+{"kind":"run","workload":"rate","label":"direct MPTCP","conn_per_s":4000.0,"p50_ms":1.0,"p99_ms":3.0}
+{"kind":"run","workload":"rate","label":"chain","conn_per_s":2000.0,"p50_ms":2.0,"p99_ms":6.0}
+"#;
+        let md = markdown(input, "direct");
+        assert!(
+            md.contains("| conn/s | vs direct | vs direct MPTCP |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| chain | 2000 | 25 % | 50 % | 2.00 | 6.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| direct MPTCP | 4000 | 50 % | 100 % |"),
+            "{md}"
+        );
+        // Without that row the table keeps its columns.
+        assert!(markdown(INPUT, "direct").contains("| proxy | 1000 | – | 1.50 | 4.00 |"));
     }
 
     #[test]

@@ -84,7 +84,22 @@ pub fn head(up: u64, down: u64) -> [u8; HEAD_LEN] {
 
 /// Starts the server on `127.0.0.1:0`; it runs until the runtime stops.
 pub async fn start() -> io::Result<SocketAddr> {
-    let l = TcpListener::bind("127.0.0.1:0").await?;
+    start_with(false).await
+}
+
+/// [`start`], with a Multipath TCP listener when `mptcp` (it accepts TCP
+/// too; TCP when the kernel refuses MPTCP).
+pub async fn start_with(mptcp: bool) -> io::Result<SocketAddr> {
+    let l = if mptcp {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let (sock, _) = sixpath_net::sys::stream_socket(&any, true)?;
+        sock.bind(&any.into())?;
+        sock.listen(1024)?;
+        sock.set_nonblocking(true)?;
+        TcpListener::from_std(std::net::TcpListener::from(sock))?
+    } else {
+        TcpListener::bind("127.0.0.1:0").await?
+    };
     let addr = l.local_addr()?;
     tokio::spawn(accept_loop(l));
     Ok(addr)

@@ -4,18 +4,54 @@
 use std::io;
 use std::net::SocketAddr;
 
+use sixpath_net::sys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How a workload reaches the sink: through a SOCKS5 proxy or directly,
+/// over TCP or Multipath TCP.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The SOCKS5 proxy; direct when `None`.
+    pub proxy: Option<SocketAddr>,
+    /// The connection this program opens (to the proxy, or to the sink) is
+    /// Multipath TCP (`IPPROTO_MPTCP`; TCP when the kernel refuses it).
+    pub mptcp: bool,
+}
+
+impl Route {
+    /// Connects to `target` by this route.
+    pub async fn connect(self, target: SocketAddr) -> io::Result<TcpStream> {
+        let first = self.proxy.unwrap_or(target);
+        let s = if self.mptcp {
+            let (sock, _) = sys::stream_socket(&first, true)?;
+            sock.set_nonblocking(true)?;
+            TcpSocket::from_std_stream(std::net::TcpStream::from(sock))
+                .connect(first)
+                .await?
+        } else {
+            TcpStream::connect(first).await?
+        };
+        s.set_nodelay(true)?;
+        match self.proxy {
+            None => Ok(s),
+            Some(_) => handshake(s, target).await,
+        }
+    }
+}
 
 /// Connects to `target`, through the SOCKS5 proxy at `proxy` if given.
 pub async fn connect(proxy: Option<SocketAddr>, target: SocketAddr) -> io::Result<TcpStream> {
-    let Some(proxy) = proxy else {
-        let s = TcpStream::connect(target).await?;
-        s.set_nodelay(true)?;
-        return Ok(s);
-    };
-    let mut s = TcpStream::connect(proxy).await?;
-    s.set_nodelay(true)?;
+    Route {
+        proxy,
+        mptcp: false,
+    }
+    .connect(target)
+    .await
+}
+
+/// The SOCKS5 CONNECT exchange to `target` on `s`.
+async fn handshake(mut s: TcpStream, target: SocketAddr) -> io::Result<TcpStream> {
     s.write_all(&[5, 1, 0]).await?;
     let mut choice = [0u8; 2];
     s.read_exact(&mut choice).await?;

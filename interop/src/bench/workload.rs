@@ -11,15 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::sink::{FOREVER, head};
-use super::socks5;
+use super::socks5::Route;
 
 /// Result of one bulk-throughput run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Throughput {
     /// Bytes received in the measured window, all connections together.
     pub bytes: u64,
     /// Length of the measured window.
     pub secs: f64,
+    /// CPU time (user + system) of each watched process (with its
+    /// children) in the measured window, seconds, in the order of the
+    /// pids given.
+    pub cpu_secs: Vec<f64>,
 }
 
 impl Throughput {
@@ -27,22 +31,116 @@ impl Throughput {
     pub fn gbit_per_s(&self) -> f64 {
         self.bytes as f64 * 8.0 / self.secs / 1e9
     }
+
+    /// CPU seconds per GiB relayed of each watched process.
+    pub fn cpu_s_per_gib(&self) -> Vec<f64> {
+        self.cpu_secs
+            .iter()
+            .map(|&c| cpu_s_per_gib(c, self.bytes))
+            .collect()
+    }
+}
+
+/// CPU seconds per GiB: `cpu_secs` spent while `bytes` were relayed; `NaN`
+/// without bytes.
+pub fn cpu_s_per_gib(cpu_secs: f64, bytes: u64) -> f64 {
+    if bytes == 0 {
+        return f64::NAN;
+    }
+    cpu_secs / (bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Clock ticks per second of the times in `/proc/PID/stat`: `USER_HZ`,
+/// which Linux fixes at 100 for what it reports to user space on every
+/// architecture it runs on here (proc(5), `sysconf(_SC_CLK_TCK)`).
+pub const USER_HZ: u64 = 100;
+
+/// `utime + stime` (fields 14 and 15, clock ticks) of a `/proc/PID/stat`
+/// line. The command name (field 2) is in parentheses and may contain
+/// spaces and parentheses itself, so fields are counted after the last
+/// `)`.
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+    // Fields 3.. : state is the first; utime the 12th, stime the 13th.
+    let utime: u64 = after.nth(11)?.parse().ok()?;
+    let stime: u64 = after.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU time of `pid` so far, clock ticks.
+fn cpu_ticks(pid: u32) -> io::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat_cpu_ticks(&stat)
+        .ok_or_else(|| io::Error::other(format!("unreadable /proc/{pid}/stat")))
+}
+
+/// CPU time so far of each of `roots` with its live descendants (a proxy
+/// that forks workers, like dante), clock ticks.
+pub fn tree_cpu_ticks(roots: &[u32]) -> io::Result<Vec<u64>> {
+    let procs = process_parents()?;
+    roots
+        .iter()
+        .map(|&root| {
+            let tree = descendants(&procs, root);
+            let mut total = cpu_ticks(root)?;
+            // A child may have exited meanwhile.
+            total += tree
+                .iter()
+                .skip(1)
+                .filter_map(|&c| cpu_ticks(c).ok())
+                .sum::<u64>();
+            Ok(total)
+        })
+        .collect()
+}
+
+/// `comm` of `pid` (the process name), or `?`.
+pub fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
+}
+
+/// Every process with its parent, from `/proc`.
+fn process_parents() -> io::Result<Vec<(u32, u32)>> {
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = parent(pid) {
+            procs.push((pid, ppid));
+        }
+    }
+    Ok(procs)
+}
+
+/// `root` and its descendants in `procs`, `root` first.
+fn descendants(procs: &[(u32, u32)], root: u32) -> Vec<u32> {
+    let mut tree = vec![root];
+    let mut i = 0;
+    while let Some(&p) = tree.get(i) {
+        tree.extend(procs.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
+        i += 1;
+    }
+    tree
 }
 
 /// Downloads over `conns` parallel connections for `secs` seconds (after a
-/// short warm-up that is not counted).
+/// short warm-up that is not counted), and the CPU time the processes
+/// `pids` (with their children) spend in the measured window.
 pub async fn throughput(
-    proxy: Option<SocketAddr>,
+    route: Route,
     sink: SocketAddr,
     conns: usize,
     secs: f64,
+    pids: &[u32],
 ) -> io::Result<Throughput> {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let mut s = socks5::connect(proxy, sink).await?;
+        let mut s = route.connect(sink).await?;
         s.write_all(&head(0, FOREVER)).await?;
         let (counting, stop, total) = (counting.clone(), stop.clone(), total.clone());
         tasks.push(tokio::spawn(async move {
@@ -61,11 +159,13 @@ pub async fn throughput(
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_before = tree_cpu_ticks(pids)?;
     counting.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let bytes = total.load(Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu_after = tree_cpu_ticks(pids)?;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.map_err(io::Error::other)??;
@@ -73,6 +173,11 @@ pub async fn throughput(
     Ok(Throughput {
         bytes,
         secs: elapsed,
+        cpu_secs: cpu_after
+            .iter()
+            .zip(&cpu_before)
+            .map(|(a, b)| a.saturating_sub(*b) as f64 / USER_HZ as f64)
+            .collect(),
     })
 }
 
@@ -103,8 +208,8 @@ pub const RATE_DOWN: usize = 1024;
 
 /// One exchange: connect (through the proxy), send 100 B, read 1 KiB and
 /// EOF, close.
-async fn exchange(proxy: Option<SocketAddr>, sink: SocketAddr) -> io::Result<()> {
-    let mut s = socks5::connect(proxy, sink).await?;
+async fn exchange(route: Route, sink: SocketAddr) -> io::Result<()> {
+    let mut s = route.connect(sink).await?;
     let mut req = head(RATE_UP as u64, RATE_DOWN as u64).to_vec();
     req.resize(req.len() + RATE_UP, b'x');
     s.write_all(&req).await?;
@@ -118,7 +223,7 @@ async fn exchange(proxy: Option<SocketAddr>, sink: SocketAddr) -> io::Result<()>
 
 /// Runs `concurrency` workers doing back-to-back exchanges for `secs`.
 pub async fn rate(
-    proxy: Option<SocketAddr>,
+    route: Route,
     sink: SocketAddr,
     concurrency: usize,
     secs: f64,
@@ -132,7 +237,7 @@ pub async fn rate(
             let mut failed = 0u64;
             while Instant::now() < end {
                 let start = Instant::now();
-                match tokio::time::timeout(Duration::from_secs(10), exchange(proxy, sink)).await {
+                match tokio::time::timeout(Duration::from_secs(10), exchange(route, sink)).await {
                     Ok(Ok(())) => lat.push(start.elapsed().as_secs_f64() * 1e3),
                     _ => failed += 1,
                 }
@@ -196,28 +301,13 @@ fn parent(pid: u32) -> Option<u32> {
 /// `VmRSS` summed over `roots` and all their descendants (a proxy that
 /// forks, like dante, or a chain of two processes), in KiB.
 pub fn tree_rss_kib(roots: &[u32]) -> io::Result<u64> {
-    let mut procs: Vec<(u32, u32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Some(ppid) = parent(pid) {
-            procs.push((pid, ppid));
-        }
-    }
-    let mut tree: Vec<u32> = roots.to_vec();
-    let mut i = 0;
-    while let Some(&p) = tree.get(i) {
-        tree.extend(procs.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
-        i += 1;
-    }
+    let procs = process_parents()?;
     let mut total = 0;
-    for (n, pid) in tree.iter().enumerate() {
-        match rss_kib(*pid) {
-            Ok(kib) => total += kib,
-            // A root must exist; a child may have exited meanwhile.
-            Err(e) if n < roots.len() => return Err(e),
-            Err(_) => {}
+    for &root in roots {
+        // A root must exist; a child may have exited meanwhile.
+        total += rss_kib(root)?;
+        for c in descendants(&procs, root).into_iter().skip(1) {
+            total += rss_kib(c).unwrap_or(0);
         }
     }
     Ok(total)
@@ -235,7 +325,7 @@ const IDLE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// run's own "before" would hide what holding the connections costs.
 /// Connections open `parallel` at a time.
 pub async fn idle(
-    proxy: Option<SocketAddr>,
+    route: Route,
     sink: SocketAddr,
     pids: &[u32],
     rss_before_kib: u64,
@@ -249,7 +339,7 @@ pub async fn idle(
         for _ in 0..batch {
             set.spawn(tokio::time::timeout(
                 IDLE_CONNECT_TIMEOUT,
-                socks5::connect(proxy, sink),
+                route.connect(sink),
             ));
         }
         while let Some(r) = set.join_next().await {
@@ -274,4 +364,51 @@ pub async fn idle(
         rss_before_kib,
         rss_after_kib,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_ticks_are_utime_plus_stime_after_the_last_parenthesis() {
+        // A real line's shape (proc(5)); the name holds spaces and a ')'.
+        let line = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 1234 0 5 0 \
+                    1500 320 0 0 20 0 3 0 12345 123456789 2048 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(1820));
+        assert_eq!(parse_stat_cpu_ticks("1 (init) S 0 1"), None);
+        assert_eq!(parse_stat_cpu_ticks("no parenthesis"), None);
+        assert_eq!(
+            parse_stat_cpu_ticks("1 (x) S 0 1 1 0 -1 0 0 0 0 0 x 5"),
+            None
+        );
+    }
+
+    #[test]
+    fn own_process_cpu_time_is_read_and_grows_with_work() {
+        let me = std::process::id();
+        let before = tree_cpu_ticks(&[me]).unwrap()[0];
+        // Busy for at least 3 clock ticks of CPU time.
+        let t0 = std::time::Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed() < Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+        let after = tree_cpu_ticks(&[me]).unwrap()[0];
+        assert!(after > before, "{before} -> {after}");
+        assert!(tree_cpu_ticks(&[u32::MAX]).is_err(), "no such process");
+    }
+
+    #[test]
+    fn cpu_seconds_per_gib_divides_by_gibibytes() {
+        assert!((cpu_s_per_gib(1.5, 3 << 30) - 0.5).abs() < 1e-12);
+        assert!((cpu_s_per_gib(0.25, 512 << 20) - 0.5).abs() < 1e-12);
+        assert!(cpu_s_per_gib(1.0, 0).is_nan());
+        let t = Throughput {
+            bytes: 2 << 30,
+            secs: 1.0,
+            cpu_secs: vec![1.0, 0.5],
+        };
+        assert_eq!(t.cpu_s_per_gib(), vec![0.5, 0.25]);
+    }
 }

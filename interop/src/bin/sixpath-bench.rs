@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use sixpath_interop::bench::{
-    median, multipath, multipath_report, quantile, report, sink, workload,
+    median, multipath, multipath_report, quantile, report, sink, socks5, workload,
 };
 
 /// Load generator for SOCKS5 proxies: bulk throughput, connection rate,
@@ -41,6 +41,12 @@ enum Cmd {
         /// Seconds measured per run (after a 0.3 s warm-up).
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
+        /// Process id of a proxy process whose CPU time (user + system,
+        /// with its children) in the measured window is reported per GiB
+        /// relayed. Repeat for a chain: the last is the server side (it
+        /// talks to the target), those before it the client side.
+        #[arg(long)]
+        pid: Vec<u32>,
     },
     /// Connection rate: one connection per exchange of 100 B up, 1 KiB down.
     Rate {
@@ -89,9 +95,6 @@ enum Cmd {
         /// Address of the `serve` sink.
         #[arg(long)]
         target: SocketAddr,
-        /// Connect directly over Multipath TCP (without `--proxy`).
-        #[arg(long)]
-        mptcp: bool,
         /// Bytes to download per run.
         #[arg(long, default_value_t = 1024)]
         bytes: u64,
@@ -167,12 +170,27 @@ struct Common {
     /// SOCKS5 proxy to go through; direct when omitted.
     #[arg(long)]
     proxy: Option<SocketAddr>,
+    /// Open this program's connections (to the proxy, or to the sink
+    /// when direct) over Multipath TCP, and let the sink listen with
+    /// Multipath TCP: without `--proxy`, the cost of a bare MPTCP
+    /// connection, the floor under a proxy chain that uses MPTCP.
+    #[arg(long)]
+    mptcp: bool,
     /// Name of this path in the output.
     #[arg(long, default_value = "direct")]
     label: String,
     /// Repetitions; the summary reports medians.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+}
+
+impl Common {
+    fn route(&self) -> socks5::Route {
+        socks5::Route {
+            proxy: self.proxy,
+            mptcp: self.mptcp,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -226,7 +244,6 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Fetch {
             common,
             target,
-            mptcp,
             bytes,
             workload,
             timeout,
@@ -252,7 +269,7 @@ async fn run(cmd: Cmd) -> Result<()> {
             let spec = multipath::FetchSpec {
                 proxy: common.proxy,
                 target,
-                mptcp,
+                mptcp: common.mptcp,
                 bytes,
                 timeout: std::time::Duration::from_secs_f64(timeout),
                 marks,
@@ -315,19 +332,40 @@ async fn run(cmd: Cmd) -> Result<()> {
             common,
             conns,
             secs,
+            pid,
         } => {
-            let sink = sink::start().await?;
+            let sink = sink::start_with(common.mptcp).await?;
+            let names: Vec<String> = pid.iter().map(|&p| workload::process_name(p)).collect();
             let mut runs = Vec::new();
             for i in 0..common.runs {
-                let t = workload::throughput(common.proxy, sink, conns, secs)
+                let t = workload::throughput(common.route(), sink, conns, secs, &pid)
                     .await
                     .with_context(|| format!("{} throughput run {i}", common.label))?;
                 let g = t.gbit_per_s();
+                let cpu: Vec<_> = pid
+                    .iter()
+                    .zip(&names)
+                    .zip(t.cpu_secs.iter().zip(t.cpu_s_per_gib()))
+                    .enumerate()
+                    .map(|(n, ((p, name), (c, per)))| {
+                        let role = if n + 1 == pid.len() {
+                            "server"
+                        } else {
+                            "client"
+                        };
+                        json!({"role": role, "process": name, "pid": p, "cpu_s": c,
+                               "s_per_gib": per})
+                    })
+                    .collect();
                 println!(
                     "{}",
                     json!({"kind": "run", "workload": "throughput", "label": common.label,
-                           "conns": conns, "bytes": t.bytes, "secs": t.secs, "gbit_per_s": g})
+                           "conns": conns, "bytes": t.bytes, "secs": t.secs, "gbit_per_s": g,
+                           "cpu": cpu})
                 );
+                for (name, per) in names.iter().zip(t.cpu_s_per_gib()) {
+                    eprintln!("{:<28}   {name}: {per:.3} CPU s/GiB", common.label);
+                }
                 runs.push(g);
             }
             let m = median(&runs);
@@ -346,11 +384,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             concurrency,
             secs,
         } => {
-            let sink = sink::start().await?;
+            let sink = sink::start_with(common.mptcp).await?;
             let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
             let mut failed = 0;
             for i in 0..common.runs {
-                let r = workload::rate(common.proxy, sink, concurrency, secs)
+                let r = workload::rate(common.route(), sink, concurrency, secs)
                     .await
                     .with_context(|| format!("{} rate run {i}", common.label))?;
                 let (p50, p99) = (
@@ -393,11 +431,11 @@ async fn run(cmd: Cmd) -> Result<()> {
                 ),
                 _ => {}
             }
-            let sink = sink::start().await?;
+            let sink = sink::start_with(common.mptcp).await?;
             let before = workload::tree_rss_kib(&pid).context("reading the proxy's RSS")?;
             let mut runs = Vec::new();
             for i in 0..common.runs {
-                let r = workload::idle(common.proxy, sink, &pid, before, conns, parallel)
+                let r = workload::idle(common.route(), sink, &pid, before, conns, parallel)
                     .await
                     .with_context(|| format!("{} idle run {i}", common.label))?;
                 let b = r.bytes_per_conn();

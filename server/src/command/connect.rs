@@ -174,8 +174,7 @@ where
                 .map_or_else(|_| Endpoint::unspecified(), Endpoint::from);
             let mut reply = OperationReply::new(Socks6ReplyCode::SUCCESS, bind);
             let client = stack.apply_client_leg(f.get_ref());
-            let used_mptcp = matches!(sys::transport(&c.stream), sys::Transport::Mptcp { .. });
-            stack.report(c.applied, client, used_mptcp, &mut reply);
+            stack.report(c.applied, client, c.mptcp, &mut reply);
             push_session_id(&mut reply, new_session);
             if f.send(&encode(|b| reply.encode(b))).await.is_err() {
                 out.reply = "client gone before reply".into();

@@ -491,3 +491,52 @@ async fn sighup_makes_the_server_binary_serve_a_rotated_certificate() {
     let err = noop_pinned(server, old).await.unwrap_err();
     assert!(err.to_string().contains("is not the pinned one"), "{err}");
 }
+
+/// `GET path` on the admin endpoint with a plain HTTP/1.1 request: the body.
+async fn admin_get(admin: std::net::SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(admin).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let text = String::from_utf8(read_to_eof(&mut s).await).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn second_connection_of_a_client_resumes_and_metrics_count_both_kinds() {
+    let cert = Cert::new("resume");
+    let h = tls_server(&cert.cert(), &cert.key(), |s| {
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    // One client configuration for all connections, as sixpath-client
+    // keeps it: its session cache holds the server's tickets.
+    let config = tls::client_config(
+        ServerVerification::Pinned(vec![cert.fingerprint]),
+        &[ALPN_SIXPATH],
+    )
+    .unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = TlsConnector::from(std::sync::Arc::clone(&config))
+            .connect(name, h.connect().await)
+            .await
+            .unwrap();
+        kinds.push(tls::Handshake::of(c.get_ref().1));
+        socks5_echo(&mut c, h.echo.port()).await;
+    }
+    let (full, resumed) = (Some(tls::Handshake::Full), Some(tls::Handshake::Resumed));
+    assert_eq!(kinds, [full, resumed, resumed]);
+    let metrics = admin_get(h.admin.unwrap(), "/metrics").await;
+    for line in [
+        "sixpath_server_tls_handshakes_total{kind=\"full\"} 1",
+        "sixpath_server_tls_handshakes_total{kind=\"resumed\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}
