@@ -200,6 +200,111 @@ async fn curl_through_client_gets_identical_1mib_bodies_over_socks5h_socks4a_and
     }
 }
 
+/// Chromium's SOCKS5 proxy and curl with `--socks4a` send every host as a name,
+/// an IP URL included: `http://127.0.0.1:P/` reaches the client as the name
+/// "127.0.0.1", goes on to the server as a name, and must be served as that
+/// address (no DNS query for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_and_curl_socks4a_reach_an_ip_url_sent_as_a_name_through_the_chain() {
+    let page = b"<html><body><p id=\"ok\">reached-by-ip-literal</p></body></html>".to_vec();
+    let origin = http_origin(page.clone()).await;
+    let server = start_server(|_| {});
+    let mut settings = ClientSettings::new(server, "127.0.0.1:0".parse().unwrap());
+    settings.admin = Some("127.0.0.1:0".parse().unwrap());
+    let client = Client::bind(settings).unwrap();
+    let (proxy, admin) = (
+        client.local_addrs()[0].to_string(),
+        client.admin_addr().unwrap(),
+    );
+    tokio::spawn(client.run(std::future::pending()));
+    let url = format!("http://127.0.0.1:{}/", origin.port());
+    // Connections the client's front-ends accepted, from its `/stats`.
+    let accepted = || async {
+        let out = curl(vec![format!("http://{admin}/stats")]).await;
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        stats["connections_accepted"].as_u64().unwrap()
+    };
+
+    if have("curl") {
+        let out = curl(vec!["--socks4a".into(), proxy.clone(), url.clone()]).await;
+        assert!(
+            out.status.success(),
+            "curl --socks4a to an IP URL: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == page, "curl --socks4a: body differs");
+    } else {
+        println!("SKIP curl part: curl not installed");
+    }
+
+    let chromium = "/usr/bin/chromium";
+    if !std::path::Path::new(chromium).exists() || !have("curl") {
+        println!("SKIP chromium part: {chromium} not installed (scripts/test installs it as root)");
+        return;
+    }
+    let before = accepted().await;
+    let profile = tempfile_dir("sixpath-chromium-ip-literal");
+    let out = tokio::task::spawn_blocking({
+        let proxy = proxy.clone();
+        let url = url.clone();
+        let profile = profile.clone();
+        move || {
+            Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    // Loopback bypasses proxies unless told otherwise.
+                    "--proxy-bypass-list=<-loopback>",
+                    "--timeout=15000",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg(format!("--proxy-server=socks5://{proxy}"))
+                .arg("--dump-dom")
+                .arg(&url)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("reached-by-ip-literal"),
+        "Chromium through the client's SOCKS5 front-end did not load {url}: dom {dom:?}, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        accepted().await > before,
+        "Chromium loaded the page without the proxy"
+    );
+}
+
+/// A fresh, empty directory under the system temporary directory.
+fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socks6_application_gets_replies_and_its_initial_data_echoed() {
     let target = echo().await;
