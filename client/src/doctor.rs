@@ -336,7 +336,17 @@ fn check_path_manager() -> Check {
     });
     match pm.as_deref() {
         None => Check::new(name, Status::Skip, "no MPTCP sysctls"),
-        Some("kernel") => Check::new(name, Status::Ok, "in-kernel path manager"),
+        Some("kernel") if sixpath_net::netlink::mptcp_pm::laminar_supported() => Check::new(
+            name,
+            Status::Ok,
+            "in-kernel path manager, with `laminar` endpoints (subflows follow the addresses a server announces)",
+        ),
+        Some("kernel") => Check::new(
+            name,
+            Status::Ok,
+            "in-kernel path manager, without `laminar` endpoints (Linux < 6.18): subflows go only to the server's own address, \
+             none to addresses a server behind a balancer announces",
+        ),
         Some(other) => Check::new(
             name,
             Status::Fail,
