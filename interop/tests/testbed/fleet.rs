@@ -779,7 +779,6 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
                 "state",
                 "established",
             ])
-            .arg(format!("dport = :{SERVER_PORT}"))
             .output()
             .unwrap();
         let now: Vec<(IpAddr, IpAddr)> = String::from_utf8_lossy(&out.stdout)
@@ -787,9 +786,11 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
                 let addr = |s: &str| -> Option<IpAddr> {
+                    // `198.18.1.2:5000`, `[::ffff:198.18.1.2]:5000`,
+                    // `[fd00:2::2]%lte0:5000`.
                     let (ip, _) = s.rsplit_once(':')?;
-                    let ip = ip.trim_start_matches('[').trim_end_matches(']');
                     let ip = ip.split('%').next()?;
+                    let ip = ip.trim_start_matches('[').trim_end_matches(']');
                     Some(ip.parse::<IpAddr>().ok()?.to_canonical())
                 };
                 Some((addr(f.get(2)?)?, addr(f.get(3)?)?))
