@@ -284,6 +284,12 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
         ip(&format!(
             "netns exec {ns} sysctl -qw net.ipv4.conf.all.rp_filter=0"
         ));
+        // Data in SYNs accepted (docs/deploy.md): SYN data from a client
+        // that the server drops makes the kernel fall back to TCP
+        // (MPTcpExtMPCapableDataFallback on the client).
+        ip(&format!(
+            "netns exec {ns} sysctl -qw net.ipv4.tcp_fastopen=3"
+        ));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns])
             .arg(&server_bin)
@@ -707,10 +713,6 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
                 "wlan0",
                 "--path",
                 "lte0",
-                // With data in the SYN the connection falls back to TCP
-                // through this balancer (MPTcpExtMPCapableDataFallback on
-                // the phone); not yet understood.
-                "--no-tfo",
             ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
