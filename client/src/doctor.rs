@@ -5,7 +5,8 @@
 //! Checks, in order:
 //!
 //! 1. `net.mptcp.enabled` is 1 (and the kernel has MPTCP at all);
-//! 2. the in-kernel path manager is selected (`net.mptcp.path_manager`);
+//! 2. the in-kernel path manager is selected (`net.mptcp.path_manager`),
+//!    and whether it has `laminar` endpoints (Linux 6.18+);
 //! 3. the client bit of `net.ipv4.tcp_fastopen` is set (0-RTT);
 //! 4. reverse-path filtering is not strict on a configured interface;
 //! 5. the MPTCP endpoints and limits match the configured paths (the plan

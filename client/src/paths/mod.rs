@@ -2,7 +2,11 @@
 //! configured interface (`--path wlan0 --path lte0=backup`), so that every
 //! upstream connection gets a subflow over every interface
 //! (the in-kernel path manager's `subflow` endpoints: Linux
-//! `Documentation/networking/mptcp.rst`, `include/uapi/linux/mptcp_pm.h`).
+//! `Documentation/networking/mptcp.rst`, `include/uapi/linux/mptcp_pm.h`),
+//! with the `laminar` flag too on Linux 6.18+
+//! (`MPTCP_PM_ADDR_FLAG_LAMINAR`, `include/uapi/linux/mptcp.h`), so that
+//! subflows also go to the addresses a server announces (a fleet whose
+//! service address refuses joins).
 //!
 //! With `CAP_NET_ADMIN`, [`PathManager::start`] installs the endpoints over
 //! generic netlink, raises the limits if they are too low, follows address
