@@ -560,8 +560,10 @@ fn check_mptcp(
 ) -> (Check, Vec<PathStats>) {
     let name = "mptcp-e2e";
     let probe = || -> std::io::Result<(sys::Transport, Vec<mptcp::SubflowStats>)> {
-        let (sock, _) = sys::stream_socket(&server, true)?;
-        sock.connect_timeout(&server.into(), timeout)?;
+        // As the client dials: an IPv6 socket even to an IPv4 server, so
+        // IPv6-only paths can add subflows.
+        let (sock, _, to) = sys::dual_stack_stream_socket(&server, true)?;
+        sock.connect_timeout(&to.into(), timeout)?;
         // The SOCKS6 version byte: data makes the connection fully
         // established, which is when the path manager adds subflows.
         (&sock).write_all(&[6])?;
