@@ -15,6 +15,10 @@
 //! `/stats` holds the connection; none joins the service address; a 0-RTT
 //! token granted by one instance is accepted once on a second and refused
 //! on a third; killing one instance ends only its own connections.
+//! Then `sixpath-client` itself on the phone (`--path wlan0 --path lte0`,
+//! its own `subflow laminar` endpoints), over two IPv4 paths and with
+//! IPv6-only LTE: a download through it keeps its bytes, its LTE subflow
+//! joins one instance's advertised address and carries a real share.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
