@@ -5,7 +5,8 @@
 //! Checks, in order:
 //!
 //! 1. `net.mptcp.enabled` is 1 (and the kernel has MPTCP at all);
-//! 2. the in-kernel path manager is selected (`net.mptcp.path_manager`);
+//! 2. the in-kernel path manager is selected (`net.mptcp.path_manager`),
+//!    and whether it has `laminar` endpoints (Linux 6.18+);
 //! 3. the client bit of `net.ipv4.tcp_fastopen` is set (0-RTT);
 //! 4. reverse-path filtering is not strict on a configured interface;
 //! 5. the MPTCP endpoints and limits match the configured paths (the plan
@@ -336,7 +337,17 @@ fn check_path_manager() -> Check {
     });
     match pm.as_deref() {
         None => Check::new(name, Status::Skip, "no MPTCP sysctls"),
-        Some("kernel") => Check::new(name, Status::Ok, "in-kernel path manager"),
+        Some("kernel") if sixpath_net::netlink::mptcp_pm::laminar_supported() => Check::new(
+            name,
+            Status::Ok,
+            "in-kernel path manager, with `laminar` endpoints (subflows follow the addresses a server announces)",
+        ),
+        Some("kernel") => Check::new(
+            name,
+            Status::Ok,
+            "in-kernel path manager, without `laminar` endpoints (Linux < 6.18): subflows go only to the server's own address, \
+             none to addresses a server behind a balancer announces",
+        ),
         Some(other) => Check::new(
             name,
             Status::Fail,
@@ -549,8 +560,10 @@ fn check_mptcp(
 ) -> (Check, Vec<PathStats>) {
     let name = "mptcp-e2e";
     let probe = || -> std::io::Result<(sys::Transport, Vec<mptcp::SubflowStats>)> {
-        let (sock, _) = sys::stream_socket(&server, true)?;
-        sock.connect_timeout(&server.into(), timeout)?;
+        // As the client dials: an IPv6 socket even to an IPv4 server, so
+        // IPv6-only paths can add subflows.
+        let (sock, _, to) = sys::dual_stack_stream_socket(&server, true)?;
+        sock.connect_timeout(&to.into(), timeout)?;
         // The SOCKS6 version byte: data makes the connection fully
         // established, which is when the path manager adds subflows.
         (&sock).write_all(&[6])?;

@@ -83,6 +83,11 @@ pub fn parse_sockaddr(b: &[u8]) -> Option<SocketAddr> {
             let flow = u32::from_be_bytes(b.get(4..8)?.try_into().ok()?);
             let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
             let scope = u32_at(b, 24)?;
+            // An IPv4 subflow of an `AF_INET6` socket is reported
+            // IPv4-mapped: it is an IPv4 address.
+            if let Some(v4) = Ipv6Addr::from(ip).to_ipv4_mapped() {
+                return Some(SocketAddr::V4(SocketAddrV4::new(v4, port)));
+            }
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(ip),
                 port,
@@ -427,6 +432,17 @@ mod tests {
         assert_eq!(
             parse_sockaddr(&b6),
             Some("[2001:db8::9]:7000".parse().expect("addr"))
+        );
+        b6[8..24].copy_from_slice(
+            &"::ffff:198.18.1.2"
+                .parse::<Ipv6Addr>()
+                .expect("v6")
+                .octets(),
+        );
+        assert_eq!(
+            parse_sockaddr(&b6),
+            Some("198.18.1.2:7000".parse().expect("addr")),
+            "an IPv4-mapped address is IPv4"
         );
         assert_eq!(parse_sockaddr(&[0u8; 128]), None, "AF_UNSPEC");
     }

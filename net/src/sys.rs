@@ -53,6 +53,51 @@ fn new_stream_socket(addr: &SocketAddr, mptcp: bool, ty: Type) -> io::Result<(So
     Ok((Socket::new(domain, ty, Some(Protocol::TCP))?, false))
 }
 
+/// A client stream socket to `addr` that can have subflows of both
+/// families: for an IPv4 `addr` and `mptcp`, an `AF_INET6` Multipath TCP
+/// socket with `IPV6_V6ONLY` off, to be connected to the IPv4-mapped
+/// address (RFC 4291 §2.5.5.2) it returns. The subflows of an MPTCP
+/// connection are of its socket's family, and an `AF_INET6` socket's
+/// subflows may be IPv4 (mapped) or IPv6, so only such a connection can
+/// add an IPv6 path, or join an IPv6 address the server announces, to an
+/// IPv4 server. Without IPv6 in the kernel (`EAFNOSUPPORT`), or for an
+/// IPv6 `addr` or without `mptcp`, as [`stream_socket`] (and `addr`).
+pub fn dual_stack_stream_socket(
+    addr: &SocketAddr,
+    mptcp: bool,
+) -> io::Result<(Socket, bool, SocketAddr)> {
+    new_dual_stack_stream_socket(addr, mptcp, Type::STREAM)
+}
+
+/// [`dual_stack_stream_socket`], non-blocking from the start
+/// (`SOCK_NONBLOCK`): for sockets handed to tokio.
+pub fn nonblocking_dual_stack_stream_socket(
+    addr: &SocketAddr,
+    mptcp: bool,
+) -> io::Result<(Socket, bool, SocketAddr)> {
+    new_dual_stack_stream_socket(addr, mptcp, Type::STREAM.nonblocking())
+}
+
+fn new_dual_stack_stream_socket(
+    addr: &SocketAddr,
+    mptcp: bool,
+    ty: Type,
+) -> io::Result<(Socket, bool, SocketAddr)> {
+    if let (SocketAddr::V4(v4), true) = (addr, mptcp) {
+        match Socket::new(Domain::IPV6, ty, Some(Protocol::from(IPPROTO_MPTCP))) {
+            Ok(s) => {
+                s.set_only_v6(false)?;
+                let mapped = SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port());
+                return Ok((s, true, mapped));
+            }
+            Err(e) if mptcp_unavailable(&e) || e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (s, mptcp) = new_stream_socket(addr, mptcp, ty)?;
+    Ok((s, mptcp, *addr))
+}
+
 /// True for the errors that mean "this kernel has no MPTCP for us".
 pub fn mptcp_unavailable(e: &io::Error) -> bool {
     matches!(
@@ -606,6 +651,46 @@ mod tests {
             let (blocking, _) = stream_socket(&addr, want).expect("socket");
             assert!(!blocking.nonblocking().expect("flags"));
         }
+    }
+
+    #[test]
+    fn a_dual_stack_socket_reaches_an_ipv4_server_as_mptcp_from_an_ipv6_socket() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
+        listener.bind(&addr.into()).expect("bind");
+        listener.listen(8).expect("listen");
+        let local = listener
+            .local_addr()
+            .expect("local")
+            .as_socket()
+            .expect("inet");
+        let (client, mptcp, to) = dual_stack_stream_socket(&local, true).expect("socket");
+        assert_eq!(mptcp, is_mptcp);
+        if is_mptcp {
+            assert_eq!(client.domain().expect("domain"), Domain::IPV6);
+            assert!(!client.only_v6().expect("v6only"), "IPV6_V6ONLY off");
+            let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", local.port())
+                .parse()
+                .expect("addr");
+            assert_eq!(to, mapped);
+        }
+        client.connect(&to.into()).expect("connect");
+        let (accepted, peer) = listener.accept().expect("accept");
+        assert!(
+            peer.as_socket().expect("inet").is_ipv4(),
+            "the server sees IPv4"
+        );
+        if is_mptcp {
+            assert_eq!(transport(&accepted), Transport::Mptcp { subflows: 1 });
+        }
+        for want in [true, false] {
+            let (nb, _, _) = nonblocking_dual_stack_stream_socket(&local, want).expect("socket");
+            assert!(nb.nonblocking().expect("flags"), "O_NONBLOCK set");
+        }
+        // An IPv6 server, or plain TCP: the address's own family.
+        let (tcp, mptcp, to) = dual_stack_stream_socket(&local, false).expect("socket");
+        assert!(!mptcp);
+        assert_eq!((tcp.domain().expect("domain"), to), (Domain::IPV4, local));
     }
 
     #[test]

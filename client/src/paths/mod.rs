@@ -2,7 +2,11 @@
 //! configured interface (`--path wlan0 --path lte0=backup`), so that every
 //! upstream connection gets a subflow over every interface
 //! (the in-kernel path manager's `subflow` endpoints: Linux
-//! `Documentation/networking/mptcp.rst`, `include/uapi/linux/mptcp_pm.h`).
+//! `Documentation/networking/mptcp.rst`, `include/uapi/linux/mptcp_pm.h`),
+//! with the `laminar` flag too on Linux 6.18+
+//! (`MPTCP_PM_ADDR_FLAG_LAMINAR`, `include/uapi/linux/mptcp.h`), so that
+//! subflows also go to the addresses a server announces (a fleet whose
+//! service address refuses joins).
 //!
 //! With `CAP_NET_ADMIN`, [`PathManager::start`] installs the endpoints over
 //! generic netlink, raises the limits if they are too low, follows address
@@ -269,6 +273,7 @@ pub fn inspect(specs: &[PathSpec], policy: PathPolicy) -> io::Result<Inspection>
     let plan = plan::plan(
         specs,
         policy,
+        netlink::laminar_supported(),
         &interfaces.links,
         &interfaces.addresses,
         endpoints.as_deref().unwrap_or_default(),
@@ -334,6 +339,10 @@ struct Inner {
     limits: Option<plan::LimitsChange>,
     advised: Vec<String>,
     warned_replace: Vec<IpAddr>,
+    /// Whether the kernel has `laminar` endpoints (read at start): new
+    /// endpoints get it, so subflows follow addresses the server
+    /// announces.
+    laminar: bool,
     /// Health per configured interface.
     health: BTreeMap<String, PathHealth>,
     /// Interfaces whose probes run (a probe sent lately).
@@ -587,6 +596,7 @@ impl Inner {
         let plan = plan::plan(
             &specs,
             self.policy,
+            self.laminar,
             &self.interfaces.links,
             &self.interfaces.addresses,
             &endpoints,
@@ -830,6 +840,7 @@ impl PathManager {
             limits: None,
             advised: Vec::new(),
             warned_replace: Vec::new(),
+            laminar: netlink::laminar_supported(),
             health: BTreeMap::new(),
             probing: BTreeMap::new(),
             primary_hook: None,
@@ -839,6 +850,18 @@ impl PathManager {
             server_answers_probes: false,
             changes: Arc::default(),
         };
+        if active {
+            if inner.laminar {
+                tracing::info!(
+                    "MPTCP endpoints get the `laminar` flag: subflows also go to the addresses the server announces"
+                );
+            } else {
+                tracing::warn!(
+                    "this kernel has no `laminar` MPTCP endpoints (Linux 6.18+): subflows go only to the server's own address, \
+                     so a server that announces another address (a fleet behind a balancer) gets no extra subflows"
+                );
+            }
+        }
         if active && let Err(e) = inner.reconcile() {
             inner.cleanup();
             return Err(e);

@@ -53,6 +53,10 @@ pub struct PlannedEndpoint {
     pub addr: IpAddr,
     /// Whether subflows from here are backup subflows.
     pub backup: bool,
+    /// Whether the endpoint also gets the `laminar` flag: subflows towards
+    /// the addresses the server announces (`ADD_ADDR`), not only towards
+    /// the address the connection started on.
+    pub laminar: bool,
     /// What has to happen.
     pub action: Action,
 }
@@ -60,7 +64,9 @@ pub struct PlannedEndpoint {
 impl PlannedEndpoint {
     /// The flags the endpoint should have.
     pub fn flags(&self) -> EndpointFlags {
-        EndpointFlags::SUBFLOW.with(EndpointFlags::BACKUP, self.backup)
+        EndpointFlags::SUBFLOW
+            .with(EndpointFlags::LAMINAR, self.laminar)
+            .with(EndpointFlags::BACKUP, self.backup)
     }
 
     /// The endpoint to send in `ADD_ADDR` (the kernel picks the id).
@@ -192,10 +198,15 @@ pub fn wanted_limits(paths: usize, current: Limits) -> Limits {
 
 /// Computes the plan for `specs` under `policy`, given the interfaces,
 /// addresses, endpoints and limits the kernel has now. `single` plans
-/// nothing.
+/// nothing. With `laminar` (the kernel has `laminar` endpoints, see
+/// [`sixpath_net::netlink::mptcp_pm::laminar_supported`]) new endpoints
+/// get `subflow laminar`: a subflow to the server's address (when it
+/// accepts joins there) and one to each address it announces. An existing
+/// `subflow` endpoint is kept as it is.
 pub fn plan(
     specs: &[PathSpec],
     policy: PathPolicy,
+    laminar: bool,
     links: &[Link],
     addrs: &[Address],
     endpoints: &[Endpoint],
@@ -239,7 +250,7 @@ pub fn plan(
                     from: e.flags,
                 },
                 Some(e) => {
-                    debug_assert!(e.flags.contains(wanted));
+                    debug_assert!(e.flags.contains(wanted.with(EndpointFlags::LAMINAR, false)));
                     Action::Present { id: e.id }
                 }
             };
@@ -248,6 +259,7 @@ pub fn plan(
                 ifindex: link.index,
                 addr: a.addr,
                 backup,
+                laminar,
                 action,
             });
         }
@@ -334,6 +346,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &[],
@@ -352,11 +365,55 @@ mod tests {
     }
 
     #[test]
+    fn with_laminar_endpoints_follow_announced_addresses_and_existing_ones_stay() {
+        let specs = [spec("wlan0"), spec("lte0=backup")];
+        let p = plan(
+            &specs,
+            PathPolicy::Aggregate,
+            true,
+            &links(),
+            &addrs(),
+            &[],
+            DEFAULT_LIMITS,
+        );
+        assert_eq!(
+            p.commands()[1..],
+            [
+                "ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow laminar",
+                "ip mptcp endpoint add 198.18.2.2 dev lte0 subflow backup laminar",
+            ]
+        );
+        assert_eq!(
+            p.endpoints[1].endpoint().flags,
+            EndpointFlags(2 | 4 | 32),
+            "MPTCP_PM_ADDR_FLAG_SUBFLOW | BACKUP | LAMINAR"
+        );
+        let existing = [Endpoint {
+            id: 7,
+            addr: "198.18.1.2".parse().expect("ip"),
+            port: 0,
+            flags: EndpointFlags::SUBFLOW,
+            ifindex: 2,
+        }];
+        let p = plan(
+            &specs,
+            PathPolicy::Aggregate,
+            true,
+            &links(),
+            &addrs(),
+            &existing,
+            DEFAULT_LIMITS,
+        );
+        assert_eq!(p.endpoints[0].action, Action::Present { id: 7 });
+    }
+
+    #[test]
     fn backup_spec_and_backup_policy_set_the_backup_flag() {
         let specs = [spec("wlan0"), spec("lte0=backup")];
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &[],
@@ -370,6 +427,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Backup,
+            false,
             &links(),
             &addrs(),
             &[],
@@ -408,6 +466,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &existing,
@@ -426,6 +485,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &existing,
@@ -441,6 +501,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &[],
@@ -462,6 +523,7 @@ mod tests {
         let p = plan(
             &[spec("eth9")],
             PathPolicy::Aggregate,
+            false,
             &links(),
             &with_addr,
             &[],
@@ -475,6 +537,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Aggregate,
+            false,
             &links(),
             &addrs(),
             &[],
@@ -495,6 +558,7 @@ mod tests {
         let p = plan(
             &specs,
             PathPolicy::Single,
+            false,
             &links(),
             &addrs(),
             &[],

@@ -457,8 +457,12 @@ impl Upstream {
     pub async fn dial(&self, server: SocketAddr, first: &[u8]) -> Result<ServerStream, Failure> {
         let name = server.to_string();
         let fail = |e: &io::Error| Failure::server(e, &name);
-        let (sock, mptcp) =
-            sys::nonblocking_stream_socket(&server, self.settings.mptcp).map_err(|e| fail(&e))?;
+        // An IPv6 socket even to an IPv4 server, so that the connection
+        // can have IPv6 subflows (an IPv6-only LTE, an announced IPv6
+        // address of the server); logs keep naming `server`.
+        let (sock, mptcp, connect_to) =
+            sys::nonblocking_dual_stack_stream_socket(&server, self.settings.mptcp)
+                .map_err(|e| fail(&e))?;
         sock.set_tcp_nodelay(true).map_err(|e| fail(&e))?;
         if let Some(device) = self.device() {
             sock.bind_device(Some(device.as_bytes())).map_err(|e| {
@@ -492,7 +496,7 @@ impl Upstream {
                 let _ = sock.set_recv_buffer_size(TFO_MPTCP_RCVBUF);
             }
         }
-        match sock.connect(&server.into()) {
+        match sock.connect(&connect_to.into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(fail(&e)),

@@ -140,8 +140,8 @@ fn doctor_reports_disabled_mptcp_and_missing_endpoints_with_fix_commands() {
     assert_eq!(
         endpoints["fix"],
         serde_json::json!([
-            "ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow",
-            "ip mptcp endpoint add 198.18.2.2 dev lte0 subflow"
+            netns::ours_cmd("ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow"),
+            netns::ours_cmd("ip mptcp endpoint add 198.18.2.2 dev lte0 subflow")
         ])
     );
     // Reaching the server over each interface does not need MPTCP.
@@ -164,17 +164,18 @@ fn doctor_reports_disabled_mptcp_and_missing_endpoints_with_fix_commands() {
         .expect("fix list");
     assert_eq!(
         fixes,
-        "  sysctl -w net.mptcp.enabled=1\n  \
-         ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow\n  \
-         ip mptcp endpoint add 198.18.2.2 dev lte0 subflow\n  \
-         ip mptcp limits set subflows 2 add_addr_accepted 1\n"
+        format!(
+            "  sysctl -w net.mptcp.enabled=1\n  {}\n  {}\n  \
+             ip mptcp limits set subflows 2 add_addr_accepted 1\n",
+            netns::ours_cmd("ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow"),
+            netns::ours_cmd("ip mptcp endpoint add 198.18.2.2 dev lte0 subflow"),
+        )
     );
 
     // Running the fixes makes the doctor happy.
     phone.sysctl("net.mptcp.enabled", "1");
     for line in fixes.lines().skip(1) {
-        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
-        phone.ip(&args);
+        phone.ip(&netns::ip_args(line));
     }
     let out = doctor(phone, &server, "10", &["--json"]);
     let report = json(&out);

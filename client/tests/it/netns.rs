@@ -94,7 +94,8 @@ impl Netns {
     pub(crate) fn endpoints(&self) -> Vec<String> {
         self.ip(&["mptcp", "endpoint", "show"])
             .lines()
-            .map(|l| l.trim().to_owned())
+            // iproute2 before 6.18 shows the `laminar` bit (0x20) raw.
+            .map(|l| l.trim().replace(" rawflags 20", " laminar"))
             .filter(|l| !l.is_empty())
             .collect()
     }
@@ -246,4 +247,46 @@ pub(crate) fn spawn_in<T: Send + 'static>(
         enter(&path);
         f()
     })
+}
+
+/// Whether endpoints the client installs carry `laminar` (Linux 6.18+).
+fn laminar() -> bool {
+    sixpath_client::paths::netlink::laminar_supported()
+}
+
+/// An `ip mptcp endpoint show` line (or its end) of an endpoint the
+/// client installed: ` laminar` before ` dev` when the kernel has it.
+pub(crate) fn ours(line: &str) -> String {
+    if laminar() {
+        line.replacen(" dev ", " laminar dev ", 1)
+    } else {
+        line.to_owned()
+    }
+}
+
+/// An `ip mptcp endpoint add` command the client advises: ` laminar`
+/// after the flags when the kernel has it.
+pub(crate) fn ours_cmd(command: &str) -> String {
+    if laminar() {
+        format!("{command} laminar")
+    } else {
+        command.to_owned()
+    }
+}
+
+/// The arguments of an advised `ip …` command, to run it here: without
+/// `laminar` when this `ip` (iproute2 before 6.18) does not know the flag
+/// (the endpoint then lacks it, which the plan accepts).
+pub(crate) fn ip_args(command: &str) -> Vec<&str> {
+    let out = std::process::Command::new("ip")
+        .args(["mptcp", "help"])
+        .output()
+        .expect("ip");
+    let knows = String::from_utf8_lossy(&out.stderr).contains("laminar")
+        || String::from_utf8_lossy(&out.stdout).contains("laminar");
+    command
+        .split_whitespace()
+        .skip(1)
+        .filter(|a| knows || *a != "laminar")
+        .collect()
 }

@@ -176,9 +176,8 @@ fn path_manager_installs_endpoints_for_two_interfaces_and_removes_them_on_drop()
             want.push("198.18.7.7 id 50 signal".to_owned());
             assert_eq!(sorted(ns.endpoints()), sorted(want));
             assert!(
-                ns.endpoints().iter().any(
-                    |l| l.starts_with("198.18.2.2 ") && l.ends_with(" subflow backup dev lte0")
-                ),
+                ns.endpoints().iter().any(|l| l.starts_with("198.18.2.2 ")
+                    && l.ends_with(&netns::ours(" subflow backup dev lte0"))),
                 "{:?}",
                 ns.endpoints()
             );
@@ -216,9 +215,9 @@ fn path_manager_reinstalls_endpoint_when_interface_address_changes() {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 let eps = ns.endpoints();
-                let new = eps
-                    .iter()
-                    .any(|l| l.starts_with("198.18.3.2 ") && l.ends_with("subflow dev lte0"));
+                let new = eps.iter().any(|l| {
+                    l.starts_with("198.18.3.2 ") && l.ends_with(&netns::ours("subflow dev lte0"))
+                });
                 let old = eps.iter().any(|l| l.starts_with("198.18.2.2 "));
                 if new && !old {
                     break;
@@ -241,11 +240,9 @@ fn path_manager_reinstalls_endpoint_when_interface_address_changes() {
             // tentative it is skipped.
             ns.ip(&["addr", "add", "2001:2:0:2::2/64", "dev", "lte0"]);
             let deadline = Instant::now() + Duration::from_secs(20);
-            while !ns
-                .endpoints()
-                .iter()
-                .any(|l| l.starts_with("2001:2:0:2::2 ") && l.ends_with("subflow dev lte0"))
-            {
+            while !ns.endpoints().iter().any(|l| {
+                l.starts_with("2001:2:0:2::2 ") && l.ends_with(&netns::ours("subflow dev lte0"))
+            }) {
                 assert!(Instant::now() < deadline, "{:?}", ns.endpoints());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -294,8 +291,8 @@ fn backup_policy_flags_secondary_path_and_restores_existing_endpoint() {
                 "backup flag set on the existing endpoint (MP_PRIO): {eps:?}"
             );
             assert!(
-                eps.iter()
-                    .any(|l| l.starts_with("198.18.1.2 ") && l.ends_with(" subflow dev wlan0")),
+                eps.iter().any(|l| l.starts_with("198.18.1.2 ")
+                    && l.ends_with(&netns::ours(" subflow dev wlan0"))),
                 "primary path is not backup: {eps:?}"
             );
             drop(pm);
@@ -341,16 +338,15 @@ fn without_cap_net_admin_nothing_changes_and_the_commands_fix_it() {
     assert_eq!(
         commands,
         [
-            "ip mptcp limits set subflows 2 add_addr_accepted 1",
-            "ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow",
-            "ip mptcp endpoint add 198.18.2.2 dev lte0 subflow backup",
+            "ip mptcp limits set subflows 2 add_addr_accepted 1".to_owned(),
+            netns::ours_cmd("ip mptcp endpoint add 198.18.1.2 dev wlan0 subflow"),
+            netns::ours_cmd("ip mptcp endpoint add 198.18.2.2 dev lte0 subflow backup"),
         ]
     );
     assert!(ns.endpoints().is_empty(), "nothing installed");
     // Running the advice leaves nothing more to do.
     for cmd in &commands {
-        let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
-        ns.ip(&args);
+        ns.ip(&netns::ip_args(cmd));
     }
     let left = ns.run(|| {
         netns::drop_net_admin();
@@ -447,18 +443,16 @@ fn switching_to_backup_policy_sends_mp_prio_on_live_subflow() {
             assert_eq!(pm.primary().as_deref(), Some("wlan0"));
             let eps = phone.endpoints();
             assert!(
-                eps.iter()
-                    .any(|l| l.starts_with("198.18.2.2 ") && l.ends_with("subflow backup dev lte0")),
+                eps.iter().any(|l| l.starts_with("198.18.2.2 ")
+                    && l.ends_with(&netns::ours("subflow backup dev lte0"))),
                 "{eps:?}"
             );
             wait_counter(phone, "MPPrioTx", 1).await;
 
-            pm.set_policy(PathPolicy::Aggregate).expect("aggregate again");
+            pm.set_policy(PathPolicy::Aggregate)
+                .expect("aggregate again");
             assert!(
-                phone
-                    .endpoints()
-                    .iter()
-                    .all(|l| !l.contains("backup")),
+                phone.endpoints().iter().all(|l| !l.contains("backup")),
                 "{:?}",
                 phone.endpoints()
             );

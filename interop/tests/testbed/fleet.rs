@@ -15,6 +15,10 @@
 //! `/stats` holds the connection; none joins the service address; a 0-RTT
 //! token granted by one instance is accepted once on a second and refused
 //! on a third; killing one instance ends only its own connections.
+//! Then `sixpath-client` itself on the phone (`--path wlan0 --path lte0`,
+//! its own `subflow laminar` endpoints), over two IPv4 paths and with
+//! IPv6-only LTE: a download through it keeps its bytes, its LTE subflow
+//! joins one instance's advertised address and carries a real share.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -283,6 +287,12 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
         ));
         ip(&format!(
             "netns exec {ns} sysctl -qw net.ipv4.conf.all.rp_filter=0"
+        ));
+        // Data in SYNs accepted (docs/deploy.md): SYN data from a client
+        // that the server drops makes the kernel fall back to TCP
+        // (MPTcpExtMPCapableDataFallback on the client).
+        ip(&format!(
+            "netns exec {ns} sysctl -qw net.ipv4.tcp_fastopen=3"
         ));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns])
@@ -640,5 +650,222 @@ fn a_dual_stack_phone_joins_the_instances_ipv6_address_over_lte_and_aggregates()
     assert!(
         lte as f64 >= 0.1 * total && wlan as f64 >= 0.1 * total,
         "both paths carry at least 10 % (wlan0 {wlan} B, lte0 {lte} B)"
+    );
+}
+
+/// The port of the download origin in the internet namespace: it sends
+/// the file it is given and closes.
+const DOWNLOAD_PORT: u16 = 7008;
+/// Where the phone's `sixpath-client` listens (SOCKS5), in the phone.
+const CLIENT_ENTRY: &str = "127.0.0.1:1080";
+
+/// `sixpath-client` on the phone against the fleet's service address with
+/// its own endpoints (`--path wlan0 --path lte0`), then one download of
+/// 12 MiB through it: asserts the bytes (SHA-256), that every subflow of
+/// the upstream connection ends on the service address or one instance's
+/// advertised addresses, that one leaves over LTE, and that LTE carried at
+/// least 10 % of what the phone received.
+fn client_download_through_the_fleet(test: &str, dual: bool) {
+    use sha2::{Digest, Sha256};
+    if !bed::can_run(test) || !have_all(test) {
+        return;
+    }
+    let tb = Testbed::up(&["--no-server"]);
+    let (phone, inet) = (tb.ns(Ns::Phone), tb.ns(Ns::Internet));
+    let mut fleet = fleet_up(&tb, dual);
+    // The client installs its own endpoints.
+    ip(&format!("-n {phone} mptcp endpoint flush"));
+    let body: Vec<u8> = {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..12 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    let file = fleet.dir.join("download.bin");
+    std::fs::write(&file, &body).unwrap();
+    let want = Sha256::digest(&body);
+    fleet.children.push(
+        Command::new("ip")
+            .args(["netns", "exec", &inet, "python3", "-c"])
+            .arg(format!(
+                "import socketserver\n\
+                 class H(socketserver.BaseRequestHandler):\n\
+                 \x20   def handle(self):\n\
+                 \x20       self.request.sendall(open('{}', 'rb').read())\n\
+                 socketserver.ThreadingTCPServer.allow_reuse_address = True\n\
+                 socketserver.ThreadingTCPServer(('{ORIGIN}', {DOWNLOAD_PORT}), H).serve_forever()\n",
+                file.display()
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let log = std::fs::File::create(fleet.dir.join("client.log")).unwrap();
+    fleet.children.push(
+        Command::new("ip")
+            .args(["netns", "exec", &phone])
+            .arg(bed::binary("sixpath-client"))
+            .args(["--server", &format!("{SERVER}:{SERVER_PORT}")])
+            .args([
+                "--listen",
+                CLIENT_ENTRY,
+                "--path",
+                "wlan0",
+                "--path",
+                "lte0",
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let client_log = || std::fs::read_to_string(fleet.dir.join("client.log")).unwrap_or_default();
+    let listening = |ns: &str, port: u16| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hltn"])
+            .arg(format!("sport = :{port}"))
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    let until = Instant::now() + Duration::from_secs(15);
+    while !listening(&phone, 1080) || !listening(&inet, DOWNLOAD_PORT) {
+        assert!(
+            Instant::now() < until,
+            "client and origin listen: {}",
+            client_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoints = Command::new("ip")
+        .args(["-n", &phone, "mptcp", "endpoint", "show"])
+        .output()
+        .unwrap();
+    println!(
+        "client endpoints:\n{}",
+        String::from_utf8_lossy(&endpoints.stdout)
+    );
+
+    let (wlan_before, lte_before) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
+    let download = spawn_in(&phone, move || {
+        let mut s = TcpStream::connect(CLIENT_ENTRY).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut req = vec![5, 1, 0, 5, 1, 0, 1];
+        req.extend_from_slice(&ORIGIN.parse::<std::net::Ipv4Addr>().unwrap().octets());
+        req.extend_from_slice(&DOWNLOAD_PORT.to_be_bytes());
+        s.write_all(&req).unwrap();
+        let mut reply = [0u8; 12];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(
+            reply[..4],
+            [5, 0, 5, 0],
+            "SOCKS5 connect through the client"
+        );
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    // The upstream connection's subflows, seen mid-download: TCP sockets
+    // of the phone to port 1080 (`ss` lists subflows as TCP sockets).
+    let mut flows: Vec<(IpAddr, IpAddr)> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && !download.is_finished() {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &phone,
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+            ])
+            .output()
+            .unwrap();
+        let now: Vec<(IpAddr, IpAddr)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let addr = |s: &str| -> Option<IpAddr> {
+                    // `198.18.1.2:5000`, `[::ffff:198.18.1.2]:5000`,
+                    // `[fd00:2::2]%lte0:5000`.
+                    let (ip, _) = s.rsplit_once(':')?;
+                    let ip = ip.split('%').next()?;
+                    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                    Some(ip.parse::<IpAddr>().ok()?.to_canonical())
+                };
+                Some((addr(f.get(2)?)?, addr(f.get(3)?)?))
+            })
+            .filter(|(l, _)| !l.is_loopback())
+            .collect();
+        if now.len() > flows.len() {
+            flows = now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = download.join().unwrap();
+    let nstat = Command::new("ip")
+        .args(["netns", "exec", &phone, "nstat", "-az"])
+        .output()
+        .unwrap();
+    println!(
+        "phone MPTCP counters:\n{}",
+        String::from_utf8_lossy(&nstat.stdout)
+            .lines()
+            .filter(|l| l.contains("MPTcpExt") && !l.contains(" 0 "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (wlan, lte) = (
+        tb.phone_rx_bytes("wlan0") - wlan_before,
+        tb.phone_rx_bytes("lte0") - lte_before,
+    );
+    println!(
+        "client through the fleet (dual {dual}): subflows {flows:?}; received wlan0 {wlan} B, lte0 {lte} B"
+    );
+    assert_eq!(got.len(), body.len(), "every byte: {}", client_log());
+    assert_eq!(Sha256::digest(&got), want, "the bytes intact");
+    let lte_ip: IpAddr = if dual { PHONE_LTE6 } else { bed::PHONE_LTE }
+        .parse()
+        .unwrap();
+    let lte_flow = flows
+        .iter()
+        .find(|(l, _)| *l == lte_ip)
+        .unwrap_or_else(|| panic!("an LTE subflow: {flows:?}\n{}", client_log()));
+    let i = (1..=INSTANCES)
+        .find(|i| advertised(*i) == lte_flow.1 || advertised6(*i) == lte_flow.1)
+        .unwrap_or_else(|| panic!("the LTE subflow ends on an advertised address: {flows:?}"));
+    let service: IpAddr = SERVER.parse().unwrap();
+    for (_, r) in &flows {
+        assert!(
+            *r == service || *r == advertised(i) || *r == advertised6(i),
+            "every subflow on instance {i} or the service address: {flows:?}"
+        );
+    }
+    let total = (wlan + lte) as f64;
+    assert!(
+        lte as f64 >= 0.1 * total,
+        "LTE carries at least 10 % (wlan0 {wlan} B, lte0 {lte} B)"
+    );
+}
+
+#[test]
+fn sixpath_client_over_two_ipv4_paths_aggregates_through_the_fleet_on_one_instance() {
+    client_download_through_the_fleet(
+        "sixpath_client_over_two_ipv4_paths_aggregates_through_the_fleet_on_one_instance",
+        false,
+    );
+}
+
+#[test]
+fn sixpath_client_with_ipv4_wifi_and_ipv6_lte_aggregates_through_the_fleet_on_one_instance() {
+    client_download_through_the_fleet(
+        "sixpath_client_with_ipv4_wifi_and_ipv6_lte_aggregates_through_the_fleet_on_one_instance",
+        true,
     );
 }

@@ -58,6 +58,30 @@ const ADDR_PORT: u16 = 5;
 const ADDR_FLAGS: u16 = 6;
 const ADDR_IF_IDX: u16 = 7;
 
+/// Whether this kernel's in-kernel path manager has `laminar` endpoints
+/// (`MPTCP_PM_ADDR_FLAG_LAMINAR` in `include/uapi/linux/mptcp.h`, Linux
+/// 6.18): subflows from them go to the addresses the peer announces. The
+/// flag cannot be probed (older kernels store unknown flag bits and ignore
+/// them), so this reads the release in `/proc/sys/kernel/osrelease`.
+pub fn laminar_supported() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| release_at_least(&r, (6, 18)))
+        .unwrap_or(false)
+}
+
+/// Whether a kernel release string (`6.18.4-arch1`) is at least `want`.
+fn release_at_least(release: &str, want: (u32, u32)) -> Option<bool> {
+    let mut parts = release.trim().split(['.', '-', '+']);
+    let major = parts.next()?.parse::<u32>().ok()?;
+    let minor = parts
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse::<u32>()
+        .ok()?;
+    Some((major, minor) >= want)
+}
+
 /// Endpoint flags (`MPTCP_PM_ADDR_FLAG_*`), an open set: unknown bits
 /// survive a round trip.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -546,6 +570,21 @@ impl MptcpPm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn laminar_needs_a_6_18_release() {
+        for (r, want) in [
+            ("6.18.44-fc-v1272\n", Some(true)),
+            ("6.18", Some(true)),
+            ("7.0.0", Some(true)),
+            ("6.17.9-arch1-1", Some(false)),
+            ("5.15.0-91-generic", Some(false)),
+            ("6.6.0+", Some(false)),
+            ("garbage", None),
+        ] {
+            assert_eq!(release_at_least(r, (6, 18)), want, "{r}");
+        }
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         s.split_whitespace()
