@@ -13,5 +13,6 @@ mod client_ops;
 mod client_socks6;
 mod curl;
 mod openssl;
+mod readme;
 mod socksify;
 mod support;
