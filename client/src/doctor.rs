@@ -17,10 +17,15 @@
 //!    per path. The probe sends one byte (the SOCKS6 version, so the
 //!    connection becomes fully established and the path manager adds
 //!    subflows), waits `--wait` seconds, reads the per-subflow statistics
-//!    and closes; the server logs an incomplete handshake.
+//!    and closes; the server logs an incomplete handshake;
+//! 8. more than one path can ever be used (`multipath`): a single
+//!    `--path`, `--path-policy single`, no `--path` and no MPTCP `subflow`
+//!    endpoint, or one network interface only, each leave every
+//!    connection on one path. The verdict then says `SINGLE PATH` and what
+//!    to do, instead of `OK`.
 //!
 //! Nothing is changed. The exit status is 0 when no check failed
-//! (warnings allowed) and 1 otherwise.
+//! (warnings and a single path allowed) and 1 otherwise.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -148,14 +153,38 @@ pub struct PathStats {
 
 /// The overall verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Every check passed.
     Ok,
+    /// Nothing failed, but only one path can ever be used: connections
+    /// work without multipath (the `multipath` check says why).
+    SinglePath,
     /// Only warnings.
     Degraded,
     /// At least one check failed.
     Broken,
+}
+
+/// The name of the check that says only one path can ever be used.
+const MULTIPATH: &str = "multipath";
+
+/// The verdict of `checks`: broken when one failed, single path when the
+/// `multipath` check warned (whatever else warned), degraded on any other
+/// warning, else OK.
+pub fn verdict(checks: &[Check]) -> Verdict {
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        Verdict::Broken
+    } else if checks
+        .iter()
+        .any(|c| c.name == MULTIPATH && c.status == Status::Warn)
+    {
+        Verdict::SinglePath
+    } else if checks.iter().any(|c| c.status == Status::Warn) {
+        Verdict::Degraded
+    } else {
+        Verdict::Ok
+    }
 }
 
 /// The full report.
@@ -220,6 +249,19 @@ impl Report {
             .count();
         let _ = match self.verdict {
             Verdict::Ok => writeln!(s, "verdict: OK"),
+            Verdict::SinglePath => {
+                let others = problems.saturating_sub(1);
+                writeln!(
+                    s,
+                    "verdict: SINGLE PATH (connections work, but only one path can ever be used: \
+                     see multipath above{})",
+                    if others == 0 {
+                        String::new()
+                    } else {
+                        format!("; {others} other warning(s)")
+                    }
+                )
+            }
             Verdict::Degraded => writeln!(s, "verdict: DEGRADED ({problems} warning(s))"),
             Verdict::Broken => writeln!(s, "verdict: BROKEN ({problems} problem(s))"),
         };
@@ -504,6 +546,159 @@ fn check_paths(args: &PathArgs, insp: Option<&paths::Inspection>) -> Vec<Check> 
     out
 }
 
+/// What the `multipath` check looks at, read from the arguments and the
+/// kernel (kept apart so the decision can be tested without a kernel).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct PathFacts {
+    /// The `--path` interfaces, in order.
+    paths: Vec<String>,
+    /// The path policy.
+    policy: PathPolicy,
+    /// Interfaces that are up with an address subflows can use, loopback
+    /// excluded.
+    usable_ifaces: Vec<String>,
+    /// The system's MPTCP endpoints with the `subflow` flag, when they
+    /// could be read.
+    subflow_endpoints: Option<usize>,
+    /// The extra-subflow limit (`ip mptcp limits`), when it could be read.
+    subflow_limit: Option<u32>,
+}
+
+impl PathFacts {
+    fn read(args: &PathArgs, insp: Option<&paths::Inspection>) -> Self {
+        let mut facts = Self {
+            paths: args.paths.iter().map(|p| p.iface.clone()).collect(),
+            policy: args.policy(),
+            ..Self::default()
+        };
+        if let Some(insp) = insp {
+            let ifs = &insp.interfaces;
+            for link in ifs.links.iter().filter(|l| l.up && !l.loopback) {
+                let has_addr = ifs
+                    .addresses
+                    .iter()
+                    .any(|a| a.ifindex == link.index && a.usable());
+                if has_addr && !facts.usable_ifaces.contains(&link.name) {
+                    facts.usable_ifaces.push(link.name.clone());
+                }
+            }
+            facts.subflow_endpoints = insp.endpoints.as_ref().ok().map(|eps| {
+                eps.iter()
+                    .filter(|e| e.flags.contains(paths::EndpointFlags::SUBFLOW))
+                    .count()
+            });
+            facts.subflow_limit = insp.limits.map(|l| l.subflows);
+        }
+        facts
+    }
+}
+
+/// `multipath`: whether more than one path can ever carry a connection.
+/// `None` when the paths were not judged (they are broken, which other
+/// checks report).
+fn check_multipath(f: &PathFacts) -> Option<Check> {
+    let single = |detail: String, fix: Vec<String>| {
+        Some(
+            Check::new(
+                MULTIPATH,
+                Status::Warn,
+                format!("only one path can ever be used: {detail}"),
+            )
+            .fix(fix),
+        )
+    };
+    // The command that gives the client one path per interface.
+    let paths_cmd = |ifaces: &[String]| {
+        let mut cmd = "sixpath-client".to_owned();
+        for i in ifaces {
+            let _ = write!(cmd, " --path {i}");
+        }
+        cmd
+    };
+    let others: Vec<String> = f
+        .usable_ifaces
+        .iter()
+        .filter(|i| !f.paths.contains(i))
+        .cloned()
+        .collect();
+    match f.paths.as_slice() {
+        [] => {
+            if f.usable_ifaces.len() < 2 {
+                return single(
+                    format!(
+                        "this host has {} network interface(s) with a usable address{}; connect a second one \
+                         (Wi-Fi and LTE, or a second uplink), then run the client with one --path per interface",
+                        f.usable_ifaces.len(),
+                        if f.usable_ifaces.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", f.usable_ifaces.join(", "))
+                        }
+                    ),
+                    Vec::new(),
+                );
+            }
+            match f.subflow_endpoints {
+                // No MPTCP path manager to read: mptcp-enabled says why.
+                None => None,
+                Some(0) => single(
+                    format!(
+                        "no --path given and no MPTCP subflow endpoint on this host, so every connection keeps \
+                         its first subflow; run the client with one --path per interface ({}), as root or with \
+                         CAP_NET_ADMIN it installs the endpoints itself",
+                        f.usable_ifaces.join(", ")
+                    ),
+                    vec![paths_cmd(&f.usable_ifaces)],
+                ),
+                Some(n) if f.subflow_limit == Some(0) => single(
+                    format!("{n} subflow endpoint(s), but the limit of extra subflows is 0"),
+                    vec!["ip mptcp limits set subflows 2".to_owned()],
+                ),
+                Some(n) => Some(Check::new(
+                    MULTIPATH,
+                    Status::Ok,
+                    format!("no --path given: the system's {n} subflow endpoint(s) add subflows"),
+                )),
+            }
+        }
+        [only] => {
+            let mut want = vec![only.clone()];
+            want.extend(others.iter().cloned());
+            let detail = if others.is_empty() {
+                format!(
+                    "only one --path ({only}), and no other interface with a usable address; connect a \
+                     second one and add a --path for it"
+                )
+            } else {
+                format!(
+                    "only one --path ({only}); add a --path for each other interface to use ({})",
+                    others.join(", ")
+                )
+            };
+            single(
+                detail,
+                if others.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![paths_cmd(&want)]
+                },
+            )
+        }
+        [first, ..] if f.policy == PathPolicy::Single => single(
+            format!(
+                "--path-policy single uses the first --path ({first}) only; drop it (aggregate is the \
+                 default) or choose handover or backup to use the others"
+            ),
+            Vec::new(),
+        ),
+        all => Some(Check::new(
+            MULTIPATH,
+            Status::Ok,
+            format!("{} paths: {}", all.len(), all.join(", ")),
+        )),
+    }
+}
+
 fn resolve(server: &str) -> Result<SocketAddr, String> {
     let mut addrs = server
         .to_socket_addrs()
@@ -683,6 +878,10 @@ pub fn check(args: &DoctorArgs) -> Report {
     let insp = paths::inspect(&args.paths.paths, policy).ok();
     checks.extend(check_paths(&args.paths, insp.as_ref()));
     checks.extend(check_handover(&args.paths));
+    checks.extend(check_multipath(&PathFacts::read(
+        &args.paths,
+        insp.as_ref(),
+    )));
     checks.push(check_blackhole());
     let mut path_stats = Vec::new();
     match args.server.as_deref() {
@@ -726,15 +925,8 @@ pub fn check(args: &DoctorArgs) -> Report {
             }
         },
     }
-    let verdict = if checks.iter().any(|c| c.status == Status::Fail) {
-        Verdict::Broken
-    } else if checks.iter().any(|c| c.status == Status::Warn) {
-        Verdict::Degraded
-    } else {
-        Verdict::Ok
-    };
     Report {
-        verdict,
+        verdict: verdict(&checks),
         checks,
         paths: path_stats,
     }
@@ -818,6 +1010,182 @@ mod tests {
         assert_eq!(v["checks"][0]["status"], "ok");
         assert!(v["checks"][0].get("fix").is_none());
         assert_eq!(v["paths"][0]["iface"], "wlan0");
+    }
+
+    fn facts(
+        paths: &[&str],
+        policy: PathPolicy,
+        ifaces: &[&str],
+        endpoints: Option<usize>,
+    ) -> PathFacts {
+        PathFacts {
+            paths: paths.iter().map(|&p| p.to_owned()).collect(),
+            policy,
+            usable_ifaces: ifaces.iter().map(|&i| i.to_owned()).collect(),
+            subflow_endpoints: endpoints,
+            subflow_limit: Some(2),
+        }
+    }
+
+    fn multipath(f: &PathFacts) -> Check {
+        check_multipath(f).expect("judged")
+    }
+
+    #[test]
+    fn verdict_is_broken_over_single_path_over_degraded_over_ok() {
+        let ok = Check::new("tcp-fastopen", Status::Ok, "");
+        let skip = Check::new("server", Status::Skip, "");
+        let warn = Check::new("rp-filter", Status::Warn, "");
+        let single = Check::new(MULTIPATH, Status::Warn, "");
+        let fail = Check::new("mptcp-enabled", Status::Fail, "");
+        assert_eq!(verdict(&[ok.clone(), skip.clone()]), Verdict::Ok);
+        assert_eq!(verdict(&[ok.clone(), warn.clone()]), Verdict::Degraded);
+        assert_eq!(
+            verdict(&[warn.clone(), single.clone()]),
+            Verdict::SinglePath
+        );
+        assert_eq!(verdict(&[single.clone(), fail]), Verdict::Broken);
+        // A multipath check that passed is no single path.
+        let multi = Check::new(MULTIPATH, Status::Ok, "");
+        assert_eq!(verdict(&[ok, multi]), Verdict::Ok);
+    }
+
+    #[test]
+    fn one_path_flag_is_a_single_path_and_the_fix_names_the_other_interfaces() {
+        let c = multipath(&facts(
+            &["wlan0"],
+            PathPolicy::Aggregate,
+            &["wlan0", "lte0", "eth1"],
+            Some(1),
+        ));
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.detail
+                .starts_with("only one path can ever be used: only one --path (wlan0)"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(
+            c.fix,
+            ["sixpath-client --path wlan0 --path lte0 --path eth1"]
+        );
+        // Nothing else to add: say so, no command.
+        let c = multipath(&facts(
+            &["wlan0"],
+            PathPolicy::Aggregate,
+            &["wlan0"],
+            Some(1),
+        ));
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("no other interface"), "{}", c.detail);
+        assert!(c.fix.is_empty());
+    }
+
+    #[test]
+    fn no_path_flag_and_no_subflow_endpoint_is_a_single_path() {
+        let c = multipath(&facts(
+            &[],
+            PathPolicy::Aggregate,
+            &["eth0", "wlan0"],
+            Some(0),
+        ));
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.detail.contains("no MPTCP subflow endpoint"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(c.fix, ["sixpath-client --path eth0 --path wlan0"]);
+        // The system's own endpoints add subflows.
+        let c = multipath(&facts(
+            &[],
+            PathPolicy::Aggregate,
+            &["eth0", "wlan0"],
+            Some(2),
+        ));
+        assert_eq!(c.status, Status::Ok, "{}", c.detail);
+        // ... unless the kernel allows no extra subflow.
+        let mut f = facts(&[], PathPolicy::Aggregate, &["eth0", "wlan0"], Some(2));
+        f.subflow_limit = Some(0);
+        let c = multipath(&f);
+        assert_eq!(c.status, Status::Warn);
+        assert_eq!(c.fix, ["ip mptcp limits set subflows 2"]);
+        // Endpoints not readable (no MPTCP): mptcp-enabled reports it.
+        assert_eq!(
+            check_multipath(&facts(&[], PathPolicy::Aggregate, &["eth0", "wlan0"], None)),
+            None
+        );
+    }
+
+    #[test]
+    fn one_interface_on_the_host_is_a_single_path() {
+        let c = multipath(&facts(&[], PathPolicy::Aggregate, &["eth0"], Some(3)));
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.detail
+                .contains("1 network interface(s) with a usable address (eth0)"),
+            "{}",
+            c.detail
+        );
+        let c = multipath(&facts(&[], PathPolicy::Aggregate, &[], None));
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("0 network interface(s)"), "{}", c.detail);
+    }
+
+    #[test]
+    fn two_paths_are_multipath_unless_the_policy_is_single() {
+        for policy in [
+            PathPolicy::Aggregate,
+            PathPolicy::Backup,
+            PathPolicy::Handover,
+        ] {
+            let c = multipath(&facts(
+                &["wlan0", "lte0"],
+                policy,
+                &["wlan0", "lte0"],
+                Some(0),
+            ));
+            assert_eq!(c.status, Status::Ok, "{policy}: {}", c.detail);
+        }
+        let c = multipath(&facts(
+            &["wlan0", "lte0"],
+            PathPolicy::Single,
+            &["wlan0", "lte0"],
+            Some(0),
+        ));
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.detail
+                .contains("--path-policy single uses the first --path (wlan0) only"),
+            "{}",
+            c.detail
+        );
+    }
+
+    #[test]
+    fn single_path_verdict_says_so_instead_of_ok() {
+        let checks = vec![
+            Check::new("tcp-fastopen", Status::Ok, "net.ipv4.tcp_fastopen = 1"),
+            multipath(&facts(
+                &["wlan0"],
+                PathPolicy::Aggregate,
+                &["wlan0", "lte0"],
+                Some(1),
+            )),
+        ];
+        let r = report(checks.clone(), verdict(&checks));
+        let text = r.to_text();
+        assert!(!text.contains("verdict: OK"), "{text}");
+        assert!(
+            text.contains("verdict: SINGLE PATH (connections work, but only one path can ever be used: see multipath above)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("to fix, run as root:\n  sixpath-client --path wlan0 --path lte0\n"),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["verdict"], "single-path");
     }
 
     #[test]

@@ -388,7 +388,8 @@ pub fn take_icmp_error(sock: &impl AsRawFd) -> Option<IcmpError> {
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control);
+    // size_t with glibc, socklen_t with musl; 512 fits both.
+    msg.msg_controllen = size_of_val(&control) as _;
     // SAFETY: msg points at live buffers of the stated sizes.
     let rc = unsafe {
         libc::recvmsg(
@@ -595,7 +596,11 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
         }
         lim = raised;
     }
-    Ok((lim.rlim_cur, lim.rlim_max))
+    #[allow(
+        clippy::useless_conversion,
+        reason = "rlim_t is u64 on 64-bit targets, u32 on 32-bit glibc"
+    )]
+    Ok((lim.rlim_cur.into(), lim.rlim_max.into()))
 }
 
 #[cfg(test)]

@@ -232,3 +232,36 @@ fn doctor_says_handover_cannot_withdraw_paths_without_cap_net_admin() {
         "{without:#}"
     );
 }
+
+#[test]
+fn doctor_says_single_path_with_one_path_or_no_endpoints_and_names_the_fix() {
+    if !netns::can_run("doctor_says_single_path_with_one_path_or_no_endpoints_and_names_the_fix") {
+        return;
+    }
+    let t = Topology::new("docone");
+    let phone = &t.phone;
+    // One --path of the phone's two interfaces.
+    let out = phone.exec(&[BIN, "doctor", "--path", "wlan0", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "a single path is no failure");
+    let report = json(&out);
+    assert_eq!(report["verdict"], "single-path", "{report:#}");
+    let c = check(&report, "multipath");
+    assert_eq!(c["status"], "warn", "{report:#}");
+    assert_eq!(
+        c["fix"][0], "sixpath-client --path wlan0 --path lte0",
+        "{report:#}"
+    );
+    // No --path and no endpoint in the phone's namespace.
+    let out = phone.exec(&[BIN, "doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no MPTCP subflow endpoint"), "{text}");
+    assert!(text.contains("verdict: SINGLE PATH"), "{text}");
+    assert!(
+        text.contains("  sixpath-client --path wlan0 --path lte0\n"),
+        "{text}"
+    );
+    // Both paths: no single-path verdict (endpoints may still be missing).
+    let report = json(&phone.exec(&[BIN, "doctor", "--path", "wlan0", "--path", "lte0", "--json"]));
+    assert_eq!(check(&report, "multipath")["status"], "ok", "{report:#}");
+    assert_ne!(report["verdict"], "single-path", "{report:#}");
+}

@@ -15,5 +15,6 @@ mod curl;
 mod ends;
 mod haproxy;
 mod openssl;
+mod readme;
 mod socksify;
 mod support;
