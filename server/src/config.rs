@@ -1124,7 +1124,8 @@ mod tests {
         let file: Options = serde_json::from_str(
             r#"{"listen": ["127.0.0.1:1"], "bind-address": ["192.0.2.1", "[2001:db8::1]"],
                 "udp-advertise": ["198.51.100.7"], "bind-timeout": 30,
-                "udp-idle-timeout": 60, "max-udp-associations": 8}"#,
+                "udp-idle-timeout": 60, "max-udp-associations": 8,
+                "max-udp-associations-per-user": 3, "max-udp-associations-per-source": 5}"#,
         )
         .expect("valid");
         let s = opts(&[]).or(file).resolve().expect("valid");
@@ -1136,6 +1137,22 @@ mod tests {
         assert_eq!(s.bind_timeout, Duration::from_secs(30));
         assert_eq!(s.udp_idle_timeout, Duration::from_secs(60));
         assert_eq!(s.max_udp_associations, 8);
+        assert_eq!(s.max_udp_associations_per_user, 3);
+        assert_eq!(s.max_udp_associations_per_source, 5);
+        let defaults = opts(&["127.0.0.1:1"]).resolve().expect("valid");
+        assert_eq!(
+            (
+                defaults.max_udp_associations_per_user,
+                defaults.max_udp_associations_per_source
+            ),
+            (128, 256)
+        );
+        let mut zero = opts(&["127.0.0.1:1"]);
+        zero.max_udp_associations_per_source = Some(0);
+        assert_eq!(
+            zero.resolve().expect_err("zero").field,
+            "max-udp-associations-per-source"
+        );
         let mut two = opts(&["127.0.0.1:1"]);
         two.bind_advertise = vec!["192.0.2.1".into(), "192.0.2.2".into()];
         assert_eq!(two.resolve().expect_err("two IPv4").field, "bind-advertise");
