@@ -1,4 +1,5 @@
-//! Limits that involve the server: the defaults of both daemons agree.
+//! Connection caps: the client's per-source cap at accept, and the
+//! defaults of both daemons agree.
 
 /// One client at its default `--max-connections`, behind one address, is
 /// not refused by a server at its default `--max-connections-per-source`.
