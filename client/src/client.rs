@@ -326,13 +326,23 @@ async fn accept_loop(listener: TcpListener, kind: FrontEnd, addr: SocketAddr, sh
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let max = shared.upstream.settings().max_connections;
-                if shared.active.fetch_add(1, Ordering::Relaxed) >= max {
-                    shared.active.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, max, "connection refused: connection limit reached");
-                    continue;
-                }
-                tokio::spawn(conn::serve(stream, peer, kind, addr, Arc::clone(&shared)));
+                // One source whether it came to an IPv4 or a dual-stack
+                // listener.
+                let source = peer.ip().to_canonical();
+                let permit = match shared.limits.acquire(source) {
+                    Ok(p) => p,
+                    Err(cap) => {
+                        shared.stats.refused(cap);
+                        tracing::warn!(%peer, ?cap, "connection refused: connection cap reached");
+                        continue;
+                    }
+                };
+                shared.active.fetch_add(1, Ordering::Relaxed);
+                let serve = conn::serve(stream, peer, kind, addr, Arc::clone(&shared));
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve.await;
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

@@ -141,6 +141,14 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Maximum concurrent application connections from one source address;
+    /// more are closed at once. Default 1024. On loopback every
+    /// application of this host comes from the one loopback address, so
+    /// this caps them together; it matters when --listen takes connections
+    /// from other devices (a LAN address with --local-user).
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_source: Option<usize>,
+
     /// Connect to the server with plain TCP instead of Multipath TCP, and
     /// do not ask the server for Multipath TCP towards targets.
     #[arg(long)]
@@ -232,6 +240,7 @@ sixpath_service::merge_fields!(Options {
     idle_timeout,
     drain_timeout,
     max_connections,
+    max_connections_per_source,
     no_mptcp,
     no_tfo,
     no_sessions,
@@ -458,6 +467,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Cap on concurrent application connections.
     pub max_connections: usize,
+    /// Cap on concurrent application connections from one source address.
+    pub max_connections_per_source: usize,
     /// Multipath TCP to the server.
     pub mptcp: bool,
     /// TCP Fast Open to the server.
@@ -582,6 +593,12 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default connection cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default cap on the connections from one source address: a quarter of
+/// [`DEFAULT_MAX_CONNECTIONS`], so one device on a shared LAN listener
+/// leaves room for at least three others; on loopback, where all
+/// applications of the host are one source, still far above what browsers
+/// open through a proxy (a few dozen connections per proxy server).
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 1024;
 
 impl Settings {
     /// Settings for tests and embedding: server `server`, one mixed
@@ -606,6 +623,7 @@ impl Settings {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             mptcp: true,
             tfo: true,
             sessions: true,
@@ -731,6 +749,11 @@ impl Options {
                 "max-connections",
                 self.max_connections,
                 DEFAULT_MAX_CONNECTIONS,
+            )?,
+            max_connections_per_source: count(
+                "max-connections-per-source",
+                self.max_connections_per_source,
+                DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             )?,
             mptcp: !self.no_mptcp,
             tfo: !self.no_tfo,

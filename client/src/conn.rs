@@ -38,6 +38,7 @@ use crate::paths::{Action, Interfaces, PathManager, RouteSocket};
 use crate::stats::{PathInfo, Stats, error_class};
 use crate::upstream::{ServerStream, Upstream};
 use sixpath_net::framed::Framed;
+use sixpath_service::limits::Limits;
 use sixpath_service::logins::{FailedLogins, MAX_TRACKED_SOURCES};
 
 /// What every connection shares.
@@ -47,6 +48,8 @@ pub struct Shared {
     pub upstream: Upstream,
     /// Connections being served.
     pub active: AtomicUsize,
+    /// Caps on connections in total and per source, taken at accept.
+    pub limits: Arc<Limits>,
     /// Counters for the admin endpoint.
     pub stats: Stats,
     /// Applications' failed logins per source (`--local-user`).
@@ -82,9 +85,14 @@ impl Shared {
             settings.failed_login_window,
             MAX_TRACKED_SOURCES,
         );
+        let limits = Limits::new(
+            settings.max_connections,
+            settings.max_connections_per_source,
+        );
         Self {
             upstream,
             active: AtomicUsize::new(0),
+            limits,
             stats: Stats::new(),
             failed_logins,
             path_changes: paths.as_ref().map(PathManager::change_counter),

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sixpath_net::mptcp::InterfaceStats;
 use sixpath_net::sys::Transport;
 use sixpath_net::tls::Handshake;
+use sixpath_service::limits::Refused;
 
 use crate::failure::Kind;
 
@@ -191,6 +192,11 @@ pub struct Snapshot {
     /// Applications answered early whose connection then failed (they
     /// saw a reset).
     pub early_reply_closes: u64,
+    /// Application connections refused at accept and closed at once, by
+    /// cap: `total` (`--max-connections`), `per_source`
+    /// (`--max-connections-per-source`).
+    #[serde(default)]
+    pub refused_by_cap: Named,
     /// Application logins with wrong credentials (`--local-user`).
     #[serde(default)]
     pub auth_failures: u64,
@@ -286,6 +292,8 @@ pub struct Stats {
     early_reply_closes: AtomicU64,
     auth_failures: AtomicU64,
     logins_refused: AtomicU64,
+    refused_total_cap: AtomicU64,
+    refused_source_cap: AtomicU64,
     tls_handshakes: [AtomicU64; Handshake::ALL.len()],
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
@@ -347,6 +355,8 @@ impl Stats {
             early_reply_closes: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             logins_refused: AtomicU64::new(0),
+            refused_total_cap: AtomicU64::new(0),
+            refused_source_cap: AtomicU64::new(0),
             tls_handshakes: Default::default(),
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
@@ -585,6 +595,14 @@ impl Stats {
         add(&self.logins_refused, 1);
     }
 
+    /// An application connection was refused by a connection cap.
+    pub fn refused(&self, cap: Refused) {
+        match cap {
+            Refused::Total => add(&self.refused_total_cap, 1),
+            Refused::PerSource => add(&self.refused_source_cap, 1),
+        }
+    }
+
     /// The current values, with `paths` from the path manager.
     pub fn snapshot(&self, open: usize, paths: Vec<PathInfo>) -> Snapshot {
         let mut interfaces = self
@@ -637,6 +655,13 @@ impl Stats {
             early_reply_closes: get(&self.early_reply_closes),
             auth_failures: get(&self.auth_failures),
             logins_refused: get(&self.logins_refused),
+            refused_by_cap: [
+                ("total", &self.refused_total_cap),
+                ("per_source", &self.refused_source_cap),
+            ]
+            .iter()
+            .map(|(n, c)| ((*n).to_owned(), get(c)))
+            .collect(),
             tls_handshakes: Handshake::ALL
                 .iter()
                 .zip(&self.tls_handshakes)
@@ -782,6 +807,12 @@ impl Snapshot {
             "counter",
             "Applications answered before the server whose connection then failed (reset).",
             &one(self.early_reply_closes),
+        );
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Application connections refused at accept and closed at once by a connection cap (total: --max-connections, per_source: --max-connections-per-source).",
+            &by("cap", &self.refused_by_cap),
         );
         metric(
             "auth_failures_total",
@@ -1027,6 +1058,16 @@ impl Snapshot {
                     f.cause
                 );
             }
+        }
+        let refused: u64 = self.refused_by_cap.values().sum();
+        if refused > 0 {
+            let n = |k: &str| self.refused_by_cap.get(k).copied().unwrap_or(0);
+            let _ = writeln!(
+                s,
+                "connections refused: {} over --max-connections, {} over --max-connections-per-source",
+                n("total"),
+                n("per_source")
+            );
         }
         if self.auth_failures > 0 || self.logins_refused > 0 {
             let _ = writeln!(

@@ -178,6 +178,18 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_udp_associations: Option<usize>,
 
+    /// Maximum concurrent UDP associations of one authenticated user
+    /// (default 128); one beyond it is refused "not allowed" (SOCKS5 REP
+    /// 02, SOCKS6 Connection not allowed by ruleset).
+    #[arg(long, value_name = "N")]
+    pub max_udp_associations_per_user: Option<usize>,
+
+    /// Maximum concurrent UDP associations from one source, an IPv4
+    /// address or an IPv6 /64 (default 256); one beyond it is refused "not
+    /// allowed" (SOCKS5 REP 02, SOCKS6 Connection not allowed by ruleset).
+    #[arg(long, value_name = "N")]
+    pub max_udp_associations_per_source: Option<usize>,
+
     /// Require an RFC 8803 Cookie TLV from Convert clients. A client without
     /// one gets Missing Cookie carrying a cookie bound to its address
     /// (HMAC of the server key, valid one to two hours); a wrong or expired
@@ -407,6 +419,11 @@ pub struct Settings {
     pub udp_idle_timeout: Duration,
     /// Cap on concurrent UDP associations.
     pub max_udp_associations: usize,
+    /// Cap on concurrent UDP associations of one authenticated user.
+    pub max_udp_associations_per_user: usize,
+    /// Cap on concurrent UDP associations from one source (an IPv4 address
+    /// or an IPv6 /64).
+    pub max_udp_associations_per_source: usize,
     /// Require Convert Cookie TLVs.
     pub convert_cookies: bool,
     /// Failed logins per source that block it for the rest of the window.
@@ -467,6 +484,8 @@ impl Settings {
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
             max_udp_associations: DEFAULT_MAX_UDP_ASSOCIATIONS,
+            max_udp_associations_per_user: DEFAULT_MAX_UDP_ASSOCIATIONS_PER_USER,
+            max_udp_associations_per_source: DEFAULT_MAX_UDP_ASSOCIATIONS_PER_SOURCE,
             convert_cookies: false,
             max_failed_logins: DEFAULT_MAX_FAILED_LOGINS,
             failed_login_window: DEFAULT_FAILED_LOGIN_WINDOW,
@@ -517,6 +536,16 @@ pub const DEFAULT_BIND_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default cap on concurrent UDP associations.
 pub const DEFAULT_MAX_UDP_ASSOCIATIONS: usize = 1024;
+/// Default cap on the UDP associations of one user: an association is one
+/// application's UDP flow (a QUIC connection, a DNS or game client), so a
+/// few devices of one user stay well below it, and one user holds at most
+/// an eighth of `--max-udp-associations`.
+pub const DEFAULT_MAX_UDP_ASSOCIATIONS_PER_USER: usize = 128;
+/// Default cap on the UDP associations from one source: larger than the
+/// per-user cap, as one address may front many users (CGNAT, an office),
+/// and a quarter of `--max-udp-associations`, so at least four sources
+/// always find room.
+pub const DEFAULT_MAX_UDP_ASSOCIATIONS_PER_SOURCE: usize = 256;
 
 /// A list of IP addresses with at most one per family (`--bind-address`,
 /// `--bind-advertise`, `--udp-advertise`).
@@ -610,6 +639,8 @@ sixpath_service::merge_fields!(Options {
     udp_advertise,
     udp_idle_timeout,
     max_udp_associations,
+    max_udp_associations_per_user,
+    max_udp_associations_per_source,
     convert_cookies,
     max_failed_logins,
     failed_login_window,
@@ -756,6 +787,16 @@ impl Options {
                 "max-udp-associations",
                 self.max_udp_associations,
                 DEFAULT_MAX_UDP_ASSOCIATIONS,
+            )?,
+            max_udp_associations_per_user: count(
+                "max-udp-associations-per-user",
+                self.max_udp_associations_per_user,
+                DEFAULT_MAX_UDP_ASSOCIATIONS_PER_USER,
+            )?,
+            max_udp_associations_per_source: count(
+                "max-udp-associations-per-source",
+                self.max_udp_associations_per_source,
+                DEFAULT_MAX_UDP_ASSOCIATIONS_PER_SOURCE,
             )?,
             convert_cookies: self.convert_cookies,
             max_failed_logins: match self.max_failed_logins {
@@ -1083,7 +1124,8 @@ mod tests {
         let file: Options = serde_json::from_str(
             r#"{"listen": ["127.0.0.1:1"], "bind-address": ["192.0.2.1", "[2001:db8::1]"],
                 "udp-advertise": ["198.51.100.7"], "bind-timeout": 30,
-                "udp-idle-timeout": 60, "max-udp-associations": 8}"#,
+                "udp-idle-timeout": 60, "max-udp-associations": 8,
+                "max-udp-associations-per-user": 3, "max-udp-associations-per-source": 5}"#,
         )
         .expect("valid");
         let s = opts(&[]).or(file).resolve().expect("valid");
@@ -1095,6 +1137,22 @@ mod tests {
         assert_eq!(s.bind_timeout, Duration::from_secs(30));
         assert_eq!(s.udp_idle_timeout, Duration::from_secs(60));
         assert_eq!(s.max_udp_associations, 8);
+        assert_eq!(s.max_udp_associations_per_user, 3);
+        assert_eq!(s.max_udp_associations_per_source, 5);
+        let defaults = opts(&["127.0.0.1:1"]).resolve().expect("valid");
+        assert_eq!(
+            (
+                defaults.max_udp_associations_per_user,
+                defaults.max_udp_associations_per_source
+            ),
+            (128, 256)
+        );
+        let mut zero = opts(&["127.0.0.1:1"]);
+        zero.max_udp_associations_per_source = Some(0);
+        assert_eq!(
+            zero.resolve().expect_err("zero").field,
+            "max-udp-associations-per-source"
+        );
         let mut two = opts(&["127.0.0.1:1"]);
         two.bind_advertise = vec!["192.0.2.1".into(), "192.0.2.2".into()];
         assert_eq!(two.resolve().expect_err("two IPv4").field, "bind-advertise");

@@ -55,7 +55,8 @@
 //!   source), idempotence token windows and the listeners Listen Backlogs
 //!   keep open.
 //! - [`associations`]: the server's UDP associations: cap, IDs, counters.
-//! - [`limits`]: caps on connections in total and per source.
+//! - [`limits`]: caps on connections in total and per source (shared with
+//!   the client, from `sixpath-service`).
 //! - [`probes`]: rate limits for path probes (answered in
 //!   [`command::probe`]).
 //! - [`logins`]: failed-login limiting per source, per-user connection caps.
@@ -72,7 +73,7 @@ pub mod command;
 pub mod config;
 pub mod conn;
 pub mod handshake;
-pub mod limits;
+pub use sixpath_service::limits;
 pub mod logins;
 pub mod outbound;
 pub mod policy;

@@ -13,7 +13,7 @@ use sixpath_net::admin;
 use tokio::net::TcpListener;
 
 use crate::advertise::Advertised;
-use crate::associations::Associations;
+use crate::associations::{Associations, UdpLimits};
 use crate::command;
 use crate::config::{Protocol, Settings};
 use crate::conn;
@@ -173,7 +173,11 @@ impl Server {
             users,
             limits,
             sessions: Sessions::new(settings.secret.clone(), settings.sessions),
-            udp: Associations::new(settings.max_udp_associations),
+            udp: Associations::new(UdpLimits {
+                max_total: settings.max_udp_associations,
+                max_per_user: settings.max_udp_associations_per_user,
+                max_per_source: settings.max_udp_associations_per_source,
+            }),
             failed_logins,
             user_caps,
             stats: Arc::new(Stats::new()),

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::associations::UdpCap;
 use crate::limits::Refused;
 use crate::relay::RelayStats;
 use crate::session::SessionCap;
@@ -143,6 +144,7 @@ pub struct Stats {
     refused_source_cap: AtomicU64,
     proxy_headers_refused: AtomicU64,
     sessions_refused: [AtomicU64; SessionCap::ALL.len()],
+    udp_associations_refused: [AtomicU64; UdpCap::ALL.len()],
     probes: [AtomicU64; ProbeResult::ALL.len()],
     tls_handshakes: [AtomicU64; Handshake::ALL.len()],
 }
@@ -218,6 +220,7 @@ impl Stats {
             refused_source_cap: AtomicU64::new(0),
             proxy_headers_refused: AtomicU64::new(0),
             sessions_refused: Default::default(),
+            udp_associations_refused: Default::default(),
             probes: Default::default(),
             tls_handshakes: Default::default(),
         }
@@ -293,6 +296,20 @@ impl Stats {
     /// Session requests `cap` refused so far.
     pub fn sessions_refused(&self, cap: SessionCap) -> u64 {
         self.sessions_refused.get(cap as usize).map_or(0, get)
+    }
+
+    /// Counts a UDP ASSOCIATE request an association cap refused.
+    pub fn udp_association_refused(&self, cap: UdpCap) {
+        if let Some(c) = self.udp_associations_refused.get(cap as usize) {
+            add(c, 1);
+        }
+    }
+
+    /// UDP ASSOCIATE requests `cap` refused so far.
+    pub fn udp_associations_refused(&self, cap: UdpCap) -> u64 {
+        self.udp_associations_refused
+            .get(cap as usize)
+            .map_or(0, get)
     }
 
     /// Counts a path probe by what became of it.
@@ -386,6 +403,10 @@ impl Stats {
             "sessions_refused": SessionCap::ALL
                 .iter()
                 .map(|c| (c.name().to_owned(), self.sessions_refused(*c).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "udp_associations_refused": UdpCap::ALL
+                .iter()
+                .map(|c| (c.name().to_owned(), self.udp_associations_refused(*c).into()))
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
             "probes": ProbeResult::ALL
                 .iter()
@@ -516,6 +537,20 @@ impl Stats {
             "counter",
             "Logins refused unchecked because their source failed too often.",
             &[(String::new(), get(&self.logins_refused))],
+        );
+        metric(
+            "udp_associations_refused_total",
+            "counter",
+            "UDP ASSOCIATE requests refused by an association cap (total: --max-udp-associations, answered general failure; per_user: --max-udp-associations-per-user and per_source: --max-udp-associations-per-source, answered not allowed).",
+            &UdpCap::ALL
+                .iter()
+                .map(|c| {
+                    (
+                        format!("{{cap=\"{}\"}}", c.name()),
+                        self.udp_associations_refused(*c),
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
         metric(
             "sessions_refused_total",

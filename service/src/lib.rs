@@ -29,11 +29,14 @@
 //! - [`signal`]: `SIGTERM`/`SIGINT` (shutdown) and `SIGHUP` (reload).
 //! - [`logins`]: failed logins per source address, and when to stop
 //!   checking a source's passwords.
+//! - [`limits`]: caps on concurrent connections in total and per source
+//!   address, taken at accept.
 
 pub mod cli;
 pub mod config;
 pub mod docs;
 pub mod exit;
+pub mod limits;
 pub mod logging;
 pub mod logins;
 pub mod signal;

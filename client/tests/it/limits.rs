@@ -1,4 +1,5 @@
-//! Limits that involve the server: the defaults of both daemons agree.
+//! Connection caps: the client's per-source cap at accept, and the
+//! defaults of both daemons agree.
 
 /// One client at its default `--max-connections`, behind one address, is
 /// not refused by a server at its default `--max-connections-per-source`.
@@ -11,4 +12,97 @@ fn server_per_source_default_admits_one_client_at_its_default_connection_cap() {
         "server --max-connections-per-source {server_per_source} < client --max-connections {client_total}"
     );
     assert!(sixpath_server::config::DEFAULT_MAX_CONNECTIONS >= server_per_source);
+}
+
+mod per_source {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use sixpath_client::client::Client;
+    use sixpath_client::config::Settings;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    /// The client (server never reached) with a per-source cap of 2 and a
+    /// long handshake deadline: its front-end and admin endpoint.
+    fn start() -> (SocketAddr, SocketAddr) {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = closed.local_addr().unwrap();
+        drop(closed);
+        let mut s = Settings::new(server, "127.0.0.1:0".parse().unwrap());
+        s.max_connections_per_source = 2;
+        s.handshake_timeout = Duration::from_secs(60);
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+        let client = Client::bind(s).unwrap();
+        let addrs = (client.local_addrs()[0], client.admin_addr().unwrap());
+        tokio::spawn(client.run(std::future::pending()));
+        addrs
+    }
+
+    async fn connect_from(to: SocketAddr, from: &str) -> TcpStream {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        sock.connect(to).await.unwrap()
+    }
+
+    /// Whether the client answers a SOCKS5 greeting (it serves the
+    /// connection) on a new connection from `from`.
+    async fn served(proxy: SocketAddr, from: &str) -> (bool, TcpStream) {
+        let mut c = connect_from(proxy, from).await;
+        let _ = c.write_all(&[5, 1, 0]).await;
+        let mut buf = [0u8; 2];
+        let r = tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut buf))
+            .await
+            .expect("answered or closed well before the handshake deadline");
+        (r.is_ok() && buf == [5, 0], c)
+    }
+
+    async fn get(admin: SocketAddr, path: &str) -> String {
+        let mut c = TcpStream::connect(admin).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut page = String::new();
+        c.read_to_string(&mut page).await.unwrap();
+        page
+    }
+
+    #[tokio::test]
+    async fn per_source_cap_closes_the_extra_connection_at_once_spares_other_sources_and_frees_on_close()
+     {
+        let (proxy, admin) = start();
+        let (ok1, first) = served(proxy, "127.0.0.1").await;
+        let (ok2, _second) = served(proxy, "127.0.0.1").await;
+        assert!(ok1 && ok2, "two connections from one source are served");
+        // The third from 127.0.0.1 is closed without an answer, long before
+        // the 60 s handshake deadline.
+        let mut third = connect_from(proxy, "127.0.0.1").await;
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+            .await
+            .expect("closed at once");
+        assert!(r.is_err() || buf.is_empty(), "closed without an answer");
+        // Another source is still served.
+        let (other, _o) = served(proxy, "127.0.0.2").await;
+        assert!(other, "another source is served");
+        let metrics = get(admin, "/metrics").await;
+        assert!(
+            metrics.contains("sixpath_client_connections_refused_total{cap=\"per_source\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("sixpath_client_connections_refused_total{cap=\"total\"} 0\n"));
+        let stats = get(admin, "/stats").await;
+        let json: serde_json::Value =
+            serde_json::from_str(stats.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(json["refused_by_cap"]["per_source"], 1, "{json}");
+        // Closing one frees its place once the client sees the close.
+        drop(first);
+        for attempt in 0.. {
+            let (ok, _c) = served(proxy, "127.0.0.1").await;
+            if ok {
+                break;
+            }
+            assert!(attempt < 50, "place never freed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -43,8 +43,11 @@
 //!   and reported with the parity obtained; no counterpart port is
 //!   reserved (Reserve 0).
 //!
-//! Limits: `--max-udp-associations` in total (the server-wide registry in
-//! [`crate::associations`]); per association a queue of
+//! Limits: `--max-udp-associations` in total, per authenticated user and
+//! per source (the server-wide registry in [`crate::associations`]; over
+//! the per-user or per-source cap the request is answered "not allowed",
+//! SOCKS5 REP 02 (RFC 1928 §6) or SOCKS6 Connection not allowed by
+//! ruleset (draft §6.2); over the total, general failure); per association a queue of
 //! [`QUEUE`] datagrams and [`QUEUE_BYTES`] bytes towards targets, and as
 //! much towards a client that takes its datagrams over TCP;
 //! datagrams beyond it are dropped and counted, never buffered.
@@ -74,7 +77,7 @@ use sixpath_net::framed::{Framed, Reset};
 use sixpath_net::mptcp::PeerAddresses;
 
 use super::{for_family, privileged, push_session_id};
-use crate::associations::{FromUdp, UdpStats};
+use crate::associations::{FromUdp, Slot, UdpCap, UdpStats};
 use crate::outbound::Connector;
 use crate::policy::unmap;
 use crate::relay::{RelayEnd, RelayPath, RelayStats};
@@ -445,6 +448,21 @@ fn control_socket(s: &dyn std::any::Any) -> Option<std::os::fd::BorrowedFd<'_>> 
         .map(|t| t.get_ref().0.as_fd())
 }
 
+/// A place for the association of `out`'s user from its source (`peer`
+/// when the driver recorded none), or the cap that refuses it, counted
+/// and written into `out`.
+fn reserve<'a>(shared: &'a Shared, out: &mut Outcome, peer: IpAddr) -> Result<Slot<'a>, UdpCap> {
+    let source = out.source.unwrap_or(peer);
+    shared
+        .udp
+        .reserve(out.user.as_deref(), source)
+        .inspect_err(|cap| {
+            shared.stats.udp_association_refused(*cap);
+            out.reply = format!("UDP ASSOCIATE: {} association cap reached", cap.name());
+            tracing::warn!(%source, user = out.user.as_deref().unwrap_or("-"), cap = cap.name(), "UDP association refused: cap reached");
+        })
+}
+
 /// Serves a SOCKS5 UDP ASSOCIATE; `declared` is DST.ADDR/DST.PORT, where
 /// the client says it will send from: its port, and an address of the
 /// client (the control connection's, or one of its subflows').
@@ -463,11 +481,17 @@ pub async fn serve_socks5<S>(
             .await;
         return;
     };
-    let Some(_slot) = shared.udp.reserve() else {
-        out.reply = "UDP ASSOCIATE: association limit reached".into();
-        f.reject(&failure(ReplyCode::GENERAL_SOCKS_SERVER_FAILURE))
-            .await;
-        return;
+    let _slot = match reserve(shared, out, peer.ip()) {
+        Ok(slot) => slot,
+        Err(cap) => {
+            let code = if cap == UdpCap::Total {
+                ReplyCode::GENERAL_SOCKS_SERVER_FAILURE
+            } else {
+                ReplyCode::CONNECTION_NOT_ALLOWED_BY_RULESET
+            };
+            f.reject(&failure(code)).await;
+            return;
+        }
     };
     let control_local = unmap(local.ip());
     // The client's addresses: the control connection's peer and, over
@@ -635,10 +659,21 @@ pub async fn serve_socks6<S>(
         Some(ip) if ip.is_unspecified() && want.port == 0 => None,
         Some(ip) => Some(SocketAddr::new(ip, want.port)),
     };
-    let Some(mut slot) = shared.udp.reserve() else {
-        out.reply = "UDP ASSOCIATE: association limit reached".into();
-        f.reject(&failure(Socks6ReplyCode::GENERAL_FAILURE)).await;
-        return;
+    let source = out
+        .source
+        .or_else(|| f.peer_addr().map(|a| a.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let mut slot = match reserve(shared, out, source) {
+        Ok(slot) => slot,
+        Err(cap) => {
+            let code = if cap == UdpCap::Total {
+                Socks6ReplyCode::GENERAL_FAILURE
+            } else {
+                Socks6ReplyCode::CONNECTION_NOT_ALLOWED
+            };
+            f.reject(&failure(code)).await;
+            return;
+        }
     };
     let (engine, got_parity) =
         match Engine::with_parity(shared, requested, parity.unwrap_or(Parity::NONE)) {

@@ -753,3 +753,144 @@ async fn socks6_udp_sends_no_error_messages_to_a_client_that_did_not_ask() {
         "the echo comes next, no Error message before it"
     );
 }
+
+/// Asks for a SOCKS5 UDP association from `from` (logging in as `login`
+/// when given); the connection and the 10-byte reply.
+async fn socks5_udp_from(
+    h: &Harness,
+    from: &str,
+    login: Option<(&str, &str)>,
+) -> (TcpStream, Vec<u8>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut c = sock.connect(h.server).await.unwrap();
+    let mut req = Vec::new();
+    if let Some((user, pass)) = login {
+        req.extend([5, 1, 2, 1, user.len() as u8]);
+        req.extend(user.as_bytes());
+        req.push(pass.len() as u8);
+        req.extend(pass.as_bytes());
+    } else {
+        req.extend([5, 1, 0]);
+    }
+    req.extend([5, 3, 0, 1, 0, 0, 0, 0, 0, 0]);
+    c.write_all(&req).await.unwrap();
+    if login.is_some() {
+        assert_eq!(read_n(&mut c, 4).await, [5, 2, 1, 0], "logged in");
+    } else {
+        assert_eq!(read_n(&mut c, 2).await, [5, 0]);
+    }
+    let reply = read_n(&mut c, 10).await;
+    (c, reply)
+}
+
+/// Asks for a SOCKS6 UDP association (no authentication) from `from`;
+/// the connection and the 12-byte Operation Reply.
+async fn socks6_udp_from(h: &Harness, from: &str) -> (TcpStream, Vec<u8>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut c = sock.connect(h.server).await.unwrap();
+    c.write_all(&[6, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_eq!(
+        read_n(&mut c, 4).await,
+        [6, 0, 0, 0],
+        "authentication reply"
+    );
+    let op = read_n(&mut c, 12).await;
+    (c, op)
+}
+
+/// `sixpath_server_udp_associations_refused_total{cap="<cap>"}` from
+/// `/metrics`.
+async fn udp_refused_metric(h: &Harness, cap: &str) -> u64 {
+    let mut c = TcpStream::connect(h.admin.unwrap()).await.unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let page = String::from_utf8(crate::read_to_eof(&mut c).await).unwrap();
+    let key = format!("sixpath_server_udp_associations_refused_total{{cap=\"{cap}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in {page}"))
+        .parse()
+        .unwrap()
+}
+
+const SOCKS5_NOT_ALLOWED: [u8; 10] = [5, 2, 0, 1, 0, 0, 0, 0, 0, 0];
+const SOCKS6_NOT_ALLOWED: [u8; 12] = [6, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+
+#[tokio::test]
+async fn per_source_udp_cap_refuses_not_allowed_spares_other_sources_and_frees_on_close() {
+    let h = Harness::start_custom(None, |s| {
+        s.max_udp_associations_per_source = 2;
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let (first, r) = socks5_udp_from(&h, "127.0.0.1", None).await;
+    assert_eq!(r[..2], [5, 0]);
+    let (_second, op) = socks6_udp_from(&h, "127.0.0.1").await;
+    assert_eq!(op[..4], [6, 0, 0, 0], "SOCKS6 association succeeds");
+    // The third from 127.0.0.1, in either protocol: not allowed by ruleset.
+    let (mut c, r) = socks5_udp_from(&h, "127.0.0.1", None).await;
+    assert_eq!(r, SOCKS5_NOT_ALLOWED);
+    assert!(crate::read_to_eof(&mut c).await.is_empty(), "closed");
+    let (_, op) = socks6_udp_from(&h, "127.0.0.1").await;
+    assert_eq!(op, SOCKS6_NOT_ALLOWED);
+    // Another source still gets its associations.
+    let (_other, r) = socks5_udp_from(&h, "127.0.0.2", None).await;
+    assert_eq!(r[..2], [5, 0], "another source is served");
+    let (_other6, op) = socks6_udp_from(&h, "127.0.0.2").await;
+    assert_eq!(
+        op[..4],
+        [6, 0, 0, 0],
+        "another source is served over SOCKS6"
+    );
+    assert_eq!(udp_refused_metric(&h, "per_source").await, 2);
+    assert_eq!(udp_refused_metric(&h, "per_user").await, 0);
+    // Closing one frees its place once the server sees the close.
+    drop(first);
+    for attempt in 0.. {
+        let (c, r) = socks5_udp_from(&h, "127.0.0.1", None).await;
+        if r[..2] == [5, 0] {
+            drop(c);
+            break;
+        }
+        assert_eq!(r, SOCKS5_NOT_ALLOWED);
+        assert!(attempt < 50, "place never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn per_user_udp_cap_refuses_not_allowed_spares_other_users_and_frees_on_close() {
+    let h = Harness::start_custom(Some(&[("alice", "secret"), ("bob", "pw")]), |s| {
+        s.max_udp_associations_per_user = 2;
+        s.admin = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let alice = Some(("alice", "secret"));
+    let (first, r) = socks5_udp_from(&h, "127.0.0.1", alice).await;
+    assert_eq!(r[..2], [5, 0]);
+    // From another source: the cap is the user's, wherever she comes from.
+    let (_second, r) = socks5_udp_from(&h, "127.0.0.2", alice).await;
+    assert_eq!(r[..2], [5, 0]);
+    let (mut c, r) = socks5_udp_from(&h, "127.0.0.3", alice).await;
+    assert_eq!(r, SOCKS5_NOT_ALLOWED, "alice's third association");
+    assert!(crate::read_to_eof(&mut c).await.is_empty(), "closed");
+    let (_bob, r) = socks5_udp_from(&h, "127.0.0.1", Some(("bob", "pw"))).await;
+    assert_eq!(r[..2], [5, 0], "bob has his own cap");
+    assert_eq!(udp_refused_metric(&h, "per_user").await, 1);
+    drop(first);
+    for attempt in 0.. {
+        let (c, r) = socks5_udp_from(&h, "127.0.0.1", alice).await;
+        if r[..2] == [5, 0] {
+            drop(c);
+            break;
+        }
+        assert_eq!(r, SOCKS5_NOT_ALLOWED);
+        assert!(attempt < 50, "place never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

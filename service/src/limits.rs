@@ -1,12 +1,13 @@
-//! Caps on what clients can make the server hold: concurrent connections
-//! in total and per source address. A permit is held for the life of a
-//! connection and released on drop.
+//! Caps on the connections clients can make a daemon hold: concurrent
+//! connections in total (`--max-connections`) and per source address
+//! (`--max-connections-per-source`), checked at accept by both binaries. A
+//! permit is held for the life of a connection and released on drop.
 //!
-//! A connection over a cap is answered with its protocol's refusal and
-//! closed ([`crate::conn`]); that answer costs a moment of the connection's
-//! task, so at most [`MAX_ANSWERED_REFUSALS`] are answered at once
+//! The server answers a connection over a cap with its protocol's refusal
+//! and closes it; that answer costs a moment of the connection's task, so
+//! at most [`MAX_ANSWERED_REFUSALS`] are answered at once
 //! ([`Limits::answer_slot`]) and beyond them a refused connection is closed
-//! at once.
+//! at once. The client closes a refused connection at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
