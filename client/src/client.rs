@@ -329,7 +329,14 @@ async fn accept_loop(listener: TcpListener, kind: FrontEnd, addr: SocketAddr, sh
                 // One source whether it came to an IPv4 or a dual-stack
                 // listener.
                 let source = peer.ip().to_canonical();
-                let permit = match shared.limits.acquire(source) {
+                // Every application of this host comes from loopback: the
+                // per-source cap is for other devices (a LAN listener).
+                let taken = if source.is_loopback() {
+                    shared.limits.acquire_exempt(source)
+                } else {
+                    shared.limits.acquire(source)
+                };
+                let permit = match taken {
                     Ok(p) => p,
                     Err(cap) => {
                         shared.stats.refused(cap);

@@ -141,11 +141,11 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
-    /// Maximum concurrent application connections from one source address;
-    /// more are closed at once. Default 1024. On loopback every
-    /// application of this host comes from the one loopback address, so
-    /// this caps them together; it matters when --listen takes connections
-    /// from other devices (a LAN address with --local-user).
+    /// Maximum concurrent application connections from one source address
+    /// other than loopback; more are closed at once. Default 1024. It
+    /// matters when --listen takes connections from other devices (a LAN
+    /// address with --local-user); this host's own applications, which all
+    /// come from loopback, are held by --max-connections only.
     #[arg(long, value_name = "N")]
     pub max_connections_per_source: Option<usize>,
 

@@ -74,12 +74,24 @@ impl Limits {
 
     /// Takes a slot for a connection from `source`.
     pub fn acquire(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Refused> {
+        self.take(source, self.max_per_source)
+    }
+
+    /// Takes a slot for a connection from `source` under the total cap
+    /// only: for a source the per-source cap is not meant for (the
+    /// client's own host on loopback, where every application shares one
+    /// address). The connection still counts towards its source.
+    pub fn acquire_exempt(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Refused> {
+        self.take(source, usize::MAX)
+    }
+
+    fn take(self: &Arc<Self>, source: IpAddr, max_per_source: usize) -> Result<Permit, Refused> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if s.total >= self.max_total {
             return Err(Refused::Total);
         }
         let n = s.per_source.entry(source).or_insert(0);
-        if *n >= self.max_per_source {
+        if *n >= max_per_source {
             return Err(Refused::PerSource);
         }
         *n += 1;
@@ -144,6 +156,21 @@ mod tests {
         assert_eq!(l.acquire(b).expect_err("total"), Refused::Total);
         drop(p1);
         assert!(l.acquire(a).is_ok());
+    }
+
+    #[test]
+    fn exempt_sources_are_held_by_the_total_cap_only_and_still_count() {
+        let l = Limits::new(3, 1);
+        let a: IpAddr = "127.0.0.1".parse().expect("ip");
+        let p1 = l.acquire_exempt(a).expect("first");
+        let _p2 = l
+            .acquire_exempt(a)
+            .expect("second, past the per-source cap");
+        assert_eq!(l.acquire(a).expect_err("counted"), Refused::PerSource);
+        let _p3 = l.acquire_exempt(a).expect("third");
+        assert_eq!(l.acquire_exempt(a).expect_err("total"), Refused::Total);
+        drop(p1);
+        assert!(l.acquire_exempt(a).is_ok());
     }
 
     #[test]
