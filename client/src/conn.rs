@@ -16,13 +16,13 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sixpath_net::mptcp::{self, InterfaceStats};
 
-use sixpath_net::relay::{self, Cutoff, RelayMode, RelayOptions, RelayStats};
+use sixpath_net::relay::{self, Cutoff, Progress, RelayMode, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
@@ -569,11 +569,12 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
 
 /// The `splice(2)` relay between the application and a plain server
 /// connection, which never passes through [`Sampled`]: the server's
-/// subflows are sampled (`record`) every [`SAMPLE_EVERY`] while it runs,
-/// and at each direction's EOF, before the FIN is passed on (subflows are
-/// torn down with the connection). Also says whether both EOFs were
-/// sampled. Boxed by the caller: a connection relayed through TLS does not
-/// carry this state in its future.
+/// subflows are sampled (`record`) as there, on the relay's own progress
+/// (at most every [`SAMPLE_EVERY`] while bytes move: an idle connection
+/// costs no timer) and at each direction's EOF, before the FIN is passed
+/// on (subflows are torn down with the connection). Also says whether
+/// both EOFs were sampled. Boxed by the caller: a connection relayed
+/// through TLS does not carry this state in its future.
 async fn spliced(
     app: &TcpStream,
     server: &TcpStream,
@@ -581,21 +582,25 @@ async fn spliced(
     cutoff: &Cutoff,
     record: &(dyn Fn(&TcpStream) + Sync),
 ) -> (RelayStats, bool) {
+    let start = Instant::now();
+    let every = u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(u64::MAX);
+    // Milliseconds after `start` of the next sample.
+    let next = AtomicU64::new(every);
     let eofs = AtomicUsize::new(0);
-    let at_eof = || {
-        record(server);
-        eofs.fetch_add(1, Ordering::Relaxed);
-    };
-    let mut relay = std::pin::pin!(relay::relay_splice(app, server, opts, cutoff, &at_eof));
-    let mut ticks = tokio::time::interval_at(Instant::now() + SAMPLE_EVERY, SAMPLE_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stats = loop {
-        tokio::select! {
-            biased;
-            stats = &mut relay => break stats,
-            _ = ticks.tick() => record(server),
+    let observe = |p: Progress| match p {
+        Progress::Moved => {
+            let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if now >= next.load(Ordering::Relaxed) {
+                record(server);
+                next.store(now.saturating_add(every), Ordering::Relaxed);
+            }
+        }
+        Progress::Eof => {
+            record(server);
+            eofs.fetch_add(1, Ordering::Relaxed);
         }
     };
+    let stats = relay::relay_splice(app, server, opts, cutoff, &observe).await;
     (stats, eofs.load(Ordering::Relaxed) >= 2)
 }
 

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{Cutoff, Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
+use super::{Cutoff, Meter, Progress, RelayOptions, RelayPath, RelayStats, Side, drive};
 
 /// Pipe capacity per direction: the most bytes in flight inside the relay.
 /// 256 KiB moved more per system call than the 64 KiB default in
@@ -120,8 +120,9 @@ struct Shared<'a> {
     spliced: AtomicBool,
     /// Splice could not be used in some direction.
     fell_back: AtomicBool,
-    /// Called at each direction's EOF, before the FIN is passed on.
-    at_eof: &'a (dyn Fn() + Sync),
+    /// Told of each transfer, and of each direction's EOF before the FIN
+    /// is passed on.
+    observe: &'a (dyn Fn(Progress) + Sync),
 }
 
 /// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
@@ -150,7 +151,7 @@ async fn pump(
                 let n = match src.try_read(&mut buf) {
                     Ok(0) => {
                         super::pool::give(buf);
-                        (shared.at_eof)();
+                        (shared.observe)(Progress::Eof);
                         half_close(dst);
                         return Ok(());
                     }
@@ -166,6 +167,7 @@ async fn pump(
                 let written = write_all(dst, buf.get(..n).unwrap_or_default(), meter, count).await;
                 super::pool::give(buf);
                 written?;
+                (shared.observe)(Progress::Moved);
                 if n == size && matches!(mode, Mode::Small) {
                     mode = if let Ok(pipe) = Pipe::new() {
                         Mode::Splice(pipe)
@@ -181,7 +183,7 @@ async fn pump(
             splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
         }) {
             Ok(0) => {
-                (shared.at_eof)();
+                (shared.observe)(Progress::Eof);
                 half_close(dst);
                 return Ok(());
             }
@@ -211,6 +213,7 @@ async fn pump(
                 Err(e) => return Err(write_err(e)),
             }
         }
+        (shared.observe)(Progress::Moved);
     }
 }
 
@@ -235,21 +238,21 @@ async fn write_all(
     Ok(())
 }
 
-/// Relays between two plain TCP streams with `splice(2)`, calling `at_eof`
-/// when either direction reaches EOF, just before its FIN is passed on.
+/// Relays between two plain TCP streams with `splice(2)`, telling `observe`
+/// of each transfer and of each direction's EOF.
 pub(super) async fn relay(
     client: &TcpStream,
     target: &TcpStream,
     opts: RelayOptions,
     cutoff: &Cutoff,
-    at_eof: &(dyn Fn() + Sync),
+    observe: &(dyn Fn(Progress) + Sync),
 ) -> RelayStats {
     let meter = Meter::new();
     let shared = Shared {
         meter: &meter,
         spliced: AtomicBool::new(false),
         fell_back: AtomicBool::new(false),
-        at_eof,
+        observe,
     };
     let size = opts.buffer_size;
     let upstream = pin!(pump(client, target, &shared, &meter.up, size));
