@@ -16,13 +16,13 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sixpath_net::mptcp::{self, InterfaceStats};
 
-use sixpath_net::relay::{self, Cutoff, RelayOptions, RelayStats};
+use sixpath_net::relay::{self, Cutoff, Progress, RelayMode, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
@@ -538,20 +538,28 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
             shared.stats.sample(id, now);
         }
     };
-    let mut watched = Sampled {
-        inner: &mut server,
-        record: &record,
-        next: Instant::now() + SAMPLE_EVERY,
-        seen_eof: false,
-        seen_shutdown: false,
-    };
     let opts = RelayOptions {
         idle_timeout: shared.upstream.settings().idle_timeout,
         buffer_size: RELAY_BUFFER,
         ..RelayOptions::default()
     };
-    let mut stats = relay::relay_copy(&mut app, &mut watched, opts, &shared.cutoff).await;
-    let sampled_at_end = watched.seen_eof && watched.seen_shutdown;
+    // Plain TCP or MPTCP to the server: the bytes never enter user space
+    // (`splice(2)`, the kernel's MPTCP sockets take it). Over TLS, or with
+    // `SIXPATH_RELAY=copy`, the buffered copy.
+    let (mut stats, sampled_at_end) =
+        if let (ServerStream::Plain(tcp), RelayMode::Auto) = (&server, opts.mode) {
+            Box::pin(spliced(&app, tcp, opts, &shared.cutoff, &record)).await
+        } else {
+            let mut watched = Sampled {
+                inner: &mut server,
+                record: &record,
+                next: Instant::now() + SAMPLE_EVERY,
+                seen_eof: false,
+                seen_shutdown: false,
+            };
+            let stats = relay::relay_copy(&mut app, &mut watched, opts, &shared.cutoff).await;
+            (stats, watched.seen_eof && watched.seen_shutdown)
+        };
     // An abnormal end reaches the other side as a reset.
     relay::pass_on_end(stats.end, &mut app, &mut server, &shared.cutoff).await;
     // The subflows as they ended (a connection shorter than one sample
@@ -565,6 +573,43 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);
+}
+
+/// The `splice(2)` relay between the application and a plain server
+/// connection, which never passes through [`Sampled`]: the server's
+/// subflows are sampled (`record`) as there, on the relay's own progress
+/// (at most every [`SAMPLE_EVERY`] while bytes move: an idle connection
+/// costs no timer) and at each direction's EOF, before the FIN is passed
+/// on (subflows are torn down with the connection). Also says whether
+/// both EOFs were sampled. Boxed by the caller: a connection relayed
+/// through TLS does not carry this state in its future.
+async fn spliced(
+    app: &TcpStream,
+    server: &TcpStream,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+    record: &(dyn Fn(&TcpStream) + Sync),
+) -> (RelayStats, bool) {
+    let start = Instant::now();
+    let every = u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(u64::MAX);
+    // Milliseconds after `start` of the next sample.
+    let next = AtomicU64::new(every);
+    let eofs = AtomicUsize::new(0);
+    let observe = |p: Progress| match p {
+        Progress::Moved => {
+            let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if now >= next.load(Ordering::Relaxed) {
+                record(server);
+                next.store(now.saturating_add(every), Ordering::Relaxed);
+            }
+        }
+        Progress::Eof => {
+            record(server);
+            eofs.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let stats = relay::relay_splice(app, server, opts, cutoff, &observe).await;
+    (stats, eofs.load(Ordering::Relaxed) >= 2)
 }
 
 /// The server stream, with its subflows sampled (`record`) at most every
@@ -673,8 +718,13 @@ fn log(
             .collect::<Vec<_>>()
             .join(",")
     };
-    let (up, down, end) = o.relay.map_or((0, 0, "none"), |r| {
-        (r.client_to_target, r.target_to_client, end_name(r.end))
+    let (up, down, end, path) = o.relay.map_or((0, 0, "none", "-"), |r| {
+        (
+            r.client_to_target,
+            r.target_to_client,
+            end_name(r.end),
+            r.path.name(),
+        )
     });
     let transport = o.transport.map_or("-", Transport::name);
     let subflows = o.transport.map_or(0, Transport::subflows);
@@ -698,6 +748,7 @@ fn log(
         bytes_up = up,
         bytes_down = down,
         end,
+        relay = path,
         duration_ms = started.elapsed().as_millis() as u64,
         "connection closed"
     );

@@ -465,10 +465,38 @@ where
         let c = (&*client as &dyn Any).downcast_ref::<TcpStream>();
         let t = (&*target as &dyn Any).downcast_ref::<TcpStream>();
         if let (Some(c), Some(t)) = (c, t) {
-            return splice::relay(c, t, opts, cutoff).await;
+            return splice::relay(c, t, opts, cutoff, &|_| {}).await;
         }
     }
     relay_copy(client, target, opts, cutoff).await
+}
+
+/// What [`relay_splice`] tells its observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A direction moved bytes (one read or pipe-full written).
+    Moved,
+    /// A direction reached EOF; its FIN is passed on right after.
+    Eof,
+}
+
+/// The `splice(2)` relay of two plain TCP streams (Linux), whatever
+/// `opts.mode` says, telling `observe` of every transfer and of each
+/// direction's EOF just before its FIN is passed on (the last moment the
+/// connection is sure to be whole): a caller that samples socket
+/// statistics does so on the relay's own progress, with no timer for an
+/// idle connection. The streams are only borrowed shared, so `observe` may
+/// look at them. It does not pass the end on: the caller calls
+/// [`pass_on_end`] with the returned [`RelayStats::end`].
+#[cfg(target_os = "linux")]
+pub async fn relay_splice(
+    client: &tokio::net::TcpStream,
+    target: &tokio::net::TcpStream,
+    opts: RelayOptions,
+    cutoff: &Cutoff,
+    observe: &(dyn Fn(Progress) + Sync),
+) -> RelayStats {
+    splice::relay(client, target, opts, cutoff, observe).await
 }
 
 /// The buffered copy, whatever the stream types (no `'static` bound: for
@@ -965,6 +993,46 @@ mod tests {
         assert_eq!(
             (stats.end, stats.target_to_client, stats.path),
             (RelayEnd::TargetError, 1 << 20, path)
+        );
+    }
+
+    /// `relay_splice` reports transfers, and each direction's EOF before
+    /// the peer sees the FIN: once for the target's, once for the
+    /// client's.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn splice_reports_transfers_and_each_eof_before_passing_it_on() {
+        let (mut app, client) = tcp_pair().await;
+        let (target, mut origin) = tcp_pair().await;
+        let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        let seen = std::sync::Arc::clone(&counts);
+        let task = tokio::spawn(async move {
+            let observe = move |p: Progress| {
+                let [moved, eofs] = &*seen;
+                match p {
+                    Progress::Moved => moved.fetch_add(1, Ordering::Relaxed),
+                    Progress::Eof => eofs.fetch_add(1, Ordering::Relaxed),
+                };
+            };
+            let cutoff = Cutoff::new();
+            relay_splice(&client, &target, RelayOptions::default(), &cutoff, &observe).await
+        });
+        let [moved, eofs] = &*counts;
+        bulk(&mut origin, &mut app, 1 << 20).await;
+        assert!(moved.load(Ordering::Relaxed) > 0, "transfers reported");
+        assert_eq!(eofs.load(Ordering::Relaxed), 0);
+        origin.shutdown().await.expect("shutdown");
+        let (rest, err) = read_to_end_or_error(&mut app).await;
+        assert_eq!((rest.len(), err), (0, None));
+        assert_eq!(eofs.load(Ordering::Relaxed), 1, "target EOF reported");
+        app.shutdown().await.expect("shutdown");
+        let (rest, err) = read_to_end_or_error(&mut origin).await;
+        assert_eq!((rest.len(), err), (0, None));
+        assert_eq!(eofs.load(Ordering::Relaxed), 2, "client EOF reported");
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            outcome(&stats),
+            (0, 1 << 20, RelayEnd::Closed, RelayPath::Splice)
         );
     }
 

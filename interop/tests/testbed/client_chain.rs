@@ -250,6 +250,10 @@ fn client_chain_download_uses_both_links_at_90_percent_of_their_sum() {
         false,
     );
     assert_last_conn_mptcp(&tb, "chain download", 1);
+    // A server reached without TLS: the client splices the bulk direction.
+    let lines = conn_lines(&tb, 1);
+    let relay = lines.last().and_then(|l| l.field("relay"));
+    assert_eq!(relay, Some("splice"), "client log: {lines:?}");
 }
 
 #[test]

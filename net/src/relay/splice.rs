@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{Cutoff, Meter, RelayOptions, RelayPath, RelayStats, Side, drive};
+use super::{Cutoff, Meter, Progress, RelayOptions, RelayPath, RelayStats, Side, drive};
 
 /// Pipe capacity per direction: the most bytes in flight inside the relay.
 /// 256 KiB moved more per system call than the 64 KiB default in
@@ -113,19 +113,30 @@ enum Mode {
     Copy,
 }
 
+/// What both directions of one relay share besides the [`Meter`].
+struct Shared<'a> {
+    meter: &'a Meter,
+    /// Splice moved bytes in some direction.
+    spliced: AtomicBool,
+    /// Splice could not be used in some direction.
+    fell_back: AtomicBool,
+    /// Told of each transfer, and of each direction's EOF before the FIN
+    /// is passed on.
+    observe: &'a (dyn Fn(Progress) + Sync),
+}
+
 /// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
 /// Starts with read/write; the first read that fills the whole buffer
 /// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
 /// if splice could not be used.
-pub(super) async fn pump(
+async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
-    meter: &Meter,
+    shared: &Shared<'_>,
     count: &AtomicU64,
-    spliced_any: &AtomicBool,
-    fell_back: &AtomicBool,
     buffer_size: usize,
 ) -> Result<(), (Side, io::Error)> {
+    let (meter, spliced_any, fell_back) = (shared.meter, &shared.spliced, &shared.fell_back);
     let read_err = |e| (Side::Read, e);
     let write_err = |e| (Side::Write, e);
     let size = buffer_size.max(1);
@@ -140,6 +151,7 @@ pub(super) async fn pump(
                 let n = match src.try_read(&mut buf) {
                     Ok(0) => {
                         super::pool::give(buf);
+                        (shared.observe)(Progress::Eof);
                         half_close(dst);
                         return Ok(());
                     }
@@ -155,6 +167,7 @@ pub(super) async fn pump(
                 let written = write_all(dst, buf.get(..n).unwrap_or_default(), meter, count).await;
                 super::pool::give(buf);
                 written?;
+                (shared.observe)(Progress::Moved);
                 if n == size && matches!(mode, Mode::Small) {
                     mode = if let Ok(pipe) = Pipe::new() {
                         Mode::Splice(pipe)
@@ -170,6 +183,7 @@ pub(super) async fn pump(
             splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
         }) {
             Ok(0) => {
+                (shared.observe)(Progress::Eof);
                 half_close(dst);
                 return Ok(());
             }
@@ -199,6 +213,7 @@ pub(super) async fn pump(
                 Err(e) => return Err(write_err(e)),
             }
         }
+        (shared.observe)(Progress::Moved);
     }
 }
 
@@ -223,29 +238,27 @@ async fn write_all(
     Ok(())
 }
 
-/// Relays between two plain TCP streams with `splice(2)`.
+/// Relays between two plain TCP streams with `splice(2)`, telling `observe`
+/// of each transfer and of each direction's EOF.
 pub(super) async fn relay(
     client: &TcpStream,
     target: &TcpStream,
     opts: RelayOptions,
     cutoff: &Cutoff,
+    observe: &(dyn Fn(Progress) + Sync),
 ) -> RelayStats {
     let meter = Meter::new();
-    let (spliced, fell_back) = (AtomicBool::new(false), AtomicBool::new(false));
+    let shared = Shared {
+        meter: &meter,
+        spliced: AtomicBool::new(false),
+        fell_back: AtomicBool::new(false),
+        observe,
+    };
     let size = opts.buffer_size;
-    let upstream = pin!(pump(
-        client, target, &meter, &meter.up, &spliced, &fell_back, size,
-    ));
-    let downstream = pin!(pump(
-        target,
-        client,
-        &meter,
-        &meter.down,
-        &spliced,
-        &fell_back,
-        size,
-    ));
+    let upstream = pin!(pump(client, target, &shared, &meter.up, size));
+    let downstream = pin!(pump(target, client, &shared, &meter.down, size));
     let end = drive(&meter, upstream, downstream, opts.idle_timeout, cutoff).await;
+    let (spliced, fell_back) = (&shared.spliced, &shared.fell_back);
     RelayStats {
         client_to_target: meter.up.load(Ordering::Relaxed),
         target_to_client: meter.down.load(Ordering::Relaxed),
