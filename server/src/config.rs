@@ -9,10 +9,7 @@
 //! with; every error names the field.
 
 use std::net::{IpAddr, SocketAddr};
-// Only the tests name a `Path`.
-#[cfg(test)]
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -249,13 +246,29 @@ pub struct Options {
 
     /// Keep SOCKS6 idempotence windows in a Redis or Valkey server shared
     /// by every instance behind one address, as
-    /// `redis://[:PASSWORD@]HOST:PORT/DB`, so that a token granted by one
-    /// instance is spent on any of them exactly once. A store that fails
-    /// or does not answer within 500 ms gets tokens refused (clients retry
-    /// without them); everything else is served. Default: in this
-    /// process.
+    /// `redis://[:PASSWORD@]HOST:PORT/DB` (`rediss://` for TLS), so that
+    /// a token granted by one instance is spent on any of them exactly
+    /// once. A store that fails or does not answer within 500 ms gets
+    /// tokens refused (clients retry without them); everything else is
+    /// served. Default: in this process.
     #[arg(long, value_name = "URL")]
     pub state: Option<String>,
+
+    /// PEM certificates trusted for a `rediss://` --state store (a
+    /// private CA, or the store's self-signed certificate) instead of the
+    /// system's trust store.
+    #[arg(long, value_name = "PEM")]
+    pub state_ca: Option<PathBuf>,
+
+    /// PEM client certificate chain presented to a `rediss://` --state
+    /// store that requires one. Needs --state-key.
+    #[arg(long, value_name = "PEM")]
+    pub state_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, RSA or EC) of --state-cert. Needs
+    /// --state-cert.
+    #[arg(long, value_name = "PEM")]
+    pub state_key: Option<PathBuf>,
 
     /// PEM certificate chain (end-entity first) for listeners marked
     /// `tls`; `sixpath-server gen-cert` makes a self-signed one. Needs
@@ -411,6 +424,9 @@ pub struct Settings {
     /// The shared store's URL (`--state`); `None`: windows in this
     /// process.
     pub state: Option<String>,
+    /// TLS material for a `rediss://` store (`--state-ca`,
+    /// `--state-cert`, `--state-key`).
+    pub state_tls: crate::store::StoreTls,
     /// How long a BIND waits for its incoming connection.
     pub bind_timeout: Duration,
     /// Addresses reported in UDP ASSOCIATE replies (at most one per family).
@@ -480,6 +496,7 @@ impl Settings {
             bind_advertise: Vec::new(),
             advertise: Vec::new(),
             state: None,
+            state_tls: crate::store::StoreTls::default(),
             bind_timeout: DEFAULT_BIND_TIMEOUT,
             udp_advertise: Vec::new(),
             udp_idle_timeout: DEFAULT_UDP_IDLE_TIMEOUT,
@@ -651,6 +668,9 @@ sixpath_service::merge_fields!(Options {
     dns_timeout,
     advertise,
     state,
+    state_ca,
+    state_cert,
+    state_key,
     tls_cert,
     tls_key,
 });
@@ -700,6 +720,7 @@ impl Options {
         }
 
         let tls = self.tls()?;
+        let state_tls = self.state_tls()?;
         let settings = Settings {
             listen,
             users: self.users,
@@ -770,12 +791,19 @@ impl Options {
             advertise: advertised(&self.advertise)?,
             state: match self.state {
                 Some(url) => {
-                    crate::store::Store::open(&url)
+                    crate::store::Store::open(&url, &state_tls)
                         .map_err(|e| ConfigError::new("state", format!("{url:?}: {e}")))?;
                     Some(url)
                 }
+                None if state_tls.is_set() => {
+                    return Err(ConfigError::new(
+                        "state",
+                        "missing: --state-ca, --state-cert and --state-key need a rediss:// --state",
+                    ));
+                }
                 None => None,
             },
+            state_tls,
             bind_timeout: seconds("bind-timeout", self.bind_timeout, DEFAULT_BIND_TIMEOUT)?,
             udp_advertise: ip_per_family("udp-advertise", &self.udp_advertise)?,
             udp_idle_timeout: seconds(
@@ -838,6 +866,37 @@ impl Options {
 }
 
 impl Options {
+    /// Reads --state-ca, --state-cert and --state-key, checking that each
+    /// holds what it should.
+    fn state_tls(&self) -> Result<crate::store::StoreTls, ConfigError> {
+        use sixpath_net::tls::{load_certs, load_key};
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                ConfigError::new(field, format!("{}: cannot read: {e}", path.display()))
+            })
+        };
+        let ca = match &self.state_ca {
+            Some(path) => {
+                load_certs(path).map_err(|e| ConfigError::new("state-ca", e.to_string()))?;
+                Some(read("state-ca", path)?)
+            }
+            None => None,
+        };
+        let pair = both_or_neither(
+            ("state-cert", self.state_cert.as_ref()),
+            ("state-key", self.state_key.as_ref()),
+        )?;
+        let client = match pair {
+            Some((cert, key)) => {
+                load_certs(cert).map_err(|e| ConfigError::new("state-cert", e.to_string()))?;
+                load_key(key).map_err(|e| ConfigError::new("state-key", e.to_string()))?;
+                Some((read("state-cert", cert)?, read("state-key", key)?))
+            }
+            None => None,
+        };
+        Ok(crate::store::StoreTls { ca, client })
+    }
+
     /// Loads --tls-cert and --tls-key (both or neither).
     fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
         use sixpath_net::tls::{self, TlsError};
@@ -1085,6 +1144,38 @@ mod tests {
         let mut o = opts(&["127.0.0.1:1080"]);
         o.state = Some("127.0.0.1:6379".into());
         assert_eq!(o.resolve().expect_err("no scheme").field, "state");
+    }
+
+    #[test]
+    fn state_tls_files_are_checked_naming_the_flag() {
+        let d = CertDir::new("state-tls");
+        let (cert, key) = (d.0.join("cert.pem"), d.0.join("key.pem"));
+        let with = |url: Option<&str>, ca: Option<&Path>, c: Option<&Path>, k: Option<&Path>| {
+            let mut o = opts(&["127.0.0.1:1080"]);
+            o.state = url.map(str::to_owned);
+            o.state_ca = ca.map(Path::to_path_buf);
+            o.state_cert = c.map(Path::to_path_buf);
+            o.state_key = k.map(Path::to_path_buf);
+            o.resolve()
+        };
+        let tls = Some("rediss://127.0.0.1:6380/0");
+        let ok = with(tls, Some(&cert), Some(&cert), Some(&key)).expect("valid");
+        assert!(ok.state_tls.ca.is_some() && ok.state_tls.client.is_some());
+        assert!(with(tls, None, None, None).is_ok(), "system roots");
+        let field = |r: Result<Settings, ConfigError>| r.expect_err("invalid").field;
+        let missing = d.0.join("missing.pem");
+        assert_eq!(field(with(tls, Some(&missing), None, None)), "state-ca");
+        assert_eq!(field(with(tls, Some(&key), None, None)), "state-ca");
+        assert_eq!(field(with(tls, None, Some(&cert), None)), "state-key");
+        assert_eq!(field(with(tls, None, None, Some(&key))), "state-cert");
+        assert_eq!(field(with(tls, None, Some(&key), Some(&key))), "state-cert");
+        assert_eq!(
+            field(with(tls, None, Some(&cert), Some(&cert))),
+            "state-key"
+        );
+        let plain = Some("redis://127.0.0.1:6379/0");
+        assert_eq!(field(with(plain, Some(&cert), None, None)), "state");
+        assert_eq!(field(with(None, Some(&cert), None, None)), "state");
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl Server {
             stats: Arc::new(Stats::new()),
             probe_limits: ProbeLimits::default(),
             store: match &settings.state {
-                Some(url) => Some(Store::open(url).map_err(|e| {
+                Some(url) => Some(Store::open(url, &settings.state_tls).map_err(|e| {
                     StartError::Config(crate::config::ConfigError::new("state", e))
                 })?),
                 None => None,

@@ -1,10 +1,17 @@
-//! `--state redis://HOST:PORT/DB`: SOCKS6 idempotence windows kept in a
+//! `--state redis://HOST:PORT/DB` (or `rediss://` over TLS): SOCKS6
+//! idempotence windows kept in a
 //! Redis or Valkey server that every instance of a fleet shares, so that a
 //! token granted by one instance is spent on any instance, exactly once.
 //!
 //! A teardown is shared too: `sixpath:{HEX}:end` marks a session torn
 //! down on any instance until its lifetime ends, and every instance checks
 //! it before it serves a request in the session.
+//!
+//! `rediss://` verifies the store's certificate against `--state-ca` when
+//! given, otherwise against the system's trust store; `--state-cert` and
+//! `--state-key` present a client certificate. The handshake runs under
+//! the same deadline as every operation, and a certificate that does not
+//! verify is a store failure like any other (logged, tokens refused).
 //!
 //! Without `--state` nothing here runs: the windows live in each process
 //! ([`crate::session`]), as they always did.
@@ -96,6 +103,32 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIREAT', KEYS[2], ARGV[
 return {status, base, size}
 ";
 
+/// TLS material for a `rediss://` store, as PEM bytes (already checked
+/// by the caller that read the files).
+#[derive(Clone, Default)]
+pub struct StoreTls {
+    /// Trust anchors (`--state-ca`); `None`: the system's trust store.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate chain and key (`--state-cert`, `--state-key`).
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for StoreTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTls")
+            .field("ca", &self.ca.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl StoreTls {
+    /// Whether anything is set (then the URL must be `rediss://`).
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.client.is_some()
+    }
+}
+
 /// What the store answered for one request's window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowState {
@@ -154,9 +187,28 @@ pub struct Store {
 
 impl Store {
     /// A store at `url` (`redis://[:PASSWORD@]HOST:PORT/DB`,
-    /// `redis+unix:///PATH`); nothing is connected until first use.
-    pub fn open(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    /// `rediss://…` over TLS with `tls`, `redis+unix:///PATH`); nothing is
+    /// connected until first use.
+    pub fn open(url: &str, tls: &StoreTls) -> Result<Self, String> {
+        let client = if tls.is_set() {
+            if !url.starts_with("rediss://") {
+                return Err("a CA or client certificate needs a rediss:// URL".into());
+            }
+            let certs = redis::TlsCertificates {
+                root_cert: tls.ca.clone(),
+                client_tls: tls
+                    .client
+                    .as_ref()
+                    .map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+            };
+            redis::Client::build_with_tls(url, certs)
+        } else {
+            redis::Client::open(url)
+        }
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             client,
             url: redact(url),
@@ -220,9 +272,13 @@ impl Store {
                 None => {}
             }
         }
-        let result = tokio::time::timeout(DEADLINE, op)
-            .await
-            .unwrap_or(Err(StoreError::Timeout));
+        let result = match tokio::time::timeout(DEADLINE, op).await {
+            // The client's own connection or response timeout, which can
+            // end first, is the same failure.
+            Ok(Err(StoreError::Redis(e))) if e.is_timeout() => Err(StoreError::Timeout),
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout),
+        };
         if result.is_err() {
             *self
                 .quiet_until
@@ -304,10 +360,14 @@ impl Store {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
+        // No retry inside the attempt: a refused connection or a
+        // certificate that does not verify fails now, with its own error
+        // in the log rather than a timeout; the next request after
+        // [`BACK_OFF`] tries again.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(DEADLINE))
             .set_response_timeout(Some(DEADLINE))
-            .set_number_of_retries(1);
+            .set_number_of_retries(0);
         let c = ConnectionManager::new_with_config(self.client.clone(), config).await?;
         *slot = Some(c.clone());
         Ok(c)
@@ -407,11 +467,25 @@ mod tests {
 
     #[test]
     fn urls_open_without_connecting_and_malformed_ones_fail() {
-        assert!(Store::open("redis://127.0.0.1:1/0").is_ok());
-        assert!(Store::open("redis://:pw@127.0.0.1:6379/2").is_ok());
-        assert!(Store::open("http://127.0.0.1/").is_err());
-        assert!(Store::open("redis://").is_err());
-        assert!(Store::open("not a url").is_err());
+        let none = StoreTls::default();
+        assert!(Store::open("redis://127.0.0.1:1/0", &none).is_ok());
+        assert!(Store::open("redis://:pw@127.0.0.1:6379/2", &none).is_ok());
+        assert!(Store::open("rediss://:pw@127.0.0.1:6379/2", &none).is_ok());
+        assert!(Store::open("http://127.0.0.1/", &none).is_err());
+        assert!(Store::open("redis://", &none).is_err());
+        assert!(Store::open("not a url", &none).is_err());
+    }
+
+    #[test]
+    fn a_ca_needs_a_tls_url() {
+        let ca = rcgen::generate_simple_self_signed(vec!["store".into()]).unwrap();
+        let tls = StoreTls {
+            ca: Some(ca.cert.pem().into_bytes()),
+            client: None,
+        };
+        assert!(Store::open("rediss://127.0.0.1:6379/0", &tls).is_ok());
+        let e = Store::open("redis://127.0.0.1:6379/0", &tls).unwrap_err();
+        assert!(e.contains("rediss://"), "{e}");
     }
 
     #[test]

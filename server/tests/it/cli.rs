@@ -80,3 +80,32 @@ fn malformed_state_url_and_advertise_address_exit_2_naming_the_flag() {
         );
     }
 }
+
+#[test]
+fn unusable_state_tls_files_exit_2_naming_the_flag() {
+    let missing = "/nonexistent/sixpath-state-ca.pem";
+    let tls = "rediss://127.0.0.1:6380/0";
+    for (flag, args) in [
+        ("state-ca", vec!["--state", tls, "--state-ca", missing]),
+        ("state-ca", vec!["--state", tls, "--state-ca", "/dev/null"]),
+        ("state-key", vec!["--state", tls, "--state-cert", missing]),
+        (
+            "state-cert",
+            vec![
+                "--state",
+                tls,
+                "--state-cert",
+                missing,
+                "--state-key",
+                missing,
+            ],
+        ),
+    ] {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--check-config"];
+        all.extend(&args);
+        let out = server(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}

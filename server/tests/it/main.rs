@@ -27,6 +27,7 @@ mod relay_path;
 mod robustness;
 mod sessions;
 mod state;
+mod state_tls;
 mod tls;
 mod udp;
 

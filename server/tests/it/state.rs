@@ -73,7 +73,7 @@ impl Drop for Redis {
 }
 
 /// A key file every server of the test loads.
-fn key(tag: &str) -> (TempDir, Secret) {
+pub(crate) fn key(tag: &str) -> (TempDir, Secret) {
     let d = std::env::temp_dir().join(format!("sixpath-it-state-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     let path = d.join("fleet.key");
@@ -94,7 +94,7 @@ async fn server(secret: &Secret, state: &str) -> Harness {
 
 /// A NOOP to `server` in session `auth`'s session spending `token` (and asking for
 /// a window with `window`): the Authentication Reply.
-async fn spend(
+pub(crate) async fn spend(
     server: SocketAddr,
     auth: &AuthenticationReply,
     token: Option<u32>,
@@ -110,14 +110,14 @@ async fn spend(
     auth_reply(&mut c).await.0
 }
 
-fn accepted(a: &AuthenticationReply) -> bool {
+pub(crate) fn accepted(a: &AuthenticationReply) -> bool {
     a.reply_type == AuthReplyType::SUCCESS
         && a.options
             .iter()
             .any(|o| matches!(o, SocksOption::IdempotenceAccepted))
 }
 
-fn rejected(a: &AuthenticationReply) -> bool {
+pub(crate) fn rejected(a: &AuthenticationReply) -> bool {
     a.reply_type == AuthReplyType::FAILURE
         && a.options
             .iter()
