@@ -345,11 +345,16 @@ async fn accept_loop(listener: TcpListener, kind: FrontEnd, addr: SocketAddr, sh
                     }
                 };
                 shared.active.fetch_add(1, Ordering::Relaxed);
-                let serve = conn::serve(stream, peer, kind, addr, Arc::clone(&shared));
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    serve.await;
-                });
+                // The permit goes into the connection's own future: a
+                // wrapping `async` block would hold a second copy of it.
+                tokio::spawn(conn::serve(
+                    stream,
+                    peer,
+                    kind,
+                    addr,
+                    Arc::clone(&shared),
+                    permit,
+                ));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
