@@ -1,4 +1,4 @@
-//! The 0-RTT TCP Convert protocol, RFC 8803 (spec digest `convert.md`).
+//! The 0-RTT TCP Convert protocol, RFC 8803.
 //!
 //! A Convert message is a 4-byte fixed header (Version 1, Total Length in
 //! 32-bit words, Magic Number `0x2263`) followed by TLVs; it is the first

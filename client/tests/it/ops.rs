@@ -556,8 +556,10 @@ fn client_with_paths_installs_endpoints_counts_bytes_per_interface_and_removes_t
         );
     }
     let up = Upstream::start(Some(&t.server.name), "198.18.1.1", LEN, None);
-    let listen = "127.0.0.1:1080";
-    let admin = "127.0.0.1:1090";
+    // Inside the phone namespace this test made: its ports are all free,
+    // and no port of the host is touched.
+    let listen = "127.0.0.1:41080";
+    let admin = "127.0.0.1:41090";
     let client = Proc::spawn(Command::new("ip").args([
         "netns",
         "exec",
@@ -665,7 +667,8 @@ fn single_policy_binds_server_connections_to_the_first_path() {
     t.phone.sysctl("net.ipv4.tcp_fastopen", "3");
     t.server.sysctl("net.ipv4.tcp_fastopen", "3");
     let up = Upstream::start(Some(&t.server.name), "198.18.1.1", 1 << 20, None);
-    let (listen, admin) = ("127.0.0.1:1080", "127.0.0.1:1090");
+    // Inside the phone namespace this test made: no host port is touched.
+    let (listen, admin) = ("127.0.0.1:41080", "127.0.0.1:41090");
     // lte0 first: the default route is wlan0's, so only the binding can
     // put the connection on lte0.
     let client = Proc::spawn(Command::new("ip").args([
@@ -731,7 +734,8 @@ fn without_cap_net_admin_the_client_logs_the_ip_mptcp_commands_and_runs() {
         return;
     }
     let t = Topology::new("ops2");
-    let admin = "127.0.0.1:1090";
+    // In the phone namespace this test made: no host port is touched.
+    let admin = "127.0.0.1:41090";
     let client = Proc::spawn(Command::new("ip").args([
         "netns",
         "exec",
