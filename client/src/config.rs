@@ -154,6 +154,15 @@ pub struct Options {
     #[arg(long)]
     pub no_mptcp: bool,
 
+    /// Ask the server to use Multipath TCP towards targets too (the SOCKS6
+    /// stack option, or the Multipath TCP one of the Convert TCP options). Off by
+    /// default: few targets speak Multipath TCP, and on Linux a Multipath
+    /// TCP socket that falls back to TCP reads far slower than a TCP
+    /// socket (docs/benchmarks.md), which every fallen-back target
+    /// connection would pay.
+    #[arg(long)]
+    pub mptcp_to_targets: bool,
+
     /// Do not use TCP Fast Open: no data in the SYN to the server, and the
     /// server is not asked for it towards targets.
     #[arg(long)]
@@ -242,6 +251,7 @@ sixpath_service::merge_fields!(Options {
     max_connections,
     max_connections_per_source,
     no_mptcp,
+    mptcp_to_targets,
     no_tfo,
     no_sessions,
     socks6_domain_padding,
@@ -471,6 +481,8 @@ pub struct Settings {
     pub max_connections_per_source: usize,
     /// Multipath TCP to the server.
     pub mptcp: bool,
+    /// Ask the server for Multipath TCP towards targets.
+    pub mptcp_to_targets: bool,
     /// TCP Fast Open to the server.
     pub tfo: bool,
     /// SOCKS6 sessions and idempotence tokens.
@@ -625,6 +637,7 @@ impl Settings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             mptcp: true,
+            mptcp_to_targets: false,
             tfo: true,
             sessions: true,
             domain_padding: DomainPadding::Detect,
@@ -756,6 +769,7 @@ impl Options {
                 DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             )?,
             mptcp: !self.no_mptcp,
+            mptcp_to_targets: !self.no_mptcp && self.mptcp_to_targets,
             tfo: !self.no_tfo,
             sessions: !self.no_sessions,
             domain_padding: match &self.socks6_domain_padding {

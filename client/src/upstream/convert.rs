@@ -55,7 +55,7 @@ async fn resolve(target: &Endpoint) -> Result<SocketAddr, Failure> {
 pub fn request(upstream: &Upstream, dest: SocketAddr, converter: SocketAddr) -> Request {
     let s = upstream.settings();
     let mut options = Vec::new();
-    if s.mptcp
+    if s.mptcp_to_targets
         && let Ok(o) = TcpOption::new(TcpOptionKind::MPTCP, Vec::new())
     {
         options.push(o);

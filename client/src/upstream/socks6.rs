@@ -199,7 +199,7 @@ pub fn request_in(
             )))
             .map_err(|e| bad(&e))?;
     }
-    if s.mptcp && command == Command::CONNECT {
+    if s.mptcp_to_targets && command == Command::CONNECT {
         req.options
             .push(SocksOption::Stack(StackOption::new(
                 Leg::PROXY_REMOTE,
@@ -521,5 +521,27 @@ mod tests {
             assert_eq!(p.style(), style);
             assert!(!p.try_uncounted());
         }
+    }
+
+    fn asks_mptcp_towards_the_target(settings: crate::config::Settings) -> bool {
+        let upstream = Upstream::new(settings);
+        let target = Endpoint::new(Address::Ipv4([198, 18, 0, 1].into()), 80);
+        let req = request(&upstream, &target, 0).unwrap();
+        req.options.iter().any(|o| {
+            matches!(o, SocksOption::Stack(s)
+                if s.leg == Leg::PROXY_REMOTE && matches!(s.value, StackValue::Mptcp(_)))
+        })
+    }
+
+    #[test]
+    fn the_server_is_asked_for_mptcp_towards_targets_only_when_configured() {
+        let mut s = crate::config::Settings::new(server(), "127.0.0.1:0".parse().unwrap());
+        assert!(s.mptcp, "MPTCP to the server by default");
+        assert!(
+            !asks_mptcp_towards_the_target(s.clone()),
+            "not asked by default"
+        );
+        s.mptcp_to_targets = true;
+        assert!(asks_mptcp_towards_the_target(s));
     }
 }
