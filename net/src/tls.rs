@@ -157,8 +157,8 @@ pub enum ServerVerification {
 
 /// The crypto provider: `ring`, with every algorithm it offers, AES-128-GCM
 /// with SHA-256 first. A TLS 1.3 handshake runs its key schedule (HKDF,
-/// RFC 8446 §7.1) through the suite's hash; SHA-256 has instructions of its
-/// own on current x86-64 and ARMv8 processors and SHA-384 does not, and
+/// RFC 8446 §7.1) through the suite's hash; most x86-64 and 64-bit Arm
+/// processors have instructions for SHA-256 and few for SHA-384, and
 /// AES-128 takes fewer rounds than AES-256 for bulk data. The server follows
 /// the client's order, so other clients keep their preference.
 fn provider() -> Arc<CryptoProvider> {
