@@ -114,6 +114,8 @@ impl<S: Reset> Reset for tokio_rustls::client::TlsStream<S> {
 pub struct Framed<S> {
     io: S,
     buf: BytesMut,
+    /// Bytes held for the next [`Framed::send`] or [`Framed::reject`].
+    held: Vec<u8>,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
 }
@@ -124,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         Self {
             io,
             buf: BytesMut::with_capacity(1024),
+            held: Vec::new(),
             local: None,
             peer: None,
         }
@@ -230,9 +233,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         self.buf.split()
     }
 
-    /// Writes `bytes` to the peer.
+    /// Keeps `bytes` to go out in front of the next [`Framed::send`] or
+    /// [`Framed::reject`], in the same write: an answer the peer has no
+    /// use for before the next one (a SOCKS6 Authentication Reply ahead of
+    /// a CONNECT's Operation Reply) then shares its segment, and the peer
+    /// wakes once instead of twice.
+    pub fn hold(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
+    }
+
+    /// Writes the held bytes and `bytes` to the peer.
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.io.write_all(bytes).await?;
+        if self.held.is_empty() {
+            self.io.write_all(bytes).await?;
+        } else {
+            let mut all = std::mem::take(&mut self.held);
+            all.extend_from_slice(bytes);
+            self.io.write_all(&all).await?;
+        }
         self.io.flush().await
     }
 
@@ -240,8 +258,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// sends for a moment, so the kernel does not answer unread bytes with
     /// a reset that would destroy the answer.
     pub async fn reject(mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            let _ = self.io.write_all(bytes).await;
+        let mut all = std::mem::take(&mut self.held);
+        all.extend_from_slice(bytes);
+        if !all.is_empty() {
+            let _ = self.io.write_all(&all).await;
         }
         let _ = self.io.shutdown().await;
         // The read buffer is spent: what the peer still sends is read into
@@ -293,6 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
     /// The stream and the bytes read past the handshake.
     pub fn into_parts(self) -> (S, BytesMut) {
+        debug_assert!(self.held.is_empty(), "held bytes never sent");
         (self.io, self.buf)
     }
 }
@@ -319,6 +340,36 @@ mod tests {
         assert_eq!(f.buffered(), b"GE", "bytes after the message stay buffered");
         let (_, rest) = f.into_parts();
         assert_eq!(&rest[..], b"GE");
+    }
+
+    #[tokio::test]
+    async fn held_bytes_leave_only_with_the_next_send_in_one_segment() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let peer = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (ours, _) = listener.accept().await.expect("accept");
+        ours.set_nodelay(true).expect("nodelay");
+        let mut f = Framed::new(ours);
+        f.hold(b"auth");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 64];
+        assert!(
+            matches!(peer.try_read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "held bytes went out on their own"
+        );
+        f.send(b"+op").await.expect("send");
+        peer.readable().await.expect("readable");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let n = peer.try_read(&mut buf).expect("read");
+        assert_eq!(buf.get(..n), Some(&b"auth+op"[..]));
+        f.hold(b"auth");
+        let rejected = tokio::spawn(f.reject(b"+refused"));
+        let mut rest = Vec::new();
+        let mut peer = peer;
+        peer.read_to_end(&mut rest).await.expect("read to end");
+        assert_eq!(rest, b"auth+refused", "a reject carries held bytes too");
+        drop(peer);
+        rejected.await.expect("reject");
     }
 
     #[tokio::test]

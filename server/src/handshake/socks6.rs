@@ -295,7 +295,12 @@ where
             }
         }
     }
-    if f.send(&encode(|b| auth.encode(b))).await.is_err() {
+    // A CONNECT's Authentication Reply goes out with its Operation Reply,
+    // in one segment: the client needs both before it relays, and reads
+    // them with one wake-up. The other commands answer at once.
+    if req.command == Command::CONNECT {
+        f.hold(&encode(|b| auth.encode(b)));
+    } else if f.send(&encode(|b| auth.encode(b))).await.is_err() {
         out.reply = "client gone".into();
         return None;
     }
