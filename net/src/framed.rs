@@ -344,7 +344,9 @@ mod tests {
 
     #[tokio::test]
     async fn held_bytes_leave_only_with_the_next_send_in_one_segment() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let peer = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (ours, _) = listener.accept().await.expect("accept");

@@ -791,6 +791,7 @@ fn initial_data_reaches_the_origin_in_the_syn_end_to_end() {
             // The app below writes right after the reply; a long wait only
             // matters on a loaded machine, it ends when the bytes arrive.
             s.early_data_wait = Duration::from_secs(1);
+            s.mptcp_to_targets = true;
         });
         let target = Endpoint::from(origin);
 
@@ -1198,7 +1199,10 @@ fn convert_upstream_relays_with_first_bytes_in_the_origins_syn() {
         let server = start_server(|s| {
             s.egress_rules = vec![EgressRule::parse(RuleAction::Allow, "198.18.0.0/15").unwrap()];
         });
-        let proxy = start_client(server, |s| s.upstream = UpstreamProtocol::Convert);
+        let proxy = start_client(server, |s| {
+            s.upstream = UpstreamProtocol::Convert;
+            s.mptcp_to_targets = true;
+        });
         // The first request gets the origin's TFO cookie for the converter's
         // Multipath TCP leg; the data rides in the SYN from then on.
         let mut h = TcpStream::connect(proxy).await.unwrap();
