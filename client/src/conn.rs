@@ -528,12 +528,13 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
         pre_up,
         pre_down,
     } = ready;
+    let transport = sys::transport(&*server);
     shared.stats.relaying(
         id,
         kind.name(),
         out.protocol.unwrap_or("none"),
         out.target.as_deref().unwrap_or("-"),
-        sys::transport(&*server),
+        transport,
     );
     let record = |sock: &TcpStream| {
         let now = sample(sock, &shared.interfaces());
@@ -572,7 +573,7 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
     if !sampled_at_end {
         record(&server);
     }
-    out.transport = Some(sys::transport(&*server));
+    out.transport = Some(sys::transport_now(&*server, transport));
     stats.client_to_target += pre_up;
     stats.target_to_client += pre_down;
     out.relay = Some(stats);

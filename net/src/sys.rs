@@ -282,6 +282,23 @@ pub fn transport(sock: &impl AsRawFd) -> Transport {
     }
 }
 
+/// What carries the connection on `sock` now, when [`transport`] said
+/// `before` earlier: a TCP socket stays TCP (no system call), and a
+/// Multipath TCP socket is asked `MPTCP_INFO` alone (for the subflow
+/// count), which fails once it has fallen back, since the kernel then
+/// hands every socket option to the one TCP subflow.
+pub fn transport_now(sock: &impl AsRawFd, before: Transport) -> Transport {
+    if before == Transport::Tcp {
+        return Transport::Tcp;
+    }
+    match mptcp_info(sock) {
+        Ok(info) => Transport::Mptcp {
+            subflows: info.subflows_total,
+        },
+        Err(_) => Transport::Fallback,
+    }
+}
+
 /// `tcp_info.tcpi_options` (byte 5 of `struct tcp_info`), e.g. to see
 /// [`TCPI_OPT_SYN_DATA`].
 pub fn tcpi_options(sock: &impl AsRawFd) -> io::Result<u8> {
@@ -632,10 +649,26 @@ mod tests {
         } else {
             assert_eq!(t, Transport::Tcp);
         }
+        assert_eq!(transport_now(&accepted, t), t, "asked again");
         let (tcp_client, _) = stream_socket(&local, false).expect("socket");
         tcp_client.connect(&local.into()).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert_eq!(transport(&accepted), Transport::Tcp, "plain TCP client");
+        if is_mptcp {
+            // An MPTCP client towards a TCP-only listener falls back.
+            let tcp_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let to = tcp_listener.local_addr().expect("local");
+            let (client, _) = stream_socket(&to, true).expect("socket");
+            client.connect(&to.into()).expect("connect");
+            let t = transport(&client);
+            assert_eq!(t, Transport::Fallback);
+            assert_eq!(transport_now(&client, t), Transport::Fallback);
+            assert_eq!(
+                transport_now(&client, Transport::Mptcp { subflows: 1 }),
+                Transport::Fallback,
+                "MPTCP_INFO alone tells a fallen-back socket"
+            );
+        }
     }
 
     #[test]
