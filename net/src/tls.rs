@@ -19,8 +19,10 @@
 //!
 //! Resumption (RFC 8446 §2.2, §4.6.1): the server hands out stateless
 //! session tickets, encrypted under a key that rotates every 6 hours and
-//! valid for 12 ([`rustls::crypto::ring::Ticketer`]), so it keeps no state
-//! per client; a client keeps the tickets of its last 256 servers in the
+//! valid for 12, so it keeps no state per client. The keys are random per
+//! process ([`rustls::crypto::ring::Ticketer`]), or derived from a secret
+//! the processes of a fleet share ([`ServerTlsOptions::ticket_secret`],
+//! [`FleetTicketer`]), so that any of them resumes the others' tickets; a client keeps the tickets of its last 256 servers in the
 //! [`ClientConfig`] it shares across connections. A resumed handshake skips
 //! the certificate and its signature (a fresh ECDHE key exchange is still
 //! made, `psk_dhe_ke`, so forward secrecy stays). [`Handshake::of`] tells
@@ -42,7 +44,10 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
+mod tickets;
+
 pub use rustls;
+pub use tickets::FleetTicketer;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
 /// The ALPN protocol identifier of sixpath's client–server link.
@@ -203,6 +208,23 @@ pub fn server_config(
     ServerTls::load(cert_pem, key_pem, alpn).map(|t| t.config)
 }
 
+/// Server TLS settings beyond the certificate.
+#[derive(Clone, Default)]
+pub struct ServerTlsOptions {
+    /// Input keying material for session-ticket keys shared by every
+    /// process given the same bytes ([`FleetTicketer`]); `None` draws
+    /// random keys for this process alone.
+    pub ticket_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTlsOptions")
+            .field("ticket_secret", &self.ticket_secret.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
 /// A server's TLS configuration whose certificate and key can be re-read
 /// from their files while it runs (certificate rotation): handshakes
 /// started after [`ServerTls::reload`] use the new pair.
@@ -217,6 +239,16 @@ impl ServerTls {
     /// `key_pem`, offering the ALPN protocols `alpn` (see
     /// [`server_config`]).
     pub fn load(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<Self, TlsError> {
+        Self::load_with(cert_pem, key_pem, alpn, &ServerTlsOptions::default())
+    }
+
+    /// As [`ServerTls::load`], with `options`.
+    pub fn load_with(
+        cert_pem: &Path,
+        key_pem: &Path,
+        alpn: &[&[u8]],
+        options: &ServerTlsOptions,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let current = CertFiles::read(cert_pem, key_pem, &provider)?;
         let certs = Arc::new(CertFiles {
@@ -231,7 +263,10 @@ impl ServerTls {
             .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         // Stateless tickets: resumption for any number of clients without
         // a server-side cache (the default stateful cache holds 256).
-        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        config.ticketer = match &options.ticket_secret {
+            Some(secret) => Arc::new(FleetTicketer::new(secret)),
+            None => rustls::crypto::ring::Ticketer::new()?,
+        };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Self {
             config: Arc::new(config),
@@ -626,6 +661,39 @@ mod tests {
         // client falls back to a full handshake.
         let restarted = server_config(&cert, &key, &[ALPN_SIXPATH]).unwrap();
         assert_eq!(tcp_exchange(restarted, client).await, (full, full));
+    }
+
+    #[tokio::test]
+    async fn servers_sharing_a_ticket_secret_resume_each_others_tickets() {
+        let dir = TempDir::new("fleet");
+        let (cert, key, fp) = self_signed(&dir, &["localhost"]);
+        let shared = ServerTlsOptions {
+            ticket_secret: Some(vec![9; 32]),
+        };
+        let load = |o: &ServerTlsOptions| {
+            ServerTls::load_with(&cert, &key, &[ALPN_SIXPATH], o)
+                .unwrap()
+                .config()
+        };
+        let (a, b) = (load(&shared), load(&shared));
+        let client = client_config(ServerVerification::Pinned(vec![fp]), &[ALPN_SIXPATH]).unwrap();
+        let full = Some(Handshake::Full);
+        let resumed = Some(Handshake::Resumed);
+        assert_eq!(tcp_exchange(a, Arc::clone(&client)).await, (full, full));
+        // The ticket from `a` resumes on `b`, and `b`'s on a third process.
+        assert_eq!(
+            tcp_exchange(b, Arc::clone(&client)).await,
+            (resumed, resumed)
+        );
+        assert_eq!(
+            tcp_exchange(load(&shared), Arc::clone(&client)).await,
+            (resumed, resumed)
+        );
+        // Another secret cannot read them.
+        let other = ServerTlsOptions {
+            ticket_secret: Some(vec![8; 32]),
+        };
+        assert_eq!(tcp_exchange(load(&other), client).await, (full, full));
     }
 
     #[tokio::test]

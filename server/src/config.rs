@@ -110,8 +110,9 @@ pub struct Options {
     pub no_tfo: bool,
 
     /// File holding the server key (at least 32 bytes, e.g. from
-    /// `head -c 32 /dev/urandom`) for session IDs, idempotence tokens and
-    /// Convert cookies. Servers sharing the key accept each other's. Without
+    /// `head -c 32 /dev/urandom`) for session IDs, idempotence tokens,
+    /// Convert cookies and TLS session-ticket keys. Servers sharing the key
+    /// accept each other's and resume each other's TLS sessions. Without
     /// it a random key is drawn at start-up.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
@@ -719,7 +720,11 @@ impl Options {
             ));
         }
 
-        let tls = self.tls()?;
+        let secret = match &self.secret_file {
+            Some(path) => Some(Secret::load(path)?),
+            None => None,
+        };
+        let tls = self.tls(secret.as_ref())?;
         let state_tls = self.state_tls()?;
         let settings = Settings {
             listen,
@@ -749,10 +754,7 @@ impl Options {
                 DEFAULT_MAX_PER_SOURCE,
             )?,
             tfo: !self.no_tfo,
-            secret: match &self.secret_file {
-                Some(path) => Secret::load(path)?,
-                None => Secret::random(),
-            },
+            secret: secret.unwrap_or_else(Secret::random),
             sessions: SessionLimits {
                 max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
                 max_per_user: count(
@@ -897,8 +899,13 @@ impl Options {
         Ok(crate::store::StoreTls { ca, client })
     }
 
-    /// Loads --tls-cert and --tls-key (both or neither).
-    fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
+    /// Loads --tls-cert and --tls-key (both or neither); with a
+    /// --secret-file, session tickets are encrypted under keys derived from
+    /// it, so that every server sharing the file resumes them.
+    fn tls(
+        &self,
+        secret: Option<&Secret>,
+    ) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
         use sixpath_net::tls::{self, TlsError};
         let pair = both_or_neither(
             ("tls-cert", self.tls_cert.as_ref()),
@@ -907,7 +914,10 @@ impl Options {
         let Some((cert, key)) = pair else {
             return Ok(None);
         };
-        tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH])
+        let options = tls::ServerTlsOptions {
+            ticket_secret: secret.map(|s| s.tls_ticket_material().to_vec()),
+        };
+        tls::ServerTls::load_with(cert, key, &[tls::ALPN_SIXPATH], &options)
             .map(Some)
             .map_err(|e| {
                 let field = match e {
