@@ -117,6 +117,16 @@ pub struct Options {
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
 
+    /// Accept up to BYTES of TLS 1.3 early data (0-RTT) from resuming
+    /// clients on TLS listeners (0 to 65536; default 0, off). A request in
+    /// early data is served before the TLS handshake completes only if it
+    /// spends a SOCKS6 idempotence token, otherwise once it completes, so
+    /// replays are never served. rustls takes early data only with
+    /// single-use tickets kept by this process: with it, tickets no longer
+    /// resume on other servers sharing --secret-file.
+    #[arg(long, value_name = "BYTES")]
+    pub tls_early_data: Option<u32>,
+
     /// Maximum SOCKS6 sessions held at once; a Session Request beyond it is
     /// served without a session (no Session ID in the reply).
     #[arg(long, value_name = "N")]
@@ -548,6 +558,9 @@ pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_TOKEN_WINDOW: u32 = 64;
 /// Largest `--token-window`.
 pub const MAX_TOKEN_WINDOW: u32 = 65_536;
+/// Largest `--tls-early-data`, in bytes: a SOCKS6 request with its initial
+/// data fits many times over.
+pub const MAX_TLS_EARLY_DATA: u32 = 65_536;
 /// Default wait for the incoming connection of a BIND.
 pub const DEFAULT_BIND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default idle timeout of a UDP association.
@@ -645,6 +658,7 @@ sixpath_service::merge_fields!(Options {
     max_connections_per_source,
     no_tfo,
     secret_file,
+    tls_early_data,
     max_sessions,
     max_sessions_per_user,
     max_sessions_per_source,
@@ -916,6 +930,16 @@ impl Options {
         };
         let options = tls::ServerTlsOptions {
             ticket_secret: secret.map(|s| s.tls_ticket_material().to_vec()),
+            max_early_data: match self.tls_early_data {
+                None => 0,
+                Some(n @ 0..=MAX_TLS_EARLY_DATA) => n,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "tls-early-data",
+                        format!("must be 0 to {MAX_TLS_EARLY_DATA} bytes"),
+                    ));
+                }
+            },
         };
         tls::ServerTls::load_with(cert, key, &[tls::ALPN_SIXPATH], &options)
             .map(Some)

@@ -26,7 +26,7 @@ use sixpath_protocol::socks6::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, read_by};
+use super::{EarlyData, Framed, ReadError, read_by};
 use crate::session::{Admission, SessionCap};
 use crate::state::{Outcome, Shared};
 
@@ -174,7 +174,7 @@ pub async fn serve<S>(
     out: &mut Outcome,
 ) -> Option<(Framed<S>, Accepted)>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + EarlyData + Unpin + 'static,
 {
     let read = async {
         let req = f.next(Request::decode).await?;
@@ -200,6 +200,9 @@ where
         Err(None) => return None,
     };
     out.target = Some(req.endpoint.to_string());
+    if f.is_early() && !replay_safe_early(&mut f, &req, shared, deadline, out).await {
+        return None;
+    }
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
     let source = out.source.unwrap_or(IpAddr::from([0; 4]));
@@ -331,6 +334,50 @@ where
         }
     };
     Some((f, accepted))
+}
+
+/// A request that came as TLS 1.3 early data, before the handshake
+/// completed: whoever recorded the client's first flight can replay it
+/// (RFC 8446 §8, §E.5). It is served at once only if it spends an
+/// idempotence token in a session (draft -11 §8.5), which a replay cannot
+/// spend again: the spend, in the token window shared by every server
+/// with the same key and store, is its first effect, and a request that
+/// tears its session down does not qualify. Any other request waits for
+/// the handshake to complete, which a replayed flight never does (it
+/// lacks the keys of this connection's key exchange). False once the
+/// connection is over (`out` says why).
+async fn replay_safe_early<S>(
+    f: &mut Framed<S>,
+    req: &Request,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + EarlyData + Unpin + 'static,
+{
+    use crate::stats::EarlyResult;
+    let token = req.options.session_id().is_some()
+        && req.options.idempotence_expenditure().is_some()
+        && !req.options.has(OptionKind::SESSION_TEARDOWN);
+    if token {
+        shared.stats.early_data(EarlyResult::Token);
+        return true;
+    }
+    match tokio::time::timeout_at(deadline, f.confirm()).await {
+        Ok(Ok(())) => {
+            shared.stats.early_data(EarlyResult::Waited);
+            true
+        }
+        Ok(Err(e)) => {
+            out.reply = format!("TLS handshake failed: {e}");
+            false
+        }
+        Err(_) => {
+            out.reply = "TLS handshake timeout".into();
+            false
+        }
+    }
 }
 
 /// With a shared store, a Session Teardown is recorded there so that every
