@@ -27,6 +27,11 @@
 //! the certificate and its signature (a fresh ECDHE key exchange is still
 //! made, `psk_dhe_ke`, so forward secrecy stays). [`Handshake::of`] tells
 //! which kind a connection made.
+//!
+//! Early data (RFC 8446 §2.3): with [`ServerTlsOptions::max_early_data`]
+//! the server takes the request a resuming client sends with its
+//! `ClientHello` ([`client_config_with`]); [`early::accept`] hands it out
+//! before the handshake completes and says when it may be a replay.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

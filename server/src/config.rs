@@ -926,6 +926,12 @@ impl Options {
             ("tls-key", self.tls_key.as_ref()),
         )?;
         let Some((cert, key)) = pair else {
+            if self.tls_early_data.is_some_and(|n| n > 0) {
+                return Err(ConfigError::new(
+                    "tls-early-data",
+                    "needs --tls-cert and --tls-key (early data is TLS 1.3's)",
+                ));
+            }
             return Ok(None);
         };
         let options = tls::ServerTlsOptions {
@@ -1328,6 +1334,33 @@ mod tests {
         let e = with("127.0.0.1:1/tls", Some(&key), Some(&key)).expect_err("no cert");
         assert_eq!(e.field, "tls-cert");
         assert!(e.message.contains("key.pem"), "{e}");
+    }
+
+    #[test]
+    fn tls_early_data_is_bounded_and_needs_a_certificate() {
+        let d = CertDir::new("tls-early");
+        let (cert, key) = (d.0.join("cert.pem"), d.0.join("key.pem"));
+        let with = |early: u32, tls: bool| {
+            let mut o = opts(&[if tls {
+                "127.0.0.1:1/tls"
+            } else {
+                "127.0.0.1:1"
+            }]);
+            if tls {
+                o.tls_cert = Some(cert.clone());
+                o.tls_key = Some(key.clone());
+            }
+            o.tls_early_data = Some(early);
+            o.resolve()
+        };
+        let on = with(MAX_TLS_EARLY_DATA, true).expect("valid");
+        assert!(on.tls.is_some_and(|t| t.early_data()));
+        let off = with(0, true).expect("valid");
+        assert!(off.tls.is_some_and(|t| !t.early_data()));
+        let field = |r: Result<Settings, ConfigError>| r.expect_err("invalid").field;
+        assert_eq!(field(with(MAX_TLS_EARLY_DATA + 1, true)), "tls-early-data");
+        assert_eq!(field(with(16_384, false)), "tls-early-data");
+        assert!(with(0, false).is_ok());
     }
 
     #[test]
