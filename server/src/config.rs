@@ -121,7 +121,7 @@ pub struct Options {
     /// clients on TLS listeners (0 to 65536; default 0, off). A request in
     /// early data is served before the TLS handshake completes only if it
     /// spends a SOCKS6 idempotence token, otherwise once it completes, so
-    /// replays are never served. rustls takes early data only with
+    /// a replayed request is never served twice. rustls takes early data only with
     /// single-use tickets kept by this process: with it, tickets no longer
     /// resume on other servers sharing --secret-file.
     #[arg(long, value_name = "BYTES")]
