@@ -200,9 +200,19 @@ where
         Err(None) => return None,
     };
     out.target = Some(req.endpoint.to_string());
-    if f.is_early() && !replay_safe_early(&mut f, &req, shared, deadline, out).await {
-        return None;
-    }
+    // Early data that may be a replay: served before the handshake
+    // completes only if it spends a token (checked below, once spent).
+    let unconfirmed = if f.is_early() {
+        let token = req.options.session_id().is_some()
+            && req.options.idempotence_expenditure().is_some()
+            && !req.options.has(OptionKind::SESSION_TEARDOWN);
+        if !token && !confirm_early(&mut f, shared, deadline, out).await {
+            return None;
+        }
+        token
+    } else {
+        false
+    };
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
     let source = out.source.unwrap_or(IpAddr::from([0; 4]));
@@ -298,6 +308,19 @@ where
             }
         }
     }
+    if unconfirmed {
+        let spent = auth
+            .options
+            .iter()
+            .any(|o| matches!(o, SocksOption::IdempotenceAccepted));
+        if spent {
+            shared.stats.early_data(crate::stats::EarlyResult::Token);
+        } else if !confirm_early(&mut f, shared, deadline, out).await {
+            // No token was spent after all (the session ended since it
+            // was admitted): as any other request, it waits.
+            return None;
+        }
+    }
     if f.send(&encode(|b| auth.encode(b))).await.is_err() {
         out.reply = "client gone".into();
         return None;
@@ -336,19 +359,17 @@ where
     Some((f, accepted))
 }
 
-/// A request that came as TLS 1.3 early data, before the handshake
-/// completed: whoever recorded the client's first flight can replay it
-/// (RFC 8446 §8, §E.5). It is served at once only if it spends an
-/// idempotence token in a session (draft -11 §8.5), which a replay cannot
-/// spend again: the spend, in the token window shared by every server
-/// with the same key and store, is its first effect, and a request that
-/// tears its session down does not qualify. Any other request waits for
-/// the handshake to complete, which a replayed flight never does (it
-/// lacks the keys of this connection's key exchange). False once the
-/// connection is over (`out` says why).
-async fn replay_safe_early<S>(
+/// Waits for the TLS handshake under a request that came as TLS 1.3
+/// early data: whoever recorded the client's first flight can replay it
+/// (RFC 8446 §8, §E.5), and a replayed flight never completes the
+/// handshake (it lacks the keys of this connection's key exchange). Only a
+/// request that spends an idempotence token in a session (draft -11 §8.5)
+/// is served without waiting: the spend, in the token window shared by
+/// every server with the same key and store, is its first effect, so a
+/// copy cannot be served too. False once the connection is over (`out`
+/// says why).
+async fn confirm_early<S>(
     f: &mut Framed<S>,
-    req: &Request,
     shared: &Shared,
     deadline: Instant,
     out: &mut Outcome,
@@ -356,17 +377,9 @@ async fn replay_safe_early<S>(
 where
     S: AsyncRead + AsyncWrite + EarlyData + Unpin + 'static,
 {
-    use crate::stats::EarlyResult;
-    let token = req.options.session_id().is_some()
-        && req.options.idempotence_expenditure().is_some()
-        && !req.options.has(OptionKind::SESSION_TEARDOWN);
-    if token {
-        shared.stats.early_data(EarlyResult::Token);
-        return true;
-    }
     match tokio::time::timeout_at(deadline, f.confirm()).await {
         Ok(Ok(())) => {
-            shared.stats.early_data(EarlyResult::Waited);
+            shared.stats.early_data(crate::stats::EarlyResult::Waited);
             true
         }
         Ok(Err(e)) => {
