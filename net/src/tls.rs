@@ -742,13 +742,14 @@ mod tests {
         assert_eq!(tcp_exchange(load(&other), client).await, (full, full));
     }
 
-    /// A connection with early data: whether the server accepted it,
-    /// whether the client saw it accepted, and the server's handshake kind;
-    /// `hello`, written before the handshake, is echoed either way.
+    /// A connection with early data: whether the server accepted it (or
+    /// saw it offered and refused it), whether the client saw it accepted,
+    /// and the server's handshake kind; `hello`, written before the
+    /// handshake, is echoed either way.
     async fn early_exchange(
         server: Arc<ServerConfig>,
         client: Arc<ClientConfig>,
-    ) -> (bool, bool, Option<Handshake>) {
+    ) -> (Result<bool, bool>, bool, Option<Handshake>) {
         use crate::framed::EarlyData;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -762,7 +763,11 @@ mod tests {
             .await
             .map_err(|(e, _)| e)
             .unwrap();
-            let accepted = s.early_data_accepted();
+            let accepted = if s.early_data_accepted() {
+                Ok(true)
+            } else {
+                Err(s.early_data_rejected())
+            };
             let mut buf = [0u8; 5];
             s.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"hello");
@@ -811,7 +816,7 @@ mod tests {
         let resumed = Some(Handshake::Resumed);
         assert_eq!(
             early_exchange(server.config(), Arc::clone(&client)).await,
-            (true, true, resumed)
+            (Ok(true), true, resumed)
         );
         // A server without early data cannot read the other's ticket: a
         // full handshake, the early data refused and written again after
@@ -820,7 +825,7 @@ mod tests {
         assert!(!plain.early_data());
         assert_eq!(
             early_exchange(plain.config(), client).await,
-            (false, false, full)
+            (Err(true), false, full)
         );
     }
 

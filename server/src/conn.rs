@@ -206,6 +206,8 @@ async fn serve_tls(
                 }
                 if stream.early_data_accepted() {
                     shared.stats.early_data(crate::stats::EarlyResult::Accepted);
+                } else if stream.early_data_rejected() {
+                    shared.stats.early_data(crate::stats::EarlyResult::Rejected);
                 }
                 let stream = Box::new(stream);
                 serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;

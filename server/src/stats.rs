@@ -610,7 +610,7 @@ impl Stats {
         metric(
             "tls_early_data_total",
             "counter",
-            "TLS 1.3 early data by result (accepted: taken from a resuming client; token: a SOCKS6 request in it with an unspent idempotence token, served before the handshake completed; waited: a request in it served only once the handshake completed).",
+            "TLS 1.3 early data by result (accepted: taken from a resuming client; token: a SOCKS6 request in it with an unspent idempotence token, served before the handshake completed; waited: a request in it served only once the handshake completed; rejected: offered by the client and refused, sent again after the handshake).",
             &EarlyResult::ALL
                 .iter()
                 .map(|r| {
@@ -635,11 +635,15 @@ pub enum EarlyResult {
     Token,
     /// A request in it was served only once the handshake completed.
     Waited,
+    /// The client offered early data and the server refused it (no
+    /// resumption, a stale ticket): the client sends it after the
+    /// handshake.
+    Rejected,
 }
 
 impl EarlyResult {
     /// Every result, in the order of counters indexed by `result as usize`.
-    pub const ALL: [Self; 3] = [Self::Accepted, Self::Token, Self::Waited];
+    pub const ALL: [Self; 4] = [Self::Accepted, Self::Token, Self::Waited, Self::Rejected];
 
     /// The metric label and `/stats` key.
     pub fn name(self) -> &'static str {
@@ -647,6 +651,7 @@ impl EarlyResult {
             Self::Accepted => "accepted",
             Self::Token => "token",
             Self::Waited => "waited",
+            Self::Rejected => "rejected",
         }
     }
 }

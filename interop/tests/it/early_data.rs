@@ -124,9 +124,15 @@ async fn proxy(server: SocketAddr, mode: Arc<Mutex<Replay>>) -> (SocketAddr, Fli
                 let replayed = if mode == Replay::First && n > 0 {
                     let mut r = TcpStream::connect(server).await.unwrap();
                     r.write_all(&first).await.unwrap();
-                    // Give the replay time to take the ticket and be
-                    // served if the server would serve it.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // The server's first answer (its ServerHello) means it
+                    // has processed the replayed ClientHello: the ticket is
+                    // taken and the early data in its hands.
+                    let mut head = [0u8; 1];
+                    let answered = tokio::time::timeout(PATIENCE, r.read(&mut head)).await;
+                    assert!(
+                        matches!(answered, Ok(Ok(1))),
+                        "the server answers the replay"
+                    );
                     Some(tokio::spawn(async move {
                         let mut sink = Vec::new();
                         let read = r.read_to_end(&mut sink);
@@ -282,6 +288,7 @@ async fn early_data_without_a_token_waits_for_the_handshake_and_a_replay_is_not_
     assert_eq!(early_count(&m, "accepted"), 1, "{m}");
     assert_eq!(early_count(&m, "waited"), 1, "{m}");
     assert_eq!(early_count(&m, "token"), 0, "{m}");
+    assert_eq!(early_count(&m, "rejected"), 0, "{m}");
 
     // The replay reaches the server first and takes the ticket: its early
     // data is accepted but it cannot complete the handshake, so it is
@@ -301,6 +308,7 @@ async fn early_data_without_a_token_waits_for_the_handshake_and_a_replay_is_not_
         "the replay's early data: {m}"
     );
     assert_eq!(early_count(&m, "waited"), 1, "{m}");
+    assert_eq!(early_count(&m, "rejected"), 1, "the original's: {m}");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen, ["req 0", "req 1", "req 2"], "each request once");
 }
@@ -321,5 +329,7 @@ async fn a_server_without_early_data_serves_a_client_that_offers_it() {
     let m = metrics(admin).await;
     assert_eq!(resumed_count(&m), 2, "{m}");
     assert_eq!(early_count(&m, "accepted"), 0, "{m}");
+    // Its stateless tickets carry no early-data allowance: never offered.
+    assert_eq!(early_count(&m, "rejected"), 0, "{m}");
     assert_eq!(seen.lock().unwrap().len(), 3);
 }

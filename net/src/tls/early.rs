@@ -37,6 +37,11 @@ pub struct EarlyTlsStream<IO> {
     eof: bool,
     /// Whether early data was accepted on this connection.
     early_accepted: bool,
+    /// The first bytes from the client, kept until its first TLS record
+    /// (the `ClientHello`) is complete, to see whether it offers early data.
+    first: Option<Vec<u8>>,
+    /// Whether the client's `ClientHello` offered early data.
+    early_offered: bool,
     /// When the handshake must have completed.
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
@@ -54,13 +59,20 @@ impl<IO> std::fmt::Debug for EarlyTlsStream<IO> {
 struct SyncRead<'a, 'b, IO> {
     io: &'a mut IO,
     cx: &'a mut Context<'b>,
+    /// Where a copy of what is read goes, if anywhere.
+    copy: Option<&'a mut Vec<u8>>,
 }
 
 impl<IO: AsyncRead + Unpin> Read for SyncRead<'_, '_, IO> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut rb = ReadBuf::new(buf);
         match Pin::new(&mut *self.io).poll_read(self.cx, &mut rb) {
-            Poll::Ready(Ok(())) => Ok(rb.filled().len()),
+            Poll::Ready(Ok(())) => {
+                if let Some(copy) = self.copy.as_mut() {
+                    copy.extend_from_slice(rb.filled());
+                }
+                Ok(rb.filled().len())
+            }
             Poll::Ready(Err(e)) => Err(e),
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
@@ -111,6 +123,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> EarlyTlsStream<IO> {
         self.early_accepted
     }
 
+    /// Whether the client offered early data that was not accepted (it
+    /// then sends the data again after the handshake).
+    pub fn early_data_rejected(&self) -> bool {
+        self.early_offered && !self.early_accepted
+    }
+
     /// Writes every pending TLS record.
     fn poll_write_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
@@ -138,10 +156,23 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> EarlyTlsStream<IO> {
         let mut r = SyncRead {
             io: &mut self.io,
             cx,
+            copy: self.first.as_mut(),
         };
         let n = ready!(would_block(self.conn.read_tls(&mut r)))?;
         if n == 0 {
             self.eof = true;
+        }
+        if let Some(first) = &self.first {
+            match offers_early_data(first) {
+                Some(offered) => {
+                    self.early_offered = offered;
+                    self.first = None;
+                }
+                // A ClientHello over several records, or garbage: not
+                // looked at further.
+                None if first.len() > MAX_RECORD || self.eof => self.first = None,
+                None => {}
+            }
         }
         if let Err(e) = self.conn.process_new_packets() {
             // The alert rustls queued goes out before the error does.
@@ -190,6 +221,8 @@ pub async fn accept<IO: AsyncRead + AsyncWrite + Unpin>(
         conn,
         eof: false,
         early_accepted: false,
+        first: Some(Vec::new()),
+        early_offered: false,
         deadline: Box::pin(tokio::time::sleep_until(deadline)),
     };
     match std::future::poll_fn(|cx| s.poll_accept(cx)).await {
@@ -305,6 +338,52 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> EarlyData for EarlyTlsStream<IO> {
     }
 }
 
+/// The largest TLS record: 2^14 bytes of plaintext and its 5-byte header
+/// (RFC 8446 §5.1).
+const MAX_RECORD: usize = 5 + (1 << 14);
+
+/// Whether `bytes`, the start of a connection, begin with a TLS record
+/// holding a whole `ClientHello` with the `early_data` extension (RFC 8446
+/// §4.1.2, §4.2.10; type 42): `None` while the record is incomplete, or if
+/// it is not a `ClientHello` in one record.
+fn offers_early_data(bytes: &[u8]) -> Option<bool> {
+    fn u16_at(b: &[u8], i: usize) -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *b.get(i)?,
+            *b.get(i + 1)?,
+        ])))
+    }
+    // TLSPlaintext: type 22 (handshake), version, length.
+    if *bytes.first()? != 22 {
+        return None;
+    }
+    let len = u16_at(bytes, 3)?;
+    let record = bytes.get(5..5 + len)?;
+    // Handshake: type 1 (client_hello), 24-bit length.
+    if *record.first()? != 1 {
+        return None;
+    }
+    let body_len = usize::from(*record.get(2)?) << 8 | usize::from(*record.get(3)?);
+    let body = record.get(4..4 + usize::from(*record.get(1)?) * 65536 + body_len)?;
+    // legacy_version (2), random (32), legacy_session_id<0..32>.
+    let mut i = 34;
+    i += 1 + usize::from(*body.get(i)?);
+    // cipher_suites<2..2^16-2>, legacy_compression_methods<1..2^8-1>.
+    i += 2 + u16_at(body, i)?;
+    i += 1 + usize::from(*body.get(i)?);
+    let ext_len = u16_at(body, i)?;
+    let exts = body.get(i + 2..i + 2 + ext_len)?;
+    let mut j = 0;
+    while j < exts.len() {
+        let kind = u16_at(exts, j)?;
+        if kind == 42 {
+            return Some(true);
+        }
+        j += 4 + u16_at(exts, j + 2)?;
+    }
+    Some(false)
+}
+
 impl<IO: Reset> Reset for EarlyTlsStream<IO> {
     fn reset_on_close(&self) -> io::Result<()> {
         self.io.reset_on_close()
@@ -312,5 +391,65 @@ impl<IO: Reset> Reset for EarlyTlsStream<IO> {
 
     fn unacknowledged(&self) -> io::Result<usize> {
         self.io.unacknowledged()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `ClientHello` record with the extension types `exts` (empty
+    /// bodies).
+    fn client_hello(exts: &[u16]) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend([7; 32]);
+        body.extend([32]);
+        body.extend([1; 32]);
+        body.extend([0, 2, 0x13, 0x01, 1, 0]);
+        let mut e = Vec::new();
+        for t in exts {
+            e.extend(t.to_be_bytes());
+            e.extend([0, 0]);
+        }
+        body.extend((e.len() as u16).to_be_bytes());
+        body.extend(e);
+        let mut hs = vec![1, 0];
+        hs.extend((body.len() as u16).to_be_bytes());
+        hs.extend(body);
+        let mut rec = vec![22, 3, 1];
+        rec.extend((hs.len() as u16).to_be_bytes());
+        rec.extend(hs);
+        rec
+    }
+
+    #[test]
+    fn finds_the_early_data_extension_only_in_a_whole_client_hello() {
+        let with = client_hello(&[0, 41, 42, 43]);
+        assert_eq!(offers_early_data(&with), Some(true));
+        assert_eq!(offers_early_data(&client_hello(&[0, 41, 43])), Some(false));
+        assert_eq!(offers_early_data(&client_hello(&[])), Some(false));
+        for n in 0..with.len() {
+            assert_eq!(offers_early_data(&with[..n]), None, "{n}");
+        }
+        let mut more = with.clone();
+        more.extend([23, 3, 3, 0, 1, 0]);
+        assert_eq!(offers_early_data(&more), Some(true), "bytes after it");
+        let mut alert = with;
+        alert[0] = 21;
+        assert_eq!(offers_early_data(&alert), None);
+    }
+
+    #[test]
+    fn a_lying_extension_length_is_not_a_panic() {
+        let mut b = client_hello(&[42]);
+        let n = b.len();
+        b[n - 2] = 0xff;
+        // The extension claims more bytes than there are: it is still seen
+        // first; a length past the end of an earlier one ends the walk.
+        assert_eq!(offers_early_data(&b), Some(true));
+        let mut c = client_hello(&[7, 42]);
+        let n = c.len();
+        c[n - 6] = 0xff;
+        assert_eq!(offers_early_data(&c), Some(false));
     }
 }
