@@ -192,11 +192,11 @@ pub struct Options {
     #[serde(flatten)]
     pub paths: PathArgs,
 
-    /// Speak TLS 1.3 to the server (its listener marked `tls`). The
-    /// SOCKS6 request follows the TLS handshake: the TLS `ClientHello` rides in
-    /// the SYN instead, so a connection costs one round trip more than
-    /// plain 0-RTT SOCKS6. Needs exactly one of --tls-fingerprint or
-    /// --tls-ca. Not with --upstream convert.
+    /// Speak TLS 1.3 to the server (its listener marked `tls`). The TLS
+    /// `ClientHello` rides in the SYN; the SOCKS6 request follows the TLS
+    /// handshake, one round trip more than plain 0-RTT SOCKS6, unless the
+    /// server takes early data (see --no-tls-early-data). Needs exactly
+    /// one of --tls-fingerprint or --tls-ca. Not with --upstream convert.
     #[arg(long)]
     pub tls: bool,
 
@@ -215,6 +215,15 @@ pub struct Options {
     /// the host of --server.
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+
+    /// Do not send the request as TLS 1.3 early data (0-RTT). By default,
+    /// resuming with a ticket of a server that takes early data
+    /// (`sixpath-server --tls-early-data`), the request and its initial
+    /// data go with the `ClientHello`; the server serves them before the
+    /// handshake completes only when they spend an idempotence token, and
+    /// data it refuses is sent again after the handshake.
+    #[arg(long)]
+    pub no_tls_early_data: bool,
 
     /// Admin endpoint as ADDR:PORT serving a status page at `/` (with a
     /// path policy switch, on loopback only), `/api/status`, `/stats`
@@ -261,6 +270,7 @@ sixpath_service::merge_fields!(Options {
     tls_fingerprint,
     tls_ca,
     tls_server_name,
+    no_tls_early_data,
     admin,
     admin_allow_remote,
 });
@@ -504,6 +514,8 @@ pub struct TlsSettings {
     pub config: Arc<rustls::ClientConfig>,
     /// The name sent in the SNI (and verified with a CA file).
     pub server_name: ServerName<'static>,
+    /// Whether the request may go as TLS 1.3 early data.
+    pub early_data: bool,
 }
 
 impl TlsSettings {
@@ -516,6 +528,7 @@ impl TlsSettings {
                 (!o.tls_fingerprint.is_empty(), "tls-fingerprint"),
                 (o.tls_ca.is_some(), "tls-ca"),
                 (o.tls_server_name.is_some(), "tls-server-name"),
+                (o.no_tls_early_data, "no-tls-early-data"),
             ] {
                 if given {
                     return Err(ConfigError::new(field, format!("--{field} needs --tls")));
@@ -545,7 +558,8 @@ impl TlsSettings {
             ),
             (true, Some(path)) => ServerVerification::CaFile(path.clone()),
         };
-        let config = tls::client_config(verify, &[tls::ALPN_SIXPATH])
+        let early_data = !o.no_tls_early_data;
+        let config = tls::client_config_with(verify, &[tls::ALPN_SIXPATH], early_data)
             .map_err(|e| ConfigError::new("tls-ca", e.to_string()))?;
         let name = o.tls_server_name.as_deref().unwrap_or(&server.host);
         let server_name = ServerName::try_from(name.to_owned())
@@ -553,6 +567,7 @@ impl TlsSettings {
         Ok(Some(Self {
             config,
             server_name,
+            early_data,
         }))
     }
 }

@@ -480,6 +480,9 @@ async fn handshakes(
     if let Some(kind) = out.tls {
         shared.stats.tls_handshake(kind);
     }
+    if let Some(taken) = opened.stream.early_data() {
+        shared.stats.tls_early_data(taken);
+    }
     if !early {
         let bytes = req.answer.success(opened.reply.as_ref());
         if !bytes.is_empty() && f.send(&bytes).await.is_err() {

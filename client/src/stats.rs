@@ -208,6 +208,10 @@ pub struct Snapshot {
     /// `resumed` (a session ticket of an earlier connection).
     #[serde(default)]
     pub tls_handshakes: Named,
+    /// Requests sent to the server as TLS 1.3 early data: `accepted`, or
+    /// `rejected` (sent again after the handshake).
+    #[serde(default)]
+    pub tls_early_data: Named,
     /// Configured paths.
     pub paths: Vec<PathInfo>,
     /// The path policy (`null` without paths).
@@ -295,6 +299,8 @@ pub struct Stats {
     refused_total_cap: AtomicU64,
     refused_source_cap: AtomicU64,
     tls_handshakes: [AtomicU64; Handshake::ALL.len()],
+    /// Early data accepted, rejected.
+    tls_early_data: [AtomicU64; 2],
     next_id: AtomicU64,
     interfaces: Mutex<BTreeMap<String, InterfaceBytes>>,
     live: Mutex<HashMap<u64, Vec<InterfaceStats>>>,
@@ -358,6 +364,7 @@ impl Stats {
             refused_total_cap: AtomicU64::new(0),
             refused_source_cap: AtomicU64::new(0),
             tls_handshakes: Default::default(),
+            tls_early_data: Default::default(),
             next_id: AtomicU64::new(0),
             interfaces: Mutex::new(BTreeMap::new()),
             live: Mutex::new(HashMap::new()),
@@ -584,6 +591,12 @@ impl Stats {
         }
     }
 
+    /// A request went as TLS early data; the server took it or not.
+    pub fn tls_early_data(&self, accepted: bool) {
+        let [yes, no] = &self.tls_early_data;
+        add(if accepted { yes } else { no }, 1);
+    }
+
     /// An application gave wrong local credentials.
     pub fn auth_failure(&self) {
         add(&self.auth_failures, 1);
@@ -666,6 +679,11 @@ impl Stats {
                 .iter()
                 .zip(&self.tls_handshakes)
                 .map(|(k, c)| (k.name().to_owned(), get(c)))
+                .collect(),
+            tls_early_data: ["accepted", "rejected"]
+                .iter()
+                .zip(&self.tls_early_data)
+                .map(|(k, c)| ((*k).to_owned(), get(c)))
                 .collect(),
             paths,
             recent_failures: self
@@ -756,6 +774,12 @@ impl Snapshot {
             "counter",
             "Completed TLS handshakes with the server, by kind (full: certificate and signature; resumed: a session ticket of an earlier connection).",
             &by("kind", &self.tls_handshakes),
+        );
+        metric(
+            "tls_early_data_total",
+            "counter",
+            "Requests sent to the server as TLS 1.3 early data, by result (accepted; rejected: sent again after the handshake).",
+            &by("result", &self.tls_early_data),
         );
         metric(
             "bytes_total",

@@ -109,6 +109,40 @@ impl<S: Reset> Reset for tokio_rustls::client::TlsStream<S> {
     }
 }
 
+/// What a stream knows about TLS 1.3 early data (RFC 8446 §2.3): whether
+/// what was read so far may be a replay, and a way to wait until it cannot
+/// be. Streams without early data are never early.
+pub trait EarlyData {
+    /// True while the TLS handshake is still running and what was read so
+    /// far came as early data, which an attacker may have replayed.
+    fn is_early(&self) -> bool {
+        false
+    }
+
+    /// Completes the TLS handshake (the client's `Finished` checked, which
+    /// a replayed flight cannot produce); ready at once on other streams.
+    fn poll_confirm(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl EarlyData for tokio::net::TcpStream {}
+impl<S> EarlyData for tokio_rustls::server::TlsStream<S> {}
+impl<S> EarlyData for tokio_rustls::client::TlsStream<S> {}
+
+impl<S: EarlyData + ?Sized> EarlyData for Box<S> {
+    fn is_early(&self) -> bool {
+        (**self).is_early()
+    }
+
+    fn poll_confirm(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        (**self).poll_confirm(cx)
+    }
+}
+
 /// A stream with a read buffer.
 #[derive(Debug)]
 pub struct Framed<S> {
@@ -309,6 +343,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// The stream.
     pub fn get_ref(&self) -> &S {
         &self.io
+    }
+
+    /// Whether the bytes read so far came as TLS early data that may be a
+    /// replay ([`EarlyData::is_early`]).
+    pub fn is_early(&self) -> bool
+    where
+        S: EarlyData,
+    {
+        self.io.is_early()
+    }
+
+    /// Waits until the TLS handshake has completed, so that what was read
+    /// cannot be a replay ([`EarlyData::poll_confirm`]).
+    pub async fn confirm(&mut self) -> io::Result<()>
+    where
+        S: EarlyData,
+    {
+        std::future::poll_fn(|cx| self.io.poll_confirm(cx)).await
     }
 
     /// The stream and the bytes read past the handshake.

@@ -19,12 +19,19 @@
 //!
 //! Resumption (RFC 8446 §2.2, §4.6.1): the server hands out stateless
 //! session tickets, encrypted under a key that rotates every 6 hours and
-//! valid for 12 ([`rustls::crypto::ring::Ticketer`]), so it keeps no state
-//! per client; a client keeps the tickets of its last 256 servers in the
+//! valid for 12, so it keeps no state per client. The keys are random per
+//! process ([`rustls::crypto::ring::Ticketer`]), or derived from a secret
+//! the processes of a fleet share ([`ServerTlsOptions::ticket_secret`],
+//! [`FleetTicketer`]), so that any of them resumes the others' tickets; a client keeps the tickets of its last 256 servers in the
 //! [`ClientConfig`] it shares across connections. A resumed handshake skips
 //! the certificate and its signature (a fresh ECDHE key exchange is still
 //! made, `psk_dhe_ke`, so forward secrecy stays). [`Handshake::of`] tells
 //! which kind a connection made.
+//!
+//! Early data (RFC 8446 §2.3): with [`ServerTlsOptions::max_early_data`]
+//! the server takes the request a resuming client sends with its
+//! `ClientHello` ([`client_config_with`]); [`early::accept`] hands it out
+//! before the handshake completes and says when it may be a replay.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,7 +49,11 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 
+pub mod early;
+mod tickets;
+
 pub use rustls;
+pub use tickets::FleetTicketer;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector, client, server};
 
 /// The ALPN protocol identifier of sixpath's client–server link.
@@ -212,6 +223,34 @@ pub fn server_config(
     ServerTls::load(cert_pem, key_pem, alpn).map(|t| t.config)
 }
 
+/// Server TLS settings beyond the certificate.
+#[derive(Clone, Default)]
+pub struct ServerTlsOptions {
+    /// Input keying material for session-ticket keys shared by every
+    /// process given the same bytes ([`FleetTicketer`]); `None` draws
+    /// random keys for this process alone.
+    pub ticket_secret: Option<Vec<u8>>,
+    /// Most bytes of TLS 1.3 early data accepted from a resuming client
+    /// (RFC 8446 §4.2.10); 0 turns early data off. rustls accepts early
+    /// data only with single-use tickets kept in this process (RFC 8446
+    /// §8.1), so a non-zero size replaces the stateless tickets (and
+    /// `ticket_secret`) with a cache of [`EARLY_DATA_SESSIONS`] sessions.
+    pub max_early_data: u32,
+}
+
+/// Sessions kept for resumption with early data: a client's ticket is
+/// forgotten once used or when newer ones push it out.
+pub const EARLY_DATA_SESSIONS: usize = 16 * 1024;
+
+impl std::fmt::Debug for ServerTlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTlsOptions")
+            .field("ticket_secret", &self.ticket_secret.as_ref().map(|_| ".."))
+            .field("max_early_data", &self.max_early_data)
+            .finish()
+    }
+}
+
 /// A server's TLS configuration whose certificate and key can be re-read
 /// from their files while it runs (certificate rotation): handshakes
 /// started after [`ServerTls::reload`] use the new pair.
@@ -226,6 +265,16 @@ impl ServerTls {
     /// `key_pem`, offering the ALPN protocols `alpn` (see
     /// [`server_config`]).
     pub fn load(cert_pem: &Path, key_pem: &Path, alpn: &[&[u8]]) -> Result<Self, TlsError> {
+        Self::load_with(cert_pem, key_pem, alpn, &ServerTlsOptions::default())
+    }
+
+    /// As [`ServerTls::load`], with `options`.
+    pub fn load_with(
+        cert_pem: &Path,
+        key_pem: &Path,
+        alpn: &[&[u8]],
+        options: &ServerTlsOptions,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let current = CertFiles::read(cert_pem, key_pem, &provider)?;
         let certs = Arc::new(CertFiles {
@@ -240,7 +289,17 @@ impl ServerTls {
             .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         // Stateless tickets: resumption for any number of clients without
         // a server-side cache (the default stateful cache holds 256).
-        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        if options.max_early_data > 0 {
+            // Early data needs the ticketer off (rustls, RFC 8446 §8.1).
+            config.session_storage =
+                rustls::server::ServerSessionMemoryCache::new(EARLY_DATA_SESSIONS);
+            config.max_early_data_size = options.max_early_data;
+        } else {
+            config.ticketer = match &options.ticket_secret {
+                Some(secret) => Arc::new(FleetTicketer::new(secret)),
+                None => rustls::crypto::ring::Ticketer::new()?,
+            };
+        }
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Self {
             config: Arc::new(config),
@@ -251,6 +310,13 @@ impl ServerTls {
     /// The rustls configuration.
     pub fn config(&self) -> Arc<ServerConfig> {
         Arc::clone(&self.config)
+    }
+
+    /// Whether resuming clients may send early data
+    /// ([`ServerTlsOptions::max_early_data`]); then accept connections with
+    /// [`early::accept`] to read it.
+    pub fn early_data(&self) -> bool {
+        self.config.max_early_data_size > 0
     }
 
     /// An acceptor for this configuration.
@@ -328,6 +394,18 @@ pub fn client_config(
     verify: ServerVerification,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(verify, alpn, false)
+}
+
+/// As [`client_config`]; with `early_data`, a client resuming with a
+/// ticket that allows it may send TLS 1.3 early data (connect with
+/// `TlsConnector::early_data(true)` and write before the handshake ends;
+/// data the server refuses is sent again after the handshake).
+pub fn client_config_with(
+    verify: ServerVerification,
+    alpn: &[&[u8]],
+    early_data: bool,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])?;
@@ -347,6 +425,7 @@ pub fn client_config(
         }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.enable_early_data = early_data;
     Ok(Arc::new(config))
 }
 
@@ -635,6 +714,128 @@ mod tests {
         // client falls back to a full handshake.
         let restarted = server_config(&cert, &key, &[ALPN_SIXPATH]).unwrap();
         assert_eq!(tcp_exchange(restarted, client).await, (full, full));
+    }
+
+    #[tokio::test]
+    async fn servers_sharing_a_ticket_secret_resume_each_others_tickets() {
+        let dir = TempDir::new("fleet");
+        let (cert, key, fp) = self_signed(&dir, &["localhost"]);
+        let shared = ServerTlsOptions {
+            ticket_secret: Some(vec![9; 32]),
+            ..ServerTlsOptions::default()
+        };
+        let load = |o: &ServerTlsOptions| {
+            ServerTls::load_with(&cert, &key, &[ALPN_SIXPATH], o)
+                .unwrap()
+                .config()
+        };
+        let (a, b) = (load(&shared), load(&shared));
+        let client = client_config(ServerVerification::Pinned(vec![fp]), &[ALPN_SIXPATH]).unwrap();
+        let full = Some(Handshake::Full);
+        let resumed = Some(Handshake::Resumed);
+        assert_eq!(tcp_exchange(a, Arc::clone(&client)).await, (full, full));
+        // The ticket from `a` resumes on `b`, and `b`'s on a third process.
+        assert_eq!(
+            tcp_exchange(b, Arc::clone(&client)).await,
+            (resumed, resumed)
+        );
+        assert_eq!(
+            tcp_exchange(load(&shared), Arc::clone(&client)).await,
+            (resumed, resumed)
+        );
+        // Another secret cannot read them.
+        let other = ServerTlsOptions {
+            ticket_secret: Some(vec![8; 32]),
+            ..ServerTlsOptions::default()
+        };
+        assert_eq!(tcp_exchange(load(&other), client).await, (full, full));
+    }
+
+    /// A connection with early data: whether the server accepted it (or
+    /// saw it offered and refused it), whether the client saw it accepted,
+    /// and the server's handshake kind; `hello`, written before the
+    /// handshake, is echoed either way.
+    async fn early_exchange(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> (Result<bool, bool>, bool, Option<Handshake>) {
+        use crate::framed::EarlyData;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let srv = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = early::accept(
+                server,
+                tcp,
+                tokio::time::Instant::now() + std::time::Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+            let accepted = if s.early_data_accepted() {
+                Ok(true)
+            } else {
+                Err(s.early_data_rejected())
+            };
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"hello");
+            std::future::poll_fn(|cx| s.poll_confirm(cx)).await.unwrap();
+            assert!(!s.is_early());
+            let kind = Handshake::of(s.get_ref().1);
+            s.write_all(&buf).await.unwrap();
+            s.shutdown().await.unwrap();
+            (accepted, kind)
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = TlsConnector::from(client)
+            .early_data(true)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        c.write_all(b"hello").await.unwrap();
+        c.flush().await.unwrap();
+        let client_saw = c.get_ref().1.is_early_data_accepted();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"hello", "sent once, whether in early data or after");
+        let (accepted, kind) = srv.await.unwrap();
+        (accepted, client_saw, kind)
+    }
+
+    #[tokio::test]
+    async fn early_data_is_read_by_the_server_and_resent_when_refused() {
+        let dir = TempDir::new("early");
+        let (cert, key, fp) = self_signed(&dir, &["localhost"]);
+        let early = ServerTlsOptions {
+            max_early_data: 16 * 1024,
+            ..ServerTlsOptions::default()
+        };
+        let server = ServerTls::load_with(&cert, &key, &[ALPN_SIXPATH], &early).unwrap();
+        assert!(server.early_data());
+        let client =
+            client_config_with(ServerVerification::Pinned(vec![fp]), &[ALPN_SIXPATH], true)
+                .unwrap();
+        let full = Some(Handshake::Full);
+        assert_eq!(
+            tcp_exchange(server.config(), Arc::clone(&client)).await,
+            (full, full)
+        );
+        let resumed = Some(Handshake::Resumed);
+        assert_eq!(
+            early_exchange(server.config(), Arc::clone(&client)).await,
+            (Ok(true), true, resumed)
+        );
+        // A server without early data cannot read the other's ticket: a
+        // full handshake, the early data refused and written again after
+        // it.
+        let plain = ServerTls::load(&cert, &key, &[ALPN_SIXPATH]).unwrap();
+        assert!(!plain.early_data());
+        assert_eq!(
+            early_exchange(plain.config(), client).await,
+            (Err(true), false, full)
+        );
     }
 
     #[tokio::test]

@@ -110,11 +110,22 @@ pub struct Options {
     pub no_tfo: bool,
 
     /// File holding the server key (at least 32 bytes, e.g. from
-    /// `head -c 32 /dev/urandom`) for session IDs, idempotence tokens and
-    /// Convert cookies. Servers sharing the key accept each other's. Without
+    /// `head -c 32 /dev/urandom`) for session IDs, idempotence tokens,
+    /// Convert cookies and TLS session-ticket keys. Servers sharing the key
+    /// accept each other's and resume each other's TLS sessions. Without
     /// it a random key is drawn at start-up.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// Accept up to BYTES of TLS 1.3 early data (0-RTT) from resuming
+    /// clients on TLS listeners (0 to 65536; default 0, off). A request in
+    /// early data is served before the TLS handshake completes only if it
+    /// spends a SOCKS6 idempotence token, otherwise once it completes, so
+    /// a replayed request is never served twice. rustls takes early data only with
+    /// single-use tickets kept by this process: with it, tickets no longer
+    /// resume on other servers sharing --secret-file.
+    #[arg(long, value_name = "BYTES")]
+    pub tls_early_data: Option<u32>,
 
     /// Maximum SOCKS6 sessions held at once; a Session Request beyond it is
     /// served without a session (no Session ID in the reply).
@@ -547,6 +558,9 @@ pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_TOKEN_WINDOW: u32 = 64;
 /// Largest `--token-window`.
 pub const MAX_TOKEN_WINDOW: u32 = 65_536;
+/// Largest `--tls-early-data`, in bytes: a SOCKS6 request with its initial
+/// data fits many times over.
+pub const MAX_TLS_EARLY_DATA: u32 = 65_536;
 /// Default wait for the incoming connection of a BIND.
 pub const DEFAULT_BIND_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default idle timeout of a UDP association.
@@ -644,6 +658,7 @@ sixpath_service::merge_fields!(Options {
     max_connections_per_source,
     no_tfo,
     secret_file,
+    tls_early_data,
     max_sessions,
     max_sessions_per_user,
     max_sessions_per_source,
@@ -719,7 +734,11 @@ impl Options {
             ));
         }
 
-        let tls = self.tls()?;
+        let secret = match &self.secret_file {
+            Some(path) => Some(Secret::load(path)?),
+            None => None,
+        };
+        let tls = self.tls(secret.as_ref())?;
         let state_tls = self.state_tls()?;
         let settings = Settings {
             listen,
@@ -749,10 +768,7 @@ impl Options {
                 DEFAULT_MAX_PER_SOURCE,
             )?,
             tfo: !self.no_tfo,
-            secret: match &self.secret_file {
-                Some(path) => Secret::load(path)?,
-                None => Secret::random(),
-            },
+            secret: secret.unwrap_or_else(Secret::random),
             sessions: SessionLimits {
                 max_sessions: count("max-sessions", self.max_sessions, DEFAULT_MAX_SESSIONS)?,
                 max_per_user: count(
@@ -897,17 +913,41 @@ impl Options {
         Ok(crate::store::StoreTls { ca, client })
     }
 
-    /// Loads --tls-cert and --tls-key (both or neither).
-    fn tls(&self) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
+    /// Loads --tls-cert and --tls-key (both or neither); with a
+    /// --secret-file, session tickets are encrypted under keys derived from
+    /// it, so that every server sharing the file resumes them.
+    fn tls(
+        &self,
+        secret: Option<&Secret>,
+    ) -> Result<Option<sixpath_net::tls::ServerTls>, ConfigError> {
         use sixpath_net::tls::{self, TlsError};
         let pair = both_or_neither(
             ("tls-cert", self.tls_cert.as_ref()),
             ("tls-key", self.tls_key.as_ref()),
         )?;
         let Some((cert, key)) = pair else {
+            if self.tls_early_data.is_some_and(|n| n > 0) {
+                return Err(ConfigError::new(
+                    "tls-early-data",
+                    "needs --tls-cert and --tls-key (early data is TLS 1.3's)",
+                ));
+            }
             return Ok(None);
         };
-        tls::ServerTls::load(cert, key, &[tls::ALPN_SIXPATH])
+        let options = tls::ServerTlsOptions {
+            ticket_secret: secret.map(|s| s.tls_ticket_material().to_vec()),
+            max_early_data: match self.tls_early_data {
+                None => 0,
+                Some(n @ 0..=MAX_TLS_EARLY_DATA) => n,
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "tls-early-data",
+                        format!("must be 0 to {MAX_TLS_EARLY_DATA} bytes"),
+                    ));
+                }
+            },
+        };
+        tls::ServerTls::load_with(cert, key, &[tls::ALPN_SIXPATH], &options)
             .map(Some)
             .map_err(|e| {
                 let field = match e {
@@ -1294,6 +1334,33 @@ mod tests {
         let e = with("127.0.0.1:1/tls", Some(&key), Some(&key)).expect_err("no cert");
         assert_eq!(e.field, "tls-cert");
         assert!(e.message.contains("key.pem"), "{e}");
+    }
+
+    #[test]
+    fn tls_early_data_is_bounded_and_needs_a_certificate() {
+        let d = CertDir::new("tls-early");
+        let (cert, key) = (d.0.join("cert.pem"), d.0.join("key.pem"));
+        let with = |early: u32, tls: bool| {
+            let mut o = opts(&[if tls {
+                "127.0.0.1:1/tls"
+            } else {
+                "127.0.0.1:1"
+            }]);
+            if tls {
+                o.tls_cert = Some(cert.clone());
+                o.tls_key = Some(key.clone());
+            }
+            o.tls_early_data = Some(early);
+            o.resolve()
+        };
+        let on = with(MAX_TLS_EARLY_DATA, true).expect("valid");
+        assert!(on.tls.is_some_and(|t| t.early_data()));
+        let off = with(0, true).expect("valid");
+        assert!(off.tls.is_some_and(|t| !t.early_data()));
+        let field = |r: Result<Settings, ConfigError>| r.expect_err("invalid").field;
+        assert_eq!(field(with(MAX_TLS_EARLY_DATA + 1, true)), "tls-early-data");
+        assert_eq!(field(with(16_384, false)), "tls-early-data");
+        assert!(with(0, false).is_ok());
     }
 
     #[test]

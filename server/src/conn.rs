@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::command::{self, Handoff};
 use crate::config::Protocol;
-use crate::handshake::{self, Framed, Reset};
+use crate::handshake::{self, EarlyData, Framed, Reset};
 use crate::relay;
 use crate::state::{Outcome, Shared};
 use crate::sys::{self, Transport};
@@ -195,6 +195,31 @@ async fn serve_tls(
     deadline: Instant,
     outcome: &mut Outcome,
 ) {
+    let config = acceptor.config();
+    if config.max_early_data_size > 0 {
+        let accept = sixpath_net::tls::early::accept(Arc::clone(config), stream, deadline);
+        match tokio::time::timeout_at(deadline, accept).await {
+            Ok(Ok(stream)) => {
+                if let Some(kind) = sixpath_net::tls::Handshake::of(stream.get_ref().1) {
+                    outcome.tls_handshake = Some(kind);
+                    shared.stats.tls_handshake(kind);
+                }
+                if stream.early_data_accepted() {
+                    shared.stats.early_data(crate::stats::EarlyResult::Accepted);
+                } else if stream.early_data_rejected() {
+                    shared.stats.early_data(crate::stats::EarlyResult::Rejected);
+                }
+                let stream = Box::new(stream);
+                serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;
+            }
+            Ok(Err((e, stream))) => {
+                outcome.reply = format!("TLS handshake failed: {e}");
+                Framed::new(stream).reject(&[]).await;
+            }
+            Err(_) => outcome.reply = "TLS handshake timeout".into(),
+        }
+        return;
+    }
     let accept = acceptor.accept(stream).into_fallible();
     match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(stream)) => {
@@ -239,28 +264,27 @@ async fn serve_protocols<S>(
     deadline: Instant,
     outcome: &mut Outcome,
 ) where
-    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
 {
     let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
     match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
         Ok(Ok(first)) => match detect(first, protocols) {
-            // Each handshake and its command run boxed and return what the
-            // relay needs, so their state is freed before the relay starts.
-            Some(p @ (Protocol::Socks5 | Protocol::Socks4)) => {
+            // TLS early data may be a replay (RFC 8446 §8): only a SOCKS6
+            // request with an idempotence token is served before the
+            // handshake completes (`handshake::socks6`); every other
+            // protocol waits for it.
+            Some(p) if p != Protocol::Socks6 && framed.is_early() => {
                 outcome.protocol = Some(p.name());
-                let h = Box::pin(socks5(framed, shared, deadline, outcome)).await;
-                relay(h, shared, outcome).await;
+                match tokio::time::timeout_at(deadline, framed.confirm()).await {
+                    Ok(Ok(())) => {
+                        shared.stats.early_data(crate::stats::EarlyResult::Waited);
+                        Box::pin(serve_detected(framed, p, shared, deadline, outcome)).await;
+                    }
+                    Ok(Err(e)) => outcome.reply = format!("TLS handshake failed: {e}"),
+                    Err(_) => outcome.reply = "TLS handshake timeout".into(),
+                }
             }
-            Some(Protocol::Socks6) => {
-                outcome.protocol = Some("socks6");
-                let h = Box::pin(socks6(framed, shared, deadline, outcome)).await;
-                relay(h, shared, outcome).await;
-            }
-            Some(Protocol::Convert) => {
-                outcome.protocol = Some("convert");
-                let h = Box::pin(convert(framed, shared, deadline, outcome)).await;
-                relay(h, shared, outcome).await;
-            }
+            Some(p) => serve_detected(framed, p, shared, deadline, outcome).await,
             None => {
                 // Unknown or not served here: the SOCKS6 Version Mismatch
                 // Reply, one byte 0x06, then a clean close (draft -11 §5).
@@ -270,6 +294,37 @@ async fn serve_protocols<S>(
         },
         Ok(Err(e)) => outcome.reply = e.to_string(),
         Err(_) => outcome.reply = "handshake timeout".into(),
+    }
+}
+
+/// The handshake of the detected protocol, its command and the relay.
+async fn serve_detected<S>(
+    framed: Framed<S>,
+    protocol: Protocol,
+    shared: &Shared,
+    deadline: Instant,
+    outcome: &mut Outcome,
+) where
+    S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
+{
+    // Each handshake and its command run boxed and return what the relay
+    // needs, so their state is freed before the relay starts.
+    match protocol {
+        p @ (Protocol::Socks5 | Protocol::Socks4) => {
+            outcome.protocol = Some(p.name());
+            let h = Box::pin(socks5(framed, shared, deadline, outcome)).await;
+            relay(h, shared, outcome).await;
+        }
+        Protocol::Socks6 => {
+            outcome.protocol = Some("socks6");
+            let h = Box::pin(socks6(framed, shared, deadline, outcome)).await;
+            relay(h, shared, outcome).await;
+        }
+        Protocol::Convert => {
+            outcome.protocol = Some("convert");
+            let h = Box::pin(convert(framed, shared, deadline, outcome)).await;
+            relay(h, shared, outcome).await;
+        }
     }
 }
 
@@ -311,7 +366,7 @@ async fn socks6<S>(
     out: &mut Outcome,
 ) -> Option<Handoff<S>>
 where
-    S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
 {
     use handshake::socks6::Accepted;
     let (f, req) = handshake::socks6::serve(f, shared, deadline, out).await?;

@@ -3,7 +3,8 @@
 //!
 //! Anything the server hands out and later checks is a MAC under this key,
 //! so every process holding the same key (a fleet behind a load balancer)
-//! accepts the others' IDs, tokens and cookies. The key comes from
+//! accepts the others' IDs, tokens and cookies, and resumes the others'
+//! TLS session tickets (their keys are derived from it too). The key comes from
 //! `--secret-file` (at least 32 bytes, e.g. `head -c 32 /dev/urandom`);
 //! without it a random key is drawn at start-up and what this process hands
 //! out is valid only until it restarts.
@@ -102,6 +103,13 @@ impl Secret {
             diff |= a ^ b;
         }
         diff == 0
+    }
+
+    /// Input keying material for the TLS session-ticket keys
+    /// (`sixpath_net::tls::FleetTicketer`), under its own domain so it is
+    /// unrelated to every MAC made for anything else.
+    pub fn tls_ticket_material(&self) -> [u8; 32] {
+        self.mac("tls session ticket keys", &[])
     }
 
     #[allow(clippy::missing_panics_doc)]

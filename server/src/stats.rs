@@ -147,6 +147,7 @@ pub struct Stats {
     udp_associations_refused: [AtomicU64; UdpCap::ALL.len()],
     probes: [AtomicU64; ProbeResult::ALL.len()],
     tls_handshakes: [AtomicU64; Handshake::ALL.len()],
+    early_data: [AtomicU64; EarlyResult::ALL.len()],
 }
 
 /// What became of a path probe (`docs/probe.md`).
@@ -223,6 +224,7 @@ impl Stats {
             udp_associations_refused: Default::default(),
             probes: Default::default(),
             tls_handshakes: Default::default(),
+            early_data: Default::default(),
         }
     }
 
@@ -336,6 +338,18 @@ impl Stats {
         self.tls_handshakes.get(kind as usize).map_or(0, get)
     }
 
+    /// Counts what became of TLS early data.
+    pub fn early_data(&self, result: EarlyResult) {
+        if let Some(c) = self.early_data.get(result as usize) {
+            add(c, 1);
+        }
+    }
+
+    /// Early data with `result` so far.
+    pub fn early_data_count(&self, result: EarlyResult) -> u64 {
+        self.early_data.get(result as usize).map_or(0, get)
+    }
+
     /// Counts a wrong password.
     pub fn auth_failure(&self) {
         add(&self.auth_failures, 1);
@@ -415,6 +429,10 @@ impl Stats {
             "tls_handshakes": Handshake::ALL
                 .iter()
                 .map(|k| (k.name().to_owned(), self.tls_handshakes(*k).into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
+            "tls_early_data": EarlyResult::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), self.early_data_count(*r).into()))
                 .collect::<serde_json::Map<String, serde_json::Value>>(),
         })
     }
@@ -589,7 +607,52 @@ impl Stats {
                 })
                 .collect::<Vec<_>>(),
         );
+        metric(
+            "tls_early_data_total",
+            "counter",
+            "TLS 1.3 early data by result (accepted: taken from a resuming client; token: a SOCKS6 request in it with an unspent idempotence token, served before the handshake completed; waited: a request in it served only once the handshake completed; rejected: offered by the client and refused, sent again after the handshake).",
+            &EarlyResult::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        format!("{{result=\"{}\"}}", r.name()),
+                        self.early_data_count(*r),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
         s
+    }
+}
+
+/// What became of TLS 1.3 early data on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyResult {
+    /// The server took the client's early data.
+    Accepted,
+    /// A SOCKS6 request in it carried an idempotence token: served (the
+    /// token spent) before the handshake completed.
+    Token,
+    /// A request in it was served only once the handshake completed.
+    Waited,
+    /// The client offered early data and the server refused it (no
+    /// resumption, a stale ticket): the client sends it after the
+    /// handshake.
+    Rejected,
+}
+
+impl EarlyResult {
+    /// Every result, in the order of counters indexed by `result as usize`.
+    pub const ALL: [Self; 4] = [Self::Accepted, Self::Token, Self::Waited, Self::Rejected];
+
+    /// The metric label and `/stats` key.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Token => "token",
+            Self::Waited => "waited",
+            Self::Rejected => "rejected",
+        }
     }
 }
 

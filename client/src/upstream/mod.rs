@@ -52,8 +52,9 @@ pub const TLS_FAILURE: &str = "TLS with server";
 pub enum ServerStream {
     /// Plain TCP (or MPTCP).
     Plain(TcpStream),
-    /// TLS 1.3 over TCP (or MPTCP).
-    Tls(Box<client::TlsStream<TcpStream>>),
+    /// TLS 1.3 over TCP (or MPTCP); true if the request was sent as early
+    /// data.
+    Tls(Box<client::TlsStream<TcpStream>>, bool),
 }
 
 impl ServerStream {
@@ -61,7 +62,16 @@ impl ServerStream {
     pub fn tls_handshake(&self) -> Option<sixpath_net::tls::Handshake> {
         match self {
             Self::Plain(_) => None,
-            Self::Tls(s) => sixpath_net::tls::Handshake::of(s.get_ref().1),
+            Self::Tls(s, _) => sixpath_net::tls::Handshake::of(s.get_ref().1),
+        }
+    }
+
+    /// Whether the server took the request sent as TLS early data (`None`
+    /// over plain TCP or when none was sent).
+    pub fn early_data(&self) -> Option<bool> {
+        match self {
+            Self::Tls(s, true) => Some(s.get_ref().1.is_early_data_accepted()),
+            _ => None,
         }
     }
 }
@@ -71,7 +81,7 @@ impl Deref for ServerStream {
     fn deref(&self) -> &TcpStream {
         match self {
             Self::Plain(s) => s,
-            Self::Tls(s) => s.get_ref().0,
+            Self::Tls(s, _) => s.get_ref().0,
         }
     }
 }
@@ -94,7 +104,7 @@ impl AsyncRead for ServerStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -107,21 +117,21 @@ impl AsyncWrite for ServerStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -505,12 +515,22 @@ impl Upstream {
         let mut stream = match &self.settings.tls {
             None => ServerStream::Plain(stream),
             Some(tls) => {
-                let connector = TlsConnector::from(Arc::clone(&tls.config));
+                // With early data, `connect` returns before the handshake
+                // when the session allows it: `first` then goes with the
+                // ClientHello, and the flush below completes the handshake
+                // (writing `first` again if the server refused it).
+                let connector =
+                    TlsConnector::from(Arc::clone(&tls.config)).early_data(tls.early_data);
                 // Boxed: the TLS handshake's state would otherwise size
                 // every connection's handshake future, TLS or not.
                 let handshake = Box::pin(connector.connect(tls.server_name.clone(), stream));
                 match tokio::time::timeout(self.settings.connect_timeout, handshake).await {
-                    Ok(Ok(s)) => ServerStream::Tls(Box::new(s)),
+                    Ok(Ok(s)) => {
+                        // Still handshaking: the session allows early data
+                        // and `first` goes as such.
+                        let early = s.get_ref().1.is_handshaking();
+                        ServerStream::Tls(Box::new(s), early)
+                    }
                     Ok(Err(e)) => {
                         return Err(Failure::new(
                             Kind::General,
@@ -528,6 +548,12 @@ impl Upstream {
         };
         match tokio::time::timeout(self.settings.connect_timeout, write).await {
             Ok(Ok(())) => Ok(stream),
+            // The TLS handshake may have run in that write.
+            Ok(Err(e)) if matches!(stream, ServerStream::Tls(..)) => Err(Failure::new(
+                Kind::General,
+                format!("{TLS_FAILURE} {name}: {e}"),
+            )
+            .with_fault(Fault::Protocol)),
             Ok(Err(e)) => Err(fail(&e)),
             Err(_) => Err(Failure::server_timeout(&name, "connection")),
         }

@@ -12,6 +12,7 @@ mod client;
 mod client_ops;
 mod client_socks6;
 mod curl;
+mod early_data;
 mod ends;
 mod haproxy;
 mod openssl;

@@ -444,6 +444,9 @@ fn control_socket(s: &dyn std::any::Any) -> Option<std::os::fd::BorrowedFd<'_>> 
     if let Some(t) = s.downcast_ref::<TcpStream>() {
         return Some(t.as_fd());
     }
+    if let Some(t) = s.downcast_ref::<Box<sixpath_net::tls::early::EarlyTlsStream<TcpStream>>>() {
+        return Some(t.get_ref().0.as_fd());
+    }
     s.downcast_ref::<Box<sixpath_net::tls::server::TlsStream<TcpStream>>>()
         .map(|t| t.get_ref().0.as_fd())
 }

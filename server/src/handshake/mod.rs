@@ -19,7 +19,7 @@ pub mod socks6;
 
 use crate::state::Outcome;
 
-pub use sixpath_net::framed::{Framed, MAX_HANDSHAKE, ReadError, Reset};
+pub use sixpath_net::framed::{EarlyData, Framed, MAX_HANDSHAKE, ReadError, Reset};
 
 /// Runs a handshake read until `deadline`: the message, or `Err(Some(e))`
 /// for an invalid one (the caller sends the protocol's answer), or

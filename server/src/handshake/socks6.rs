@@ -26,7 +26,7 @@ use sixpath_protocol::socks6::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use super::{Framed, ReadError, read_by};
+use super::{EarlyData, Framed, ReadError, read_by};
 use crate::session::{Admission, SessionCap};
 use crate::state::{Outcome, Shared};
 
@@ -174,7 +174,7 @@ pub async fn serve<S>(
     out: &mut Outcome,
 ) -> Option<(Framed<S>, Accepted)>
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + EarlyData + Unpin + 'static,
 {
     let read = async {
         let req = f.next(Request::decode).await?;
@@ -200,6 +200,19 @@ where
         Err(None) => return None,
     };
     out.target = Some(req.endpoint.to_string());
+    // Early data that may be a replay: served before the handshake
+    // completes only if it spends a token (checked below, once spent).
+    let unconfirmed = if f.is_early() {
+        let token = req.options.session_id().is_some()
+            && req.options.idempotence_expenditure().is_some()
+            && !req.options.has(OptionKind::SESSION_TEARDOWN);
+        if !token && !confirm_early(&mut f, shared, deadline, out).await {
+            return None;
+        }
+        token
+    } else {
+        false
+    };
 
     let mut auth = AuthenticationReply::new(AuthReplyType::SUCCESS);
     let source = out.source.unwrap_or(IpAddr::from([0; 4]));
@@ -295,6 +308,19 @@ where
             }
         }
     }
+    if unconfirmed {
+        let spent = auth
+            .options
+            .iter()
+            .any(|o| matches!(o, SocksOption::IdempotenceAccepted));
+        if spent {
+            shared.stats.early_data(crate::stats::EarlyResult::Token);
+        } else if !confirm_early(&mut f, shared, deadline, out).await {
+            // No token was spent after all (the session ended since it
+            // was admitted): as any other request, it waits.
+            return None;
+        }
+    }
     // A CONNECT's Authentication Reply goes out with its Operation Reply,
     // in one segment: the client needs both before it relays, and reads
     // them with one wake-up. The other commands answer at once.
@@ -336,6 +362,40 @@ where
         }
     };
     Some((f, accepted))
+}
+
+/// Waits for the TLS handshake under a request that came as TLS 1.3
+/// early data: whoever recorded the client's first flight can replay it
+/// (RFC 8446 §8, §E.5), and a replayed flight never completes the
+/// handshake (it lacks the keys of this connection's key exchange). Only a
+/// request that spends an idempotence token in a session (draft -11 §8.5)
+/// is served without waiting: the spend, in the token window shared by
+/// every server with the same key and store, is its first effect, so a
+/// copy cannot be served too. False once the connection is over (`out`
+/// says why).
+async fn confirm_early<S>(
+    f: &mut Framed<S>,
+    shared: &Shared,
+    deadline: Instant,
+    out: &mut Outcome,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + EarlyData + Unpin + 'static,
+{
+    match tokio::time::timeout_at(deadline, f.confirm()).await {
+        Ok(Ok(())) => {
+            shared.stats.early_data(crate::stats::EarlyResult::Waited);
+            true
+        }
+        Ok(Err(e)) => {
+            out.reply = format!("TLS handshake failed: {e}");
+            false
+        }
+        Err(_) => {
+            out.reply = "TLS handshake timeout".into();
+            false
+        }
+    }
 }
 
 /// With a shared store, a Session Teardown is recorded there so that every

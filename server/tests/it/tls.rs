@@ -540,3 +540,105 @@ async fn second_connection_of_a_client_resumes_and_metrics_count_both_kinds() {
         );
     }
 }
+
+/// A free loopback port (bound, then released, for a child process).
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The `sixpath-server` binary with one TLS listener and an admin endpoint,
+/// with `--secret-file secret` if given and `extra` arguments; returns it
+/// once it serves, with its listener and admin addresses.
+async fn spawn_tls_server(
+    cert: &Cert,
+    secret: Option<&Path>,
+    extra: &[&str],
+) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+    let (server, admin) = (free_port(), free_port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sixpath-server"));
+    cmd.arg("--listen")
+        .arg(format!("{server}/tls"))
+        .arg("--tls-cert")
+        .arg(cert.cert())
+        .arg("--tls-key")
+        .arg(cert.key())
+        .arg("--admin")
+        .arg(admin.to_string())
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(s) = secret {
+        cmd.arg("--secret-file").arg(s);
+    }
+    let child = Running(cmd.spawn().unwrap());
+    for _ in 0..200 {
+        if TcpStream::connect(admin).await.is_ok() {
+            return (child, server, admin);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("server on {server} never came up");
+}
+
+/// One TLS connection from `config` to `server` carrying a SOCKS6 NOOP read
+/// to the end (the server's tickets included): the handshake kind.
+async fn noop_with(
+    config: &std::sync::Arc<tls::rustls::ClientConfig>,
+    server: std::net::SocketAddr,
+) -> Option<tls::Handshake> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut c = TlsConnector::from(std::sync::Arc::clone(config))
+        .connect(name, TcpStream::connect(server).await.unwrap())
+        .await
+        .unwrap();
+    let kind = tls::Handshake::of(c.get_ref().1);
+    c.write_all(&[6, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    assert_eq!(read_to_eof(&mut c).await.len(), 16, "NOOP reply");
+    kind
+}
+
+fn metric(metrics: &str, line: &str) -> bool {
+    metrics.lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn servers_sharing_a_secret_file_resume_each_others_tickets() {
+    let cert = Cert::new("fleet");
+    let secret = cert.dir.0.join("secret");
+    std::fs::write(&secret, [0x5a; 32]).unwrap();
+    let (_a, a, _) = spawn_tls_server(&cert, Some(&secret), &[]).await;
+    let (_b, b, b_admin) = spawn_tls_server(&cert, Some(&secret), &[]).await;
+    let (_c, c, c_admin) = spawn_tls_server(&cert, None, &[]).await;
+    let config = tls::client_config(
+        ServerVerification::Pinned(vec![cert.fingerprint]),
+        &[ALPN_SIXPATH],
+    )
+    .unwrap();
+    let (full, resumed) = (Some(tls::Handshake::Full), Some(tls::Handshake::Resumed));
+    assert_eq!(noop_with(&config, a).await, full);
+    // A's ticket resumes on B, another process sharing the file.
+    assert_eq!(noop_with(&config, b).await, resumed);
+    let metrics = admin_get(b_admin, "/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "sixpath_server_tls_handshakes_total{kind=\"resumed\"} 1"
+        ),
+        "{metrics}"
+    );
+    // C has no --secret-file: its own random keys, a full handshake.
+    assert_eq!(noop_with(&config, c).await, full);
+    let metrics = admin_get(c_admin, "/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "sixpath_server_tls_handshakes_total{kind=\"full\"} 1"
+        ),
+        "{metrics}"
+    );
+}
