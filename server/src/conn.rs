@@ -356,13 +356,22 @@ where
     command::connect::serve_convert(f, shared, &req.connect, req.info, out).await
 }
 
-/// Relays a handed-off connection, if the command got that far.
-async fn relay<S>(handoff: Option<Handoff<S>>, shared: &Shared, outcome: &mut Outcome)
+/// Relays a handed-off connection, if the command got that far. Not an
+/// `async fn`: that would keep `handoff` twice (as its argument and as
+/// moved into its body); the `async` block relays it where it is.
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+fn relay<'a, S>(
+    mut handoff: Option<Handoff<S>>,
+    shared: &'a Shared,
+    outcome: &'a mut Outcome,
+) -> impl Future<Output = ()> + 'a
 where
     S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
-    if let Some(h) = handoff {
-        outcome.relay = Some(h.relay(shared.relay_options(), &shared.cutoff).await);
+    async move {
+        if let Some(h) = &mut handoff {
+            outcome.relay = Some(h.relay(shared.relay_options(), &shared.cutoff).await);
+        }
     }
 }
 
