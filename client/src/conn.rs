@@ -295,18 +295,12 @@ pub fn serve(
     let id = shared.stats.accepted();
     let handshakes = Box::pin(prepare(stream, peer, kind, listener, Arc::clone(&shared)));
     async move {
-        // The connection's place under the caps, held until this ends.
-        let _permit = permit;
         // Counted by the accept loop; uncounted when this ends.
         let _guard = ActiveGuard(&shared.active);
         let (mut out, next) = handshakes.await;
-        match next {
-            Next::Relay(ready) => carry(ready, &shared, &mut out, id, kind).await,
-            Next::Udp(control, from) => {
-                Box::pin(crate::udp::serve(control, from, &shared, &mut out)).await;
-            }
-            Next::Done => {}
-        }
+        // `next` moves whole into `follow` (a partial move, as a `match`
+        // binding its fields, would keep it here too for the relay's life).
+        follow(next, &shared, &mut out, id, kind).await;
         let (up, down) = out
             .relay
             .map_or((0, 0), |r| (r.client_to_target, r.target_to_client));
@@ -322,6 +316,34 @@ pub fn serve(
             &per_interface,
             shared.path_changes().wrapping_sub(changes),
         );
+        // The connection's place under the caps, held until here (used in
+        // place: moving it into a local would keep a second copy).
+        drop(permit);
+    }
+}
+
+/// What follows the handshakes, on `next` where it lies in this future.
+/// Not an `async fn` (it would keep its arguments twice, as captured and
+/// as moved into its body).
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+fn follow<'a>(
+    mut next: Next,
+    shared: &'a Shared,
+    out: &'a mut Outcome,
+    id: u64,
+    kind: FrontEnd,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        match &mut next {
+            Next::Relay(ready) => carry(ready, shared, out, id, kind).await,
+            Next::Udp(_) => {
+                if let Next::Udp(udp) = std::mem::replace(&mut next, Next::Done) {
+                    let (control, from) = *udp;
+                    Box::pin(crate::udp::serve(control, from, shared, out)).await;
+                }
+            }
+            Next::Done => {}
+        }
     }
 }
 
@@ -330,8 +352,9 @@ enum Next {
     /// The relay.
     Relay(Ready),
     /// A SOCKS5 UDP association: the control connection past the request,
-    /// and where the application said it sends from.
-    Udp(Framed<TcpStream>, Endpoint),
+    /// and where the application said it sends from. Boxed: it is rare,
+    /// and the relay's connections should not carry its size.
+    Udp(Box<(Framed<TcpStream>, Endpoint)>),
     /// Nothing: the connection ended in its handshakes (`out` says why).
     Done,
 }
@@ -411,7 +434,7 @@ async fn handshakes(
     out.user.clone_from(&req.user);
     out.target = Some(req.target.to_string());
     if req.answer == frontend::Answer::Socks5Udp {
-        return Next::Udp(f, req.target);
+        return Next::Udp(Box::new((f, req.target)));
     }
 
     let early =
@@ -523,63 +546,74 @@ async fn handshakes(
 }
 
 /// Relays between the application and the server, sampling the server
-/// connection's subflows while it runs.
-async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: FrontEnd) {
-    let Ready {
-        mut app,
-        mut server,
-        pre_up,
-        pre_down,
-    } = ready;
-    let transport = sys::transport(&*server);
-    shared.stats.relaying(
-        id,
-        kind.name(),
-        out.protocol.unwrap_or("none"),
-        out.target.as_deref().unwrap_or("-"),
-        transport,
-    );
-    let record = |sock: &TcpStream| {
-        let now = sample(sock, &shared.interfaces());
-        if !now.is_empty() {
-            shared.stats.sample(id, now);
-        }
-    };
-    let opts = RelayOptions {
-        idle_timeout: shared.upstream.settings().idle_timeout,
-        buffer_size: RELAY_BUFFER,
-        ..RelayOptions::default()
-    };
-    // Plain TCP or MPTCP to the server: the bytes never enter user space
-    // (`splice(2)`, the kernel's MPTCP sockets take it). Over TLS, or with
-    // `SIXPATH_RELAY=copy`, the buffered copy.
-    let (mut stats, sampled_at_end) =
-        if let (ServerStream::Plain(tcp), RelayMode::Auto) = (&server, opts.mode) {
-            spliced(&app, tcp, opts, &shared.cutoff, &record).await
-        } else {
-            let mut watched = Sampled {
-                inner: &mut server,
-                record: &record,
-                next: Instant::now() + SAMPLE_EVERY,
-                seen_eof: false,
-                seen_shutdown: false,
-            };
-            let stats = relay::relay_copy(&mut app, &mut watched, opts, &shared.cutoff).await;
-            (stats, watched.seen_eof && watched.seen_shutdown)
+/// connection's subflows while it runs. The streams stay in `ready`,
+/// borrowed where they lie (this is not an `async fn`, which would keep
+/// its arguments twice).
+#[allow(clippy::manual_async_fn)] // See `follow`: arguments once, not twice.
+fn carry<'a>(
+    ready: &'a mut Ready,
+    shared: &'a Shared,
+    out: &'a mut Outcome,
+    id: u64,
+    kind: FrontEnd,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let Ready {
+            app,
+            server,
+            pre_up,
+            pre_down,
+        } = ready;
+        let transport = sys::transport(&**server);
+        shared.stats.relaying(
+            id,
+            kind.name(),
+            out.protocol.unwrap_or("none"),
+            out.target.as_deref().unwrap_or("-"),
+            transport,
+        );
+        let record = |sock: &TcpStream| {
+            let now = sample(sock, &shared.interfaces());
+            if !now.is_empty() {
+                shared.stats.sample(id, now);
+            }
         };
-    // An abnormal end reaches the other side as a reset.
-    relay::pass_on_end(stats.end, &mut app, &mut server, &shared.cutoff).await;
-    // The subflows as they ended (a connection shorter than one sample
-    // period is counted here only), unless the samples at the server's
-    // EOF and at our shutdown, both taken after the last byte either way,
-    // already say it.
-    if !sampled_at_end {
-        record(&server);
+        let opts = RelayOptions {
+            idle_timeout: shared.upstream.settings().idle_timeout,
+            buffer_size: RELAY_BUFFER,
+            ..RelayOptions::default()
+        };
+        // Plain TCP or MPTCP to the server: the bytes never enter user
+        // space (`splice(2)`, the kernel's MPTCP sockets take it). Over
+        // TLS, or with `SIXPATH_RELAY=copy`, the buffered copy.
+        let (mut stats, sampled_at_end) =
+            if let (ServerStream::Plain(tcp), RelayMode::Auto) = (&*server, opts.mode) {
+                spliced(app, tcp, opts, &shared.cutoff, &record).await
+            } else {
+                let mut watched = Sampled {
+                    inner: server,
+                    record: &record,
+                    next: Instant::now() + SAMPLE_EVERY,
+                    seen_eof: false,
+                    seen_shutdown: false,
+                };
+                let stats = relay::relay_copy(&mut *app, &mut watched, opts, &shared.cutoff).await;
+                (stats, watched.seen_eof && watched.seen_shutdown)
+            };
+        // An abnormal end reaches the other side as a reset.
+        relay::pass_on_end(stats.end, app, server, &shared.cutoff).await;
+        // The subflows as they ended (a connection shorter than one sample
+        // period is counted here only), unless the samples at the server's
+        // EOF and at our shutdown, both taken after the last byte either
+        // way, already say it.
+        if !sampled_at_end {
+            record(server);
+        }
+        out.transport = Some(sys::transport_now(&**server, transport));
+        stats.client_to_target += *pre_up;
+        stats.target_to_client += *pre_down;
+        out.relay = Some(stats);
     }
-    out.transport = Some(sys::transport_now(&*server, transport));
-    stats.client_to_target += pre_up;
-    stats.target_to_client += pre_down;
-    out.relay = Some(stats);
 }
 
 /// The `splice(2)` relay between the application and a plain server
@@ -592,33 +626,36 @@ async fn carry(ready: Ready, shared: &Shared, out: &mut Outcome, id: u64, kind: 
 /// state inline (measured: 4.4 KB per idle chain connection in the client)
 /// costs less than a box of it beside the task (5.1 KB); TLS and copy
 /// connections carry the same task size.
-async fn spliced(
-    app: &TcpStream,
-    server: &TcpStream,
+#[allow(clippy::manual_async_fn)] // See `follow`: arguments once, not twice.
+fn spliced<'a>(
+    app: &'a TcpStream,
+    server: &'a TcpStream,
     opts: RelayOptions,
-    cutoff: &Cutoff,
-    record: &(dyn Fn(&TcpStream) + Sync),
-) -> (RelayStats, bool) {
-    let start = Instant::now();
-    let every = u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(u64::MAX);
-    // Milliseconds after `start` of the next sample.
-    let next = AtomicU64::new(every);
-    let eofs = AtomicUsize::new(0);
-    let observe = |p: Progress| match p {
-        Progress::Moved => {
-            let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            if now >= next.load(Ordering::Relaxed) {
-                record(server);
-                next.store(now.saturating_add(every), Ordering::Relaxed);
+    cutoff: &'a Cutoff,
+    record: &'a (dyn Fn(&TcpStream) + Sync),
+) -> impl Future<Output = (RelayStats, bool)> + 'a {
+    async move {
+        let start = Instant::now();
+        let every = u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(u64::MAX);
+        // Milliseconds after `start` of the next sample.
+        let next = AtomicU64::new(every);
+        let eofs = AtomicUsize::new(0);
+        let observe = |p: Progress| match p {
+            Progress::Moved => {
+                let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if now >= next.load(Ordering::Relaxed) {
+                    record(server);
+                    next.store(now.saturating_add(every), Ordering::Relaxed);
+                }
             }
-        }
-        Progress::Eof => {
-            record(server);
-            eofs.fetch_add(1, Ordering::Relaxed);
-        }
-    };
-    let stats = relay::relay_splice(app, server, opts, cutoff, &observe).await;
-    (stats, eofs.load(Ordering::Relaxed) >= 2)
+            Progress::Eof => {
+                record(server);
+                eofs.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        let stats = relay::relay_splice(app, server, opts, cutoff, &observe).await;
+        (stats, eofs.load(Ordering::Relaxed) >= 2)
+    }
 }
 
 /// The server stream, with its subflows sampled (`record`) at most every

@@ -269,14 +269,17 @@ pub struct OpenConnection {
     pub interfaces: Vec<ConnInterface>,
 }
 
-/// What is kept of a relaying connection for [`OpenConnection`].
+/// What is kept of a relaying connection for [`OpenConnection`]: one per
+/// open connection, so kept small (72 bytes with its key, from 88: the
+/// start as milliseconds after [`Stats`] began, the transport as itself).
 #[derive(Debug)]
 struct Relaying {
-    since: Instant,
+    /// Milliseconds after `Stats::started`.
+    since_ms: u64,
     front_end: &'static str,
     protocol: &'static str,
     target: Box<str>,
-    transport: &'static str,
+    transport: Transport,
 }
 
 /// The counters.
@@ -371,6 +374,11 @@ impl Stats {
             relaying: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_FAILURES)),
         }
+    }
+
+    /// Milliseconds since these counters began.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// An application connection was accepted; returns its id for
@@ -483,11 +491,11 @@ impl Stats {
             .insert(
                 id,
                 Relaying {
-                    since: Instant::now(),
+                    since_ms: self.elapsed_ms(),
                     front_end,
                     protocol,
                     target: target.into(),
-                    transport: transport.name(),
+                    transport,
                 },
             );
     }
@@ -495,6 +503,7 @@ impl Stats {
     /// The newest `limit` connections in their relay, newest first, with
     /// their bytes per interface, and how many there are in all.
     pub fn connections(&self, limit: usize) -> (Vec<OpenConnection>, usize) {
+        let now_ms = self.elapsed_ms();
         let relaying = self
             .relaying
             .lock()
@@ -515,8 +524,8 @@ impl Stats {
                     front_end: r.front_end,
                     protocol: r.protocol,
                     target: r.target.to_string(),
-                    transport: r.transport,
-                    age_ms: u64::try_from(r.since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    transport: r.transport.name(),
+                    age_ms: now_ms.saturating_sub(r.since_ms),
                     interfaces: live
                         .get(id)
                         .into_iter()
@@ -1117,6 +1126,13 @@ mod tests {
             bytes_received: received,
             min_rtt_us: 100,
         }
+    }
+
+    /// Every open connection keeps one entry (and its key) in the map of
+    /// relaying connections for its whole life.
+    #[test]
+    fn a_relaying_entry_with_its_key_takes_at_most_72_bytes() {
+        assert!(std::mem::size_of::<(u64, Relaying)>() <= 72);
     }
 
     #[test]

@@ -27,78 +27,84 @@ use sixpath_net::tls::TlsAcceptor;
 /// protocol v2 header comes first and names the client that `peer` (the
 /// balancer) forwards; with `tls`, the TLS 1.3 handshake comes next. All
 /// of them are under one handshake deadline.
-pub async fn serve(
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+pub fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     protocols: Arc<[Protocol]>,
     proxy: bool,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
-) {
-    let started = Instant::now();
-    let deadline = started + shared.settings.handshake_timeout;
-    let peer = if proxy {
-        match proxied_client(&mut stream, peer, deadline).await {
-            Ok(client) => client,
-            Err(why) => {
-                shared.stats.proxy_header_refused();
-                tracing::warn!(%peer, error = %why, "connection closed: no valid PROXY header");
-                Framed::new(stream).reject(&[]).await;
+) -> impl Future<Output = ()> + Send + 'static {
+    // Not an `async fn`: the task holds this future for the connection's
+    // whole life, and an `async fn` keeps its arguments twice (as captured
+    // and as moved into its body); the block uses them in place.
+    async move {
+        let started = Instant::now();
+        let deadline = started + shared.settings.handshake_timeout;
+        let peer = if proxy {
+            match proxied_client(&mut stream, peer, deadline).await {
+                Ok(client) => client,
+                Err(why) => {
+                    shared.stats.proxy_header_refused();
+                    tracing::warn!(%peer, error = %why, "connection closed: no valid PROXY header");
+                    Framed::new(stream).reject(&[]).await;
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
+        let transport = sys::transport(&stream);
+        let _permit = match shared.limits.acquire(peer.ip()) {
+            Ok(p) => p,
+            Err(cap) => {
+                shared.stats.refused(cap);
+                tracing::warn!(%peer, ?cap, "connection refused: connection limit reached");
+                refuse(stream, &protocols, tls.is_some(), &shared).await;
                 return;
             }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut outcome = Outcome {
+            source: Some(peer.ip()),
+            ..Outcome::default()
+        };
+        if matches!(transport, Transport::Mptcp { .. }) {
+            wait_handshake_end(&stream, deadline).await;
         }
-    } else {
-        peer
-    };
-    let transport = sys::transport(&stream);
-    let _permit = match shared.limits.acquire(peer.ip()) {
-        Ok(p) => p,
-        Err(cap) => {
-            shared.stats.refused(cap);
-            tracing::warn!(%peer, ?cap, "connection refused: connection limit reached");
-            refuse(stream, &protocols, tls.is_some(), &shared).await;
-            return;
+        let local = stream.local_addr().ok();
+        match tls {
+            None => {
+                serve_protocols(
+                    stream,
+                    (local, peer),
+                    &protocols,
+                    &shared,
+                    deadline,
+                    &mut outcome,
+                )
+                .await;
+            }
+            Some(acceptor) => {
+                outcome.tls = true;
+                // Boxed: the TLS state is large and would otherwise size the
+                // task of every connection, TLS or not.
+                Box::pin(serve_tls(
+                    stream,
+                    acceptor,
+                    (local, peer),
+                    &protocols,
+                    &shared,
+                    deadline,
+                    &mut outcome,
+                ))
+                .await;
+            }
         }
-    };
-    let _ = stream.set_nodelay(true);
-    let mut outcome = Outcome {
-        source: Some(peer.ip()),
-        ..Outcome::default()
-    };
-    if matches!(transport, Transport::Mptcp { .. }) {
-        wait_handshake_end(&stream, deadline).await;
+        outcome.record(&shared.stats, transport);
+        log(peer, transport, started, &outcome);
     }
-    let local = stream.local_addr().ok();
-    match tls {
-        None => {
-            serve_protocols(
-                stream,
-                (local, peer),
-                &protocols,
-                &shared,
-                deadline,
-                &mut outcome,
-            )
-            .await;
-        }
-        Some(acceptor) => {
-            outcome.tls = true;
-            // Boxed: the TLS state is large and would otherwise size the
-            // task of every connection, TLS or not.
-            Box::pin(serve_tls(
-                stream,
-                acceptor,
-                (local, peer),
-                &protocols,
-                &shared,
-                deadline,
-                &mut outcome,
-            ))
-            .await;
-        }
-    }
-    outcome.record(&shared.stats, transport);
-    log(peer, transport, started, &outcome);
 }
 
 /// Reads the PROXY protocol v2 header (HAProxy `doc/proxy-protocol.txt`
@@ -256,76 +262,110 @@ async fn wait_handshake_end(stream: &TcpStream, deadline: Instant) {
 
 /// Protocol detection on the first byte and the protocol's handshake, on
 /// the plain or decrypted stream.
-async fn serve_protocols<S>(
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+fn serve_protocols<'a, S>(
     stream: S,
     (local, peer): (Option<SocketAddr>, SocketAddr),
-    protocols: &[Protocol],
-    shared: &Shared,
+    protocols: &'a [Protocol],
+    shared: &'a Shared,
     deadline: Instant,
-    outcome: &mut Outcome,
-) where
+    outcome: &'a mut Outcome,
+) -> impl Future<Output = ()> + 'a
+where
     S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
 {
-    let mut framed = Framed::new(stream).with_addresses(local, Some(peer));
-    match tokio::time::timeout_at(deadline, framed.peek_u8()).await {
-        Ok(Ok(first)) => match detect(first, protocols) {
-            // TLS early data may be a replay (RFC 8446 §8): only a SOCKS6
-            // request with an idempotence token is served before the
-            // handshake completes (`handshake::socks6`); every other
-            // protocol waits for it.
-            Some(p) if p != Protocol::Socks6 && framed.is_early() => {
-                outcome.protocol = Some(p.name());
-                match tokio::time::timeout_at(deadline, framed.confirm()).await {
-                    Ok(Ok(())) => {
-                        shared.stats.early_data(crate::stats::EarlyResult::Waited);
-                        Box::pin(serve_detected(framed, p, shared, deadline, outcome)).await;
+    async move {
+        // The peek borrows `framed` inside `peek_first`: a local borrowed here
+        // would keep its room in this future for the relay's whole life.
+        let (mut framed, first) = peek_first(
+            Framed::new(stream).with_addresses(local, Some(peer)),
+            deadline,
+        )
+        .await;
+        match first {
+            Ok(Ok(first)) => match detect(first, protocols) {
+                // TLS early data may be a replay (RFC 8446 §8): only a SOCKS6
+                // request with an idempotence token is served before the
+                // handshake completes (`handshake::socks6`); every other
+                // protocol waits for it.
+                Some(p) if p != Protocol::Socks6 && framed.is_early() => {
+                    outcome.protocol = Some(p.name());
+                    match tokio::time::timeout_at(deadline, framed.confirm()).await {
+                        Ok(Ok(())) => {
+                            shared.stats.early_data(crate::stats::EarlyResult::Waited);
+                            Box::pin(serve_detected(framed, p, shared, deadline, outcome)).await;
+                        }
+                        Ok(Err(e)) => outcome.reply = format!("TLS handshake failed: {e}"),
+                        Err(_) => outcome.reply = "TLS handshake timeout".into(),
                     }
-                    Ok(Err(e)) => outcome.reply = format!("TLS handshake failed: {e}"),
-                    Err(_) => outcome.reply = "TLS handshake timeout".into(),
                 }
-            }
-            Some(p) => serve_detected(framed, p, shared, deadline, outcome).await,
-            None => {
-                // Unknown or not served here: the SOCKS6 Version Mismatch
-                // Reply, one byte 0x06, then a clean close (draft -11 §5).
-                outcome.reply = format!("unsupported first byte 0x{first:02x}: version mismatch");
-                framed.reject(&[0x06]).await;
-            }
-        },
-        Ok(Err(e)) => outcome.reply = e.to_string(),
-        Err(_) => outcome.reply = "handshake timeout".into(),
+                Some(p) => serve_detected(framed, p, shared, deadline, outcome).await,
+                None => {
+                    // Unknown or not served here: the SOCKS6 Version Mismatch
+                    // Reply, one byte 0x06, then a clean close (draft -11 §5).
+                    outcome.reply =
+                        format!("unsupported first byte 0x{first:02x}: version mismatch");
+                    framed.reject(&[0x06]).await;
+                }
+            },
+            Ok(Err(e)) => outcome.reply = e.to_string(),
+            Err(_) => outcome.reply = "handshake timeout".into(),
+        }
     }
 }
 
 /// The handshake of the detected protocol, its command and the relay.
-async fn serve_detected<S>(
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+fn serve_detected<'a, S>(
     framed: Framed<S>,
     protocol: Protocol,
-    shared: &Shared,
+    shared: &'a Shared,
     deadline: Instant,
-    outcome: &mut Outcome,
-) where
+    outcome: &'a mut Outcome,
+) -> impl Future<Output = ()> + 'a
+where
     S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
 {
-    // Each handshake and its command run boxed and return what the relay
-    // needs, so their state is freed before the relay starts.
-    match protocol {
-        p @ (Protocol::Socks5 | Protocol::Socks4) => {
-            outcome.protocol = Some(p.name());
-            let h = Box::pin(socks5(framed, shared, deadline, outcome)).await;
-            relay(h, shared, outcome).await;
-        }
-        Protocol::Socks6 => {
-            outcome.protocol = Some("socks6");
-            let h = Box::pin(socks6(framed, shared, deadline, outcome)).await;
-            relay(h, shared, outcome).await;
-        }
-        Protocol::Convert => {
-            outcome.protocol = Some("convert");
-            let h = Box::pin(convert(framed, shared, deadline, outcome)).await;
-            relay(h, shared, outcome).await;
+    async move {
+        // Each handshake and its command run boxed and return what the
+        // relay needs, so their state is freed before the relay starts.
+        match protocol {
+            p @ (Protocol::Socks5 | Protocol::Socks4) => {
+                outcome.protocol = Some(p.name());
+                let h = Box::pin(socks5(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
+            }
+            Protocol::Socks6 => {
+                outcome.protocol = Some("socks6");
+                let h = Box::pin(socks6(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
+            }
+            Protocol::Convert => {
+                outcome.protocol = Some("convert");
+                let h = Box::pin(convert(framed, shared, deadline, outcome)).await;
+                relay(h, shared, outcome).await;
+            }
         }
     }
+}
+
+/// The first byte of `framed` (left in its buffer), by `deadline`, and
+/// `framed` back.
+async fn peek_first<S>(
+    mut framed: Framed<S>,
+    deadline: Instant,
+) -> (
+    Framed<S>,
+    Result<
+        Result<u8, sixpath_net::framed::ReadError<std::convert::Infallible>>,
+        tokio::time::error::Elapsed,
+    >,
+)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let first = tokio::time::timeout_at(deadline, framed.peek_u8()).await;
+    (framed, first)
 }
 
 /// A SOCKS5 or SOCKS4 handshake, then the command it accepted.
@@ -411,13 +451,22 @@ where
     command::connect::serve_convert(f, shared, &req.connect, req.info, out).await
 }
 
-/// Relays a handed-off connection, if the command got that far.
-async fn relay<S>(handoff: Option<Handoff<S>>, shared: &Shared, outcome: &mut Outcome)
+/// Relays a handed-off connection, if the command got that far. Not an
+/// `async fn`: that would keep `handoff` twice (as its argument and as
+/// moved into its body); the `async` block relays it where it is.
+#[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+fn relay<'a, S>(
+    mut handoff: Option<Handoff<S>>,
+    shared: &'a Shared,
+    outcome: &'a mut Outcome,
+) -> impl Future<Output = ()> + 'a
 where
     S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
-    if let Some(h) = handoff {
-        outcome.relay = Some(h.relay(shared.relay_options(), &shared.cutoff).await);
+    async move {
+        if let Some(h) = &mut handoff {
+            outcome.relay = Some(h.relay(shared.relay_options(), &shared.cutoff).await);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Both calls are nonblocking (`SPLICE_F_NONBLOCK`, and both sockets are
 //! nonblocking under tokio) and driven by the streams' own readiness:
-//! `readable()`/`writable()` wait, `try_io` runs the call and clears the
+//! `poll_read_ready`/`poll_write_ready` wait, `try_io` runs the call and clears the
 //! readiness on `EAGAIN`. A direction fills its pipe from the source, then
 //! drains the pipe into the destination before reading again, so at most
 //! one pipe's worth (256 KiB) is in flight per direction, as with a buffer.
@@ -125,148 +125,171 @@ struct Shared<'a> {
     observe: &'a (dyn Fn(Progress) + Sync),
 }
 
+/// Waits until `s` is readable, without a future of its own: the
+/// stream's read waker slot holds the waiter (`readable()` would keep a
+/// 152-byte waiter in every idle direction).
+fn readable(s: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| s.poll_read_ready(cx))
+}
+
+/// Waits until `s` is writable, in the stream's write waker slot.
+fn writable(s: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| s.poll_write_ready(cx))
+}
+
 /// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
 /// Starts with read/write; the first read that fills the whole buffer
 /// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
 /// if splice could not be used.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    shared: &Shared<'_>,
-    count: &AtomicU64,
+///
+/// Only `src` reads and only `dst` writes here, and the other direction
+/// the other way round, so each stream's read and write waker slots
+/// ([`readable`], [`writable`]) have one waiter each.
+fn pump<'a>(
+    src: &'a TcpStream,
+    dst: &'a TcpStream,
+    shared: &'a Shared<'a>,
+    count: &'a AtomicU64,
     buffer_size: usize,
-) -> Result<(), (Side, io::Error)> {
-    let (meter, spliced_any, fell_back) = (shared.meter, &shared.spliced, &shared.fell_back);
-    let read_err = |e| (Side::Read, e);
-    let write_err = |e| (Side::Write, e);
+) -> impl Future<Output = Result<(), (Side, io::Error)>> + 'a {
     let size = buffer_size.max(1);
-    let mut mode = Mode::Small;
-    let mut spliced = false;
-    loop {
-        src.readable().await.map_err(read_err)?;
-        let pipe = match &mode {
-            Mode::Splice(pipe) => pipe,
-            Mode::Small | Mode::Copy => {
-                let mut buf = super::pool::take(size);
-                let n = match src.try_read(&mut buf) {
-                    Ok(0) => {
-                        super::pool::give(buf);
-                        (shared.observe)(Progress::Eof);
-                        half_close(dst);
-                        return Ok(());
-                    }
-                    Ok(n) => n,
-                    Err(e) => {
-                        super::pool::give(buf);
-                        if e.kind() == io::ErrorKind::WouldBlock {
-                            continue;
+    async move {
+        let read_err = |e| (Side::Read, e);
+        let write_err = |e| (Side::Write, e);
+        let mut mode = Mode::Small;
+        let mut spliced = false;
+        loop {
+            readable(src).await.map_err(read_err)?;
+            let pipe = match &mode {
+                Mode::Splice(pipe) => pipe,
+                Mode::Small | Mode::Copy => {
+                    let mut buf = super::pool::take(size);
+                    let n = match src.try_read(&mut buf) {
+                        Ok(0) => {
+                            super::pool::give(buf);
+                            (shared.observe)(Progress::Eof);
+                            half_close(dst);
+                            return Ok(());
                         }
-                        return Err(read_err(e));
-                    }
-                };
-                let written = write_all(dst, buf.get(..n).unwrap_or_default(), meter, count).await;
-                super::pool::give(buf);
-                written?;
-                (shared.observe)(Progress::Moved);
-                if n == size && matches!(mode, Mode::Small) {
-                    mode = if let Ok(pipe) = Pipe::new() {
-                        Mode::Splice(pipe)
-                    } else {
-                        fell_back.store(true, Ordering::Relaxed);
-                        Mode::Copy
+                        Ok(n) => n,
+                        Err(e) => {
+                            super::pool::give(buf);
+                            if e.kind() == io::ErrorKind::WouldBlock {
+                                continue;
+                            }
+                            return Err(read_err(e));
+                        }
                     };
+                    let written =
+                        write_all(dst, buf.get(..n).unwrap_or_default(), shared.meter, count).await;
+                    super::pool::give(buf);
+                    written?;
+                    (shared.observe)(Progress::Moved);
+                    if n == size && matches!(mode, Mode::Small) {
+                        mode = if let Ok(pipe) = Pipe::new() {
+                            Mode::Splice(pipe)
+                        } else {
+                            shared.fell_back.store(true, Ordering::Relaxed);
+                            Mode::Copy
+                        };
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
-        let n = match src.try_io(Interest::READABLE, || {
-            splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
-        }) {
-            Ok(0) => {
-                (shared.observe)(Progress::Eof);
-                half_close(dst);
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) if !spliced && unsupported(&e) => {
-                // The pipe is empty: nothing is lost by switching.
-                fell_back.store(true, Ordering::Relaxed);
-                mode = Mode::Copy;
-                continue;
-            }
-            Err(e) => return Err(read_err(e)),
-        };
-        spliced = true;
-        spliced_any.store(true, Ordering::Relaxed);
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await.map_err(write_err)?;
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+            };
+            let n = match src.try_io(Interest::READABLE, || {
+                splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
             }) {
-                Ok(m) => {
-                    left = left.saturating_sub(m);
-                    meter.moved(count, m);
+                Ok(0) => {
+                    (shared.observe)(Progress::Eof);
+                    half_close(dst);
+                    return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(write_err(e)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if !spliced && unsupported(&e) => {
+                    // The pipe is empty: nothing is lost by switching.
+                    shared.fell_back.store(true, Ordering::Relaxed);
+                    mode = Mode::Copy;
+                    continue;
+                }
+                Err(e) => return Err(read_err(e)),
+            };
+            spliced = true;
+            shared.spliced.store(true, Ordering::Relaxed);
+            let mut left = n;
+            while left > 0 {
+                writable(dst).await.map_err(write_err)?;
+                match dst.try_io(Interest::WRITABLE, || {
+                    splice(pipe.read.as_raw_fd(), dst.as_raw_fd(), left)
+                }) {
+                    Ok(m) => {
+                        left = left.saturating_sub(m);
+                        shared.meter.moved(count, m);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(write_err(e)),
+                }
             }
+            (shared.observe)(Progress::Moved);
         }
-        (shared.observe)(Progress::Moved);
     }
 }
 
 /// Writes all of `chunk` to `dst`, counting as it goes.
-async fn write_all(
-    dst: &TcpStream,
-    mut chunk: &[u8],
-    meter: &Meter,
-    count: &AtomicU64,
-) -> Result<(), (Side, io::Error)> {
-    while !chunk.is_empty() {
-        dst.writable().await.map_err(|e| (Side::Write, e))?;
-        match dst.try_write(chunk) {
-            Ok(m) => {
-                chunk = chunk.get(m..).unwrap_or_default();
-                meter.moved(count, m);
+fn write_all<'a>(
+    dst: &'a TcpStream,
+    mut chunk: &'a [u8],
+    meter: &'a Meter,
+    count: &'a AtomicU64,
+) -> impl Future<Output = Result<(), (Side, io::Error)>> + 'a {
+    async move {
+        while !chunk.is_empty() {
+            writable(dst).await.map_err(|e| (Side::Write, e))?;
+            match dst.try_write(chunk) {
+                Ok(m) => {
+                    chunk = chunk.get(m..).unwrap_or_default();
+                    meter.moved(count, m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err((Side::Write, e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err((Side::Write, e)),
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Relays between two plain TCP streams with `splice(2)`, telling `observe`
 /// of each transfer and of each direction's EOF.
-pub(super) async fn relay(
-    client: &TcpStream,
-    target: &TcpStream,
+pub(super) fn relay<'a>(
+    client: &'a TcpStream,
+    target: &'a TcpStream,
     opts: RelayOptions,
-    cutoff: &Cutoff,
-    observe: &(dyn Fn(Progress) + Sync),
-) -> RelayStats {
-    let meter = Meter::new();
-    let shared = Shared {
-        meter: &meter,
-        spliced: AtomicBool::new(false),
-        fell_back: AtomicBool::new(false),
-        observe,
-    };
-    let size = opts.buffer_size;
-    let upstream = pin!(pump(client, target, &shared, &meter.up, size));
-    let downstream = pin!(pump(target, client, &shared, &meter.down, size));
-    let end = drive(&meter, upstream, downstream, opts.idle_timeout, cutoff).await;
-    let (spliced, fell_back) = (&shared.spliced, &shared.fell_back);
-    RelayStats {
-        client_to_target: meter.up.load(Ordering::Relaxed),
-        target_to_client: meter.down.load(Ordering::Relaxed),
-        end,
-        path: if spliced.load(Ordering::Relaxed) && !fell_back.load(Ordering::Relaxed) {
-            RelayPath::Splice
-        } else {
-            RelayPath::Copy
-        },
+    cutoff: &'a Cutoff,
+    observe: &'a (dyn Fn(Progress) + Sync),
+) -> impl Future<Output = RelayStats> + 'a {
+    let (size, idle_timeout) = (opts.buffer_size, opts.idle_timeout);
+    async move {
+        let meter = Meter::new();
+        let shared = Shared {
+            meter: &meter,
+            spliced: AtomicBool::new(false),
+            fell_back: AtomicBool::new(false),
+            observe,
+        };
+        let upstream = pin!(pump(client, target, &shared, &meter.up, size));
+        let downstream = pin!(pump(target, client, &shared, &meter.down, size));
+        let end = drive(&meter, upstream, downstream, idle_timeout, cutoff).await;
+        RelayStats {
+            client_to_target: meter.up.load(Ordering::Relaxed),
+            target_to_client: meter.down.load(Ordering::Relaxed),
+            end,
+            path: if shared.spliced.load(Ordering::Relaxed)
+                && !shared.fell_back.load(Ordering::Relaxed)
+            {
+                RelayPath::Splice
+            } else {
+                RelayPath::Copy
+            },
+        }
     }
 }

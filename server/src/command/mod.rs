@@ -66,52 +66,58 @@ where
         }
     }
 
-    /// Writes the leftover bytes to the target, frees them, then relays.
-    pub async fn relay(self, opts: RelayOptions, cutoff: &Cutoff) -> RelayStats
+    /// Writes the leftover bytes to the target, frees them, then relays
+    /// ([`relay::relay_borrowed`]: an abnormal end reaches the other side
+    /// as a reset). The streams stay in `self` (closed when it is
+    /// dropped), so the relay's future borrows them where they are instead
+    /// of holding copies: every idle relayed connection pays for each
+    /// byte of its task's largest state.
+    #[allow(clippy::manual_async_fn)] // Arguments kept once, not twice.
+    pub fn relay<'a>(
+        &'a mut self,
+        opts: RelayOptions,
+        cutoff: &'a Cutoff,
+    ) -> impl Future<Output = RelayStats> + 'a
     where
         S: Reset,
     {
-        let Self {
-            client,
-            leftover,
-            target,
-            delivered,
-        } = self;
-        let mut stats = relay_with_leftover(client, leftover, target, opts, cutoff).await;
-        stats.client_to_target += delivered;
-        stats
+        async move {
+            let pre = self.leftover.len() as u64;
+            if pre > 0 && self.target.write_all(&self.leftover).await.is_err() {
+                // The target is gone before the client's first bytes: the
+                // client must not see a clean end.
+                let _ = self.client.reset_on_close();
+                return RelayStats {
+                    client_to_target: self.delivered,
+                    target_to_client: 0,
+                    end: relay::RelayEnd::TargetError,
+                    path: relay::RelayPath::Copy,
+                };
+            }
+            // Freed before a relay that may stay idle for hours.
+            self.leftover = BytesMut::new();
+            let mut stats =
+                relay::relay_borrowed(&mut self.client, &mut self.target, opts, cutoff).await;
+            stats.client_to_target += self.delivered + pre;
+            stats
+        }
     }
 }
 
 /// Writes the leftover handshake bytes to the target, frees them, then
-/// relays ([`relay::relay`]: an abnormal end reaches the other side as a
-/// reset).
-pub async fn relay_with_leftover<S>(
+/// relays ([`Handoff::relay`]).
+pub fn relay_with_leftover<S>(
     client: S,
     leftover: impl AsRef<[u8]>,
-    mut target: TcpStream,
+    target: TcpStream,
     opts: RelayOptions,
     cutoff: &Cutoff,
-) -> RelayStats
+) -> impl Future<Output = RelayStats>
 where
     S: AsyncRead + AsyncWrite + Reset + Unpin + 'static,
 {
-    let pre = leftover.as_ref().len() as u64;
-    if pre > 0 && target.write_all(leftover.as_ref()).await.is_err() {
-        // The target is gone before the client's first bytes: the client
-        // must not see a clean end.
-        let _ = client.reset_on_close();
-        return RelayStats {
-            client_to_target: 0,
-            target_to_client: 0,
-            end: relay::RelayEnd::TargetError,
-            path: relay::RelayPath::Copy,
-        };
-    }
-    drop(leftover);
-    let mut stats = relay::relay(client, target, opts, cutoff).await;
-    stats.client_to_target += pre;
-    stats
+    let mut handoff = Handoff::from_parts(client, BytesMut::from(leftover.as_ref()), target, 0);
+    async move { handoff.relay(opts, cutoff).await }
 }
 
 /// The SOCKS reply code (the same values in SOCKS5 and SOCKS6, 0x01–0x09)
