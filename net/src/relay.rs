@@ -346,12 +346,10 @@ mod pool {
     pub(super) fn take(size: usize) -> Box<[u8]> {
         FREE.with(|f| {
             let mut free = f.borrow_mut();
-            while let Some(b) = free.pop() {
-                if b.len() == size {
-                    return b;
-                }
+            match free.iter().rposition(|b| b.len() == size) {
+                Some(i) => free.swap_remove(i),
+                None => vec![0u8; size].into_boxed_slice(),
             }
-            vec![0u8; size].into_boxed_slice()
         })
     }
 
@@ -989,6 +987,67 @@ mod tests {
         sent.expect("send");
         read.expect("receive");
         assert!(got == data, "bytes identical");
+    }
+
+    /// A connected Multipath TCP pair on loopback (`None` where the kernel
+    /// has no MPTCP).
+    async fn mptcp_pair() -> Option<(TcpStream, TcpStream)> {
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (l, mptcp) = crate::sys::nonblocking_stream_socket(&addr, true).expect("socket");
+        if !mptcp {
+            return None;
+        }
+        l.bind(&addr.into()).expect("bind");
+        l.listen(8).expect("listen");
+        let l = TcpListener::from_std(std::net::TcpListener::from(l)).expect("listener");
+        let to = l.local_addr().expect("addr");
+        let (c, _) = crate::sys::nonblocking_stream_socket(&to, true).expect("socket");
+        let _ = c.connect(&to.into());
+        let c = TcpStream::from_std(std::net::TcpStream::from(c)).expect("stream");
+        let (a, _) = l.accept().await.expect("accept");
+        c.writable().await.expect("connected");
+        Some((c, a))
+    }
+
+    #[tokio::test]
+    async fn bulk_out_of_an_mptcp_socket_is_read_and_bulk_into_one_is_spliced() {
+        let Some((app, client)) = mptcp_pair().await else {
+            return;
+        };
+        assert!(crate::sys::is_mptcp_socket(&client));
+        // app ==MPTCP==> relay -> origin: the bulk direction reads MPTCP.
+        let (target, mut origin) = tcp_pair().await;
+        let opts = RelayOptions {
+            idle_timeout: LONG,
+            mode: RelayMode::Auto,
+            ..RelayOptions::default()
+        };
+        let task = spawn_relay(client, target, opts);
+        let mut app = app;
+        bulk(&mut app, &mut origin, 1 << 20).await;
+        app.shutdown().await.expect("shutdown");
+        answer_after_fin(&mut app, &mut origin).await;
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            outcome(&stats),
+            (1 << 20, 18, RelayEnd::Closed, RelayPath::Copy),
+            "out of MPTCP: read, not spliced"
+        );
+        // app -> relay ==MPTCP==> origin: the bulk direction reads TCP.
+        let Some((target, mut origin)) = mptcp_pair().await else {
+            return;
+        };
+        let (mut app, client) = tcp_pair().await;
+        let task = spawn_relay(client, target, opts);
+        bulk(&mut app, &mut origin, 1 << 20).await;
+        app.shutdown().await.expect("shutdown");
+        answer_after_fin(&mut app, &mut origin).await;
+        let stats = task.await.expect("relay");
+        assert_eq!(
+            outcome(&stats),
+            (1 << 20, 18, RelayEnd::Closed, RelayPath::Splice),
+            "into MPTCP: spliced"
+        );
     }
 
     /// Half-close after the upstream direction has switched to splice.

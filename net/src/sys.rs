@@ -259,6 +259,13 @@ pub fn mptcp_info(sock: &impl AsRawFd) -> io::Result<MptcpInfo> {
     })
 }
 
+/// Whether `sock` is a Multipath TCP socket (`SO_PROTOCOL`), in fallback
+/// or not.
+pub fn is_mptcp_socket(sock: &impl AsRawFd) -> bool {
+    getsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL)
+        .is_ok_and(|p| p == IPPROTO_MPTCP)
+}
+
 /// What carries the connection on `sock` (`SO_PROTOCOL`, then
 /// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `include/uapi/linux/tcp.h`,
 /// `include/uapi/linux/mptcp.h`).

@@ -18,7 +18,10 @@
 //! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
 //! socket family without `splice_read`) or no pipe can be made, that
 //! direction stays on read/write, and the relay reports
-//! [`RelayPath::Copy`].
+//! [`RelayPath::Copy`]. A direction whose source is a Multipath TCP
+//! socket stays on read/write too, with 64 KiB reads: splicing out of one
+//! stalls the connection on Linux 6.18 (`docs/benchmarks.md`); splicing
+//! into one is fine.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -41,6 +44,10 @@ use super::{Cutoff, Meter, Progress, RelayOptions, RelayPath, RelayStats, Side, 
 /// `scripts/bench` (docs/benchmarks.md); only bulk directions make a pipe,
 /// and its pages hold only bytes in flight.
 const PIPE_SIZE: usize = 256 * 1024;
+/// Read size of a bulk direction out of a Multipath TCP socket (which is
+/// copied, not spliced): fewer reads per byte than the relay's usual
+/// buffer, and at most a few such buffers kept per thread.
+const MPTCP_READ_SIZE: usize = 64 * 1024;
 /// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
 const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
 
@@ -152,7 +159,7 @@ fn pump<'a>(
     count: &'a AtomicU64,
     buffer_size: usize,
 ) -> impl Future<Output = Result<(), (Side, io::Error)>> + 'a {
-    let size = buffer_size.max(1);
+    let mut size = buffer_size.max(1);
     async move {
         let read_err = |e| (Side::Read, e);
         let write_err = |e| (Side::Write, e);
@@ -186,7 +193,15 @@ fn pump<'a>(
                     written?;
                     (shared.observe)(Progress::Moved);
                     if n == size && matches!(mode, Mode::Small) {
-                        mode = if let Ok(pipe) = Pipe::new() {
+                        mode = if crate::sys::is_mptcp_socket(src) {
+                            // splice(2) out of a Multipath TCP socket
+                            // stalls the connection on Linux 6.18 (one
+                            // download through the chain: 2.9 Gbit/s
+                            // spliced, 5.5 read; docs/benchmarks.md):
+                            // bulk from one is read, not spliced.
+                            size = MPTCP_READ_SIZE;
+                            Mode::Copy
+                        } else if let Ok(pipe) = Pipe::new() {
                             Mode::Splice(pipe)
                         } else {
                             shared.fell_back.store(true, Ordering::Relaxed);
