@@ -1009,6 +1009,26 @@ mod tests {
         Some((c, a))
     }
 
+    /// 1 MiB from `app` to `origin` through a relay of `client` and
+    /// `target`, then the exchange after the app's FIN; the relay's count.
+    async fn bulk_up_through(
+        client: TcpStream,
+        target: TcpStream,
+        mut app: TcpStream,
+        mut origin: TcpStream,
+    ) -> RelayStats {
+        let opts = RelayOptions {
+            idle_timeout: LONG,
+            mode: RelayMode::Auto,
+            ..RelayOptions::default()
+        };
+        let task = spawn_relay(client, target, opts);
+        bulk(&mut app, &mut origin, 1 << 20).await;
+        app.shutdown().await.expect("shutdown");
+        answer_after_fin(&mut app, &mut origin).await;
+        task.await.expect("relay")
+    }
+
     #[tokio::test]
     async fn bulk_out_of_an_mptcp_socket_is_read_and_bulk_into_one_is_spliced() {
         let Some((app, client)) = mptcp_pair().await else {
@@ -1016,33 +1036,19 @@ mod tests {
         };
         assert!(crate::sys::is_mptcp_socket(&client));
         // app ==MPTCP==> relay -> origin: the bulk direction reads MPTCP.
-        let (target, mut origin) = tcp_pair().await;
-        let opts = RelayOptions {
-            idle_timeout: LONG,
-            mode: RelayMode::Auto,
-            ..RelayOptions::default()
-        };
-        let task = spawn_relay(client, target, opts);
-        let mut app = app;
-        bulk(&mut app, &mut origin, 1 << 20).await;
-        app.shutdown().await.expect("shutdown");
-        answer_after_fin(&mut app, &mut origin).await;
-        let stats = task.await.expect("relay");
+        let (target, origin) = tcp_pair().await;
+        let stats = bulk_up_through(client, target, app, origin).await;
         assert_eq!(
             outcome(&stats),
             (1 << 20, 18, RelayEnd::Closed, RelayPath::Copy),
             "out of MPTCP: read, not spliced"
         );
         // app -> relay ==MPTCP==> origin: the bulk direction reads TCP.
-        let Some((target, mut origin)) = mptcp_pair().await else {
+        let Some((target, origin)) = mptcp_pair().await else {
             return;
         };
-        let (mut app, client) = tcp_pair().await;
-        let task = spawn_relay(client, target, opts);
-        bulk(&mut app, &mut origin, 1 << 20).await;
-        app.shutdown().await.expect("shutdown");
-        answer_after_fin(&mut app, &mut origin).await;
-        let stats = task.await.expect("relay");
+        let (app, client) = tcp_pair().await;
+        let stats = bulk_up_through(client, target, app, origin).await;
         assert_eq!(
             outcome(&stats),
             (1 << 20, 18, RelayEnd::Closed, RelayPath::Splice),

@@ -206,10 +206,11 @@ async fn serve_tls(
         let accept = sixpath_net::tls::early::accept(Arc::clone(config), stream, deadline);
         match tokio::time::timeout_at(deadline, accept).await {
             Ok(Ok(stream)) => {
-                if let Some(kind) = sixpath_net::tls::Handshake::of(stream.get_ref().1) {
-                    outcome.tls_handshake = Some(kind);
-                    shared.stats.tls_handshake(kind);
-                }
+                count_handshake(
+                    sixpath_net::tls::Handshake::of(stream.get_ref().1),
+                    shared,
+                    outcome,
+                );
                 if stream.early_data_accepted() {
                     shared.stats.early_data(crate::stats::EarlyResult::Accepted);
                 } else if stream.early_data_rejected() {
@@ -229,10 +230,11 @@ async fn serve_tls(
     let accept = acceptor.accept(stream).into_fallible();
     match tokio::time::timeout_at(deadline, accept).await {
         Ok(Ok(stream)) => {
-            if let Some(kind) = sixpath_net::tls::Handshake::of(stream.get_ref().1) {
-                outcome.tls_handshake = Some(kind);
-                shared.stats.tls_handshake(kind);
-            }
+            count_handshake(
+                sixpath_net::tls::Handshake::of(stream.get_ref().1),
+                shared,
+                outcome,
+            );
             // Boxed: the TLS connection state is large, and the stream
             // moves through the handshake into the relay.
             let stream = Box::new(stream);
@@ -244,6 +246,18 @@ async fn serve_tls(
             Framed::new(stream).reject(&[]).await;
         }
         Err(_) => outcome.reply = "TLS handshake timeout".into(),
+    }
+}
+
+/// Records which TLS handshake (full or resumed) a connection made.
+fn count_handshake(
+    kind: Option<sixpath_net::tls::Handshake>,
+    shared: &Shared,
+    outcome: &mut Outcome,
+) {
+    if let Some(kind) = kind {
+        outcome.tls_handshake = Some(kind);
+        shared.stats.tls_handshake(kind);
     }
 }
 
