@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use super::support::{PATIENCE, body, http_origin, in_netns};
+use super::support::{PATIENCE, body, http_origin, in_netns, read_msg};
 use sixpath_client::client::Client;
 use sixpath_client::config::{Credentials, Password, Settings as ClientSettings, UpstreamProtocol};
 use sixpath_net::sys;
@@ -82,27 +82,6 @@ async fn curl(args: Vec<String>) -> Output {
     })
     .await
     .unwrap()
-}
-
-/// Reads until `decode` completes; returns the message and what followed.
-async fn read_msg<T, E: std::fmt::Debug>(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    decode: impl Fn(&[u8]) -> Result<sixpath_protocol::Decoded<T>, E>,
-) -> T {
-    loop {
-        if let sixpath_protocol::Decoded::Complete { msg, len } = decode(buf).unwrap() {
-            buf.drain(..len);
-            return msg;
-        }
-        let mut b = [0u8; 4096];
-        let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
-            .await
-            .expect("reply in time")
-            .expect("read");
-        assert!(n > 0, "closed before the message was complete: {buf:02x?}");
-        buf.extend_from_slice(&b[..n]);
-    }
 }
 
 /// A SOCKS5 CONNECT without authentication; returns the stream and the

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::support::{PATIENCE, TempDir};
+use super::support::{PATIENCE, TempDir, read_msg};
 use hickory_resolver::proto::op::{Message, Query};
 use hickory_resolver::proto::rr::rdata::A;
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
@@ -278,28 +278,6 @@ async fn echo() -> (SocketAddr, Task) {
         }
     });
     (addr, Task(task))
-}
-
-/// Reads until `decode` completes; returns the message and keeps what
-/// followed in `buf`.
-async fn read_msg<T, E: std::fmt::Debug>(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    decode: impl Fn(&[u8]) -> Result<Decoded<T>, E>,
-) -> T {
-    loop {
-        if let Decoded::Complete { msg, len } = decode(buf).unwrap() {
-            buf.drain(..len);
-            return msg;
-        }
-        let mut b = [0u8; 4096];
-        let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
-            .await
-            .expect("reply in time")
-            .expect("read");
-        assert!(n > 0, "closed before the message was complete: {buf:02x?}");
-        buf.extend_from_slice(&b[..n]);
-    }
 }
 
 /// A SOCKS6 application: CONNECT to `target` through the client with

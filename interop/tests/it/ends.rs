@@ -13,7 +13,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use super::support::{PATIENCE, TempDir, certificate, in_netns};
+use super::support::{PATIENCE, TempDir, certificate, in_netns, read_msg};
 use sixpath_client::client::Client;
 use sixpath_client::config::Options;
 use sixpath_net::{sys, tls};
@@ -22,7 +22,7 @@ use sixpath_protocol::socks6::{
     AuthMethodAdvertisement, AuthenticationReply, Command as Socks6Command, OperationReply,
     ReplyCode, Request as Socks6Request, SocksOption,
 };
-use sixpath_protocol::{Decoded, Endpoint};
+use sixpath_protocol::Endpoint;
 use sixpath_server::config::Settings as ServerSettings;
 use sixpath_server::policy::{EgressRule, RuleAction};
 use sixpath_server::server::Server;
@@ -140,28 +140,6 @@ async fn connect(addr: SocketAddr, mptcp: bool) -> TcpStream {
     sock.set_nonblocking(true).unwrap();
     let std: std::net::TcpStream = sock.into();
     TcpSocket::from_std_stream(std).connect(addr).await.unwrap()
-}
-
-/// Reads until `decode` completes; returns the message. Bytes past it stay
-/// in `buf`.
-async fn read_msg<T, E: std::fmt::Debug>(
-    s: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    decode: impl Fn(&[u8]) -> Result<Decoded<T>, E>,
-) -> T {
-    loop {
-        if let Decoded::Complete { msg, len } = decode(buf).unwrap() {
-            buf.drain(..len);
-            return msg;
-        }
-        let mut b = [0u8; 4096];
-        let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
-            .await
-            .expect("reply in time")
-            .expect("read");
-        assert!(n > 0, "closed before the message was complete: {buf:02x?}");
-        buf.extend_from_slice(&b[..n]);
-    }
 }
 
 impl Entry {

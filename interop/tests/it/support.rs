@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sixpath_net::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Generous bound for anything on loopback, even on a loaded machine.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
@@ -117,5 +117,28 @@ where
             None
         }
         Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Reads from `s` into `buf` until `decode` finds a whole message there;
+/// returns it, leaving what follows in `buf`. Panics when the peer closes
+/// first or nothing arrives within [`PATIENCE`].
+pub(crate) async fn read_msg<T, E: std::fmt::Debug>(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    decode: impl Fn(&[u8]) -> Result<sixpath_protocol::Decoded<T>, E>,
+) -> T {
+    loop {
+        if let sixpath_protocol::Decoded::Complete { msg, len } = decode(buf).unwrap() {
+            buf.drain(..len);
+            return msg;
+        }
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut b))
+            .await
+            .expect("reply in time")
+            .expect("read");
+        assert!(n > 0, "closed before the message was complete: {buf:02x?}");
+        buf.extend_from_slice(&b[..n]);
     }
 }
