@@ -17,12 +17,12 @@ use super::support::{PATIENCE, TempDir, certificate, in_netns, read_msg};
 use sixpath_client::client::Client;
 use sixpath_client::config::Options;
 use sixpath_net::{sys, tls};
+use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks5;
 use sixpath_protocol::socks6::{
     AuthMethodAdvertisement, AuthenticationReply, Command as Socks6Command, OperationReply,
     ReplyCode, Request as Socks6Request, SocksOption,
 };
-use sixpath_protocol::Endpoint;
 use sixpath_server::config::Settings as ServerSettings;
 use sixpath_server::policy::{EgressRule, RuleAction};
 use sixpath_server::server::Server;

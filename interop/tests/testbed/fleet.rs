@@ -198,6 +198,28 @@ fn advertised6(i: u8) -> IpAddr {
     IpAddr::from([0xfd00, 0x20 + u16::from(i), 0, 0, 0, 0, 0, 2])
 }
 
+/// Whether something listens on TCP `port` in namespace `ns`.
+fn listening(ns: &str, port: u16) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-Hltn"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
+/// Waits (15 s at most) until something listens on TCP `port` in `ns`.
+fn wait_listening(ns: &str, port: u16) {
+    let until = Instant::now() + Duration::from_secs(15);
+    while !listening(ns, port) {
+        assert!(
+            Instant::now() < until,
+            "nothing listens on port {port} in {ns}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The fleet on `tb` (started `--no-server`): the store, the echo origin,
 /// three instances, the balancer, the phone's endpoints. With `dual`, the
 /// phone's LTE is IPv6 only (`fd00:2::2`), the instances listen on `[::]`
@@ -244,6 +266,9 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
             .spawn()
             .unwrap(),
     );
+    // Python takes a while to start on a loaded machine: a test that
+    // connected before it listened got "connection refused".
+    wait_listening(&inet, ECHO_PORT);
     if dual {
         ip(&format!(
             "netns exec {op} sysctl -qw net.ipv6.conf.all.forwarding=1"
@@ -725,14 +750,6 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
             .unwrap(),
     );
     let client_log = || std::fs::read_to_string(fleet.dir.join("client.log")).unwrap_or_default();
-    let listening = |ns: &str, port: u16| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", ns, "ss", "-Hltn"])
-            .arg(format!("sport = :{port}"))
-            .output()
-            .unwrap();
-        !out.stdout.is_empty()
-    };
     let until = Instant::now() + Duration::from_secs(15);
     while !listening(&phone, 1080) || !listening(&inet, DOWNLOAD_PORT) {
         assert!(
