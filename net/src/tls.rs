@@ -294,6 +294,15 @@ impl ServerTls {
             config.session_storage =
                 rustls::server::ServerSessionMemoryCache::new(EARLY_DATA_SESSIONS);
             config.max_early_data_size = options.max_early_data;
+            // The answer to a request served from early data leaves with
+            // the server's flight (0.5-RTT data, RFC 8446 §2.3) instead of
+            // a round trip later, after the client's Finished: what early
+            // data is for. No client is authenticated by TLS here (the
+            // SOCKS6 request carries the credentials), so the Finished
+            // adds nothing the answer waits for; a replay is refused by
+            // its spent idempotence token, and its answer, if the original
+            // lost the race, is sealed with keys only the client holds.
+            config.send_half_rtt_data = true;
         } else {
             config.ticketer = match &options.ticket_secret {
                 Some(secret) => Arc::new(FleetTicketer::new(secret)),
