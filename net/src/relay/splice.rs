@@ -18,10 +18,12 @@
 //! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
 //! socket family without `splice_read`) or no pipe can be made, that
 //! direction stays on read/write, and the relay reports
-//! [`RelayPath::Copy`]. A direction whose source is a Multipath TCP
-//! socket stays on read/write too, with 64 KiB reads: splicing out of one
-//! stalls the connection on Linux 6.18 (`docs/benchmarks.md`); splicing
-//! into one is fine.
+//! [`RelayPath::Copy`]. A direction from or into a Multipath TCP socket
+//! stays on read/write too: splicing out of one stalls the connection on
+//! Linux 6.18, so it is read 64 KiB at a time; splicing into one hands it
+//! a pipe's worth per call, and a download through the chain moves a third
+//! less than with 16 KiB writes, which is what it gets
+//! (`docs/benchmarks.md`). Splice is for TCP to TCP.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -48,6 +50,11 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// copied, not spliced): fewer reads per byte than the relay's usual
 /// buffer, and at most a few such buffers kept per thread.
 const MPTCP_READ_SIZE: usize = 64 * 1024;
+/// Read and write size of a bulk direction into a Multipath TCP socket
+/// (copied, not spliced): writes of a pipe's worth, or of 32 KiB and more,
+/// leave one download through the chain a third slower than 8 or 16 KiB
+/// writes (`docs/benchmarks.md`); 4 KiB writes cost more in system calls.
+const MPTCP_WRITE_SIZE: usize = 16 * 1024;
 /// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
 const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
 
@@ -200,6 +207,14 @@ fn pump<'a>(
                             // spliced, 5.5 read; docs/benchmarks.md):
                             // bulk from one is read, not spliced.
                             size = MPTCP_READ_SIZE;
+                            Mode::Copy
+                        } else if crate::sys::is_mptcp_socket(dst) {
+                            // Nor is bulk into one spliced: a pipe's
+                            // worth per sendmsg holds one download
+                            // through the chain at 2.7 Gbit/s, 16 KiB
+                            // writes let it reach 3.5-4.2, above the
+                            // bare relay chain (docs/benchmarks.md).
+                            size = MPTCP_WRITE_SIZE;
                             Mode::Copy
                         } else if let Ok(pipe) = Pipe::new() {
                             Mode::Splice(pipe)
