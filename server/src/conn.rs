@@ -191,7 +191,9 @@ async fn refuse(stream: TcpStream, protocols: &[Protocol], tls: bool, shared: &S
     let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
 }
 
-/// The TLS 1.3 handshake, then the protocol's, under one deadline.
+/// The TLS 1.3 handshake, then the protocol's, under one deadline. With
+/// early data allowed the handshake runs on the early-data stream
+/// ([`sixpath_net::tls::early`]), otherwise on tokio-rustls'.
 async fn serve_tls(
     stream: TcpStream,
     acceptor: TlsAcceptor,
@@ -204,44 +206,57 @@ async fn serve_tls(
     let config = acceptor.config();
     if config.max_early_data_size > 0 {
         let accept = sixpath_net::tls::early::accept(Arc::clone(config), stream, deadline);
-        match tokio::time::timeout_at(deadline, accept).await {
-            Ok(Ok(stream)) => {
-                count_handshake(
-                    sixpath_net::tls::Handshake::of(stream.get_ref().1),
-                    shared,
-                    outcome,
-                );
-                if stream.early_data_accepted() {
-                    shared.stats.early_data(crate::stats::EarlyResult::Accepted);
-                } else if stream.early_data_rejected() {
-                    shared.stats.early_data(crate::stats::EarlyResult::Rejected);
-                }
-                let stream = Box::new(stream);
-                serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;
+        let accepted = tokio::time::timeout_at(deadline, accept).await;
+        if let Ok(Ok(stream)) = &accepted {
+            if stream.early_data_accepted() {
+                shared.stats.early_data(crate::stats::EarlyResult::Accepted);
+            } else if stream.early_data_rejected() {
+                shared.stats.early_data(crate::stats::EarlyResult::Rejected);
             }
-            Ok(Err((e, stream))) => {
-                outcome.reply = format!("TLS handshake failed: {e}");
-                Framed::new(stream).reject(&[]).await;
-            }
-            Err(_) => outcome.reply = "TLS handshake timeout".into(),
         }
-        return;
+        let handshake = |s: &sixpath_net::tls::early::EarlyTlsStream<TcpStream>| {
+            sixpath_net::tls::Handshake::of(s.get_ref().1)
+        };
+        serve_handshaken(
+            accepted, handshake, addresses, protocols, shared, deadline, outcome,
+        )
+        .await;
+    } else {
+        let accept = acceptor.accept(stream).into_fallible();
+        let accepted = tokio::time::timeout_at(deadline, accept).await;
+        let handshake = |s: &sixpath_net::tls::server::TlsStream<TcpStream>| {
+            sixpath_net::tls::Handshake::of(s.get_ref().1)
+        };
+        serve_handshaken(
+            accepted, handshake, addresses, protocols, shared, deadline, outcome,
+        )
+        .await;
     }
-    let accept = acceptor.accept(stream).into_fallible();
-    match tokio::time::timeout_at(deadline, accept).await {
+}
+
+/// After a TLS accept that ended (`Ok`) or ran out of time (`Err`): the
+/// protocol's handshake on the decrypted stream, or the failure recorded
+/// and the connection closed without a reset (rustls has sent its alert).
+async fn serve_handshaken<S, E: std::fmt::Display>(
+    accepted: Result<Result<S, (E, TcpStream)>, tokio::time::error::Elapsed>,
+    handshake: impl FnOnce(&S) -> Option<sixpath_net::tls::Handshake>,
+    addresses: (Option<SocketAddr>, SocketAddr),
+    protocols: &[Protocol],
+    shared: &Shared,
+    deadline: Instant,
+    outcome: &mut Outcome,
+) where
+    S: AsyncRead + AsyncWrite + Reset + EarlyData + Unpin + 'static,
+{
+    match accepted {
         Ok(Ok(stream)) => {
-            count_handshake(
-                sixpath_net::tls::Handshake::of(stream.get_ref().1),
-                shared,
-                outcome,
-            );
+            count_handshake(handshake(&stream), shared, outcome);
             // Boxed: the TLS connection state is large, and the stream
             // moves through the handshake into the relay.
             let stream = Box::new(stream);
             serve_protocols(stream, addresses, protocols, shared, deadline, outcome).await;
         }
         Ok(Err((e, stream))) => {
-            // rustls has sent its alert; close without a reset.
             outcome.reply = format!("TLS handshake failed: {e}");
             Framed::new(stream).reject(&[]).await;
         }
