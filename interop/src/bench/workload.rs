@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::sink::{FOREVER, head};
+use super::sink::{FOREVER, head, pattern};
 use super::socks5::Route;
 
 /// Result of one bulk-throughput run.
@@ -125,15 +125,28 @@ fn descendants(procs: &[(u32, u32)], root: u32) -> Vec<u32> {
     tree
 }
 
-/// Downloads over `conns` parallel connections for `secs` seconds (after a
-/// short warm-up that is not counted), and the CPU time the processes
-/// `pids` (with their children) spend in the measured window.
+/// Which way a [`throughput`] run moves its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the sink to this program, counted as received.
+    Download,
+    /// From this program to the sink, counted as written: at most the
+    /// sockets' buffers more than the sink has read, a few MiB against the
+    /// gibibytes of a run.
+    Upload,
+}
+
+/// Downloads (or uploads) over `conns` parallel connections for `secs`
+/// seconds (after a short warm-up that is not counted), and the CPU time
+/// the processes `pids` (with their children) spend in the measured
+/// window.
 pub async fn throughput(
     route: Route,
     sink: SocketAddr,
     conns: usize,
     secs: f64,
     pids: &[u32],
+    direction: Direction,
 ) -> io::Result<Throughput> {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -141,8 +154,22 @@ pub async fn throughput(
     let mut tasks = Vec::new();
     for _ in 0..conns {
         let mut s = route.connect(sink).await?;
-        s.write_all(&head(0, FOREVER)).await?;
         let (counting, stop, total) = (counting.clone(), stop.clone(), total.clone());
+        if direction == Direction::Upload {
+            s.write_all(&head(FOREVER, 0)).await?;
+            tasks.push(tokio::spawn(async move {
+                let chunk = pattern().get(..256 * 1024).unwrap_or_default();
+                while !stop.load(Ordering::Relaxed) {
+                    let n = s.write(chunk).await?;
+                    if counting.load(Ordering::Relaxed) {
+                        total.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            }));
+            continue;
+        }
+        s.write_all(&head(0, FOREVER)).await?;
         tasks.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 256 * 1024];
             while !stop.load(Ordering::Relaxed) {

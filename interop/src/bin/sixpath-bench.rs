@@ -31,13 +31,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Bulk download throughput over parallel connections.
+    /// Bulk download (or upload) throughput over parallel connections.
     Throughput {
         #[command(flatten)]
         common: Common,
         /// Parallel connections.
         #[arg(long, default_value_t = 1)]
         conns: usize,
+        /// Upload to the sink instead (bytes written, counted by this
+        /// program); JSON lines say workload "upload".
+        #[arg(long)]
+        upload: bool,
         /// Seconds measured per run (after a 0.3 s warm-up).
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
@@ -331,16 +335,22 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Throughput {
             common,
             conns,
+            upload,
             secs,
             pid,
         } => {
+            let (direction, workload) = if upload {
+                (workload::Direction::Upload, "upload")
+            } else {
+                (workload::Direction::Download, "throughput")
+            };
             let sink = sink::start_with(common.mptcp).await?;
             let names: Vec<String> = pid.iter().map(|&p| workload::process_name(p)).collect();
             let mut runs = Vec::new();
             for i in 0..common.runs {
-                let t = workload::throughput(common.route(), sink, conns, secs, &pid)
+                let t = workload::throughput(common.route(), sink, conns, secs, &pid, direction)
                     .await
-                    .with_context(|| format!("{} throughput run {i}", common.label))?;
+                    .with_context(|| format!("{} {workload} run {i}", common.label))?;
                 let g = t.gbit_per_s();
                 let cpu: Vec<_> = pid
                     .iter()
@@ -359,7 +369,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                     .collect();
                 println!(
                     "{}",
-                    json!({"kind": "run", "workload": "throughput", "label": common.label,
+                    json!({"kind": "run", "workload": workload, "label": common.label,
                            "conns": conns, "bytes": t.bytes, "secs": t.secs, "gbit_per_s": g,
                            "cpu": cpu})
                 );
@@ -371,11 +381,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let m = median(&runs);
             println!(
                 "{}",
-                json!({"kind": "summary", "workload": "throughput", "label": common.label,
+                json!({"kind": "summary", "workload": workload, "label": common.label,
                        "conns": conns, "median_gbit_per_s": m, "runs": runs})
             );
             eprintln!(
-                "{:<28} throughput {conns} conn: {m:7.2} Gbit/s (median of {})",
+                "{:<28} {workload} {conns} conn: {m:7.2} Gbit/s (median of {})",
                 common.label, common.runs
             );
         }

@@ -20,10 +20,10 @@
 //! direction stays on read/write, and the relay reports
 //! [`RelayPath::Copy`]. A direction from or into a Multipath TCP socket
 //! stays on read/write too: splicing out of one stalls the connection on
-//! Linux 6.18, so it is read 64 KiB at a time; splicing into one hands it
-//! a pipe's worth per call, and a download through the chain moves a third
-//! less than with 16 KiB writes, which is what it gets
-//! (`docs/benchmarks.md`). Splice is for TCP to TCP.
+//! Linux 6.18, so it is read 64 KiB at a time; spliced into one, a
+//! connection through the chain moves a third less than written into it
+//! 16 KiB at a time, which is what it gets (`docs/benchmarks.md`). Splice
+//! is for TCP to TCP.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -51,9 +51,10 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// buffer, and at most a few such buffers kept per thread.
 const MPTCP_READ_SIZE: usize = 64 * 1024;
 /// Read and write size of a bulk direction into a Multipath TCP socket
-/// (copied, not spliced): writes of a pipe's worth, or of 32 KiB and more,
-/// leave one download through the chain a third slower than 8 or 16 KiB
-/// writes (`docs/benchmarks.md`); 4 KiB writes cost more in system calls.
+/// (copied, not spliced): with 32 or 64 KiB writes one download through
+/// the chain moved as little as spliced, with 8 or 16 KiB a third more,
+/// with 4 KiB the system calls cost more than they gave
+/// (`docs/benchmarks.md`).
 const MPTCP_WRITE_SIZE: usize = 16 * 1024;
 /// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
 const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
@@ -209,11 +210,11 @@ fn pump<'a>(
                             size = MPTCP_READ_SIZE;
                             Mode::Copy
                         } else if crate::sys::is_mptcp_socket(dst) {
-                            // Nor is bulk into one spliced: a pipe's
-                            // worth per sendmsg holds one download
-                            // through the chain at 2.7 Gbit/s, 16 KiB
-                            // writes let it reach 3.5-4.2, above the
-                            // bare relay chain (docs/benchmarks.md).
+                            // Nor is bulk into one spliced: one
+                            // connection through the chain moved 3.0
+                            // Gbit/s down and 3.2 up spliced, 4.5 and
+                            // 4.0 written 16 KiB at a time
+                            // (docs/benchmarks.md).
                             size = MPTCP_WRITE_SIZE;
                             Mode::Copy
                         } else if let Ok(pipe) = Pipe::new() {
