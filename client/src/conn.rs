@@ -583,10 +583,9 @@ fn carry<'a>(
             buffer_size: RELAY_BUFFER,
             ..RelayOptions::default()
         };
-        // Plain TCP or MPTCP to the server: the splice relay, which moves
-        // TCP to TCP with `splice(2)` and reads and writes a Multipath TCP
-        // socket (`sixpath_net::relay`). Over TLS, or with
-        // `SIXPATH_RELAY=copy`, the buffered copy.
+        // Plain TCP or MPTCP to the server: the bytes never enter user
+        // space (`splice(2)`, the kernel's MPTCP sockets take it). Over
+        // TLS, or with `SIXPATH_RELAY=copy`, the buffered copy.
         let (mut stats, sampled_at_end) =
             if let (ServerStream::Plain(tcp), RelayMode::Auto) = (&*server, opts.mode) {
                 spliced(app, tcp, opts, &shared.cutoff, &record).await

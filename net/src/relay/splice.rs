@@ -18,12 +18,10 @@
 //! When the kernel refuses `splice` for a socket (`EINVAL`, `ENOSYS`: a
 //! socket family without `splice_read`) or no pipe can be made, that
 //! direction stays on read/write, and the relay reports
-//! [`RelayPath::Copy`]. A direction from or into a Multipath TCP socket
-//! stays on read/write too: splicing out of one stalls the connection on
-//! Linux 6.18, so it is read 64 KiB at a time; spliced into one, a
-//! connection through the chain moves a third less than written into it
-//! 16 KiB at a time, which is what it gets (`docs/benchmarks.md`). Splice
-//! is for TCP to TCP.
+//! [`RelayPath::Copy`]. A direction whose source is a Multipath TCP
+//! socket stays on read/write too, with 64 KiB reads: splicing out of one
+//! stalls the connection on Linux 6.18 (`docs/benchmarks.md`); splicing
+//! into one is fine.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -50,12 +48,6 @@ const PIPE_SIZE: usize = 256 * 1024;
 /// copied, not spliced): fewer reads per byte than the relay's usual
 /// buffer, and at most a few such buffers kept per thread.
 const MPTCP_READ_SIZE: usize = 64 * 1024;
-/// Read and write size of a bulk direction into a Multipath TCP socket
-/// (copied, not spliced): with 32 or 64 KiB writes one download through
-/// the chain moved as little as spliced, with 8 or 16 KiB a third more,
-/// with 4 KiB the system calls cost more than they gave
-/// (`docs/benchmarks.md`).
-const MPTCP_WRITE_SIZE: usize = 16 * 1024;
 /// [`PIPE_SIZE`] as the `int` that `fcntl` takes.
 const PIPE_SIZE_INT: libc::c_int = 256 * 1024;
 
@@ -208,14 +200,6 @@ fn pump<'a>(
                             // spliced, 5.5 read; docs/benchmarks.md):
                             // bulk from one is read, not spliced.
                             size = MPTCP_READ_SIZE;
-                            Mode::Copy
-                        } else if crate::sys::is_mptcp_socket(dst) {
-                            // Nor is bulk into one spliced: one
-                            // connection through the chain moved 3.0
-                            // Gbit/s down and 3.2 up spliced, 4.5 and
-                            // 4.0 written 16 KiB at a time
-                            // (docs/benchmarks.md).
-                            size = MPTCP_WRITE_SIZE;
                             Mode::Copy
                         } else if let Ok(pipe) = Pipe::new() {
                             Mode::Splice(pipe)
