@@ -397,6 +397,29 @@ pub async fn idle(
 mod tests {
     use super::*;
 
+    /// More than the socket buffers of a loopback connection hold, so the
+    /// sink must have read it.
+    const PAST_THE_BUFFERS: u64 = 16 << 20;
+
+    #[tokio::test]
+    async fn throughput_moves_bytes_both_ways_through_the_sink() {
+        let sink = super::super::sink::start().await.expect("sink");
+        let direct = Route {
+            proxy: None,
+            mptcp: false,
+        };
+        for direction in [Direction::Download, Direction::Upload] {
+            let t = throughput(direct, sink, 2, 0.5, &[], direction)
+                .await
+                .expect("run");
+            assert!(
+                t.bytes > PAST_THE_BUFFERS,
+                "{direction:?}: {} bytes",
+                t.bytes
+            );
+        }
+    }
+
     #[test]
     fn stat_cpu_ticks_are_utime_plus_stime_after_the_last_parenthesis() {
         // A real line's shape (proc(5)); the name holds spaces and a ')'.
