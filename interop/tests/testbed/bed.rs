@@ -1,8 +1,9 @@
 //! The testbed driver: `scripts/testbed up` with a unique name, `down` on
 //! drop (also when the test panics), helpers to act on it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -10,10 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 pub const PHONE_WLAN: &str = "198.18.1.2";
 /// The phone's address on LTE.
 pub const PHONE_LTE: &str = "198.18.2.2";
-/// `sixpath-server`'s address in the operator namespace.
+/// `sixpath-server`'s address in the operator namespace (its port is the
+/// kernel's pick: [`Testbed::server`]).
 pub const SERVER: &str = "198.18.0.1";
-/// `sixpath-server`'s port.
-pub const SERVER_PORT: u16 = 1080;
 /// The origin host in the internet namespace.
 pub const ORIGIN: &str = "198.18.9.2";
 
@@ -99,7 +99,8 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 impl Testbed {
-    /// `scripts/testbed up ARGS...` under a fresh name.
+    /// `scripts/testbed up ARGS...` under a fresh name; the server (unless
+    /// `--no-server`) listens on a port the kernel picks.
     pub fn up(args: &[&str]) -> Self {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let turn = ONE_AT_A_TIME
@@ -113,6 +114,7 @@ impl Testbed {
         let linkem = PathBuf::from(env!("CARGO_BIN_EXE_sixpath-linkem"));
         let mut cmd = Command::new(script());
         cmd.arg("up")
+            .args(["--server-port", "0"])
             .args(args)
             .env("SIXPATH_TB", &name)
             .env("SIXPATH_LINKEM", &linkem);
@@ -218,6 +220,20 @@ impl Testbed {
     /// A pid the testbed recorded (`LINKEM_OPERATOR_PID`, `LINKEM_PHONE_PID`,
     /// `SERVER_PID`).
     pub fn pid(&self, key: &str) -> Option<u32> {
+        self.state(key)
+    }
+
+    /// The testbed's `sixpath-server`: its address and the port it got from
+    /// the kernel (`SERVER_PORT` in the state file).
+    pub fn server(&self) -> SocketAddr {
+        let port: u16 = self
+            .state("SERVER_PORT")
+            .expect("SERVER_PORT in the state file (a testbed up without --no-server)");
+        SocketAddr::new(SERVER.parse().expect("server address"), port)
+    }
+
+    /// A `KEY=VALUE` of the testbed's state file.
+    fn state<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
         let state =
             std::fs::read_to_string(format!("/run/sixpath-testbed/{}.env", self.name)).ok()?;
         state
@@ -236,6 +252,72 @@ impl Testbed {
     /// `down` removes.
     pub fn log_path(&self, which: &str) -> PathBuf {
         PathBuf::from(format!("/run/sixpath-testbed/{}/{which}.log", self.name))
+    }
+}
+
+/// Waits (15 s at most) until the log at `log` of `child`, a sixpath
+/// daemon started with port 0, has a line containing `message` with an
+/// `addr=` field (`listening`, `admin endpoint`); returns that address, the
+/// port the kernel gave it. Fails at once if `child` exits first.
+pub fn logged_addr(log: &Path, message: &str, child: &mut Child) -> SocketAddr {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let addr = text
+            .lines()
+            .filter(|l| l.contains(message))
+            .find_map(|l| l.split(" addr=").nth(1)?.split(' ').next()?.parse().ok());
+        if let Some(addr) = addr {
+            return addr;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{} exited ({status}) before logging `{message}` with its address:\n{text}",
+                log.display()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no `{message}` line with addr= in {} after 15 s (RUST_LOG must let info lines through):\n{text}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether something listens on TCP `port` in namespace `ns`.
+fn listening(ns: &str, port: u16) -> bool {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ss", "-Hltn"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .expect("ss");
+    !out.stdout.is_empty()
+}
+
+/// Waits (15 s at most) until something listens on TCP `port` in `ns`,
+/// where `child` (its log at `log`, if it has one) was started to listen;
+/// fails at once if `child` exits first.
+pub fn wait_listening(ns: &str, port: u16, child: &mut Child, log: Option<&Path>) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let log = || {
+        log.and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    };
+    while !listening(ns, port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{ns}: process {} exited ({status}) before listening on port {port}:\n{}",
+                child.id(),
+                log()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{ns}: nothing listens on port {port} after 15 s:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

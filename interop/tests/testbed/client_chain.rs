@@ -1,6 +1,6 @@
 //! The full chain on the testbed: `app (phone) -> sixpath-client (phone,
-//! 127.0.0.1:1080) ==MPTCP over Wi-Fi and LTE==> sixpath-server (operator)
-//! -> origin (internet)`. Each test starts the client in the phone
+//! 127.0.0.1, a port the kernel picks) ==MPTCP over Wi-Fi and LTE==>
+//! sixpath-server (operator) -> origin (internet)`. Each test starts the client in the phone
 //! namespace (stopped on drop, the testbed's `down` removes the rest) and
 //! reuses the flows that also run with `sixpath-server` as the entry point
 //! (`mptcp`, `proxy`), with the client's local entry point instead.
@@ -21,8 +21,6 @@ use crate::netns;
 use crate::proxy::{self, Origin};
 
 const MIB: u64 = 1 << 20;
-/// The client's entry point inside the phone namespace.
-const ENTRY: &str = "127.0.0.1:1080";
 /// Extra client flags for bulk transfers: none, the defaults (TCP Fast Open
 /// on). Linux 6.18 slowed MPTCP downloads whose SYN carried data to about
 /// 1 Mbit/s once a second subflow joined; the client's fixed receive buffer
@@ -53,31 +51,18 @@ impl Proc {
 
     /// Waits until something listens on TCP port `port` in `ns`.
     fn wait_listening(&mut self, tb: &Testbed, ns: Ns, port: u16) {
-        let until = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}) before listening:\n{}",
-                    self.name,
-                    tb.log(self.name)
-                );
-            }
-            let out = tb
-                .command(ns, "ss")
-                .args(["-Hltn", &format!("sport = :{port}")])
-                .output()
-                .expect("ss");
-            if !out.stdout.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "{} is not listening on port {port} after 15 s:\n{}",
-                self.name,
-                tb.log(self.name)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        bed::wait_listening(
+            &tb.ns(ns),
+            port,
+            &mut self.child,
+            Some(&tb.log_path(self.name)),
+        );
+    }
+
+    /// The address of a sixpath daemon's `message` line (`listening`,
+    /// `admin endpoint`), once logged.
+    fn logged_addr(&mut self, tb: &Testbed, message: &str) -> SocketAddr {
+        bed::logged_addr(&tb.log_path(self.name), message, &mut self.child)
     }
 }
 
@@ -88,21 +73,29 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `sixpath-client --server 198.18.0.1:PORT --listen 127.0.0.1:1080
-/// EXTRA...` in the phone and waits for its listener.
-fn start_client(tb: &Testbed, server_port: u16, extra: &[&str]) -> Proc {
-    let server = format!("{}:{server_port}", bed::SERVER);
-    let mut args = vec!["--server", &server, "--listen", ENTRY];
+/// `sixpath-client` in the phone, stopped on drop.
+struct Client {
+    proc: Proc,
+    /// Its entry point (SOCKS, HTTP proxy): 127.0.0.1 and a port the
+    /// kernel picked.
+    entry: SocketAddr,
+}
+
+/// Starts `sixpath-client --server SERVER --listen 127.0.0.1:0 EXTRA...` in
+/// the phone and waits for its listener.
+fn start_client(tb: &Testbed, server: SocketAddr, extra: &[&str]) -> Client {
+    let server = server.to_string();
+    let mut args = vec!["--server", &server, "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    let mut p = Proc::spawn(
+    let mut proc = Proc::spawn(
         tb,
         Ns::Phone,
         "client",
         &bed::binary("sixpath-client"),
         &args,
     );
-    p.wait_listening(tb, Ns::Phone, 1080);
-    p
+    let entry = proc.logged_addr(tb, "listening");
+    Client { proc, entry }
 }
 
 /// One `connection closed` line of the client's log, as key/value pairs.
@@ -176,19 +169,13 @@ fn assert_last_conn_mptcp(tb: &Testbed, label: &str, n: usize) {
 }
 
 fn origin(tb: &Testbed) -> Origin {
-    Origin::start(
-        &tb.ns(Ns::Internet),
-        format!("{}:8080", bed::ORIGIN).parse().unwrap(),
-    )
-}
-
-fn entry() -> SocketAddr {
-    ENTRY.parse().unwrap()
+    Origin::start(&tb.ns(Ns::Internet), bed::ORIGIN)
 }
 
 fn blast_origin(tb: &Testbed) -> (Blast, SocketAddr) {
-    let addr: SocketAddr = format!("{}:5002", bed::ORIGIN).parse().unwrap();
-    (Blast::start(&tb.ns(Ns::Internet), addr), addr)
+    let blast = Blast::start(&tb.ns(Ns::Internet), bed::ORIGIN);
+    let addr = blast.addr;
+    (blast, addr)
 }
 
 fn have(program: &str) -> bool {
@@ -214,19 +201,21 @@ fn client_chain_curl_socks5h_and_http_proxy_get_identical_1k_and_64m_bodies() {
     // Fast links: the test is about the bytes (64 MiB at 30 Mbit/s would
     // take 18 s per body).
     let tb = Testbed::up(&["--wlan-rate", "200mbit", "--lte-rate", "100mbit"]);
-    let _origin = origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let origin = origin(&tb);
+    let client = start_client(&tb, tb.server(), BULK);
     proxy::assert_curl_bodies_identical(
         &tb,
+        &origin,
         "curl --socks5-hostname -> sixpath-client -> sixpath-server -> origin",
         "--socks5-hostname",
-        ENTRY,
+        &client.entry.to_string(),
     );
     proxy::assert_curl_bodies_identical(
         &tb,
+        &origin,
         "curl --proxy http:// -> sixpath-client -> sixpath-server -> origin",
         "--proxy",
-        &format!("http://{ENTRY}"),
+        &format!("http://{}", client.entry),
     );
     assert_last_conn_mptcp(&tb, "curl chain", 4);
 }
@@ -238,12 +227,12 @@ fn client_chain_download_uses_both_links_at_90_percent_of_their_sum() {
     }
     let tb = Testbed::up(&[]);
     let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let client = start_client(&tb, tb.server(), BULK);
     mptcp::assert_download_aggregates(
         &tb,
         "chain download (app TCP -> sixpath-client ==MPTCP==> sixpath-server -> origin)",
         Route::Socks5 {
-            proxy: entry(),
+            proxy: client.entry,
             target,
         },
         &blast,
@@ -264,12 +253,12 @@ fn client_chain_upload_uses_both_links_at_90_percent_of_their_sum() {
     }
     let tb = Testbed::up(&[]);
     let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let client = start_client(&tb, tb.server(), BULK);
     mptcp::assert_upload_aggregates(
         &tb,
         "chain upload (app TCP -> sixpath-client ==MPTCP==> sixpath-server -> origin)",
         Route::Socks5 {
-            proxy: entry(),
+            proxy: client.entry,
             target,
         },
         &blast,
@@ -290,12 +279,12 @@ fn client_chain_download_survives_wifi_down_and_finishes_on_lte() {
     }
     let tb = Testbed::up(&[]);
     let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let client = start_client(&tb, tb.server(), BULK);
     mptcp::assert_wifi_failover(
         &tb,
         "chain failover",
         Route::Socks5 {
-            proxy: entry(),
+            proxy: client.entry,
             target,
         },
         &blast,
@@ -311,12 +300,12 @@ fn client_chain_lte_backup_carries_under_2_percent_until_wifi_fails() {
     let tb = Testbed::up(&[]);
     tb.backup(true);
     let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let client = start_client(&tb, tb.server(), BULK);
     let before = mptcp::assert_wifi_failover(
         &tb,
         "chain failover, LTE as backup",
         Route::Socks5 {
-            proxy: entry(),
+            proxy: client.entry,
             target,
         },
         &blast,
@@ -352,7 +341,7 @@ const HANDOVER: &[&str] = &[
 /// and an origin, and makes a first connection, which opens the SOCKS6
 /// session the probes prove; returns when the probes have had a second
 /// to get answers.
-fn handover_client(tb: &Testbed) -> (Proc, Blast, Route) {
+fn handover_client(tb: &Testbed) -> (Client, Blast, Route) {
     let flush = tb
         .command(Ns::Phone, "ip")
         .args(["mptcp", "endpoint", "flush"])
@@ -360,9 +349,9 @@ fn handover_client(tb: &Testbed) -> (Proc, Blast, Route) {
         .expect("ip mptcp endpoint flush");
     assert!(flush.success(), "ip mptcp endpoint flush");
     let (blast, target) = blast_origin(tb);
-    let client = start_client(tb, bed::SERVER_PORT, HANDOVER);
+    let client = start_client(tb, tb.server(), HANDOVER);
     let route = Route::Socks5 {
-        proxy: entry(),
+        proxy: client.entry,
         target,
     };
     let (tx, _rx) = mpsc::channel();
@@ -508,13 +497,13 @@ fn client_chain_download_with_loss_keeps_the_bytes() {
     }
     let tb = Testbed::up(&["--loss", "0.005"]);
     let (blast, target) = blast_origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    let client = start_client(&tb, tb.server(), BULK);
     let size = 16 * MIB;
     let (tx, _rx) = mpsc::channel();
     let d = flows::download(
         &tb.ns(Ns::Phone),
         Route::Socks5 {
-            proxy: entry(),
+            proxy: client.entry,
             target,
         },
         false,
@@ -552,14 +541,15 @@ fn client_chain_convert_mode_gets_identical_1k_and_64m_bodies() {
     }
     have("curl");
     let tb = Testbed::up(&["--wlan-rate", "200mbit", "--lte-rate", "100mbit"]);
-    let _origin = origin(&tb);
+    let origin = origin(&tb);
     // The testbed's server listens with every protocol, Convert included.
-    let _client = start_client(&tb, bed::SERVER_PORT, &["--upstream", "convert"]);
+    let client = start_client(&tb, tb.server(), &["--upstream", "convert"]);
     proxy::assert_curl_bodies_identical(
         &tb,
+        &origin,
         "curl -> sixpath-client --upstream convert -> sixpath-server -> origin",
         "--socks5-hostname",
-        ENTRY,
+        &client.entry.to_string(),
     );
     let lines = conn_lines(&tb, 2);
     assert!(
@@ -576,7 +566,7 @@ fn client_chain_falls_back_to_tcp_when_the_operator_disables_mptcp() {
     }
     have("curl");
     let tb = Testbed::up(&[]);
-    let _origin = origin(&tb);
+    let origin = origin(&tb);
     // A server started with MPTCP disabled in its namespace listens on TCP.
     let out = tb
         .command(Ns::Operator, "sysctl")
@@ -591,17 +581,19 @@ fn client_chain_falls_back_to_tcp_when_the_operator_disables_mptcp() {
         &bed::binary("sixpath-server"),
         &[
             "--listen",
-            &format!("{}:1081", bed::SERVER),
+            &format!("{}:0", bed::SERVER),
             "--allow-anonymous",
             "--allow-egress",
             "198.18.0.0/15",
         ],
     );
-    server.wait_listening(&tb, Ns::Operator, 1081);
-    let _client = start_client(&tb, 1081, &[]);
-    let url = format!("http://{}:8080/bytes/1024", bed::ORIGIN);
+    // `listening with plain TCP`, on a port the kernel picked.
+    let server_addr = server.logged_addr(&tb, "listening");
+    let client = start_client(&tb, server_addr, &[]);
+    let url = format!("http://{}/bytes/1024", origin.addr);
+    let entry = client.entry.to_string();
     for _ in 0..2 {
-        let body = proxy::curl_via(&tb, "--socks5-hostname", ENTRY, &url);
+        let body = proxy::curl_via(&tb, "--socks5-hostname", &entry, &url);
         assert_eq!(body.len(), 1024, "body length");
     }
     let lines = conn_lines(&tb, 2);
@@ -619,13 +611,13 @@ fn client_chain_falls_back_to_tcp_when_the_operator_disables_mptcp() {
 }
 
 /// Time from the start of `connect` to the first response byte of an HTTP
-/// GET, straight to the origin or through the client's SOCKS5 entry point.
-fn first_byte_time(ns: &str, via_client: bool) -> Duration {
+/// GET to `origin`, straight or through the client's SOCKS5 entry point
+/// `via`.
+fn first_byte_time(ns: &str, origin: SocketAddr, via: Option<SocketAddr>) -> Duration {
     netns::spawn_in(ns, move || {
-        let origin: SocketAddr = format!("{}:8080", bed::ORIGIN).parse().unwrap();
         let start = Instant::now();
-        let mut s = if via_client {
-            let mut s = TcpStream::connect_timeout(&entry(), Duration::from_secs(10)).unwrap();
+        let mut s = if let Some(entry) = via {
+            let mut s = TcpStream::connect_timeout(&entry, Duration::from_secs(10)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
             flows::socks5_connect(&mut s, origin);
             s
@@ -698,12 +690,12 @@ fn client_chain_first_byte_within_one_wifi_rtt_of_direct_and_request_rides_in_th
     // The default delays: Wi-Fi 10 ms each way (RTT 20 ms), LTE 25 ms.
     let tb = Testbed::up(&[]);
     let wifi_rtt = Duration::from_millis(20);
-    let _origin = origin(&tb);
-    let _client = start_client(&tb, bed::SERVER_PORT, &[]);
+    let origin = origin(&tb);
+    let client = start_client(&tb, tb.server(), &[]);
     let phone = tb.ns(Ns::Phone);
     // The first connection through a server waits for its answer (no early
     // reply yet, docs/client.md); the rest are 0-RTT.
-    first_byte_time(&phone, true);
+    first_byte_time(&phone, origin.addr, Some(client.entry));
     let pcap = tb.log_path("syn").with_extension("pcap");
     let mut dump = tb
         .command(Ns::Phone, "tcpdump")
@@ -721,7 +713,7 @@ fn client_chain_first_byte_within_one_wifi_rtt_of_direct_and_request_rides_in_th
             pcap.to_str().unwrap(),
             &format!(
                 "tcp dst port {} and tcp[tcpflags] & tcp-syn != 0",
-                bed::SERVER_PORT
+                tb.server().port()
             ),
         ])
         .stdin(Stdio::null())
@@ -738,8 +730,8 @@ fn client_chain_first_byte_within_one_wifi_rtt_of_direct_and_request_rides_in_th
     let mut chain = Vec::new();
     let mut direct = Vec::new();
     for _ in 0..tries {
-        chain.push(first_byte_time(&phone, true));
-        direct.push(first_byte_time(&phone, false));
+        chain.push(first_byte_time(&phone, origin.addr, Some(client.entry)));
+        direct.push(first_byte_time(&phone, origin.addr, None));
     }
     // tcpdump writes each packet at once (-U); TERM ends it cleanly.
     std::thread::sleep(Duration::from_millis(300));
@@ -804,20 +796,25 @@ fn client_chain_carries_iperf3_through_proxychains() {
         "proxychains4 is missing: apt-get install proxychains4 (scripts/test installs it as root)"
     );
     let tb = Testbed::up(&[]);
+    let port = netns::free_port(&tb.ns(Ns::Internet), bed::ORIGIN).to_string();
     let mut iperf = Proc::spawn(
         &tb,
         Ns::Internet,
         "iperf3-server",
         Path::new("/usr/bin/iperf3"),
-        &["-s", "-1", "-B", bed::ORIGIN, "-p", "5201"],
+        &["-s", "-1", "-B", bed::ORIGIN, "-p", &port],
     );
-    iperf.wait_listening(&tb, Ns::Internet, 5201);
-    let _client = start_client(&tb, bed::SERVER_PORT, BULK);
+    iperf.wait_listening(&tb, Ns::Internet, port.parse().unwrap());
+    let client = start_client(&tb, tb.server(), BULK);
     let conf = tb.log_path("proxychains").with_extension("conf");
     std::fs::write(
         &conf,
-        "strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n\
-         [ProxyList]\nsocks5 127.0.0.1 1080\n",
+        format!(
+            "strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n\
+             [ProxyList]\nsocks5 {} {}\n",
+            client.entry.ip(),
+            client.entry.port()
+        ),
     )
     .unwrap();
     let out = tb
@@ -830,7 +827,7 @@ fn client_chain_carries_iperf3_through_proxychains() {
             "-c",
             bed::ORIGIN,
             "-p",
-            "5201",
+            &port,
             "-t",
             "3",
             "-J",
@@ -858,7 +855,10 @@ fn client_chain_carries_iperf3_through_proxychains() {
     let lines = conn_lines(&tb, 2);
     let to_iperf: Vec<&ConnLine> = lines
         .iter()
-        .filter(|l| l.field("target").is_some_and(|t| t.ends_with(":5201")))
+        .filter(|l| {
+            l.field("target")
+                .is_some_and(|t| t.ends_with(&format!(":{port}")))
+        })
         .collect();
     println!(
         "iperf3 via proxychains4 -> sixpath-client: {:.1} MB received by the server at {:.2} Mbit/s \
@@ -918,9 +918,9 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
     let tb = Testbed::up(&[]);
     let (ready_tx, ready) = mpsc::channel();
     let _dns = netns::spawn_in(&tb.ns(Ns::Internet), move || {
-        let s = UdpSocket::bind(format!("{}:53", bed::ORIGIN)).expect("bind DNS");
+        let s = UdpSocket::bind(format!("{}:0", bed::ORIGIN)).expect("bind DNS");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        ready_tx.send(()).unwrap();
+        ready_tx.send(s.local_addr().unwrap().port()).unwrap();
         let mut b = [0u8; 512];
         // Serves until 30 s pass without a query (the thread is detached).
         while let Ok((n, from)) = s.recv_from(&mut b) {
@@ -929,10 +929,11 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
             }
         }
     });
-    ready.recv_timeout(Duration::from_secs(10)).unwrap();
-    let _client = start_client(&tb, bed::SERVER_PORT, &[]);
-    let result = netns::spawn_in(&tb.ns(Ns::Phone), || {
-        let mut c = TcpStream::connect_timeout(&entry(), Duration::from_secs(10)).unwrap();
+    let dns_port = ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let client = start_client(&tb, tb.server(), &[]);
+    let entry = client.entry;
+    let result = netns::spawn_in(&tb.ns(Ns::Phone), move || {
+        let mut c = TcpStream::connect_timeout(&entry, Duration::from_secs(10)).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         c.write_all(&[5, 1, 0]).unwrap();
         let mut r = [0u8; 2];
@@ -958,10 +959,11 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
         let mut relay =
             SocketAddr::from(([a[0], a[1], a[2], a[3]], u16::from_be_bytes([a[4], a[5]])));
         if relay.ip().is_unspecified() {
-            relay.set_ip(entry().ip());
+            relay.set_ip(entry.ip());
         }
-        // "origin.test" A IN, through the relay to 198.18.9.2:53.
-        let mut dgram = vec![0, 0, 0, 1, 198, 18, 9, 2, 0, 53];
+        // "origin.test" A IN, through the relay to the DNS server.
+        let mut dgram = vec![0, 0, 0, 1, 198, 18, 9, 2];
+        dgram.extend_from_slice(&dns_port.to_be_bytes());
         dgram.extend_from_slice(&[0x51, 0x7e, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
         dgram.extend_from_slice(b"\x06origin\x04test\x00\x00\x01\x00\x01");
         udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -990,7 +992,12 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
     // SOCKS5 UDP header (IPv4: 10 bytes), then the DNS answer.
     assert!(reply.len() > 10 + 12, "short reply {reply:?}");
     assert_eq!(reply[..4], [0, 0, 0, 1], "SOCKS5 UDP header");
-    assert_eq!(reply[4..10], [198, 18, 9, 2, 0, 53], "from the DNS server");
+    assert_eq!(reply[4..8], [198, 18, 9, 2], "from the DNS server");
+    assert_eq!(
+        reply[8..10],
+        dns_port.to_be_bytes(),
+        "from the DNS server's port"
+    );
     let dns = &reply[10..];
     println!(
         "UDP ASSOCIATE: origin.test resolved through sixpath-client to {:?} (must be 198.18.9.2)",
@@ -1000,11 +1007,6 @@ fn client_chain_udp_associate_resolves_a_name_through_dns_in_the_internet() {
     assert_eq!(dns[6..8], [0, 1], "one answer");
     assert_eq!(dns[dns.len() - 4..], [198, 18, 9, 2], "the A record");
 }
-
-/// The client's admin endpoint inside the phone namespace.
-const ADMIN: &str = "127.0.0.1:1090";
-/// chromedriver's port inside the phone namespace.
-const DRIVER_PORT: u16 = 9515;
 
 /// Per path as the status page shows it: bytes (both directions) in the
 /// paths table and the highest rate the chart has plotted.
@@ -1035,13 +1037,14 @@ fn wait_page(s: &browser::Session, what: &str, secs: u64, script: &str) -> serde
     }
 }
 
-/// One raw HTTP/1.1 exchange with the admin endpoint: status code and body.
-fn admin_exchange(head: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(ADMIN).expect("connect admin endpoint");
+/// One raw HTTP/1.1 exchange with the admin endpoint `admin`: status code
+/// and body.
+fn admin_exchange(admin: SocketAddr, head: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).expect("connect admin endpoint");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{head}\r\nHost: {ADMIN}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{head}\r\nHost: {admin}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -1056,8 +1059,8 @@ fn admin_exchange(head: &str, body: &str) -> (u16, String) {
     (code, body.unwrap_or_default())
 }
 
-fn policy_now() -> String {
-    let (code, body) = admin_exchange("GET /api/status HTTP/1.1", "");
+fn policy_now(admin: SocketAddr) -> String {
+    let (code, body) = admin_exchange(admin, "GET /api/status HTTP/1.1", "");
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["policy"].as_str().unwrap_or_default().to_owned()
@@ -1087,9 +1090,9 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         .expect("ip mptcp endpoint flush");
     assert!(flush.success(), "ip mptcp endpoint flush");
     let (blast, target) = blast_origin(&tb);
-    let client = start_client(
+    let mut client = start_client(
         &tb,
-        bed::SERVER_PORT,
+        tb.server(),
         &[
             "--path",
             "wlan0",
@@ -1098,9 +1101,10 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
             "--path-policy",
             "aggregate",
             "--admin",
-            ADMIN,
+            "127.0.0.1:0",
         ],
     );
+    let admin = client.proc.logged_addr(&tb, "admin endpoint");
     // The browser's profile and temporary files live in the testbed's
     // state directory, which `down` removes even when the test fails.
     let state = tb
@@ -1113,9 +1117,10 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
     std::fs::create_dir_all(&profile).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
     let log = File::create(tb.log_path("chromedriver")).expect("create log");
+    let driver_port = netns::free_port(&tb.ns(Ns::Phone), "127.0.0.1");
     let child = tb
         .command(Ns::Phone, browser::CHROMEDRIVER)
-        .arg(format!("--port={DRIVER_PORT}"))
+        .arg(format!("--port={driver_port}"))
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log fd"))
@@ -1126,7 +1131,7 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         child,
         name: "chromedriver",
     };
-    driver.wait_listening(&tb, Ns::Phone, DRIVER_PORT);
+    driver.wait_listening(&tb, Ns::Phone, driver_port);
     let shot_path = std::env::var_os("SIXPATH_SCREENSHOT").map_or_else(
         || Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png"),
         std::path::PathBuf::from,
@@ -1134,17 +1139,17 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
 
     let ns = tb.ns(Ns::Phone);
     let route = Route::Socks5 {
-        proxy: entry(),
+        proxy: client.entry,
         target,
     };
     let profile_dir = profile.clone();
     let size = 48 * MIB;
     let scenario = netns::spawn_in(&ns.clone(), move || {
         let s = browser::Session::start(
-            SocketAddr::from(([127, 0, 0, 1], DRIVER_PORT)),
+            SocketAddr::from(([127, 0, 0, 1], driver_port)),
             &profile_dir,
         );
-        s.go(&format!("http://{ADMIN}/"));
+        s.go(&format!("http://{admin}/"));
         assert_eq!(s.title(), "sixpath-client status");
         wait_page(
             &s,
@@ -1209,6 +1214,7 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         let no_token = post("");
         let wrong_token = post(", 'X-Sixpath-Token': '0123456789abcdef0123456789abcdef'");
         let foreign = admin_exchange(
+            admin,
             &format!(
                 "POST /api/policy HTTP/1.1\r\nOrigin: http://evil.example\r\nX-Sixpath-Token: {token}"
             ),
@@ -1216,10 +1222,10 @@ fn status_page_in_chromium_shows_both_paths_and_its_backup_switch_stops_lte() {
         );
         s.go("data:text/html,<title>elsewhere</title>");
         let from_elsewhere = s.run_async(&format!(
-            "fetch('http://{ADMIN}/api/policy', {{ method: 'POST', mode: 'no-cors', body: '{{\"policy\":\"single\"}}' }})
+            "fetch('http://{admin}/api/policy', {{ method: 'POST', mode: 'no-cors', body: '{{\"policy\":\"single\"}}' }})
                .then(() => arguments[0]('sent'), (e) => arguments[0]('blocked: ' + e));"
         ));
-        let policy_after = policy_now();
+        let policy_after = policy_now(admin);
         let d = download.join().expect("download thread");
         drop(s);
         (

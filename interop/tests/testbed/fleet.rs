@@ -1,14 +1,16 @@
 //! A fleet: three `sixpath-server` instances behind one service address.
 //!
 //! On the testbed (without its own server) the operator namespace becomes
-//! a layer-4 balancer: nftables DNATs 198.18.0.1:1080 to one of three
-//! instance namespaces by a hash of the client's address and port, so two
-//! subflows of one connection would land on different instances. Each
-//! instance (`<tb>-iN`, veth to the operator) has the address the balancer
-//! forwards to, 198.18.1N.2, and its own advertised address 198.18.2N.2
-//! (`--advertise`); all share `--secret-file` and a `redis-server` in the
-//! operator namespace (`--state`). The phone's endpoints are `fullmesh`, so
-//! it joins an announced address from Wi-Fi and LTE.
+//! a layer-4 balancer: nftables DNATs 198.18.0.1 on the instances' port
+//! (the kernel's pick for the first instance, which the others share) to
+//! one of three instance namespaces by a hash of the client's address and
+//! port, so two subflows of one connection would land on different
+//! instances. Each instance (`<tb>-iN`, veth to the operator) has the
+//! address the balancer forwards to, 198.18.1N.2, and its own advertised
+//! address 198.18.2N.2 (`--advertise`); all share `--secret-file` and a
+//! `redis-server` in the operator namespace (`--state`). The phone's
+//! endpoints are `fullmesh`, so it joins an announced address from Wi-Fi
+//! and LTE.
 //!
 //! Asserted: every connection's extra subflows (from Wi-Fi and LTE) end on
 //! one advertised address, and the instance behind it is the one whose
@@ -31,8 +33,8 @@ use sixpath_protocol::socks6::{
 };
 use sixpath_protocol::{Decoded, Endpoint};
 
-use crate::bed::{self, Ns, ORIGIN, PHONE_WLAN, SERVER, SERVER_PORT, Testbed};
-use crate::netns::spawn_in;
+use crate::bed::{self, Ns, ORIGIN, PHONE_WLAN, SERVER, Testbed};
+use crate::netns::{free_port, spawn_in};
 
 const INSTANCES: u8 = 3;
 const CONNECTIONS: usize = 9;
@@ -70,6 +72,25 @@ struct Fleet {
     namespaces: Vec<String>,
     children: Vec<Child>,
     dir: std::path::PathBuf,
+    /// The port every instance listens on, and the balancer forwards.
+    port: u16,
+    /// Each instance's admin endpoint (in its namespace).
+    admins: Vec<SocketAddr>,
+    /// The echo origin in the internet namespace.
+    echo: SocketAddr,
+}
+
+impl Fleet {
+    /// The service address: the balancer in the operator namespace.
+    fn service(&self) -> SocketAddr {
+        SocketAddr::new(SERVER.parse().unwrap(), self.port)
+    }
+
+    /// Instance `i`'s `/stats`.
+    fn stats(&self, i: u8) -> serde_json::Value {
+        let n = usize::from(i - 1);
+        stats(&self.namespaces[n], self.admins[n])
+    }
 }
 
 impl Drop for Fleet {
@@ -93,11 +114,12 @@ fn advertised(i: u8) -> IpAddr {
     IpAddr::from([198, 18, 20 + i, 2])
 }
 
-/// An instance's `/stats` (curl inside its namespace).
-fn stats(ns: &str) -> serde_json::Value {
+/// An instance's `/stats` from its admin endpoint `admin` (curl inside its
+/// namespace).
+fn stats(ns: &str, admin: SocketAddr) -> serde_json::Value {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "curl", "-s", "--max-time", "5"])
-        .arg("http://127.0.0.1:9090/stats")
+        .arg(format!("http://{admin}/stats"))
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
@@ -106,7 +128,7 @@ fn stats(ns: &str) -> serde_json::Value {
 /// A SOCKS5 connection from the phone's Wi-Fi address to the echo origin
 /// through the service address; answers its stream once one byte went
 /// through.
-fn socks5_echo(origin: SocketAddr) -> TcpStream {
+fn socks5_echo(service: SocketAddr, origin: SocketAddr) -> TcpStream {
     let sock = socket2::Socket::new(
         socket2::Domain::IPV4,
         socket2::Type::STREAM,
@@ -115,7 +137,6 @@ fn socks5_echo(origin: SocketAddr) -> TcpStream {
     .unwrap();
     let local: SocketAddr = format!("{PHONE_WLAN}:0").parse().unwrap();
     sock.bind(&local.into()).unwrap();
-    let service: SocketAddr = format!("{SERVER}:{SERVER_PORT}").parse().unwrap();
     sock.connect_timeout(&service.into(), Duration::from_secs(5))
         .unwrap();
     let mut s = TcpStream::from(sock);
@@ -154,18 +175,14 @@ fn subflows(s: &TcpStream) -> Vec<(SocketAddr, SocketAddr)> {
 
 /// A SOCKS6 NOOP with `opts` to an instance's own address: the
 /// Authentication Reply.
-fn socks6_noop(instance: IpAddr, opts: &[SocksOption]) -> AuthenticationReply {
+fn socks6_noop(instance: SocketAddr, opts: &[SocksOption]) -> AuthenticationReply {
     let mut req = Request::new(Socks6Command::NOOP, Endpoint::unspecified());
     for o in opts {
         req.options.push(o.clone()).unwrap();
     }
     let mut wire = Vec::new();
     req.encode(&mut wire);
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::new(instance, SERVER_PORT),
-        Duration::from_secs(5),
-    )
-    .unwrap();
+    let mut s = TcpStream::connect_timeout(&instance, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&wire).unwrap();
     let mut buf = Vec::new();
@@ -187,37 +204,9 @@ fn ip(args: &str) {
     sh(&args);
 }
 
-/// The port of the echo origin in the internet namespace. Fixed ports are
-/// fine here: every namespace of the testbed is private to this test.
-const ECHO_PORT: u16 = 7007;
-/// The store's port in the operator namespace.
-const REDIS_PORT: u16 = 6390;
-
 /// An instance's IPv6 advertised address (dual stack).
 fn advertised6(i: u8) -> IpAddr {
     IpAddr::from([0xfd00, 0x20 + u16::from(i), 0, 0, 0, 0, 0, 2])
-}
-
-/// Whether something listens on TCP `port` in namespace `ns`.
-fn listening(ns: &str, port: u16) -> bool {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "ss", "-Hltn"])
-        .arg(format!("sport = :{port}"))
-        .output()
-        .unwrap();
-    !out.stdout.is_empty()
-}
-
-/// Waits (15 s at most) until something listens on TCP `port` in `ns`.
-fn wait_listening(ns: &str, port: u16) {
-    let until = Instant::now() + Duration::from_secs(15);
-    while !listening(ns, port) {
-        assert!(
-            Instant::now() < until,
-            "nothing listens on port {port} in {ns}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The fleet on `tb` (started `--no-server`): the store, the echo origin,
@@ -228,19 +217,24 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
     let (op, phone, inet) = (tb.ns(Ns::Operator), tb.ns(Ns::Phone), tb.ns(Ns::Internet));
     let dir = std::env::temp_dir().join(format!("sixpath-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let echo_port = free_port(&inet, ORIGIN);
     let mut fleet = Fleet {
         namespaces: Vec::new(),
         children: Vec::new(),
         dir: dir.clone(),
+        port: 0,
+        admins: Vec::new(),
+        echo: SocketAddr::new(ORIGIN.parse().unwrap(), echo_port),
     };
     let key = dir.join("fleet.key");
     std::fs::write(&key, [0x17; 32]).unwrap();
+    let redis_port = free_port(&op, SERVER);
     fleet.children.push(
         Command::new("ip")
             .args(["netns", "exec", &op, "redis-server", "--bind", SERVER])
             .args([
                 "--port",
-                &REDIS_PORT.to_string(),
+                &redis_port.to_string(),
                 "--save",
                 "",
                 "--appendonly",
@@ -261,14 +255,14 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
                  \x20       while (d := self.request.recv(65536)):\n\
                  \x20           self.request.sendall(d)\n\
                  socketserver.ThreadingTCPServer.allow_reuse_address = True\n\
-                 socketserver.ThreadingTCPServer(('{ORIGIN}', {ECHO_PORT}), H).serve_forever()\n"
+                 socketserver.ThreadingTCPServer(('{ORIGIN}', {echo_port}), H).serve_forever()\n"
             ))
             .spawn()
             .unwrap(),
     );
     // Python takes a while to start on a loaded machine: a test that
     // connected before it listened got "connection refused".
-    wait_listening(&inet, ECHO_PORT);
+    bed::wait_listening(&inet, echo_port, fleet.children.last_mut().unwrap(), None);
     if dual {
         ip(&format!(
             "netns exec {op} sysctl -qw net.ipv6.conf.all.forwarding=1"
@@ -323,9 +317,9 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
         cmd.args(["netns", "exec", &ns])
             .arg(&server_bin)
             .args(["--allow-anonymous", "--allow-egress", "198.18.0.0/15"])
-            .args(["--admin", "127.0.0.1:9090", "--secret-file"])
+            .args(["--admin", "127.0.0.1:0", "--secret-file"])
             .arg(&key)
-            .args(["--state", &format!("redis://{SERVER}:{REDIS_PORT}/0")])
+            .args(["--state", &format!("redis://{SERVER}:{redis_port}/0")])
             .args(["--advertise", &advertised(i).to_string()]);
         if dual {
             ip(&format!(
@@ -343,18 +337,32 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
             ip(&format!("-n {ns} -6 route add default via fd00:1{i}::1"));
             cmd.args([
                 "--listen",
-                "[::]:1080",
+                &format!("[::]:{}", fleet.port),
                 "--advertise",
                 &advertised6(i).to_string(),
             ]);
         } else {
-            cmd.args(["--listen", "0.0.0.0:1080"]);
+            cmd.args(["--listen", &format!("0.0.0.0:{}", fleet.port)]);
         }
-        let log = std::fs::File::create(dir.join(format!("i{i}.log"))).unwrap();
+        let log_path = dir.join(format!("i{i}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         fleet
             .children
             .push(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap());
+        // The first instance listens on a port the kernel picks; the others
+        // take the same one, each alone in its own new namespace: the
+        // balancer keeps the port, and subflows join an advertised address
+        // on the port of their connection.
+        let child = fleet.children.last_mut().unwrap();
+        let listen = bed::logged_addr(&log_path, "listening", child);
+        if fleet.port == 0 {
+            fleet.port = listen.port();
+        }
+        assert_eq!(listen.port(), fleet.port, "instance {i}'s port");
+        let admin = bed::logged_addr(&log_path, "admin endpoint", child);
+        fleet.admins.push(admin);
     }
+    let port = fleet.port;
     // The balancer: a hash of the source address and port picks the
     // instance, per subflow.
     let map = targets
@@ -365,7 +373,7 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
         .join(", ");
     let rules = format!(
         "table ip sixpath_fleet {{\n chain pre {{\n  type nat hook prerouting priority dstnat;\n  \
-         ip daddr {SERVER} tcp dport {SERVER_PORT} dnat to jhash ip saddr . tcp sport mod {INSTANCES} map {{ {map} }}\n }}\n}}\n"
+         ip daddr {SERVER} tcp dport {port} dnat to jhash ip saddr . tcp sport mod {INSTANCES} map {{ {map} }}\n }}\n}}\n"
     );
     let rules_file = dir.join("fleet.nft");
     std::fs::write(&rules_file, rules).unwrap();
@@ -384,8 +392,8 @@ fn fleet_up(tb: &Testbed, dual: bool) -> Fleet {
     ));
     // Every instance up (admin answers).
     let until = Instant::now() + Duration::from_secs(20);
-    for ns in &fleet.namespaces {
-        while stats(ns).is_null() {
+    for (ns, admin) in fleet.namespaces.iter().zip(&fleet.admins) {
+        while stats(ns, *admin).is_null() {
             assert!(
                 Instant::now() < until,
                 "{ns} starts: {}",
@@ -409,12 +417,11 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
     let tb = Testbed::up(&["--no-server", "--wlan-delay", "0", "--lte-delay", "0"]);
     let phone = tb.ns(Ns::Phone);
     let mut fleet = fleet_up(&tb, false);
-    let echo_port = ECHO_PORT;
-    let origin: SocketAddr = format!("{ORIGIN}:{echo_port}").parse().unwrap();
+    let (origin, service, port) = (fleet.echo, fleet.service(), fleet.port);
     let conns = spawn_in(&phone, move || {
         let conns: Vec<(TcpStream, Vec<(SocketAddr, SocketAddr)>)> = (0..CONNECTIONS)
             .map(|_| {
-                let s = socks5_echo(origin);
+                let s = socks5_echo(service, origin);
                 let r = subflows(&s);
                 (s, r)
             })
@@ -424,7 +431,6 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
     .join()
     .unwrap();
 
-    let service: SocketAddr = format!("{SERVER}:{SERVER_PORT}").parse().unwrap();
     let mut per_instance: BTreeMap<u8, usize> = BTreeMap::new();
     let mut owner = Vec::new();
     for (_, flows) in &conns {
@@ -457,9 +463,7 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
         owner.push(i);
     }
     for i in 1..=INSTANCES {
-        let open = stats(&instance_ns(&tb, i))["connections"]["open"]
-            .as_u64()
-            .unwrap();
+        let open = fleet.stats(i)["connections"]["open"].as_u64().unwrap();
         assert_eq!(
             open,
             per_instance.get(&i).copied().unwrap_or(0) as u64,
@@ -469,9 +473,10 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
 
     // A 0-RTT token granted by instance 1 is spent once on instance 2 and
     // refused as a replay on instance 3 (each reached on its own address).
-    let verdicts = spawn_in(&phone, || {
+    let instance = move |i: u8| SocketAddr::new(advertised(i), port);
+    let verdicts = spawn_in(&phone, move || {
         let window = socks6_noop(
-            advertised(1),
+            instance(1),
             &[
                 SocksOption::SessionRequest,
                 SocksOption::IdempotenceRequest(8),
@@ -482,7 +487,7 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
         let token = w.base().wrapping_add(3);
         let verdicts = [2, 3].map(|i| {
             let r = socks6_noop(
-                advertised(i),
+                instance(i),
                 &[
                     SocksOption::SessionId(id.clone()),
                     SocksOption::IdempotenceExpenditure(token),
@@ -497,7 +502,7 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
                 continue;
             }
             let r = socks6_noop(
-                advertised(1 + (k % 3) as u8),
+                instance(1 + (k % 3) as u8),
                 &[
                     SocksOption::SessionId(id.clone()),
                     SocksOption::IdempotenceExpenditure(w.base().wrapping_add(k)),
@@ -517,7 +522,7 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
         let started = Instant::now();
         let n = 60;
         for _ in 0..n {
-            drop(socks5_echo(origin));
+            drop(socks5_echo(service, origin));
         }
         (n, started.elapsed())
     })
@@ -527,10 +532,10 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
         "fleet: {n} sequential SOCKS5 connections through the balancer in {took:?} ({:.0}/s)",
         f64::from(n) / took.as_secs_f64()
     );
-    for ns in &fleet.namespaces {
+    for (ns, admin) in fleet.namespaces.iter().zip(&fleet.admins) {
         let page = Command::new("ip")
             .args(["netns", "exec", ns, "curl", "-s", "--max-time", "5"])
-            .arg("http://127.0.0.1:9090/metrics")
+            .arg(format!("http://{admin}/metrics"))
             .output()
             .unwrap();
         let page = String::from_utf8_lossy(&page.stdout);
@@ -580,7 +585,7 @@ fn a_fleet_behind_an_nftables_balancer_keeps_each_connection_on_one_instance() {
 
 /// As [`socks5_echo`], from an IPv6 socket (IPv4-mapped service address),
 /// so that the connection may have IPv6 subflows too.
-fn socks5_echo_dual(origin: SocketAddr) -> TcpStream {
+fn socks5_echo_dual(service_port: u16, origin: SocketAddr) -> TcpStream {
     let sock = socket2::Socket::new(
         socket2::Domain::IPV6,
         socket2::Type::STREAM,
@@ -593,7 +598,7 @@ fn socks5_echo_dual(origin: SocketAddr) -> TcpStream {
     };
     sock.bind(&mapped(PHONE_WLAN).into()).unwrap();
     let mut service = mapped(SERVER);
-    service.set_port(SERVER_PORT);
+    service.set_port(service_port);
     sock.connect_timeout(&service.into(), Duration::from_secs(5))
         .unwrap();
     let mut s = TcpStream::from(sock);
@@ -620,13 +625,13 @@ fn a_dual_stack_phone_joins_the_instances_ipv6_address_over_lte_and_aggregates()
     }
     let tb = Testbed::up(&["--no-server"]);
     let phone = tb.ns(Ns::Phone);
-    let _fleet = fleet_up(&tb, true);
-    let origin: SocketAddr = format!("{ORIGIN}:{ECHO_PORT}").parse().unwrap();
+    let fleet = fleet_up(&tb, true);
+    let (origin, port) = (fleet.echo, fleet.port);
     let lte6: IpAddr = PHONE_LTE6.parse().unwrap();
 
     let (wlan_before, lte_before) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
     let (flows, echoed) = spawn_in(&phone, move || {
-        let mut s = socks5_echo_dual(origin);
+        let mut s = socks5_echo_dual(port, origin);
         let flows = subflows(&s);
         // 8 MiB up and echoed back, written and read at once.
         let mut reader = s.try_clone().unwrap();
@@ -681,12 +686,6 @@ fn a_dual_stack_phone_joins_the_instances_ipv6_address_over_lte_and_aggregates()
     );
 }
 
-/// The port of the download origin in the internet namespace: it sends
-/// the file it is given and closes.
-const DOWNLOAD_PORT: u16 = 7008;
-/// Where the phone's `sixpath-client` listens (SOCKS5), in the phone.
-const CLIENT_ENTRY: &str = "127.0.0.1:1080";
-
 /// `sixpath-client` on the phone against the fleet's service address with
 /// its own endpoints (`--path wlan0 --path lte0`), then one download of
 /// 12 MiB through it: asserts the bytes (SHA-256), that every subflow of
@@ -717,6 +716,8 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
     let file = fleet.dir.join("download.bin");
     std::fs::write(&file, &body).unwrap();
     let want = Sha256::digest(&body);
+    // The download origin: sends the file and closes.
+    let download_port = free_port(&inet, ORIGIN);
     fleet.children.push(
         Command::new("ip")
             .args(["netns", "exec", &inet, "python3", "-c"])
@@ -726,21 +727,28 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
                  \x20   def handle(self):\n\
                  \x20       self.request.sendall(open('{}', 'rb').read())\n\
                  socketserver.ThreadingTCPServer.allow_reuse_address = True\n\
-                 socketserver.ThreadingTCPServer(('{ORIGIN}', {DOWNLOAD_PORT}), H).serve_forever()\n",
+                 socketserver.ThreadingTCPServer(('{ORIGIN}', {download_port}), H).serve_forever()\n",
                 file.display()
             ))
             .spawn()
             .unwrap(),
     );
-    let log = std::fs::File::create(fleet.dir.join("client.log")).unwrap();
+    bed::wait_listening(
+        &inet,
+        download_port,
+        fleet.children.last_mut().unwrap(),
+        None,
+    );
+    let log_path = fleet.dir.join("client.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     fleet.children.push(
         Command::new("ip")
             .args(["netns", "exec", &phone])
             .arg(bed::binary("sixpath-client"))
-            .args(["--server", &format!("{SERVER}:{SERVER_PORT}")])
+            .args(["--server", &fleet.service().to_string()])
             .args([
                 "--listen",
-                CLIENT_ENTRY,
+                "127.0.0.1:0",
                 "--path",
                 "wlan0",
                 "--path",
@@ -752,16 +760,8 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
             .spawn()
             .unwrap(),
     );
-    let client_log = || std::fs::read_to_string(fleet.dir.join("client.log")).unwrap_or_default();
-    let until = Instant::now() + Duration::from_secs(15);
-    while !listening(&phone, 1080) || !listening(&inet, DOWNLOAD_PORT) {
-        assert!(
-            Instant::now() < until,
-            "client and origin listen: {}",
-            client_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let entry = bed::logged_addr(&log_path, "listening", fleet.children.last_mut().unwrap());
+    let client_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let endpoints = Command::new("ip")
         .args(["-n", &phone, "mptcp", "endpoint", "show"])
         .output()
@@ -773,11 +773,11 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
 
     let (wlan_before, lte_before) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
     let download = spawn_in(&phone, move || {
-        let mut s = TcpStream::connect(CLIENT_ENTRY).unwrap();
+        let mut s = TcpStream::connect(entry).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut req = vec![5, 1, 0, 5, 1, 0, 1];
         req.extend_from_slice(&ORIGIN.parse::<std::net::Ipv4Addr>().unwrap().octets());
-        req.extend_from_slice(&DOWNLOAD_PORT.to_be_bytes());
+        req.extend_from_slice(&download_port.to_be_bytes());
         s.write_all(&req).unwrap();
         let mut reply = [0u8; 12];
         s.read_exact(&mut reply).unwrap();
@@ -790,8 +790,9 @@ fn client_download_through_the_fleet(test: &str, dual: bool) {
         s.read_to_end(&mut got).unwrap();
         got
     });
-    // The upstream connection's subflows, seen mid-download: TCP sockets
-    // of the phone to port 1080 (`ss` lists subflows as TCP sockets).
+    // The upstream connection's subflows, seen mid-download: the phone's
+    // TCP sockets but those on loopback (`ss` lists subflows as TCP
+    // sockets).
     let mut flows: Vec<(IpAddr, IpAddr)> = Vec::new();
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until && !download.is_finished() {

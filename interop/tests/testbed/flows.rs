@@ -93,27 +93,32 @@ pub fn hex(sha: &Sha) -> String {
 pub struct Blast {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Where it listens.
+    pub addr: SocketAddr,
     /// Digest and transport of each finished connection, in order.
     pub sent: mpsc::Receiver<(Sha, Transport)>,
 }
 
 impl Blast {
-    /// Listens (MPTCP, accepting TCP too) on `addr` inside namespace `ns`.
-    pub fn start(ns: &str, addr: SocketAddr) -> Self {
+    /// Listens (MPTCP, accepting TCP too) on `ip` and a port the kernel
+    /// picks, inside namespace `ns`.
+    pub fn start(ns: &str, ip: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, sent) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
+        let addr: SocketAddr = format!("{ip}:0").parse().expect("an IP address");
         let thread = netns::spawn_in(ns, {
             let stop = Arc::clone(&stop);
             move || {
                 let (sock, mptcp) = sys::stream_socket(&addr, true).expect("socket");
                 assert!(mptcp, "the kernel refused an MPTCP socket");
-                sock.set_reuse_address(true).expect("SO_REUSEADDR");
                 sock.bind(&addr.into()).expect("bind blast server");
                 sock.listen(16).expect("listen");
                 let l: TcpListener = sock.into();
                 l.set_nonblocking(true).expect("nonblocking");
-                ready_tx.send(()).expect("ready");
+                ready_tx
+                    .send(l.local_addr().expect("local_addr"))
+                    .expect("ready");
                 while !stop.load(Ordering::Relaxed) {
                     match l.accept() {
                         Ok((s, _)) => {
@@ -129,12 +134,13 @@ impl Blast {
                 }
             }
         });
-        ready
+        let addr = ready
             .recv_timeout(Duration::from_secs(10))
             .expect("blast server did not start");
         Self {
             stop,
             thread: Some(thread),
+            addr,
             sent,
         }
     }

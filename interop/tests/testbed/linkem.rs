@@ -40,8 +40,8 @@ fn linkem_delay_adds_twice_the_one_way_delay_to_each_links_rtt() {
         "--lte-delay",
         &lte_ms.to_string(),
     ]);
-    let dst: SocketAddr = format!("{}:7000", bed::ORIGIN).parse().unwrap();
-    let _origin = Blast::start(&tb.ns(Ns::Internet), dst);
+    let origin = Blast::start(&tb.ns(Ns::Internet), bed::ORIGIN);
+    let dst = origin.addr;
     let (wlan, lte) = netns::spawn_in(&tb.ns(Ns::Phone), move || {
         (
             connect_rtt(bed::PHONE_WLAN, dst, 5),
@@ -74,8 +74,8 @@ fn linkem_releases_parked_packets_when_terminated() {
     }
     // 3 s each way on Wi-Fi: a handshake would take 6 s.
     let tb = Testbed::up(&["--no-server", "--wlan-delay", "3000", "--lte-delay", "0"]);
-    let dst: SocketAddr = format!("{}:7000", bed::SERVER).parse().unwrap();
-    let _sink = Blast::start(&tb.ns(Ns::Operator), dst);
+    let sink = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
+    let dst = sink.addr;
     let pids: Vec<u32> = ["LINKEM_OPERATOR_PID", "LINKEM_PHONE_PID"]
         .iter()
         .map(|k| tb.pid(k).unwrap_or_else(|| panic!("{k} in the state file")))

@@ -3,7 +3,6 @@
 //! reach), the same download through `sixpath-server` as a SOCKS5 proxy,
 //! and failover when Wi-Fi goes down mid-transfer.
 
-use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -91,12 +90,11 @@ fn direct_mptcp_download_uses_both_links_at_90_percent_of_their_sum() {
         return;
     }
     let tb = Testbed::up(&["--no-server"]);
-    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let blast = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
     assert_download_aggregates(
         &tb,
         "direct MPTCP download",
-        Route::Direct(addr),
+        Route::Direct(blast.addr),
         &blast,
         true,
     );
@@ -108,17 +106,13 @@ fn server_relays_an_mptcp_socks5_download_over_both_links() {
         return;
     }
     let tb = Testbed::up(&[]);
-    let origin: SocketAddr = format!("{}:5002", bed::ORIGIN).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Internet), origin);
-    let proxy: SocketAddr = format!("{}:{}", bed::SERVER, bed::SERVER_PORT)
-        .parse()
-        .unwrap();
+    let blast = Blast::start(&tb.ns(Ns::Internet), bed::ORIGIN);
     assert_download_aggregates(
         &tb,
         "MPTCP SOCKS5 download through sixpath-server",
         Route::Socks5 {
-            proxy,
-            target: origin,
+            proxy: tb.server(),
+            target: blast.addr,
         },
         &blast,
         true,
@@ -201,12 +195,11 @@ fn direct_mptcp_download_survives_wifi_down_and_finishes_on_lte() {
         return;
     }
     let tb = Testbed::up(&["--no-server"]);
-    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let blast = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
     assert_wifi_failover(
         &tb,
         "direct MPTCP failover",
-        Route::Direct(addr),
+        Route::Direct(blast.addr),
         &blast,
         true,
     );
@@ -279,12 +272,11 @@ fn direct_mptcp_upload_uses_both_links_at_90_percent_of_their_sum() {
         return;
     }
     let tb = Testbed::up(&["--no-server"]);
-    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let blast = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
     assert_upload_aggregates(
         &tb,
         "direct MPTCP upload",
-        Route::Direct(addr),
+        Route::Direct(blast.addr),
         &blast,
         true,
     );
@@ -292,17 +284,12 @@ fn direct_mptcp_upload_uses_both_links_at_90_percent_of_their_sum() {
 
 /// Downloads `size` bytes directly from a blast server in the operator;
 /// returns the download and the wlan0/lte0 received-byte deltas.
-fn direct_download(
-    tb: &Testbed,
-    blast: &Blast,
-    addr: SocketAddr,
-    size: u64,
-) -> (flows::Download, u64, u64) {
+fn direct_download(tb: &Testbed, blast: &Blast, size: u64) -> (flows::Download, u64, u64) {
     let (w0, l0) = (tb.phone_rx_bytes("wlan0"), tb.phone_rx_bytes("lte0"));
     let (tx, _rx) = mpsc::channel();
     let d = flows::download(
         &tb.ns(Ns::Phone),
-        Route::Direct(addr),
+        Route::Direct(blast.addr),
         true,
         size,
         u64::MAX,
@@ -330,10 +317,9 @@ fn direct_mptcp_download_leaves_a_backup_lte_link_unused() {
     }
     let tb = Testbed::up(&["--no-server"]);
     tb.backup(true);
-    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let blast = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
     let size = 16 * MIB;
-    let (d, w, l) = direct_download(&tb, &blast, addr, size);
+    let (d, w, l) = direct_download(&tb, &blast, size);
     println!(
         "LTE as backup: {} MiB in {:.2} s = {:.2} Mbit/s; wlan0 {:.1} MB, lte0 {} bytes (must be < 1 % = {} bytes); phone {:?}",
         size / MIB,
@@ -358,10 +344,9 @@ fn direct_mptcp_download_keeps_every_byte_under_random_loss() {
         return;
     }
     let tb = Testbed::up(&["--no-server", "--loss", "0.005"]);
-    let addr: SocketAddr = format!("{}:5001", bed::SERVER).parse().unwrap();
-    let blast = Blast::start(&tb.ns(Ns::Operator), addr);
+    let blast = Blast::start(&tb.ns(Ns::Operator), bed::SERVER);
     let size = 16 * MIB;
-    let (d, w, l) = direct_download(&tb, &blast, addr, size);
+    let (d, w, l) = direct_download(&tb, &blast, size);
     let drops = tb.loss_drops();
     println!(
         "0.5 % loss: {} MiB intact in {:.2} s = {:.2} Mbit/s (limit 60 s); {drops} packets dropped \

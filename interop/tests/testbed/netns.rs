@@ -25,3 +25,19 @@ where
         f()
     })
 }
+
+/// A TCP port free on `ip` inside namespace `ns`, for a program that must
+/// be told its port before it starts (iperf3, redis-server, chromedriver,
+/// the Python origins): the kernel picks it (a bind to port 0), the
+/// listener closes, the port is handed on. Nothing else could take it in
+/// between: the namespaces are the test's own and only the test binds
+/// ports in them.
+pub fn free_port(ns: &str, ip: &str) -> u16 {
+    let addr = format!("{ip}:0");
+    spawn_in(ns, move || {
+        let l = std::net::TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        l.local_addr().expect("local_addr").port()
+    })
+    .join()
+    .expect("free_port thread")
+}

@@ -20,19 +20,22 @@ use crate::netns;
 pub struct Origin {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Where it serves.
+    pub addr: SocketAddr,
 }
 
 impl Origin {
-    /// Serves on `addr` inside namespace `ns`.
-    pub fn start(ns: &str, addr: SocketAddr) -> Self {
+    /// Serves on `ip` and a port the kernel picks, inside namespace `ns`.
+    pub fn start(ns: &str, ip: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready) = std::sync::mpsc::channel();
+        let addr = format!("{ip}:0");
         let thread = netns::spawn_in(ns, {
             let stop = Arc::clone(&stop);
             move || {
                 let l = TcpListener::bind(addr).expect("bind origin");
                 l.set_nonblocking(true).unwrap();
-                ready_tx.send(()).unwrap();
+                ready_tx.send(l.local_addr().unwrap()).unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     match l.accept() {
                         Ok((s, _)) => {
@@ -45,10 +48,11 @@ impl Origin {
                 }
             }
         });
-        ready.recv_timeout(Duration::from_secs(10)).unwrap();
+        let addr = ready.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
             stop,
             thread: Some(thread),
+            addr,
         }
     }
 }
@@ -91,8 +95,8 @@ fn serve(mut s: TcpStream) {
 }
 
 /// Runs curl in the phone with `PROXY_FLAG ENTRY` (`--socks5-hostname
-/// 127.0.0.1:1080`, `--proxy http://127.0.0.1:1080`) for `url`; returns the
-/// body.
+/// 127.0.0.1:PORT`, `--proxy http://127.0.0.1:PORT`) for `url`; returns
+/// the body.
 pub fn curl_via(tb: &Testbed, proxy_flag: &str, entry: &str, url: &str) -> Vec<u8> {
     let out = tb
         .command(Ns::Phone, "curl")
@@ -109,12 +113,18 @@ pub fn curl_via(tb: &Testbed, proxy_flag: &str, entry: &str, url: &str) -> Vec<u
     out.stdout
 }
 
-/// Fetches 1 KiB and 64 MiB from the origin through the proxy `entry`
+/// Fetches 1 KiB and 64 MiB from `origin` through the proxy `entry`
 /// (given to curl with `proxy_flag`, see [`curl_via`]) and compares sizes
 /// and SHA-256 with what the origin sent.
-pub fn assert_curl_bodies_identical(tb: &Testbed, label: &str, proxy_flag: &str, entry: &str) {
+pub fn assert_curl_bodies_identical(
+    tb: &Testbed,
+    origin: &Origin,
+    label: &str,
+    proxy_flag: &str,
+    entry: &str,
+) {
     for len in [1024u64, 64 << 20] {
-        let url = format!("http://{}:8080/bytes/{len}", bed::ORIGIN);
+        let url = format!("http://{}/bytes/{len}", origin.addr);
         let t = std::time::Instant::now();
         let body = curl_via(tb, proxy_flag, entry, &url);
         let took = t.elapsed();
@@ -148,13 +158,11 @@ fn curl_socks5h_through_server_gets_identical_1k_and_64m_bodies() {
     // Fast links: this test is about the bytes, not the rate (64 MiB at
     // 20 Mbit/s would take half a minute).
     let tb = Testbed::up(&["--wlan-rate", "200mbit", "--lte-rate", "100mbit"]);
-    let _origin = Origin::start(
-        &tb.ns(Ns::Internet),
-        format!("{}:8080", bed::ORIGIN).parse().unwrap(),
-    );
-    let entry = format!("{}:{}", bed::SERVER, bed::SERVER_PORT);
+    let origin = Origin::start(&tb.ns(Ns::Internet), bed::ORIGIN);
+    let entry = tb.server().to_string();
     assert_curl_bodies_identical(
         &tb,
+        &origin,
         "curl -> sixpath-server -> origin",
         "--socks5-hostname",
         &entry,
