@@ -17,8 +17,9 @@
 //!   which this endpoint never grants);
 //! - `Origin`, when present, must be this endpoint's own origin, and
 //!   `Sec-Fetch-Site`, when present, `same-origin`;
-//! - `Host` must be an IP literal or `localhost` (with every page and API
-//!   request), so a foreign name resolved to 127.0.0.1 gets nothing.
+//! - `Host` must be an IP literal or `localhost` (with every request,
+//!   `/stats` and `/metrics` included), so a foreign name resolved to
+//!   127.0.0.1 gets nothing.
 //!
 //! Refusals are 403 with the reason.
 
@@ -112,11 +113,10 @@ impl Admin {
 
     /// The answer to `req`; `None` is 404 (405 for POST).
     pub fn handle(&self, req: &Request) -> Option<Response> {
-        let page = matches!(
-            req.path.as_str(),
-            "/" | "/status.js" | "/status.css" | "/api/status" | "/api/policy"
-        );
-        if page && !host_ok(req.header("host")) {
+        // Every path, `/stats` and `/metrics` too: they name the targets of
+        // recent failures and the host's interfaces and addresses, which a
+        // foreign page must not read through a name rebound to 127.0.0.1.
+        if !host_ok(req.header("host")) {
             return Some(Response::text(
                 403,
                 "Host must be an IP address or localhost",

@@ -876,7 +876,8 @@ impl PathManager {
     }
 
     /// Starts judging path health with probes (see [`probe`]): one prober
-    /// per path, and the watch on the kernel's MPTCP blackhole detection.
+    /// per path (silent while the policy is `single`), and the watch on the
+    /// kernel's MPTCP blackhole detection.
     /// `hook` is told the interface new server connections should start
     /// on, now and whenever it changes.
     pub fn start_health<C: ProbeContext>(
@@ -892,9 +893,8 @@ impl PathManager {
             g.tell_primary();
             g.specs.iter().map(|s| s.iface.clone()).collect()
         };
-        if self.lock().policy == PathPolicy::Single {
-            return;
-        }
+        // Probers run under every policy and stay silent under `single`, so
+        // a switch away from it at run time starts probing.
         for (i, iface) in ifaces.into_iter().enumerate() {
             self.health_tasks.push(tokio::spawn(probe::run(
                 iface,

@@ -103,7 +103,7 @@ pub(super) async fn run<C: ProbeContext>(
     loop {
         tokio::time::sleep_until(next).await;
         next += settings.interval;
-        let (timeout, source, link) = {
+        let (timeout, source, link, single) = {
             let Some(inner) = inner.upgrade() else {
                 return;
             };
@@ -111,9 +111,12 @@ pub(super) async fn run<C: ProbeContext>(
             let Some(h) = g.health.get(&iface) else {
                 return;
             };
-            (h.probe_timeout(), g.source_of(&iface), h.link())
+            let single = g.policy == super::PathPolicy::Single;
+            (h.probe_timeout(), g.source_of(&iface), h.link(), single)
         };
-        if !link || !(settings.idle || ctx.active()) {
+        // Under `single` health decides nothing and nothing is sent on the
+        // other paths; a switch to another policy resumes probing here.
+        if single || !link || !(settings.idle || ctx.active()) {
             set_probing(&inner, &iface, false);
             continue;
         }

@@ -60,7 +60,7 @@ mod per_source {
 
     async fn get(admin: SocketAddr, path: &str) -> String {
         let mut c = TcpStream::connect(admin).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n");
         c.write_all(req.as_bytes()).await.unwrap();
         let mut page = String::new();
         c.read_to_string(&mut page).await.unwrap();

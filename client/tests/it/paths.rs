@@ -466,3 +466,97 @@ fn switching_to_backup_policy_sends_mp_prio_on_live_subflow() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Probes go to a UDP socket that answers nothing, under one session.
+struct ProbesTo(std::net::SocketAddr);
+
+impl sixpath_client::paths::ProbeContext for ProbesTo {
+    fn target(&self) -> impl Future<Output = Option<(std::net::SocketAddr, Vec<u8>)>> + Send {
+        let server = self.0;
+        async move { Some((server, vec![7; 16])) }
+    }
+
+    fn active(&self) -> bool {
+        true
+    }
+}
+
+/// The source addresses of the datagrams `sock` receives for `secs`.
+fn probe_sources(sock: &std::net::UdpSocket, secs: f64) -> Vec<std::net::IpAddr> {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut buf = [0u8; 2048];
+    let mut seen = Vec::new();
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        if let Ok((_, from)) = sock.recv_from(&mut buf) {
+            seen.push(from.ip());
+        }
+    }
+    seen
+}
+
+#[test]
+fn switching_from_single_to_handover_at_run_time_starts_probes_and_back_stops_them() {
+    use sixpath_client::paths::{PrimaryHook, ProbeSettings};
+    use std::sync::Arc;
+    if !netns::can_run(
+        "switching_from_single_to_handover_at_run_time_starts_probes_and_back_stops_them",
+    ) {
+        return;
+    }
+    let t = Topology::new("psw");
+    let sink = t
+        .server
+        .run(|| std::net::UdpSocket::bind("198.18.1.1:0").expect("bind the probe sink"));
+    let server = sink.local_addr().expect("addr");
+    let phone = &t.phone;
+    phone.run(|| {
+        runtime().block_on(async {
+            let mut pm =
+                PathManager::start(specs(&["wlan0", "lte0"]), PathPolicy::Single).expect("start");
+            let settings = ProbeSettings {
+                interval: Duration::from_millis(100),
+                idle: true,
+            };
+            pm.start_health(
+                &Arc::new(ProbesTo(server)),
+                settings,
+                PrimaryHook(Arc::new(|_| {})),
+            );
+            let quiet = tokio::task::spawn_blocking({
+                let sink = sink.try_clone().expect("clone");
+                move || probe_sources(&sink, 1.0)
+            });
+            let quiet = quiet.await.expect("sink");
+            assert!(quiet.is_empty(), "probes under single: {quiet:?}");
+
+            pm.set_policy(PathPolicy::Handover).expect("handover");
+            let sink2 = sink.try_clone().expect("clone");
+            let seen = tokio::task::spawn_blocking(move || probe_sources(&sink2, 1.5))
+                .await
+                .expect("sink");
+            for path in ["198.18.1.2", "198.18.2.2"] {
+                let ip: std::net::IpAddr = path.parse().expect("ip");
+                assert!(
+                    seen.contains(&ip),
+                    "no probe from {path} after the switch: {seen:?}"
+                );
+            }
+
+            pm.set_policy(PathPolicy::Single).expect("single again");
+            // A probe may be under way at the switch.
+            let sink3 = sink.try_clone().expect("clone");
+            let after = tokio::task::spawn_blocking(move || {
+                probe_sources(&sink3, 0.3);
+                probe_sources(&sink3, 1.0)
+            })
+            .await
+            .expect("sink");
+            assert!(
+                after.is_empty(),
+                "probes after switching back to single: {after:?}"
+            );
+        });
+    });
+}

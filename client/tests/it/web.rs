@@ -111,6 +111,28 @@ async fn api_status_reports_paths_connections_and_policy_switch() {
 }
 
 #[tokio::test]
+async fn every_path_statistics_included_refuses_a_foreign_host_name() {
+    let admin = start();
+    // A foreign name for this address (DNS rebinding) gets nothing, not
+    // even the statistics (recent failures name targets); an address or
+    // localhost gets everything.
+    for path in ["/", "/api/status", "/stats", "/metrics"] {
+        let (code, _, why) = exchange(
+            admin,
+            &format!("GET {path} HTTP/1.1\r\nHost: evil.example"),
+            "",
+        )
+        .await;
+        assert_eq!(code, 403, "{path}: {why}");
+        for host in [admin.to_string(), format!("localhost:{}", admin.port())] {
+            let (code, _, _) =
+                exchange(admin, &format!("GET {path} HTTP/1.1\r\nHost: {host}"), "").await;
+            assert_eq!(code, 200, "{path} with Host {host}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn policy_post_without_token_or_from_another_origin_is_403() {
     let admin = start();
     let host = format!("Host: {admin}");
@@ -130,8 +152,6 @@ async fn policy_post_without_token_or_from_another_origin_is_403() {
         assert_eq!(code, 403, "{extra:?}: {head}\n{why}");
     }
     // A foreign name for this address (DNS rebinding) gets nothing at all.
-    let (code, _, _) = exchange(admin, "GET / HTTP/1.1\r\nHost: evil.example", "").await;
-    assert_eq!(code, 403);
     let (code, _, _) = exchange(
         admin,
         &format!("POST /api/policy HTTP/1.1\r\nHost: evil.example\r\nX-Sixpath-Token: {token}"),

@@ -71,7 +71,7 @@ async fn admin_get(admin: SocketAddr, path: &str) -> String {
         .await
         .unwrap()
         .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut raw = Vec::new();

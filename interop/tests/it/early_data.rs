@@ -194,9 +194,11 @@ async fn request(front: SocketAddr, target: SocketAddr, line: &str) -> Option<St
 /// GETs `/metrics` from an admin endpoint.
 async fn metrics(admin: SocketAddr) -> String {
     let mut s = TcpStream::connect(admin).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await.unwrap();
     String::from_utf8(raw).unwrap()
