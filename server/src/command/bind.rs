@@ -102,6 +102,9 @@ pub enum BindError {
     /// Accepting failed.
     #[error("accept failed: {0}")]
     Accept(io::Error),
+    /// The shutdown drain ended with the peer not yet there.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 impl BindError {
@@ -113,7 +116,7 @@ impl BindError {
             Self::TimedOut(_) if socks6 => 0x09,
             Self::TimedOut(_) => 0x04,
             Self::AddressType(_) => 0x08,
-            Self::Listen(_) | Self::ClientGone | Self::Accept(_) => 0x01,
+            Self::Listen(_) | Self::ClientGone | Self::Accept(_) | Self::ShuttingDown => 0x01,
         }
     }
 }
@@ -278,8 +281,8 @@ fn plan_for_bind_address(
 }
 
 /// Waits for the peer, holding what the client sends meanwhile in
-/// `early`. The peer must be in `expected` (if not empty) and pass the
-/// egress policy.
+/// `early`, until the bind timeout or the drain's cut-off. The peer must
+/// be in `expected` (if not empty) and pass the egress policy.
 async fn wait_for_peer<S: AsyncRead + Unpin>(
     shared: &Shared,
     listener: &TcpListener,
@@ -298,6 +301,9 @@ async fn wait_for_peer<S: AsyncRead + Unpin>(
                 _ => return Err(BindError::ClientGone),
             },
             () = tokio::time::sleep_until(deadline) => return Err(BindError::TimedOut(wait)),
+            // The drain's cut-off: the client gets its second reply, a
+            // failure, instead of a connection that just ends.
+            () = shared.cutoff.reached() => return Err(BindError::ShuttingDown),
         }
     };
     let peer = SocketAddr::new(unmap(peer.ip()), peer.port());

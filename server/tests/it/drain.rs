@@ -1,8 +1,8 @@
 //! SIGTERM's drain through the real binary: connections still relaying
 //! when `--drain-timeout` ends are reset on both sides (the client's
 //! Multipath TCP connection and the target's), a UDP association's control
-//! connection is reset, each is logged with `end="drained"`, and the
-//! server exits 0.
+//! connection is reset, each is logged with `end="drained"`, a BIND still
+//! waiting for its peer gets a failure reply, and the server exits 0.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -47,7 +47,8 @@ fn read_end(s: &mut TcpStream) -> Result<usize, ErrorKind> {
 }
 
 #[test]
-fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
+fn sigterm_resets_connections_still_open_at_the_drain_timeout_answers_a_waiting_bind_and_logs_them()
+{
     let origin = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sixpath-server"))
         .args(["--listen", "127.0.0.1:0", "--allow-egress", "127.0.0.0/8"])
@@ -85,6 +86,14 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
     let mut reply = [0u8; 12];
     udp_control.read_exact(&mut reply).unwrap();
     assert_eq!(reply[..4], [5, 0, 5, 0], "UDP ASSOCIATE succeeded");
+    // A SOCKS5 BIND waiting for its peer.
+    let mut bind = TcpStream::connect(server).unwrap();
+    bind.set_read_timeout(Some(PATIENCE)).unwrap();
+    bind.write_all(&[5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 1, 0, 0])
+        .unwrap();
+    let mut first = [0u8; 12];
+    bind.read_exact(&mut first).unwrap();
+    assert_eq!(first[..4], [5, 0, 5, 0], "BIND listening");
     app.write_all(b"hello").unwrap();
     let (mut target, _) = origin.accept().unwrap();
     target.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -116,6 +125,12 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
         Err(ErrorKind::ConnectionReset),
         "the UDP association's control connection is reset, not closed"
     );
+    // The BIND gets its second reply, a general failure (REP 01), then the
+    // end of the connection.
+    let mut second = [0u8; 10];
+    bind.read_exact(&mut second).unwrap();
+    assert_eq!(second[..2], [5, 1], "BIND's second reply: general failure");
+    assert_eq!(read_end(&mut bind), Ok(0), "closed after its answer");
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -134,9 +149,12 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_and_logs_them() {
         .lines()
         .filter(|l| l.contains("connection closed"))
         .collect();
-    assert_eq!(lines.len(), 2, "a line for each connection:\n{log}");
+    assert_eq!(lines.len(), 3, "a line for each connection:\n{log}");
     for line in lines {
-        assert!(line.contains("end=\"drained\""), "{line}");
+        assert!(
+            line.contains("end=\"drained\"") || line.contains("the server is shutting down"),
+            "{line}"
+        );
     }
     assert!(log.contains("drain timeout: resetting"), "{log}");
 }
