@@ -266,6 +266,61 @@ pub fn is_mptcp_socket(sock: &impl AsRawFd) -> bool {
         .is_ok_and(|p| p == IPPROTO_MPTCP)
 }
 
+/// Round trips shorter than this (microseconds) make a short path: the same
+/// host, a LAN.
+const SHORT_PATH_RTT_US: u32 = 1000;
+/// `SO_SNDBUF` of a Multipath TCP socket on a short path. The kernel
+/// doubles it (socket(7)): 512 KiB of send buffer, 4 Gbit/s at a 1 ms
+/// round trip.
+const SHORT_PATH_SNDBUF: i32 = 256 * 1024;
+
+/// Whether a smoothed round trip of `rtt_us` microseconds (`tcpi_rtt`; 0:
+/// no sample yet) is a short path, for [`fit_mptcp_send_buffer`].
+pub fn short_path(rtt_us: u32) -> bool {
+    rtt_us > 0 && rtt_us < SHORT_PATH_RTT_US
+}
+
+/// `tcp_info.tcpi_rtt` (`include/uapi/linux/tcp.h`): the smoothed round
+/// trip in microseconds; on a Multipath TCP socket, its first subflow's.
+pub fn tcpi_rtt(sock: &impl AsRawFd) -> io::Result<u32> {
+    let mut buf = [0u8; 72];
+    let n = getsockopt_buf(
+        sock.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        &mut buf,
+    )?;
+    match buf.get(68..72).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        Some(b) if n >= 72 => Ok(u32::from_ne_bytes(b)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "tcp_info too short for tcpi_rtt",
+        )),
+    }
+}
+
+/// Gives a Multipath TCP socket on a short path ([`short_path`]) a fixed
+/// 512 KiB send buffer; returns whether it did. Linux gives a Multipath
+/// TCP socket a 4 MiB send buffer from the start (`net.ipv4.tcp_wmem`'s
+/// maximum), and a nonblocking writer that fills it on a round trip of
+/// microseconds overruns the reader: zero windows, then Multipath TCP
+/// retransmissions after timeouts, with the CPU idle meanwhile
+/// (`docs/benchmarks.md`). Other sockets, and longer paths, keep the
+/// kernel's sizing, which a long path needs for its bandwidth-delay
+/// product.
+pub fn fit_mptcp_send_buffer(sock: &impl AsRawFd) -> io::Result<bool> {
+    if !is_mptcp_socket(sock) || !short_path(tcpi_rtt(sock)?) {
+        return Ok(false);
+    }
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        SHORT_PATH_SNDBUF,
+    )?;
+    Ok(true)
+}
+
 /// What carries the connection on `sock` (`SO_PROTOCOL`, then
 /// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `include/uapi/linux/tcp.h`,
 /// `include/uapi/linux/mptcp.h`).
@@ -676,6 +731,48 @@ mod tests {
                 "MPTCP_INFO alone tells a fallen-back socket"
             );
         }
+    }
+
+    #[test]
+    fn short_path_is_a_measured_round_trip_under_a_millisecond() {
+        assert!(short_path(30));
+        assert!(short_path(999));
+        assert!(!short_path(1000), "a millisecond is not short");
+        assert!(!short_path(25_000));
+        assert!(!short_path(0), "no sample yet");
+    }
+
+    #[test]
+    fn mptcp_socket_on_loopback_gets_a_512_kib_send_buffer_and_tcp_keeps_its_own() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
+        listener.bind(&addr.into()).expect("bind");
+        listener.listen(8).expect("listen");
+        let local = listener
+            .local_addr()
+            .expect("local")
+            .as_socket()
+            .expect("inet");
+        let (client, _) = stream_socket(&local, true).expect("socket");
+        client.connect(&local.into()).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let rtt = tcpi_rtt(&accepted).expect("tcp_info");
+        assert!(rtt > 0 && rtt < 1000, "loopback round trip {rtt} us");
+        let before = accepted.send_buffer_size().expect("SO_SNDBUF");
+        let fitted = fit_mptcp_send_buffer(&accepted).expect("fit");
+        let after = accepted.send_buffer_size().expect("SO_SNDBUF");
+        if is_mptcp {
+            assert!(fitted, "an MPTCP socket on loopback is on a short path");
+            // The kernel doubles SO_SNDBUF (socket(7)).
+            assert_eq!(after, 512 * 1024, "was {before}");
+            assert!(before > after, "the kernel's size ({before}) was larger");
+        }
+        let (tcp_client, _) = stream_socket(&local, false).expect("socket");
+        tcp_client.connect(&local.into()).expect("connect");
+        let (tcp, _) = listener.accept().expect("accept");
+        let before = tcp.send_buffer_size().expect("SO_SNDBUF");
+        assert!(!fit_mptcp_send_buffer(&tcp).expect("fit"), "plain TCP");
+        assert_eq!(tcp.send_buffer_size().expect("SO_SNDBUF"), before);
     }
 
     #[test]

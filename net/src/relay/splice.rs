@@ -21,9 +21,12 @@
 //! [`RelayPath::Copy`]. A direction whose source is a Multipath TCP
 //! socket stays on read/write too, with 64 KiB reads: splicing out of one
 //! stalls the connection on Linux 6.18 (`docs/benchmarks.md`). A direction
-//! into one is spliced: written 16 KiB at a time, one connection through
-//! the chain on loopback moved half again, but at twice the CPU per byte
-//! and with less throughput over eight connections.
+//! into one is spliced, and when it turns bulk a socket on a path of less
+//! than a millisecond gets a 512 KiB send buffer instead of the kernel's 4
+//! MiB ([`crate::sys::fit_mptcp_send_buffer`]): one connection through the
+//! chain on loopback moved twice as much. Written 16 KiB at a time instead
+//! it moved half again, but at twice the CPU per byte and with less
+//! throughput over eight connections.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
@@ -204,6 +207,10 @@ fn pump<'a>(
                             size = MPTCP_READ_SIZE;
                             Mode::Copy
                         } else if let Ok(pipe) = Pipe::new() {
+                            // Bulk into `dst`: a Multipath TCP socket on a
+                            // short path gets a send buffer it cannot
+                            // overrun its reader with.
+                            let _ = crate::sys::fit_mptcp_send_buffer(dst);
                             Mode::Splice(pipe)
                         } else {
                             shared.fell_back.store(true, Ordering::Relaxed);
