@@ -300,14 +300,15 @@ pub fn tcpi_rtt(sock: &impl AsRawFd) -> io::Result<u32> {
 }
 
 /// Gives a Multipath TCP socket on a short path ([`short_path`]) a fixed
-/// 512 KiB send buffer; returns whether it did. Linux gives a Multipath
-/// TCP socket a 4 MiB send buffer from the start (`net.ipv4.tcp_wmem`'s
-/// maximum), and a nonblocking writer that fills it on a round trip of
-/// microseconds overruns the reader: zero windows, then Multipath TCP
-/// retransmissions after timeouts, with the CPU idle meanwhile
-/// (`docs/benchmarks.md`). Other sockets, and longer paths, keep the
-/// kernel's sizing, which a long path needs for its bandwidth-delay
-/// product.
+/// 512 KiB send buffer; returns whether it did. The kernel's autotuning
+/// sizes the send buffer from the congestion window and segment size, up
+/// to `net.ipv4.tcp_wmem`'s maximum (4 MiB; on loopback's 64 KiB segments
+/// from the first one), and a nonblocking writer that fills that much on
+/// a round trip of microseconds overruns the reader of a Multipath TCP
+/// connection: zero windows, then Multipath TCP retransmissions after
+/// timeouts, with the CPU idle meanwhile (`docs/benchmarks.md`). Other
+/// sockets, and longer paths, keep the kernel's sizing, which a long path
+/// needs for its bandwidth-delay product.
 pub fn fit_mptcp_send_buffer(sock: &impl AsRawFd) -> io::Result<bool> {
     if !is_mptcp_socket(sock) || !short_path(tcpi_rtt(sock)?) {
         return Ok(false);

@@ -22,8 +22,8 @@
 //! socket stays on read/write too, with 64 KiB reads: splicing out of one
 //! stalls the connection on Linux 6.18 (`docs/benchmarks.md`). A direction
 //! into one is spliced, and when it turns bulk a socket on a path of less
-//! than a millisecond gets a 512 KiB send buffer instead of the kernel's 4
-//! MiB ([`crate::sys::fit_mptcp_send_buffer`]): one connection through the
+//! than a millisecond gets a 512 KiB send buffer instead of up to the
+//! kernel's 4 MiB ([`crate::sys::fit_mptcp_send_buffer`]): one connection through the
 //! chain on loopback moved twice as much. Written 16 KiB at a time instead
 //! it moved half again, but at twice the CPU per byte and with less
 //! throughput over eight connections.
