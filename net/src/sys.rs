@@ -687,13 +687,9 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn own_addresses_include_loopback() {
-        assert!(own_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    }
-
-    #[test]
-    fn mptcp_loopback_connection_reports_its_transport() {
+    /// A listener on 127.0.0.1 asked for as Multipath TCP: the socket, its
+    /// address, and whether the kernel made it Multipath TCP.
+    fn loopback_listener() -> (Socket, SocketAddr, bool) {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
         listener.bind(&addr.into()).expect("bind");
@@ -703,6 +699,17 @@ mod tests {
             .expect("local")
             .as_socket()
             .expect("inet");
+        (listener, local, is_mptcp)
+    }
+
+    #[test]
+    fn own_addresses_include_loopback() {
+        assert!(own_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn mptcp_loopback_connection_reports_its_transport() {
+        let (listener, local, is_mptcp) = loopback_listener();
         let (client, _) = stream_socket(&local, true).expect("socket");
         client.connect(&local.into()).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
@@ -745,15 +752,7 @@ mod tests {
 
     #[test]
     fn mptcp_socket_on_loopback_gets_a_512_kib_send_buffer_and_tcp_keeps_its_own() {
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
-        listener.bind(&addr.into()).expect("bind");
-        listener.listen(8).expect("listen");
-        let local = listener
-            .local_addr()
-            .expect("local")
-            .as_socket()
-            .expect("inet");
+        let (listener, local, is_mptcp) = loopback_listener();
         let (client, _) = stream_socket(&local, true).expect("socket");
         client.connect(&local.into()).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
@@ -798,15 +797,7 @@ mod tests {
 
     #[test]
     fn a_dual_stack_socket_reaches_an_ipv4_server_as_mptcp_from_an_ipv6_socket() {
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let (listener, is_mptcp) = stream_socket(&addr, true).expect("socket");
-        listener.bind(&addr.into()).expect("bind");
-        listener.listen(8).expect("listen");
-        let local = listener
-            .local_addr()
-            .expect("local")
-            .as_socket()
-            .expect("inet");
+        let (listener, local, is_mptcp) = loopback_listener();
         let (client, mptcp, to) = dual_stack_stream_socket(&local, true).expect("socket");
         assert_eq!(mptcp, is_mptcp);
         if is_mptcp {
