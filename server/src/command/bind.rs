@@ -325,6 +325,11 @@ fn encode(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     v
 }
 
+/// How long a BIND answered at the drain's cut-off waits for its client to
+/// close before its connection is dropped; within the server's wait for
+/// its connections to end after the cut-off.
+const SHUTDOWN_ANSWER_TIME: Duration = Duration::from_millis(500);
+
 /// The second half of every BIND, after the first reply went out: waits
 /// for the peer; then sends the second reply `second` builds (its bytes
 /// and the log text) and relays, or on failure the answer and log text
@@ -359,7 +364,14 @@ async fn accept_then_relay<S>(
         Err(e) => {
             let (reply, why) = failure(&e);
             out.reply = why;
-            Framed::new(client).reject(&reply).await;
+            let reject = Framed::new(client).reject(&reply);
+            if matches!(e, BindError::ShuttingDown) {
+                // The process exits soon after the cut-off: the answer
+                // gets a moment, not the usual wait for the client's close.
+                let _ = tokio::time::timeout(SHUTDOWN_ANSWER_TIME, reject).await;
+            } else {
+                reject.await;
+            }
         }
     }
 }

@@ -131,6 +131,8 @@ fn sigterm_resets_connections_still_open_at_the_drain_timeout_answers_a_waiting_
     bind.read_exact(&mut second).unwrap();
     assert_eq!(second[..2], [5, 1], "BIND's second reply: general failure");
     assert_eq!(read_end(&mut bind), Ok(0), "closed after its answer");
+    // Left open by this client: the server still logs the connection
+    // before it exits.
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
