@@ -283,20 +283,15 @@ pub fn short_path(rtt_us: u32) -> bool {
 /// `tcp_info.tcpi_rtt` (`include/uapi/linux/tcp.h`): the smoothed round
 /// trip in microseconds; on a Multipath TCP socket, its first subflow's.
 pub fn tcpi_rtt(sock: &impl AsRawFd) -> io::Result<u32> {
-    let mut buf = [0u8; 72];
-    let n = getsockopt_buf(
-        sock.as_raw_fd(),
-        libc::IPPROTO_TCP,
-        libc::TCP_INFO,
-        &mut buf,
-    )?;
-    match buf.get(68..72).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-        Some(b) if n >= 72 => Ok(u32::from_ne_bytes(b)),
-        _ => Err(io::Error::new(
+    let (buf, written) = tcp_info::<72>(sock)?;
+    if written < 72 {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "tcp_info too short for tcpi_rtt",
-        )),
+        ));
     }
+    let [.., b68, b69, b70, b71] = buf;
+    Ok(u32::from_ne_bytes([b68, b69, b70, b71]))
 }
 
 /// Gives a Multipath TCP socket on a short path ([`short_path`]) a fixed
@@ -362,31 +357,32 @@ pub fn transport_now(sock: &impl AsRawFd, before: Transport) -> Transport {
     }
 }
 
-/// `tcp_info.tcpi_options` (byte 5 of `struct tcp_info`), e.g. to see
-/// [`TCPI_OPT_SYN_DATA`].
-pub fn tcpi_options(sock: &impl AsRawFd) -> io::Result<u8> {
-    let mut buf = [0u8; 8];
-    getsockopt_buf(
+/// The first `N` bytes of `struct tcp_info` (`TCP_INFO`, tcp(7)), zeros
+/// past what the kernel wrote, and how many it wrote.
+fn tcp_info<const N: usize>(sock: &impl AsRawFd) -> io::Result<([u8; N], usize)> {
+    let mut buf = [0u8; N];
+    let n = getsockopt_buf(
         sock.as_raw_fd(),
         libc::IPPROTO_TCP,
         libc::TCP_INFO,
         &mut buf,
     )?;
-    Ok(buf.get(5).copied().unwrap_or(0))
+    Ok((buf, n))
+}
+
+/// `tcp_info.tcpi_options` (byte 5 of `struct tcp_info`), e.g. to see
+/// [`TCPI_OPT_SYN_DATA`].
+pub fn tcpi_options(sock: &impl AsRawFd) -> io::Result<u8> {
+    let (buf, _) = tcp_info::<8>(sock)?;
+    Ok(buf[5])
 }
 
 /// `tcp_info.tcpi_state` (byte 0 of `struct tcp_info`): the TCP state, e.g.
 /// [`TCP_SYN_RECV`] for a connection accepted with data in its SYN whose
 /// handshake has not finished.
 pub fn tcp_state(sock: &impl AsRawFd) -> io::Result<u8> {
-    let mut buf = [0u8; 8];
-    getsockopt_buf(
-        sock.as_raw_fd(),
-        libc::IPPROTO_TCP,
-        libc::TCP_INFO,
-        &mut buf,
-    )?;
-    Ok(buf.first().copied().unwrap_or(0))
+    let (buf, _) = tcp_info::<8>(sock)?;
+    Ok(buf[0])
 }
 
 /// Bytes in the socket's send queue not yet acknowledged by the peer

@@ -23,10 +23,10 @@
 //! stalls the connection on Linux 6.18 (`docs/benchmarks.md`). A direction
 //! into one is spliced, and when it turns bulk a socket on a path of less
 //! than a millisecond gets a 512 KiB send buffer instead of up to the
-//! kernel's 4 MiB ([`crate::sys::fit_mptcp_send_buffer`]): one connection through the
-//! chain on loopback moved twice as much. Written 16 KiB at a time instead
-//! it moved half again, but at twice the CPU per byte and with less
-//! throughput over eight connections.
+//! kernel's 4 MiB ([`crate::sys::fit_mptcp_send_buffer`]): one connection
+//! through the chain on loopback moved twice as much. Written 16 KiB at a
+//! time instead it moved half again, but at twice the CPU per byte and
+//! with less throughput over eight connections.
 //!
 //! This is the only module of the crate besides `sys` with `unsafe` code:
 //! `pipe2`, `fcntl(F_SETPIPE_SZ)` and `splice` on descriptors this module
