@@ -185,6 +185,19 @@ fn ratio(v: Option<f64>, base: Option<f64>) -> String {
 /// connection-rate table also compares against it when it is there.
 pub const MPTCP_BASELINE: &str = "direct MPTCP";
 
+/// The label of the connection-rate floor of the chain's shape in
+/// `scripts/bench` (two relays in C that do no proxy work, a Multipath TCP
+/// middle leg: `scripts/relay-floor.c`): the connection-rate table also
+/// compares against it, as "vs floor (MPTCP)", when it is there.
+pub const FLOOR_BASELINE: &str = "bare relay chain (MPTCP, epoll, C)";
+
+/// The connection-rate table's extra ratio columns: the row each compares
+/// against and the column's heading.
+const RATE_BASELINES: [(&str, &str); 2] = [
+    (MPTCP_BASELINE, "vs direct MPTCP"),
+    (FLOOR_BASELINE, "vs floor (MPTCP)"),
+];
+
 /// Markdown tables from the JSON lines in `input`, ratios against the row
 /// labelled `baseline`.
 pub fn markdown(input: &str, baseline: &str) -> String {
@@ -217,16 +230,18 @@ pub fn markdown(input: &str, baseline: &str) -> String {
         );
     }
     // With a direct Multipath TCP row, rates are also given against it:
-    // what the proxy costs on top of setting up its transport.
-    let mptcp_rate = rows
+    // what the proxy costs on top of setting up its transport; with the
+    // floor row, against what the chain's shape costs without a proxy's
+    // work.
+    let extra: Vec<(&str, f64)> = RATE_BASELINES
         .iter()
-        .find(|r| r.label == MPTCP_BASELINE)
-        .and_then(|r| r.rate);
-    let (extra_head, extra_rule) = if mptcp_rate.is_some() {
-        (format!(" vs {MPTCP_BASELINE} |"), "---:|")
-    } else {
-        (String::new(), "")
-    };
+        .filter_map(|(label, heading)| {
+            let rate = rows.iter().find(|r| r.label == *label)?.rate?;
+            Some((*heading, rate))
+        })
+        .collect();
+    let extra_head: String = extra.iter().map(|(h, _)| format!(" {h} |")).collect();
+    let extra_rule = "---:|".repeat(extra.len());
     let _ = writeln!(
         md,
         "\n#### Connection rate (100 B up, 1 KiB down, one connection each; median)\n\n\
@@ -234,14 +249,13 @@ pub fn markdown(input: &str, baseline: &str) -> String {
          |---|---:|---:|{extra_rule}---:|---:|"
     );
     for r in rows.iter().filter(|r| r.pending.is_none()) {
-        let extra = if mptcp_rate.is_some() {
-            format!(" {} |", ratio(r.rate, mptcp_rate))
-        } else {
-            String::new()
-        };
+        let ratios: String = extra
+            .iter()
+            .map(|(_, rate)| format!(" {} |", ratio(r.rate, Some(*rate))))
+            .collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} |{extra} {} | {} |",
+            "| {} | {} | {} |{ratios} {} | {} |",
             r.label,
             num(r.rate, 0),
             ratio(r.rate, base.rate),
@@ -476,6 +490,38 @@ mod tests {
         );
         // Without that row the table keeps its columns.
         assert!(markdown(INPUT, "direct").contains("| proxy | 1000 | – | 1.50 | 4.00 |"));
+    }
+
+    #[test]
+    fn rate_table_compares_with_the_floor_chain_when_that_row_is_there() {
+        let input = format!(
+            r#"{{"kind":"run","workload":"rate","label":"direct","conn_per_s":8000.0,"p50_ms":0.5,"p99_ms":2.0}}
+{{"kind":"run","workload":"rate","label":"direct MPTCP","conn_per_s":4000.0,"p50_ms":1.0,"p99_ms":3.0}}
+{{"kind":"run","workload":"rate","label":"{FLOOR_BASELINE}","conn_per_s":2500.0,"p50_ms":1.5,"p99_ms":4.0}}
+{{"kind":"run","workload":"rate","label":"chain","conn_per_s":2000.0,"p50_ms":2.0,"p99_ms":6.0}}
+"#
+        );
+        let md = markdown(&input, "direct");
+        assert!(
+            md.contains("| conn/s | vs direct | vs direct MPTCP | vs floor (MPTCP) | latency p50"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| chain | 2000 | 25 % | 50 % | 80 % | 2.00 | 6.00 |"),
+            "{md}"
+        );
+        // The floor alone, without the direct MPTCP row: one extra column.
+        let no_mptcp: String = input
+            .lines()
+            .filter(|l| !l.contains("direct MPTCP"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let md = markdown(&no_mptcp, "direct");
+        assert!(
+            md.contains("| vs direct | vs floor (MPTCP) | latency p50"),
+            "{md}"
+        );
+        assert!(md.contains("| chain | 2000 | 25 % | 80 % | 2.00 |"), "{md}");
     }
 
     #[test]
