@@ -240,7 +240,10 @@ pub fn markdown(input: &str, baseline: &str) -> String {
             Some((*heading, rate))
         })
         .collect();
-    let extra_head: String = extra.iter().map(|(h, _)| format!(" {h} |")).collect();
+    let extra_head = extra.iter().fold(String::new(), |mut out, (h, _)| {
+        let _ = write!(out, " {h} |");
+        out
+    });
     let extra_rule = "---:|".repeat(extra.len());
     let _ = writeln!(
         md,
@@ -249,10 +252,10 @@ pub fn markdown(input: &str, baseline: &str) -> String {
          |---|---:|---:|{extra_rule}---:|---:|"
     );
     for r in rows.iter().filter(|r| r.pending.is_none()) {
-        let ratios: String = extra
-            .iter()
-            .map(|(_, rate)| format!(" {} |", ratio(r.rate, Some(*rate))))
-            .collect();
+        let ratios = extra.iter().fold(String::new(), |mut out, (_, rate)| {
+            let _ = write!(out, " {} |", ratio(r.rate, Some(*rate)));
+            out
+        });
         let _ = writeln!(
             md,
             "| {} | {} | {} |{ratios} {} | {} |",
