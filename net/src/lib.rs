@@ -2,7 +2,7 @@
 //! `sixpath-server` that is not wire format.
 //!
 //! - [`sys`]: Multipath TCP sockets with TCP fallback, TCP Fast Open, MPTCP
-//!   introspection (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the
+//!   introspection (`MPTCP_INFO`, `SO_PROTOCOL`), the ICMP error queue, the
 //!   host's own addresses (with [`mptcp`] and [`netlink::socket`], the
 //!   crate's only unsafe code).
 //! - [`relay`]: the bidirectional copy with half-close and idle timeout.

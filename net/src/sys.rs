@@ -1,6 +1,6 @@
 //! Socket options and kernel facts that need `libc`: Multipath TCP socket
 //! creation with fallback, TCP Fast Open, MPTCP introspection
-//! (`TCP_IS_MPTCP`, `MPTCP_INFO`), the ICMP error queue, the host's own
+//! (`MPTCP_INFO`, `SO_PROTOCOL`), the ICMP error queue, the host's own
 //! addresses, the open-file limit.
 //!
 //! This is the only module of the crate with `unsafe` code. Every unsafe
@@ -20,7 +20,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub const IPPROTO_MPTCP: i32 = 262;
 const SOL_MPTCP: i32 = 284;
 const MPTCP_INFO: i32 = 1;
-const TCP_IS_MPTCP: i32 = 43;
 const TCP_FASTOPEN: i32 = 23;
 const TCP_FASTOPEN_CONNECT: i32 = 30;
 const TCP_FASTOPEN_NO_COOKIE: i32 = 34;
@@ -134,6 +133,20 @@ fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
     let mut buf = [0u8; 4];
     getsockopt_buf(fd, level, name, &mut buf)?;
     Ok(i32::from_ne_bytes(buf))
+}
+
+/// Whether the TCP handshake of the socket `fd` is still under way:
+/// `getpeername(2)` fails with `ENOTCONN` until it completes (a connect
+/// that sent its SYN, or its data in the SYN, and has no answer yet). The
+/// caller keeps `fd` open across the call.
+pub fn handshake_pending(fd: RawFd) -> bool {
+    let mut addr = [0u8; 128];
+    let mut len = libc::socklen_t::try_from(addr.len()).unwrap_or(libc::socklen_t::MAX);
+    // SAFETY: `addr` is valid for writes of `len` bytes (a
+    // `sockaddr_storage`); the kernel writes at most `len` bytes there and
+    // the address's length in `len`.
+    let rc = unsafe { libc::getpeername(fd, addr.as_mut_ptr().cast(), &raw mut len) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN)
 }
 
 /// Enables TCP Fast Open on a listener with a queue of `qlen` pending
@@ -317,26 +330,22 @@ pub fn fit_mptcp_send_buffer(sock: &impl AsRawFd) -> io::Result<bool> {
     Ok(true)
 }
 
-/// What carries the connection on `sock` (`SO_PROTOCOL`, then
-/// `TCP_IS_MPTCP`, then `MPTCP_INFO`; `include/uapi/linux/tcp.h`,
-/// `include/uapi/linux/mptcp.h`).
+/// What carries the connection on `sock`: `MPTCP_INFO` answers only on a
+/// Multipath TCP socket that has not fallen back (the kernel hands every
+/// option of a fallen-back one to its TCP subflow, which has no
+/// `SOL_MPTCP`), so one system call says so for the common case; only when
+/// it fails does `SO_PROTOCOL` tell plain TCP from a fallback
+/// (`include/uapi/linux/mptcp.h`, `net/mptcp/sockopt.c`).
 pub fn transport(sock: &impl AsRawFd) -> Transport {
-    let fd = sock.as_raw_fd();
-    let proto =
-        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(libc::IPPROTO_TCP);
-    if proto != IPPROTO_MPTCP {
-        return Transport::Tcp;
-    }
-    // Kernels before 6.10 lack TCP_IS_MPTCP; then MPTCP_INFO failing is
-    // the fallback signal.
-    if let Ok(0) = getsockopt_int(fd, libc::IPPROTO_TCP, TCP_IS_MPTCP) {
-        return Transport::Fallback;
-    }
-    match mptcp_info(sock) {
-        Ok(info) => Transport::Mptcp {
+    if let Ok(info) = mptcp_info(sock) {
+        return Transport::Mptcp {
             subflows: info.subflows_total,
-        },
-        Err(_) => Transport::Fallback,
+        };
+    }
+    if is_mptcp_socket(sock) {
+        Transport::Fallback
+    } else {
+        Transport::Tcp
     }
 }
 
@@ -696,6 +705,25 @@ mod tests {
             .as_socket()
             .expect("inet");
         (listener, local, is_mptcp)
+    }
+
+    #[test]
+    fn handshake_is_pending_while_the_syn_is_unanswered_and_not_once_connected() {
+        // A listener whose accept queue is full drops further SYNs: the
+        // second client's connect stays in SYN_SENT.
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let (listener, _) = stream_socket(&addr, false).expect("socket");
+        listener.bind(&addr.into()).expect("bind");
+        listener.listen(0).expect("listen");
+        let local = listener.local_addr().expect("local");
+        let (first, _) = stream_socket(&addr, false).expect("socket");
+        first.connect(&local).expect("connect");
+        assert!(!handshake_pending(first.as_raw_fd()), "connected");
+        let (second, _) = stream_socket(&addr, false).expect("socket");
+        second.set_nonblocking(true).expect("nonblocking");
+        let _ = second.connect(&local); // EINPROGRESS
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(handshake_pending(second.as_raw_fd()), "SYN unanswered");
     }
 
     #[test]

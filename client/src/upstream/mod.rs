@@ -625,17 +625,18 @@ impl Upstream {
     }
 }
 
-/// A duplicate of the stream's descriptor, to look at the connection state
-/// while a reader borrows the stream.
-pub fn probe(stream: &TcpStream) -> Option<socket2::Socket> {
-    socket2::SockRef::from(stream).try_clone().ok()
+/// The stream's descriptor, to look at the connection state while a reader
+/// borrows the stream (no duplicate: the stream, in the caller's `Framed`,
+/// outlives every use in [`await_reply`]).
+pub fn probe(stream: &TcpStream) -> std::os::fd::RawFd {
+    std::os::fd::AsRawFd::as_raw_fd(stream)
 }
 
 /// Waits for the server's reply with `read`, bounded by `deadline`; fails
 /// early when the TCP connection is still not established after the
 /// connect timeout (a server that does not answer SYNs).
 pub async fn await_reply<T, E>(
-    probe: Option<socket2::Socket>,
+    probe: std::os::fd::RawFd,
     connect_timeout: Duration,
     deadline: Instant,
     server: SocketAddr,
@@ -643,12 +644,8 @@ pub async fn await_reply<T, E>(
 ) -> Result<T, ReplyError<E>> {
     let established = async {
         tokio::time::sleep(connect_timeout).await;
-        loop {
-            // getpeername fails with ENOTCONN until the handshake is done.
-            match probe.as_ref().map(socket2::Socket::peer_addr) {
-                Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => return,
-                _ => std::future::pending::<()>().await,
-            }
+        if !sys::handshake_pending(probe) {
+            std::future::pending::<()>().await;
         }
     };
     let name = server.to_string();

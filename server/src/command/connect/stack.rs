@@ -77,26 +77,25 @@ impl Stack {
     /// is a TCP socket; reports what the kernel took.
     pub(super) fn apply_client_leg(&self, client: &dyn Any) -> Applied {
         let on_client = |leg: Leg| leg.overlaps(Leg::CLIENT_PROXY);
+        let pick = |x: Option<(Leg, u8)>| x.filter(|(l, _)| on_client(*l)).map(|(_, v)| v);
+        let (tos, ttl) = (pick(self.tos), pick(self.ttl));
+        let no_frag = self
+            .no_frag
+            .is_some_and(|(l, a)| on_client(l) && a == Availability::AVAILABLE);
         let Some(sock) = client.downcast_ref::<TcpStream>() else {
             return Applied::default();
         };
+        if tos.is_none() && ttl.is_none() && !no_frag {
+            // Nothing asked for this leg (the usual request): no system call.
+            return Applied::default();
+        }
         // A v4-mapped client on an IPv6 listener sends IPv4 packets: the
         // IPv4 options apply.
         let v6 = sock.local_addr().is_ok_and(|a| match a.ip() {
             std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_none(),
             std::net::IpAddr::V4(_) => false,
         });
-        let pick = |x: Option<(Leg, u8)>| x.filter(|(l, _)| on_client(*l)).map(|(_, v)| v);
-        let no_frag = self
-            .no_frag
-            .is_some_and(|(l, a)| on_client(l) && a == Availability::AVAILABLE);
-        crate::outbound::apply_ip_options(
-            &socket2::SockRef::from(sock),
-            v6,
-            pick(self.tos),
-            pick(self.ttl),
-            no_frag,
-        )
+        crate::outbound::apply_ip_options(&socket2::SockRef::from(sock), v6, tos, ttl, no_frag)
     }
 
     /// The Stack options of the Operation Reply: "A proxy MUST report every
