@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use sixpath_net::mptcp::{self, InterfaceStats};
 
-use sixpath_net::relay::{self, Cutoff, Progress, RelayMode, RelayOptions, RelayStats};
+use sixpath_net::relay::{self, Cutoff, Direction, Progress, RelayMode, RelayOptions, RelayStats};
 use sixpath_net::sys::{self, Transport};
 use sixpath_protocol::Endpoint;
 use sixpath_protocol::socks6::MAX_INITIAL_DATA_LEN;
@@ -594,21 +594,20 @@ fn carry<'a>(
                     inner: server,
                     record: &record,
                     next: Instant::now() + SAMPLE_EVERY,
-                    seen_eof: false,
-                    seen_shutdown: false,
+                    ends: Ends::default(),
                 };
                 let stats = relay::relay_copy(&mut *app, &mut watched, opts, &shared.cutoff).await;
-                (stats, watched.seen_eof && watched.seen_shutdown)
+                (stats, watched.ends.sampled_after_both)
             };
-        // An abnormal end reaches the other side as a reset.
-        relay::pass_on_end(stats.end, app, server, &shared.cutoff).await;
         // The subflows as they ended (a connection shorter than one sample
-        // period is counted here only), unless the samples at the server's
-        // EOF and at our shutdown, both taken after the last byte either
-        // way, already say it.
+        // period is counted here only), unless a sample taken after the
+        // last byte both ways already says it; before an abnormal end's
+        // reset, which tears the subflows down.
         if !sampled_at_end {
             record(server);
         }
+        // An abnormal end reaches the other side as a reset.
+        relay::pass_on_end(stats.end, app, server, &shared.cutoff).await;
         out.transport = Some(sys::transport_now(&**server, transport));
         stats.client_to_target += *pre_up;
         stats.target_to_client += *pre_down;
@@ -616,13 +615,52 @@ fn carry<'a>(
     }
 }
 
+/// Which ends of the relay went by, for sampling the server connection's
+/// subflows once after the last byte both ways: at the application's EOF,
+/// before our FIN to the server (the connection is whole then, whatever
+/// the server did), and at the server's EOF only if ours went first (the
+/// server's last bytes came after that sample). One sample per connection
+/// when the server ends first, as a request and its answer do; two when
+/// the application does.
+#[derive(Debug, Default)]
+struct Ends {
+    /// The application's EOF (our shutdown towards the server).
+    up: bool,
+    /// The server's EOF.
+    down: bool,
+    /// A sample was taken after both.
+    sampled_after_both: bool,
+}
+
+impl Ends {
+    /// Notes the EOF of `direction` (`Up`: the application's); says
+    /// whether to sample the server connection now.
+    fn eof(&mut self, direction: Direction) -> bool {
+        let sample = match direction {
+            Direction::Up if !self.up => {
+                self.up = true;
+                true
+            }
+            Direction::Down if !self.down => {
+                self.down = true;
+                self.up
+            }
+            Direction::Up | Direction::Down => false,
+        };
+        if sample && self.up && self.down {
+            self.sampled_after_both = true;
+        }
+        sample
+    }
+}
+
 /// The `splice(2)` relay between the application and a plain server
 /// connection, which never passes through [`Sampled`]: the server's
 /// subflows are sampled (`record`) as there, on the relay's own progress
 /// (at most every [`SAMPLE_EVERY`] while bytes move: an idle connection
-/// costs no timer) and at each direction's EOF, before the FIN is passed
-/// on (subflows are torn down with the connection). Also says whether
-/// both EOFs were sampled. Not boxed: splice is the common path, and its
+/// costs no timer) and at the directions' EOFs ([`Ends`]), before the FIN
+/// is passed on (subflows are torn down with the connection). Also says
+/// whether a sample was taken after both EOFs. Not boxed: splice is the common path, and its
 /// state inline (measured: 4.4 KB per idle chain connection in the client)
 /// costs less than a box of it beside the task (5.1 KB); TLS and copy
 /// connections carry the same task size.
@@ -639,7 +677,7 @@ fn spliced<'a>(
         let every = u64::try_from(SAMPLE_EVERY.as_millis()).unwrap_or(u64::MAX);
         // Milliseconds after `start` of the next sample.
         let next = AtomicU64::new(every);
-        let eofs = AtomicUsize::new(0);
+        let ends = Mutex::new(Ends::default());
         let observe = |p: Progress| match p {
             Progress::Moved => {
                 let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -648,30 +686,33 @@ fn spliced<'a>(
                     next.store(now.saturating_add(every), Ordering::Relaxed);
                 }
             }
-            Progress::Eof => {
-                record(server);
-                eofs.fetch_add(1, Ordering::Relaxed);
+            Progress::Eof(direction) => {
+                let sample = ends
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .eof(direction);
+                if sample {
+                    record(server);
+                }
             }
         };
         let stats = relay::relay_splice(app, server, opts, cutoff, &observe).await;
-        (stats, eofs.load(Ordering::Relaxed) >= 2)
+        let ends = ends.into_inner().unwrap_or_else(PoisonError::into_inner);
+        (stats, ends.sampled_after_both)
     }
 }
 
 /// The server stream, with its subflows sampled (`record`) at most every
-/// [`SAMPLE_EVERY`] while bytes move, and when its read side reaches EOF or
-/// its write side is shut down (subflows are torn down with the
-/// connection). Sampling rides on the relay's own reads and writes: an
+/// [`SAMPLE_EVERY`] while bytes move, and at its EOF and our shutdown of its
+/// write side ([`Ends`]; subflows are torn down with the connection). Sampling rides on the relay's own reads and writes: an
 /// idle connection costs no timer and no wake-up, and needs no second
 /// descriptor for the sampler.
 struct Sampled<'a> {
     inner: &'a mut ServerStream,
     record: &'a (dyn Fn(&TcpStream) + Sync),
     next: Instant,
-    /// Sampled at the server's EOF.
-    seen_eof: bool,
-    /// Sampled at our shutdown of the write side.
-    seen_shutdown: bool,
+    /// The server's EOF and our shutdown of the write side.
+    ends: Ends,
 }
 
 impl Sampled<'_> {
@@ -696,8 +737,9 @@ impl AsyncRead for Sampled<'_> {
         let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) {
             if buf.filled().len() == before && buf.remaining() > 0 {
-                (this.record)(this.inner);
-                this.seen_eof = true;
+                if this.ends.eof(Direction::Down) {
+                    (this.record)(this.inner);
+                }
             } else {
                 this.tick();
             }
@@ -726,8 +768,9 @@ impl AsyncWrite for Sampled<'_> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        (this.record)(this.inner);
-        this.seen_shutdown = true;
+        if this.ends.eof(Direction::Up) {
+            (this.record)(this.inner);
+        }
         Pin::new(&mut *this.inner).poll_shutdown(cx)
     }
 }
@@ -825,6 +868,31 @@ mod tests {
         (a, b)
     }
 
+    #[test]
+    fn server_ending_first_is_sampled_once_at_the_applications_eof() {
+        let mut ends = Ends::default();
+        assert!(!ends.eof(Direction::Down), "the server's EOF first: later");
+        assert!(ends.eof(Direction::Up), "the application's EOF: now");
+        assert!(ends.sampled_after_both);
+        assert!(!ends.eof(Direction::Up), "once");
+    }
+
+    #[test]
+    fn application_ending_first_is_sampled_at_both_eofs() {
+        let mut ends = Ends::default();
+        assert!(ends.eof(Direction::Up), "before our FIN to the server");
+        assert!(!ends.sampled_after_both, "the server may still send");
+        assert!(ends.eof(Direction::Down), "after the server's last byte");
+        assert!(ends.sampled_after_both);
+    }
+
+    #[test]
+    fn one_eof_alone_leaves_the_sample_at_the_end_to_the_caller() {
+        let mut ends = Ends::default();
+        assert!(!ends.eof(Direction::Down));
+        assert!(!ends.sampled_after_both);
+    }
+
     /// The task of an idle relayed connection holds this future inline:
     /// beyond the relay it keeps only the streams and the log line, not the
     /// handshakes (several KiB, freed before the
@@ -854,8 +922,7 @@ mod tests {
             inner: &mut server,
             record: &record,
             next: Instant::now(),
-            seen_eof: false,
-            seen_shutdown: false,
+            ends: Ends::default(),
         };
         let cutoff = Cutoff::new();
         let copy = std::mem::size_of_val(&relay::relay_copy(

@@ -33,6 +33,9 @@ const TCP_INFO_LEN: usize = 216;
 const FULL_INFO_LEN: usize = 136;
 /// Subflows read at most (the in-kernel path manager allows 8 extra).
 const MAX_SUBFLOWS: usize = 32;
+/// Subflows read on the stack first: the in-kernel path manager's limit
+/// (`ip mptcp limits`, at most 8); more are read again into the heap.
+const FEW_SUBFLOWS: usize = 8;
 
 /// `tcp_info` offsets (`include/uapi/linux/tcp.h`).
 const TCPI_RTT: usize = 68;
@@ -154,10 +157,13 @@ pub fn full_info_request(sfinfo_addr: u64, tcpinfo_addr: u64, elements: u32) -> 
 }
 
 /// Parses `MPTCP_FULL_INFO` output: header `full`, the subflow-info array
-/// and the `tcp_info` array (element sizes as requested).
+/// and the `tcp_info` array (element sizes as requested): the subflows
+/// that fitted in the arrays.
 pub fn parse_full_info(full: &[u8], sfinfo: &[u8], tcpinfo: &[u8]) -> Option<Vec<SubflowStats>> {
     let h = parse_full_info_header(full)?;
-    let n = (h.num_subflows as usize).min(MAX_SUBFLOWS);
+    let n = (h.num_subflows as usize)
+        .min(sfinfo.len() / SUBFLOW_INFO_LEN)
+        .min(tcpinfo.len() / TCP_INFO_LEN);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let sf = sfinfo.get(i * SUBFLOW_INFO_LEN..(i + 1) * SUBFLOW_INFO_LEN)?;
@@ -205,25 +211,49 @@ unsafe fn getsockopt_raw(fd: i32, name: i32, buf: &mut [u8]) -> io::Result<usize
     }
 }
 
+/// `MPTCP_FULL_INFO` into arrays on the stack, sized for the subflows the
+/// in-kernel path manager allows (this runs at each sample of every
+/// connection: no allocation), and again into the heap when the kernel
+/// says there are more.
 fn full_info(fd: i32) -> io::Result<Vec<SubflowStats>> {
+    let mut sfinfo = [0u8; SUBFLOW_INFO_LEN * FEW_SUBFLOWS];
+    let mut tcpinfo = [0u8; TCP_INFO_LEN * FEW_SUBFLOWS];
+    let (subflows, total) = full_info_into(fd, &mut sfinfo, &mut tcpinfo)?;
+    if total <= FEW_SUBFLOWS {
+        return Ok(subflows);
+    }
     let mut sfinfo = vec![0u8; SUBFLOW_INFO_LEN * MAX_SUBFLOWS];
     let mut tcpinfo = vec![0u8; TCP_INFO_LEN * MAX_SUBFLOWS];
+    full_info_into(fd, &mut sfinfo, &mut tcpinfo).map(|(subflows, _)| subflows)
+}
+
+/// `MPTCP_FULL_INFO` with the arrays `sfinfo` and `tcpinfo` (whole
+/// elements of [`SUBFLOW_INFO_LEN`] and [`TCP_INFO_LEN`] bytes): the
+/// subflows that fitted, and how many the connection has.
+fn full_info_into(
+    fd: i32,
+    sfinfo: &mut [u8],
+    tcpinfo: &mut [u8],
+) -> io::Result<(Vec<SubflowStats>, usize)> {
+    let elements = (sfinfo.len() / SUBFLOW_INFO_LEN).min(tcpinfo.len() / TCP_INFO_LEN);
     let mut full = [0u8; FULL_INFO_LEN];
     let req = full_info_request(
         sfinfo.as_mut_ptr() as u64,
         tcpinfo.as_mut_ptr() as u64,
-        MAX_SUBFLOWS as u32,
+        u32::try_from(elements).unwrap_or(0),
     );
     full.get_mut(..40)
         .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?
         .copy_from_slice(&req);
     // SAFETY: the two pointers in `full` come from `as_mut_ptr` of the two
-    // vectors above, which live until after the call and hold exactly
-    // `MAX_SUBFLOWS` elements of the sizes written next to them; nothing
+    // arrays borrowed mutably here, which outlive the call and hold at
+    // least `elements` elements of the sizes written next to them; nothing
     // reads or writes them during the call.
     let n = unsafe { getsockopt_raw(fd, MPTCP_FULL_INFO, &mut full) }?;
     let full = full.get(..n).unwrap_or_default();
-    parse_full_info(full, &sfinfo, &tcpinfo)
+    let total = parse_full_info_header(full).map_or(0, |h| h.num_subflows as usize);
+    parse_full_info(full, sfinfo, tcpinfo)
+        .map(|subflows| (subflows, total))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short MPTCP_FULL_INFO"))
 }
 
@@ -482,6 +512,10 @@ mod tests {
         ti[b + TCPI_BYTES_RECEIVED..b + TCPI_BYTES_RECEIVED + 8]
             .copy_from_slice(&77u64.to_ne_bytes());
         ti[b + TCPI_BYTES_ACKED..b + TCPI_BYTES_ACKED + 8].copy_from_slice(&5u64.to_ne_bytes());
+        // Arrays of one element while the connection has two: the one
+        // that fitted (the caller reads again with room for all).
+        let fitted = parse_full_info(&full, &sf[..SUBFLOW_INFO_LEN], &ti[..TCP_INFO_LEN]);
+        assert_eq!(fitted.expect("parse").len(), 1);
         let got = parse_full_info(&full, &sf, &ti).expect("parse");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].id, Some(1));

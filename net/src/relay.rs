@@ -497,13 +497,22 @@ where
     }
 }
 
+/// One way through a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the target.
+    Up,
+    /// From the target to the client.
+    Down,
+}
+
 /// What [`relay_splice`] tells its observer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     /// A direction moved bytes (one read or pipe-full written).
     Moved,
     /// A direction reached EOF; its FIN is passed on right after.
-    Eof,
+    Eof(Direction),
 }
 
 /// The `splice(2)` relay of two plain TCP streams (Linux), whatever
@@ -1109,7 +1118,7 @@ mod tests {
                 let [moved, eofs] = &*seen;
                 match p {
                     Progress::Moved => moved.fetch_add(1, Ordering::Relaxed),
-                    Progress::Eof => eofs.fetch_add(1, Ordering::Relaxed),
+                    Progress::Eof(_) => eofs.fetch_add(1, Ordering::Relaxed),
                 };
             };
             let cutoff = Cutoff::new();

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{Cutoff, Meter, Progress, RelayOptions, RelayPath, RelayStats, Side, drive};
+use super::{Cutoff, Direction, Meter, Progress, RelayOptions, RelayPath, RelayStats, Side, drive};
 
 /// Pipe capacity per direction: the most bytes in flight inside the relay.
 /// 256 KiB moved more per system call than the 64 KiB default in
@@ -152,7 +152,8 @@ fn writable(s: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
 /// Moves everything `src` sends to `dst` until EOF, then half-closes `dst`.
 /// Starts with read/write; the first read that fills the whole buffer
 /// switches to splice. Sets `spliced` once splice moved bytes, `fell_back`
-/// if splice could not be used.
+/// if splice could not be used. Tells the observer of the EOF with
+/// `direction`, the way this is.
 ///
 /// Only `src` reads and only `dst` writes here, and the other direction
 /// the other way round, so each stream's read and write waker slots
@@ -160,6 +161,7 @@ fn writable(s: &TcpStream) -> impl Future<Output = io::Result<()>> + '_ {
 fn pump<'a>(
     src: &'a TcpStream,
     dst: &'a TcpStream,
+    direction: Direction,
     shared: &'a Shared<'a>,
     count: &'a AtomicU64,
     buffer_size: usize,
@@ -179,7 +181,7 @@ fn pump<'a>(
                     let n = match src.try_read(&mut buf) {
                         Ok(0) => {
                             super::pool::give(buf);
-                            (shared.observe)(Progress::Eof);
+                            (shared.observe)(Progress::Eof(direction));
                             half_close(dst);
                             return Ok(());
                         }
@@ -224,7 +226,7 @@ fn pump<'a>(
                 splice(src.as_raw_fd(), pipe.write.as_raw_fd(), PIPE_SIZE)
             }) {
                 Ok(0) => {
-                    (shared.observe)(Progress::Eof);
+                    (shared.observe)(Progress::Eof(direction));
                     half_close(dst);
                     return Ok(());
                 }
@@ -300,8 +302,22 @@ pub(super) fn relay<'a>(
             fell_back: AtomicBool::new(false),
             observe,
         };
-        let upstream = pin!(pump(client, target, &shared, &meter.up, size));
-        let downstream = pin!(pump(target, client, &shared, &meter.down, size));
+        let upstream = pin!(pump(
+            client,
+            target,
+            Direction::Up,
+            &shared,
+            &meter.up,
+            size
+        ));
+        let downstream = pin!(pump(
+            target,
+            client,
+            Direction::Down,
+            &shared,
+            &meter.down,
+            size
+        ));
         let end = drive(&meter, upstream, downstream, idle_timeout, cutoff).await;
         RelayStats {
             client_to_target: meter.up.load(Ordering::Relaxed),
