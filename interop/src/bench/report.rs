@@ -19,11 +19,13 @@ struct Runs {
     p99: Vec<f64>,
     idle: Vec<f64>,
     cpu: Cpu<Vec<f64>>,
+    cpu_conn: Cpu<Vec<f64>>,
 }
 
-/// CPU seconds per GiB of a path's processes by role: the client side of a
-/// chain (the process the application talks to) and the server side (the
-/// one that talks to the target; a one-hop proxy is only this).
+/// CPU of a path's processes by role (seconds per GiB in throughput runs,
+/// microseconds per connection in rate runs): the client side of a chain
+/// (the process the application talks to) and the server side (the one
+/// that talks to the target; a one-hop proxy is only this).
 #[derive(Debug, Default, Clone)]
 struct Cpu<T> {
     client: Option<String>,
@@ -45,16 +47,18 @@ struct Row {
     p99: Option<f64>,
     idle: Option<f64>,
     cpu: Cpu<Option<f64>>,
+    cpu_conn: Cpu<Option<f64>>,
 }
 
-/// Adds one throughput run's `cpu` array (`role`, `process`, `s_per_gib`)
-/// to `to`: per role the sum over its processes, and the total.
-fn push_cpu(to: &mut Cpu<Vec<f64>>, cpu: &Value) {
+/// Adds one run's `cpu` array (`role`, `process` and the figure `key`:
+/// `s_per_gib` of a throughput run, `us_per_conn` of a rate run) to `to`:
+/// per role the sum over its processes, and the total.
+fn push_cpu(to: &mut Cpu<Vec<f64>>, cpu: &Value, key: &str) {
     let Some(list) = cpu.as_array() else { return };
     let (mut client, mut server) = (None::<f64>, None::<f64>);
     let (mut client_names, mut server_names) = (Vec::new(), Vec::new());
     for p in list {
-        let Some(x) = p.get("s_per_gib").and_then(Value::as_f64) else {
+        let Some(x) = p.get(key).and_then(Value::as_f64) else {
             // A run without bytes has no figure: none for the whole run.
             return;
         };
@@ -83,6 +87,16 @@ fn push_cpu(to: &mut Cpu<Vec<f64>>, cpu: &Value) {
 
 fn med(v: &[f64]) -> Option<f64> {
     if v.is_empty() { None } else { Some(median(v)) }
+}
+
+fn medians(c: Cpu<Vec<f64>>) -> Cpu<Option<f64>> {
+    Cpu {
+        client_s: med(&c.client_s),
+        server_s: med(&c.server_s),
+        total_s: med(&c.total_s),
+        client: c.client,
+        server: c.server,
+    }
 }
 
 /// Medians per path from the `run` lines (summary lines are ignored, so
@@ -126,13 +140,16 @@ fn rows(lines: &str) -> Vec<Row> {
                     _ => push(&mut r.thr8, "gbit_per_s"),
                 }
                 if let Some(cpu) = v.get("cpu") {
-                    push_cpu(&mut r.cpu, cpu);
+                    push_cpu(&mut r.cpu, cpu, "s_per_gib");
                 }
             }
             Some("rate") => {
                 push(&mut r.rate, "conn_per_s");
                 push(&mut r.p50, "p50_ms");
                 push(&mut r.p99, "p99_ms");
+                if let Some(cpu) = v.get("cpu") {
+                    push_cpu(&mut r.cpu_conn, cpu, "us_per_conn");
+                }
             }
             Some("idle") => push(&mut r.idle, "bytes_per_conn"),
             _ => {}
@@ -146,13 +163,8 @@ fn rows(lines: &str) -> Vec<Row> {
             p50: med(&r.p50),
             p99: med(&r.p99),
             idle: med(&r.idle),
-            cpu: Cpu {
-                client_s: med(&r.cpu.client_s),
-                server_s: med(&r.cpu.server_s),
-                total_s: med(&r.cpu.total_s),
-                client: r.cpu.client,
-                server: r.cpu.server,
-            },
+            cpu: medians(r.cpu),
+            cpu_conn: medians(r.cpu_conn),
             label: r.label,
             pending: r.pending,
         })
@@ -274,28 +286,22 @@ pub fn markdown(input: &str, baseline: &str) -> String {
     for r in rows.iter().filter(|r| r.idle.is_some()) {
         let _ = writeln!(md, "| {} | {} |", r.label, num(r.idle, 0));
     }
-    let with_cpu: Vec<&Row> = rows.iter().filter(|r| r.cpu.total_s.is_some()).collect();
-    if !with_cpu.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n#### CPU s/GiB (user + system CPU seconds per GiB relayed, throughput runs; median)\n\n\
-             | Path | client side | CPU s/GiB | server side | CPU s/GiB | total CPU s/GiB |\n\
-             |---|---|---:|---|---:|---:|"
-        );
-        for r in with_cpu {
-            let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "–".to_owned());
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} |",
-                r.label,
-                name(&r.cpu.client),
-                num(r.cpu.client_s, 3),
-                name(&r.cpu.server),
-                num(r.cpu.server_s, 3),
-                num(r.cpu.total_s, 3)
-            );
-        }
-    }
+    cpu_table(
+        &mut md,
+        &rows,
+        |r| &r.cpu,
+        "CPU s/GiB (user + system CPU seconds per GiB relayed, throughput runs; median)",
+        "CPU s/GiB",
+        3,
+    );
+    cpu_table(
+        &mut md,
+        &rows,
+        |r| &r.cpu_conn,
+        "CPU per connection (user + system CPU µs per completed connection, rate runs; median)",
+        "CPU µs",
+        0,
+    );
     let notes: Vec<String> = input
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -310,6 +316,41 @@ pub fn markdown(input: &str, baseline: &str) -> String {
         let _ = writeln!(md, "\nNotes from the run:\n\n{}", notes.join("\n"));
     }
     md
+}
+
+/// A table of the rows with `cpu` figures, per side (none without any).
+fn cpu_table(
+    md: &mut String,
+    rows: &[Row],
+    cpu: fn(&Row) -> &Cpu<Option<f64>>,
+    title: &str,
+    unit: &str,
+    decimals: usize,
+) {
+    let with_cpu: Vec<&Row> = rows.iter().filter(|r| cpu(r).total_s.is_some()).collect();
+    if with_cpu.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n#### {title}\n\n\
+         | Path | client side | {unit} | server side | {unit} | total {unit} |\n\
+         |---|---|---:|---|---:|---:|"
+    );
+    for r in with_cpu {
+        let c = cpu(r);
+        let name = |n: &Option<String>| n.clone().unwrap_or_else(|| "–".to_owned());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.label,
+            name(&c.client),
+            num(c.client_s, decimals),
+            name(&c.server),
+            num(c.server_s, decimals),
+            num(c.total_s, decimals)
+        );
+    }
 }
 
 /// Reads one value out of a row.
@@ -470,6 +511,32 @@ mod tests {
         assert!(!cpu.contains("| direct |"), "no processes, no row: {cpu}");
         // Without any cpu figures there is no table.
         assert!(!markdown(INPUT, "direct").contains("CPU s/GiB"));
+    }
+
+    #[test]
+    fn cpu_per_connection_table_takes_the_rate_runs_per_side() {
+        let input = r#"{"kind":"run","workload":"rate","label":"direct","conn_per_s":8000.0,"p50_ms":0.5,"p99_ms":2.0,"cpu":[]}
+{"kind":"run","workload":"rate","label":"chain","conn_per_s":2000.0,"p50_ms":2.0,"p99_ms":6.0,"cpu":[{"role":"client","process":"sixpath-client","us_per_conn":180.0},{"role":"server","process":"sixpath-server","us_per_conn":150.0}]}
+{"kind":"run","workload":"rate","label":"chain","conn_per_s":2100.0,"p50_ms":2.0,"p99_ms":6.0,"cpu":[{"role":"client","process":"sixpath-client","us_per_conn":200.0},{"role":"server","process":"sixpath-server","us_per_conn":170.0}]}
+{"kind":"run","workload":"rate","label":"chain","conn_per_s":1900.0,"p50_ms":2.0,"p99_ms":6.0,"cpu":[{"role":"client","process":"sixpath-client","us_per_conn":220.0},{"role":"server","process":"sixpath-server","us_per_conn":160.0}]}
+{"kind":"run","workload":"throughput","label":"chain","conns":1,"gbit_per_s":2.0,"cpu":[{"role":"client","process":"sixpath-client","s_per_gib":0.5},{"role":"server","process":"sixpath-server","s_per_gib":0.25}]}
+"#;
+        let md = markdown(input, "direct");
+        let per_conn = &md[md.find("#### CPU per connection").expect("the table")..];
+        assert!(
+            per_conn
+                .contains("| Path | client side | CPU µs | server side | CPU µs | total CPU µs |"),
+            "{per_conn}"
+        );
+        // Medians of the three rate runs: client 180/200/220, server
+        // 150/170/160, and of the runs' sums 330/370/380.
+        assert!(
+            per_conn.contains("| chain | sixpath-client | 200 | sixpath-server | 160 | 370 |"),
+            "{per_conn}"
+        );
+        assert!(!per_conn.contains("| direct |"), "no processes, no row");
+        // The throughput run's figures stay in their own table.
+        assert!(md.contains("| chain | sixpath-client | 0.500 | sixpath-server | 0.250 | 0.750 |"));
     }
 
     #[test]

@@ -55,16 +55,21 @@ pub fn cpu_s_per_gib(cpu_secs: f64, bytes: u64) -> f64 {
 /// architecture it runs on here (proc(5), `sysconf(_SC_CLK_TCK)`).
 pub const USER_HZ: u64 = 100;
 
-/// `utime + stime` (fields 14 and 15, clock ticks) of a `/proc/PID/stat`
-/// line. The command name (field 2) is in parentheses and may contain
-/// spaces and parentheses itself, so fields are counted after the last
-/// `)`.
+/// `utime + stime + cutime + cstime` (fields 14 to 17, clock ticks) of a
+/// `/proc/PID/stat` line: the process's own CPU time and that of the
+/// children it has waited for, so that a worker that exits (dante's come
+/// and go under load) keeps counting in its parent. The command name
+/// (field 2) is in parentheses and may contain spaces and parentheses
+/// itself, so fields are counted after the last `)`.
 pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     let mut after = stat.rsplit_once(')')?.1.split_whitespace();
-    // Fields 3.. : state is the first; utime the 12th, stime the 13th.
+    // Fields 3.. : state is the first; utime the 12th, then stime,
+    // cutime, cstime.
     let utime: u64 = after.nth(11)?.parse().ok()?;
     let stime: u64 = after.next()?.parse().ok()?;
-    Some(utime + stime)
+    let cutime: u64 = after.next()?.parse().ok()?;
+    let cstime: u64 = after.next()?.parse().ok()?;
+    Some(utime + stime + cutime + cstime)
 }
 
 /// CPU time of `pid` so far, clock ticks.
@@ -219,12 +224,30 @@ pub struct Rate {
     pub secs: f64,
     /// Latency of each completed exchange, milliseconds, sorted.
     pub latencies_ms: Vec<f64>,
+    /// CPU time (user + system) of each watched process (with its
+    /// children) during the run, seconds, in the order of the pids given.
+    pub cpu_secs: Vec<f64>,
 }
 
 impl Rate {
     /// Completed connections per second.
     pub fn per_sec(&self) -> f64 {
         self.done as f64 / self.secs
+    }
+
+    /// CPU microseconds per completed connection of each watched process
+    /// (`NaN` when none completed).
+    pub fn cpu_us_per_conn(&self) -> Vec<f64> {
+        self.cpu_secs
+            .iter()
+            .map(|&c| {
+                if self.done == 0 {
+                    f64::NAN
+                } else {
+                    c * 1e6 / self.done as f64
+                }
+            })
+            .collect()
     }
 }
 
@@ -254,7 +277,9 @@ pub async fn rate(
     sink: SocketAddr,
     concurrency: usize,
     secs: f64,
+    pids: &[u32],
 ) -> io::Result<Rate> {
+    let cpu_before = tree_cpu_ticks(pids)?;
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
@@ -280,12 +305,18 @@ pub async fn rate(
         failed += f;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu_after = tree_cpu_ticks(pids)?;
     latencies_ms.sort_by(f64::total_cmp);
     Ok(Rate {
         done: latencies_ms.len() as u64,
         failed,
         secs,
         latencies_ms,
+        cpu_secs: cpu_after
+            .iter()
+            .zip(&cpu_before)
+            .map(|(a, b)| a.saturating_sub(*b) as f64 / USER_HZ as f64)
+            .collect(),
     })
 }
 
@@ -421,17 +452,32 @@ mod tests {
     }
 
     #[test]
-    fn stat_cpu_ticks_are_utime_plus_stime_after_the_last_parenthesis() {
+    fn stat_cpu_ticks_are_own_and_waited_for_childrens_time_after_the_last_parenthesis() {
         // A real line's shape (proc(5)); the name holds spaces and a ')'.
         let line = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 1234 0 5 0 \
-                    1500 320 0 0 20 0 3 0 12345 123456789 2048 18446744073709551615";
-        assert_eq!(parse_stat_cpu_ticks(line), Some(1820));
+                    1500 320 7 3 20 0 3 0 12345 123456789 2048 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(line), Some(1830));
         assert_eq!(parse_stat_cpu_ticks("1 (init) S 0 1"), None);
         assert_eq!(parse_stat_cpu_ticks("no parenthesis"), None);
         assert_eq!(
             parse_stat_cpu_ticks("1 (x) S 0 1 1 0 -1 0 0 0 0 0 x 5"),
             None
         );
+    }
+
+    #[test]
+    fn a_child_that_exited_keeps_counting_in_its_parent() {
+        let me = std::process::id();
+        let before = tree_cpu_ticks(&[me]).unwrap()[0];
+        // A child that burns CPU and exits: waited for, its time moves to
+        // this process's cutime and cstime.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("sh");
+        assert!(status.success());
+        let after = tree_cpu_ticks(&[me]).unwrap()[0];
+        assert!(after >= before + 5, "{before} -> {after}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ enum Cmd {
         /// Seconds per run.
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
+        /// Process id of a proxy process whose CPU time (user + system,
+        /// with its children) during the run is reported per completed
+        /// connection. Repeat for a chain: the last is the server side (it
+        /// talks to the target), those before it the client side.
+        #[arg(long)]
+        pid: Vec<u32>,
     },
     /// Idle connections held open through the proxy; proxy RSS per
     /// connection, against the RSS before the first run (start the proxy
@@ -195,6 +201,12 @@ impl Common {
             mptcp: self.mptcp,
         }
     }
+}
+
+/// The role of the `n`th of `of` watched processes: the last talks to the
+/// target (the server side), those before it are the client side.
+fn role(n: usize, of: usize) -> &'static str {
+    if n + 1 == of { "server" } else { "client" }
 }
 
 fn main() -> ExitCode {
@@ -358,13 +370,8 @@ async fn run(cmd: Cmd) -> Result<()> {
                     .zip(t.cpu_secs.iter().zip(t.cpu_s_per_gib()))
                     .enumerate()
                     .map(|(n, ((p, name), (c, per)))| {
-                        let role = if n + 1 == pid.len() {
-                            "server"
-                        } else {
-                            "client"
-                        };
-                        json!({"role": role, "process": name, "pid": p, "cpu_s": c,
-                               "s_per_gib": per})
+                        json!({"role": role(n, pid.len()), "process": name, "pid": p,
+                               "cpu_s": c, "s_per_gib": per})
                     })
                     .collect();
                 println!(
@@ -393,24 +400,40 @@ async fn run(cmd: Cmd) -> Result<()> {
             common,
             concurrency,
             secs,
+            pid,
         } => {
             let sink = sink::start_with(common.mptcp).await?;
+            let names: Vec<String> = pid.iter().map(|&p| workload::process_name(p)).collect();
             let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
             let mut failed = 0;
             for i in 0..common.runs {
-                let r = workload::rate(common.route(), sink, concurrency, secs)
+                let r = workload::rate(common.route(), sink, concurrency, secs, &pid)
                     .await
                     .with_context(|| format!("{} rate run {i}", common.label))?;
                 let (p50, p99) = (
                     quantile(&r.latencies_ms, 0.5),
                     quantile(&r.latencies_ms, 0.99),
                 );
+                let cpu: Vec<_> = pid
+                    .iter()
+                    .zip(&names)
+                    .zip(r.cpu_secs.iter().zip(r.cpu_us_per_conn()))
+                    .enumerate()
+                    .map(|(n, ((p, name), (c, per)))| {
+                        json!({"role": role(n, pid.len()), "process": name, "pid": p,
+                               "cpu_s": c, "us_per_conn": per})
+                    })
+                    .collect();
                 println!(
                     "{}",
                     json!({"kind": "run", "workload": "rate", "label": common.label,
                            "concurrency": concurrency, "done": r.done, "failed": r.failed,
-                           "secs": r.secs, "conn_per_s": r.per_sec(), "p50_ms": p50, "p99_ms": p99})
+                           "secs": r.secs, "conn_per_s": r.per_sec(), "p50_ms": p50, "p99_ms": p99,
+                           "cpu": cpu})
                 );
+                for (name, per) in names.iter().zip(r.cpu_us_per_conn()) {
+                    eprintln!("{:<28}   {name}: {per:.0} CPU µs/connection", common.label);
+                }
                 failed += r.failed;
                 rates.push(r.per_sec());
                 p50s.push(p50);
