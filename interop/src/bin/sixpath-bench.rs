@@ -203,10 +203,35 @@ impl Common {
     }
 }
 
-/// The role of the `n`th of `of` watched processes: the last talks to the
-/// target (the server side), those before it are the client side.
-fn role(n: usize, of: usize) -> &'static str {
-    if n + 1 == of { "server" } else { "client" }
+/// The `cpu` array of a run's JSON line: per watched process its role
+/// (the last talks to the target, the server side; those before it are
+/// the client side), name, pid, CPU seconds and `per` under `key`.
+fn cpu_entries(
+    pid: &[u32],
+    names: &[String],
+    secs: &[f64],
+    per: &[f64],
+    key: &str,
+) -> Vec<serde_json::Value> {
+    pid.iter()
+        .zip(names)
+        .zip(secs.iter().zip(per))
+        .enumerate()
+        .map(|(n, ((p, name), (c, x)))| {
+            let role = if n + 1 == pid.len() {
+                "server"
+            } else {
+                "client"
+            };
+            let mut v = serde_json::Map::new();
+            v.insert("role".to_owned(), json!(role));
+            v.insert("process".to_owned(), json!(name));
+            v.insert("pid".to_owned(), json!(p));
+            v.insert("cpu_s".to_owned(), json!(c));
+            v.insert(key.to_owned(), json!(x));
+            serde_json::Value::Object(v)
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -364,16 +389,7 @@ async fn run(cmd: Cmd) -> Result<()> {
                     .await
                     .with_context(|| format!("{} {workload} run {i}", common.label))?;
                 let g = t.gbit_per_s();
-                let cpu: Vec<_> = pid
-                    .iter()
-                    .zip(&names)
-                    .zip(t.cpu_secs.iter().zip(t.cpu_s_per_gib()))
-                    .enumerate()
-                    .map(|(n, ((p, name), (c, per)))| {
-                        json!({"role": role(n, pid.len()), "process": name, "pid": p,
-                               "cpu_s": c, "s_per_gib": per})
-                    })
-                    .collect();
+                let cpu = cpu_entries(&pid, &names, &t.cpu_secs, &t.cpu_s_per_gib(), "s_per_gib");
                 println!(
                     "{}",
                     json!({"kind": "run", "workload": workload, "label": common.label,
@@ -414,16 +430,13 @@ async fn run(cmd: Cmd) -> Result<()> {
                     quantile(&r.latencies_ms, 0.5),
                     quantile(&r.latencies_ms, 0.99),
                 );
-                let cpu: Vec<_> = pid
-                    .iter()
-                    .zip(&names)
-                    .zip(r.cpu_secs.iter().zip(r.cpu_us_per_conn()))
-                    .enumerate()
-                    .map(|(n, ((p, name), (c, per)))| {
-                        json!({"role": role(n, pid.len()), "process": name, "pid": p,
-                               "cpu_s": c, "us_per_conn": per})
-                    })
-                    .collect();
+                let cpu = cpu_entries(
+                    &pid,
+                    &names,
+                    &r.cpu_secs,
+                    &r.cpu_us_per_conn(),
+                    "us_per_conn",
+                );
                 println!(
                     "{}",
                     json!({"kind": "run", "workload": "rate", "label": common.label,
