@@ -726,6 +726,15 @@ mod tests {
         assert!(handshake_pending(second.as_raw_fd()), "SYN unanswered");
     }
 
+    /// A connection from a new client socket (MPTCP if `mptcp`) to
+    /// `listener` at `to`: the client and the accepted end.
+    fn connect_to(listener: &Socket, to: &SocketAddr, mptcp: bool) -> (Socket, Socket) {
+        let (client, _) = stream_socket(to, mptcp).expect("socket");
+        client.connect(&(*to).into()).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        (client, accepted)
+    }
+
     #[test]
     fn own_addresses_include_loopback() {
         assert!(own_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
@@ -734,9 +743,7 @@ mod tests {
     #[test]
     fn mptcp_loopback_connection_reports_its_transport() {
         let (listener, local, is_mptcp) = loopback_listener();
-        let (client, _) = stream_socket(&local, true).expect("socket");
-        client.connect(&local.into()).expect("connect");
-        let (accepted, _) = listener.accept().expect("accept");
+        let (_client, accepted) = connect_to(&listener, &local, true);
         let t = transport(&accepted);
         if is_mptcp {
             assert_eq!(t, Transport::Mptcp { subflows: 1 }, "MPTCP on both ends");
@@ -744,9 +751,7 @@ mod tests {
             assert_eq!(t, Transport::Tcp);
         }
         assert_eq!(transport_now(&accepted, t), t, "asked again");
-        let (tcp_client, _) = stream_socket(&local, false).expect("socket");
-        tcp_client.connect(&local.into()).expect("connect");
-        let (accepted, _) = listener.accept().expect("accept");
+        let (_tcp_client, accepted) = connect_to(&listener, &local, false);
         assert_eq!(transport(&accepted), Transport::Tcp, "plain TCP client");
         if is_mptcp {
             // An MPTCP client towards a TCP-only listener falls back.
@@ -777,9 +782,7 @@ mod tests {
     #[test]
     fn mptcp_socket_on_loopback_gets_a_512_kib_send_buffer_and_tcp_keeps_its_own() {
         let (listener, local, is_mptcp) = loopback_listener();
-        let (client, _) = stream_socket(&local, true).expect("socket");
-        client.connect(&local.into()).expect("connect");
-        let (accepted, _) = listener.accept().expect("accept");
+        let (_client, accepted) = connect_to(&listener, &local, true);
         let rtt = tcpi_rtt(&accepted).expect("tcp_info");
         assert!(rtt > 0 && rtt < 1000, "loopback round trip {rtt} us");
         let before = accepted.send_buffer_size().expect("SO_SNDBUF");
@@ -791,9 +794,7 @@ mod tests {
             assert_eq!(after, 512 * 1024, "was {before}");
             assert!(before > after, "the kernel's size ({before}) was larger");
         }
-        let (tcp_client, _) = stream_socket(&local, false).expect("socket");
-        tcp_client.connect(&local.into()).expect("connect");
-        let (tcp, _) = listener.accept().expect("accept");
+        let (_tcp_client, tcp) = connect_to(&listener, &local, false);
         let before = tcp.send_buffer_size().expect("SO_SNDBUF");
         assert!(!fit_mptcp_send_buffer(&tcp).expect("fit"), "plain TCP");
         assert_eq!(tcp.send_buffer_size().expect("SO_SNDBUF"), before);
